@@ -1,0 +1,177 @@
+"""Color assignment and the study's splits.
+
+A split is a dict of numpy arrays: `images` uint8[N,28,28,3], `labels` int32[N], `colors`
+int32[N] (palette ids) and `aligned` bool[N] (color == label); the train split also carries
+`cf_images` / `cf_colors`, the counterfactual partner of every image (same grey digit, another
+color, fresh background and noise).
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+
+from absl import logging
+import numpy as np
+
+from ccmnist.data import coloring
+from ccmnist.data import mnist
+from ccmnist.data import palette as palette_lib
+
+# Bump when the way splits are generated changes, so stale caches are not reused.
+SPLITS_VERSION = 1
+# Data-config fields that change the arrays (and so the cache key).
+KEY_FIELDS = ("coloring", "rho_train", "rho_test_easy", "rho_test_hard", "noise_sigma",
+              "bg_low", "bg_high", "seed", "train_size", "test_size", "val_size",
+              "val_unbiased_size", "palette", "source")
+
+
+def check_rho(rho: float) -> float:
+  if not 0.0 <= rho <= 1.0:
+    raise ValueError(f"rho (the color-label correlation) must lie in [0, 1]; got {rho}.")
+  return float(rho)
+
+
+def different_colors(colors, rng: np.random.Generator) -> np.ndarray:
+  """For each color id, a uniformly random *different* color id."""
+  colors = np.asarray(colors)
+  return ((colors + rng.integers(1, palette_lib.NUM_COLORS, size=colors.shape)) %
+          palette_lib.NUM_COLORS).astype(np.int32)
+
+
+def assign_colors(labels, rho: float, rng: np.random.Generator) -> np.ndarray:
+  """With probability rho the label's own color, else a uniformly random different color.
+
+  rho = 0.1 gives uniformly random colors (an unbiased set); rho = 0 never aligns (the study's
+  hard set); rho = 1 always aligns.
+  """
+  rho = check_rho(rho)
+  labels = np.asarray(labels).astype(np.int32)
+  keep = rng.random(labels.shape) < rho
+  return np.where(keep, labels, different_colors(labels, rng)).astype(np.int32)
+
+
+def make_split(grey, labels, rho, rng, *, cfg, palette, with_counterfactuals=False):
+  """Colors grey digits with correlation rho; returns the split dict."""
+  colors = assign_colors(labels, rho, rng)
+  kw = dict(mode=cfg.coloring, palette=palette, noise_sigma=cfg.noise_sigma,
+            bg_range=(cfg.bg_low, cfg.bg_high))
+  split = dict(images=coloring.colorize(grey, colors, rng, **kw), labels=labels.astype(np.int32),
+               colors=colors, aligned=colors == labels)
+  if with_counterfactuals:
+    split["cf_colors"] = different_colors(colors, rng)
+    split["cf_images"] = coloring.colorize(grey, split["cf_colors"], rng, **kw)
+  return split
+
+
+def check_data_config(cfg) -> None:
+  """Raises a clear error for out-of-range data settings."""
+  for name in ("rho_train", "rho_test_easy", "rho_test_hard"):
+    try:
+      check_rho(cfg[name])
+    except ValueError as e:
+      raise ValueError(f"config.data.{name}: {e}") from None
+  if cfg.coloring not in coloring.MODES:
+    raise ValueError(f"config.data.coloring={cfg.coloring!r} is unknown; use one of "
+                     f"{coloring.MODES}.")
+  if cfg.source not in ("mnist", "synthetic"):
+    raise ValueError(f"config.data.source={cfg.source!r}; use 'mnist' or 'synthetic'.")
+  n_heldout = cfg.val_size + cfg.val_unbiased_size
+  if min(cfg.train_size, cfg.test_size, cfg.val_size, cfg.val_unbiased_size) < 0:
+    raise ValueError("config.data sizes must be >= 0.")
+  if cfg.train_size + n_heldout > mnist.NUM_EXAMPLES["train"]:
+    raise ValueError(f"train_size + val_size + val_unbiased_size = {cfg.train_size + n_heldout}"
+                     f" exceeds the {mnist.NUM_EXAMPLES['train']} MNIST training digits.")
+  if cfg.test_size > mnist.NUM_EXAMPLES["test"] or cfg.test_size < 1 or cfg.train_size < 1:
+    raise ValueError("config.data.test_size must be in [1, 10000] and train_size >= 1.")
+  palette_lib.check_palette(palette_of(cfg))
+
+
+def palette_of(cfg) -> np.ndarray:
+  return palette_lib.PALETTE_RGB if cfg.palette is None else np.asarray(cfg.palette)
+
+
+def synthetic_digits(n: int, rng: np.random.Generator):
+  """Tiny stand-in digits (one bar pattern per class) for tests without MNIST."""
+  labels = np.arange(n, dtype=np.int32) % 10
+  rng.shuffle(labels)
+  grey = np.zeros((n, 28, 28), np.uint8)
+  for d in range(10):
+    r, c = divmod(d, 4)
+    grey[labels == d, 4 + 6 * r: 8 + 6 * r, 2 + 6 * c: 8 + 6 * c] = 255
+  grey = np.maximum(grey, rng.integers(0, 30, grey.shape, dtype=np.uint8) * (grey > 0))
+  return grey, labels
+
+
+def load_grey(cfg, split: str):
+  if cfg.source == "synthetic":
+    n = mnist.NUM_EXAMPLES[split] // 100  # 600 / 100 digits: enough for a smoke test.
+    return synthetic_digits(n, np.random.default_rng([cfg.seed, 7, split == "train"]))
+  return mnist.load(split, data_dir=cfg.data_dir or None)
+
+
+def build_splits(cfg) -> dict:
+  """Builds every split of a data config. Same config -> bit-identical arrays."""
+  check_data_config(cfg)
+  pal = palette_of(cfg)
+  train_grey, train_labels = load_grey(cfg, "train")
+  test_grey, test_labels = load_grey(cfg, "test")
+  # One Generator per split, each seeded from (seed, split index): splits are independent,
+  # so changing one split's size does not change the others' colors.
+  rngs = {name: np.random.default_rng([cfg.seed, i]) for i, name in enumerate(
+      ("order", "train", "test_easy", "test_hard", "val", "val_unbiased", "test_order"))}
+  order = rngs["order"].permutation(len(train_labels))
+  n_tr, n_v, n_vu = (min(cfg.train_size, len(order)), cfg.val_size, cfg.val_unbiased_size)
+  tr, va, vu = order[:n_tr], order[n_tr:n_tr + n_v], order[n_tr + n_v:n_tr + n_v + n_vu]
+  test_idx = np.sort(rngs["test_order"].permutation(len(test_labels))[:cfg.test_size])
+  tg, tl = test_grey[test_idx], test_labels[test_idx]
+  make = lambda g, l, rho, name, **kw: make_split(g, l, rho, rngs[name], cfg=cfg, palette=pal,
+                                                  **kw)
+  splits = {
+      "train": make(train_grey[tr], train_labels[tr], cfg.rho_train, "train",
+                    with_counterfactuals=True),
+      "test_easy": make(tg, tl, cfg.rho_test_easy, "test_easy"),
+      "test_hard": make(tg, tl, cfg.rho_test_hard, "test_hard"),
+  }
+  if n_v:
+    splits["val"] = make(train_grey[va], train_labels[va], cfg.rho_train, "val")
+  if n_vu:
+    splits["val_unbiased"] = make(train_grey[vu], train_labels[vu], 0.1, "val_unbiased")
+  return splits
+
+
+def cache_key(cfg) -> str:
+  fields = {k: (list(map(list, cfg[k])) if k == "palette" and cfg[k] is not None else cfg[k])
+            for k in KEY_FIELDS}
+  blob = json.dumps({"version": SPLITS_VERSION, **fields}, sort_keys=True)
+  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def save_split(path: pathlib.Path, split: dict) -> None:
+  """Writes one split as .npz atomically (temp file + rename)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp.npz")
+  np.savez(tmp, **split)
+  os.replace(tmp, path)
+
+
+def load_split(path: pathlib.Path) -> dict:
+  with np.load(path) as f:
+    return {k: f[k] for k in f.files}
+
+
+def get_splits(cfg, *, use_cache: bool = True) -> dict:
+  """Splits of a data config, from the cache when this exact config was built before."""
+  check_data_config(cfg)
+  directory = mnist.cache_dir() / "splits" / cache_key(cfg)
+  if use_cache and (directory / "done").is_file():
+    try:
+      return {p.stem: load_split(p) for p in sorted(directory.glob("*.npz"))}
+    except (OSError, ValueError) as e:
+      logging.warning("Split cache %s unreadable (%s); rebuilding it.", directory, e)
+  splits = build_splits(cfg)
+  if use_cache:
+    for name, split in splits.items():
+      save_split(directory / f"{name}.npz", split)
+    (directory / "done").write_text(json.dumps(cfg.to_dict(), sort_keys=True, default=str))
+  return splits

@@ -1,0 +1,36 @@
+"""Models by name: get_model('cheater') -> a Flax module; apply({'params': p}, x) -> logits."""
+
+import jax
+
+from ccmnist.models.cnn import MLP
+from ccmnist.models.cnn import CheaterCNN
+from ccmnist.models.cnn import ShapeCNN
+from ccmnist.models.cnn import dummy_input
+
+MODELS = {"cheater": CheaterCNN, "shape_cnn": ShapeCNN, "mlp": MLP}
+
+
+def get_model(name: str, **kwargs):
+  """The Flax module called `name` (one of MODELS), built with `kwargs`."""
+  if name not in MODELS:
+    raise ValueError(f"Unknown model {name!r}; known models: {', '.join(sorted(MODELS))}.")
+  return MODELS[name](**kwargs)
+
+
+def init_params(model, key):
+  """The model's params (without the zero 'perturbations' collection)."""
+  return model.init(key, dummy_input())["params"]
+
+
+def layer_shapes(model, params) -> dict:
+  """{name: shape} of every exposed activation, for one image."""
+  _, state = model.apply({"params": params}, dummy_input(), mutable=["intermediates"])
+  return {k: v[0].shape for k, v in state["intermediates"].items()}
+
+
+def param_count(params) -> int:
+  return sum(x.size for x in jax.tree_util.tree_leaves(params))
+
+
+__all__ = ["CheaterCNN", "ShapeCNN", "MLP", "MODELS", "get_model", "init_params",
+           "layer_shapes", "param_count"]

@@ -1,0 +1,72 @@
+"""The study's CheaterCNN and the comparison models.
+
+All take NHWC images in pixel units [0, 255] and divide by 255 themselves. Every conv output
+(before its ReLU) is exposed by name, conv0, conv1, ..., through `sow('intermediates')` and
+`perturb`, so Grad-CAM, feature visualization and selectivity read it without model changes.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ccmnist.models.layers import Conv
+from ccmnist.models.layers import TorchDense
+from ccmnist.models.layers import expose
+
+
+class CheaterCNN(nn.Module):
+  """The study's shortcut-prone CNN, exactly: large kernels, stride 2, no pooling.
+
+  conv 3->8 k9 s2 p4, ReLU; conv 8->16 k5 s2 p2, ReLU; conv 16->16 k3 s1 p1, ReLU;
+  flatten (7*7*16 = 784); dense 784->10. 15,338 parameters.
+  """
+  conv_impl: str = "lax"
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x_NHWC):
+    x = x_NHWC / 255.0
+    for i, (features, k, s, p) in enumerate(((8, 9, 2, 4), (16, 5, 2, 2), (16, 3, 1, 1))):
+      x = Conv(features, k, s, p, impl=self.conv_impl, name=f"Conv_{i}")(x)
+      x = nn.relu(expose(self, f"conv{i}", x))
+    x = x.reshape(x.shape[0], -1)
+    return TorchDense(self.num_classes, x.shape[-1], name="Dense_0")(x)
+
+
+class ShapeCNN(nn.Module):
+  """What a practitioner picks by default for MNIST: 3x3 kernels and max pooling."""
+  conv_impl: str = "lax"
+  num_classes: int = 10
+  width: int = 32
+
+  @nn.compact
+  def __call__(self, x_NHWC):
+    x = x_NHWC / 255.0
+    for i, features in enumerate((self.width, self.width, 2 * self.width, 2 * self.width)):
+      x = Conv(features, 3, 1, 1, impl=self.conv_impl, name=f"Conv_{i}")(x)
+      x = nn.relu(expose(self, f"conv{i}", x))
+      if i % 2 == 1:
+        x = nn.max_pool(x, (2, 2), (2, 2))
+    x = nn.relu(nn.Dense(128)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(self.num_classes)(x)
+
+
+class MLP(nn.Module):
+  """A two-hidden-layer perceptron on the flattened RGB image."""
+  num_classes: int = 10
+  hidden: tuple = (256, 256)
+  conv_impl: str = "lax"  # Unused; accepted so every model takes the same keywords.
+
+  @nn.compact
+  def __call__(self, x_NHWC):
+    x = (x_NHWC / 255.0).reshape(x_NHWC.shape[0], -1)
+    for i, h in enumerate(self.hidden):
+      x = nn.relu(expose(self, f"dense{i}", nn.Dense(h)(x)))
+    return nn.Dense(self.num_classes)(x)
+
+
+def input_shape(batch: int = 1):
+  return (batch, 28, 28, 3)
+
+
+def dummy_input(batch: int = 1):
+  return jnp.zeros(input_shape(batch), jnp.float32)

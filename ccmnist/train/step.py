@@ -1,0 +1,68 @@
+"""Jitted steps: module-level pure functions; static settings keyword-only, bound by partial.
+
+Steps work on one replica; the loop vmaps them over a leading replica axis (seeds and
+hyper-parameter grid points), so K runs are one compiled program.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from ccmnist.train import losses
+
+
+class TrainState(train_state.TrainState):
+  pass
+
+
+def gather_batch(data, idx):
+  """Images of one batch as float32 pixels, gathered on device from the resident split."""
+  batch = {"images": data["images"][idx].astype(jnp.float32), "labels": data["labels"][idx]}
+  if "cf_images" in data:
+    batch["cf_images"] = data["cf_images"][idx].astype(jnp.float32)
+  return batch
+
+
+def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
+               steps_per_epoch: int, warmup_steps: int = 0, grad_scale: str = "unit"):
+  """One optimizer step; returns (state, metrics).
+
+  `order` [steps_per_epoch, batch] holds the epoch's example indices; the batch is row
+  state.step % steps_per_epoch, so the loop passes the same array every step (no host sync).
+  """
+  batch = gather_batch(data, order[state.step % steps_per_epoch])
+  consistency_on = (state.step >= warmup_steps).astype(jnp.float32)
+
+  def loss_fn(params):
+    logit_fn = lambda x: model.apply({"params": params}, x)
+    return losses.total_loss(
+        logit_fn=logit_fn, images=batch["images"], labels=batch["labels"],
+        cf_images=batch.get("cf_images"), name=loss_name, lam=lam,
+        consistency_on=consistency_on, grad_scale=grad_scale)
+
+  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads)
+  return state, {"loss": loss, **aux, "grad_norm": optax.global_norm(grads)}
+
+
+def eval_step(params, images, labels, mask, *, model: nn.Module):
+  """Predictions of one padded batch, and how many of its real examples are correct."""
+  logits = model.apply({"params": params}, images.astype(jnp.float32))
+  preds = jnp.argmax(logits, -1)
+  return preds, jnp.sum((preds == labels) & mask)
+
+
+def make_train_step(**static):
+  """The replica-vmapped, jitted train step (state donated)."""
+  step = functools.partial(train_step, **static)
+  return jax.jit(jax.vmap(step, in_axes=(0, None, 0, 0)), donate_argnums=(0,))
+
+
+def make_eval_step(**static):
+  """The replica-vmapped, jitted eval step: params [K, ...] -> preds [K, B], correct [K]."""
+  step = functools.partial(eval_step, **static)
+  return jax.jit(jax.vmap(step, in_axes=(0, None, None, None)))

@@ -1,0 +1,21 @@
+"""Builds the colored splits and writes DIR/data/*.npz and DIR/figures/samples_<split>.png."""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from ccmnist.data import export
+from launch import common
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/data.py", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+
+
+def main(argv):
+  del argv
+  common.setup_logging()
+  export.make_data(_CONFIG.value.data, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
