@@ -2,14 +2,24 @@
 
 All functions are vectorized over the batch; randomness comes only from the numpy Generator
 passed in, so the same generator state gives bit-identical images.
+
+The Gaussian noise (one value per pixel and channel: 165M for 70k digits) dominates the cost, so
+it is drawn by inverse-CDF lookup: 16 raw random bits per value index a table of the 65,536
+quantiles Phi^-1((i + 0.5) / 65536) of N(0, sigma). Its CDF is within 1 / 65536 of the normal's
+everywhere (tails cut at 4.3 sigma, probability 1.5e-5), far below the 1/255 quantization of the
+uint8 output, and it is ~3-5x faster than numpy's ziggurat sampler.
 """
+
+import functools
+import statistics
 
 import numpy as np
 
 from ccmnist.data import palette as palette_lib
 
 MODES = ("foreground", "background")
-_CHUNK = 4096  # images per chunk: bounds float32 temporaries to ~40 MB each.
+_CHUNK = 1024  # images per chunk: float32 temporaries of ~10 MB each stay in cache.
+_NOISE_LEVELS = 1 << 16  # Quantiles in the noise table: one uint16 of random bits per value.
 
 
 def _check_inputs(grey, colors, noise_sigma, bg_range):
@@ -29,26 +39,55 @@ def _check_inputs(grey, colors, noise_sigma, bg_range):
   return grey, colors.astype(np.int64)
 
 
+@functools.lru_cache(maxsize=8)
+def noise_table(noise_sigma: float) -> np.ndarray:
+  """float32[65536]: the quantiles of N(0, noise_sigma) at (i + 0.5) / 65536, in pixel levels."""
+  dist = statistics.NormalDist(0.0, float(noise_sigma) * 255.0)
+  table = np.array([dist.inv_cdf((i + 0.5) / _NOISE_LEVELS) for i in range(_NOISE_LEVELS)])
+  table = table.astype(np.float32)
+  table.flags.writeable = False
+  return table
+
+
+def gaussian_noise(shape, rng, noise_sigma: float) -> np.ndarray:
+  """float32 N(0, noise_sigma) noise in pixel levels (x255), by inverse-CDF table lookup."""
+  size = int(np.prod(shape))
+  bits = rng.bit_generator.random_raw(-(-size // 4)).view(np.uint16)[:size]
+  return noise_table(noise_sigma)[bits].reshape(shape)
+
+
 def _finish(img, rng, noise_sigma):
-  """Adds Gaussian noise, clips to [0, 1] and truncates to uint8, as the study does."""
+  """Adds Gaussian noise, clips to [0, 1] and truncates to uint8, as the study does.
+
+  img: float32 [n, 3, H*W], the noise-free image in pixel levels (255 * value); computed as
+  floor(clip(img + 255 * noise, 0, 255)). Returns uint8 [n, H*W, 3].
+  """
   if noise_sigma > 0:
-    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise_sigma)
-  np.clip(img, 0.0, 1.0, out=img)
-  img *= 255.0
-  return img.astype(np.uint8)
+    img += gaussian_noise(img.shape, rng, noise_sigma)
+  np.clip(img, 0.0, 255.0, out=img)
+  return img.astype(np.uint8).transpose(0, 2, 1)
+
+
+def _channel_major(grey, rgb):
+  """grey as float32 d = grey / 255 [n, H*W], and the colors x255 as [n, 3, 1]."""
+  d = grey.reshape(len(grey), -1).astype(np.float32) * np.float32(1.0 / 255.0)
+  return d, (rgb * np.float32(255.0))[:, :, None]
 
 
 def _foreground_chunk(grey, rgb, rng, noise_sigma, bg_range):
-  d = grey.astype(np.float32)[..., None] / np.float32(255.0)  # [n, H, W, 1]
-  bg = rng.uniform(bg_range[0], bg_range[1], size=grey.shape + (1,)).astype(np.float32)
-  img = bg * (1.0 - d) + d * rgb[:, None, None, :]
+  # 255 * (b * (1 - d) + d * color) = B + d * (C - B), with B = 255 b and C = 255 color; computed
+  # channel-major so numpy's inner loops run over pixels, not over 3 channels.
+  d, color = _channel_major(grey, rgb)
+  lo, hi = np.float32(bg_range[0] * 255.0), np.float32(bg_range[1] * 255.0)
+  bg = rng.random(d.shape, dtype=np.float32) * (hi - lo) + lo  # [n, H*W], same on R, G, B.
+  img = (color - bg[:, None, :]) * d[:, None, :] + bg[:, None, :]
   return _finish(img, rng, noise_sigma)
 
 
 def _background_chunk(grey, rgb, rng, noise_sigma, bg_range):
   del bg_range  # The background is the color itself; the stroke is white.
-  d = grey.astype(np.float32)[..., None] / np.float32(255.0)
-  img = rgb[:, None, None, :] * (1.0 - d) + d
+  d, color = _channel_major(grey, rgb)
+  img = (np.float32(255.0) - color) * d[:, None, :] + color  # 255 * (color * (1 - d) + d)
   return _finish(img, rng, noise_sigma)
 
 
@@ -56,9 +95,10 @@ def _colorize(chunk_fn, grey, colors, rng, *, palette, noise_sigma, bg_range):
   grey, colors = _check_inputs(grey, colors, noise_sigma, bg_range)
   rgb_all = palette_lib.check_palette(palette).astype(np.float32) / np.float32(255.0)
   out = np.empty(grey.shape + (3,), np.uint8)
+  flat = out.reshape(len(grey), -1, 3)  # A view: chunks write [n, H*W, 3] into it.
   for start in range(0, len(grey), _CHUNK):
     sl = slice(start, start + _CHUNK)
-    out[sl] = chunk_fn(grey[sl], rgb_all[colors[sl]], rng, noise_sigma, bg_range)
+    flat[sl] = chunk_fn(grey[sl], rgb_all[colors[sl]], rng, noise_sigma, bg_range)
   return out
 
 

@@ -19,13 +19,14 @@ def save_figure(fig, path) -> None:
   tmp.replace(path)
 
 
-def make_data(data_cfg, workdir) -> dict:
+def make_data(data_cfg, workdir, *, write_arrays: bool = True) -> dict:
   """Builds (or loads from cache) the splits; writes DIR/data/*.npz and sample grids."""
   workdir = pathlib.Path(workdir)
   splits = splits_lib.get_splits(data_cfg)
   for name, split in splits.items():
     path = workdir / "data" / f"{name}.npz"
-    splits_lib.save_split(path, split)
+    if write_arrays:
+      splits_lib.save_split(path, split)
     save_figure(data_plots.digit_color_grid(
         split["images"], split["labels"], split["colors"],
         title=f"{name}: {len(split['labels'])} images, {split['aligned'].mean():.1%} aligned"),

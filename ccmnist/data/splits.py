@@ -19,7 +19,7 @@ from ccmnist.data import mnist
 from ccmnist.data import palette as palette_lib
 
 # Bump when the way splits are generated changes, so stale caches are not reused.
-SPLITS_VERSION = 1
+SPLITS_VERSION = 2
 # Data-config fields that change the arrays (and so the cache key).
 KEY_FIELDS = ("coloring", "rho_train", "rho_test_easy", "rho_test_hard", "noise_sigma",
               "bg_low", "bg_high", "seed", "train_size", "test_size", "val_size",
@@ -125,7 +125,7 @@ def build_splits(cfg) -> dict:
   tr, va, vu = order[:n_tr], order[n_tr:n_tr + n_v], order[n_tr + n_v:n_tr + n_v + n_vu]
   test_idx = np.sort(rngs["test_order"].permutation(len(test_labels))[:cfg.test_size])
   tg, tl = test_grey[test_idx], test_labels[test_idx]
-  make = lambda g, l, rho, name, **kw: make_split(g, l, rho, rngs[name], cfg=cfg, palette=pal,
+  make = lambda g, y, rho, name, **kw: make_split(g, y, rho, rngs[name], cfg=cfg, palette=pal,
                                                   **kw)
   splits = {
       "train": make(train_grey[tr], train_labels[tr], cfg.rho_train, "train",

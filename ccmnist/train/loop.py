@@ -21,6 +21,7 @@ from ccmnist import models
 from ccmnist.data import splits as splits_lib
 from ccmnist.train import losses
 from ccmnist.train import optim
+from ccmnist.train import parallel
 from ccmnist.train import step as step_lib
 
 EVAL_SPLITS = ("train", "test_easy", "test_hard", "val", "val_unbiased")
@@ -67,6 +68,8 @@ def check_config(config) -> None:
     raise ValueError("config.loss.warmup_epochs must be >= 0.")
   if config.loss.grad_scale not in losses.GRAD_SCALES:
     raise ValueError(f"config.loss.grad_scale must be one of {tuple(losses.GRAD_SCALES)}.")
+  if config.train.get("data_parallel", False):
+    parallel.check_batch_size(config.train.batch_size, jax.device_count())
   replicas(config)
 
 
@@ -230,12 +233,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   reps = replicas(config)
   lams = jnp.asarray([r["lam"] for r in reps], jnp.float32)
   warmup_steps = config.loss.warmup_epochs * steps if config.loss.name == "consistency" else 0
-  train_fn = step_lib.make_train_step(
-      model=model, loss_name=config.loss.name, warmup_steps=warmup_steps,
-      steps_per_epoch=steps, grad_scale=config.loss.grad_scale)
+  step_kw = dict(model=model, loss_name=config.loss.name, warmup_steps=warmup_steps,
+                 steps_per_epoch=steps, grad_scale=config.loss.grad_scale)
+  train_fn = step_lib.make_train_step(**step_kw)
   eval_fn = step_lib.make_eval_step(model=model)
 
   state = init_state(config, model, tx)
+  place_orders = lambda orders: orders
+  if config.train.get("data_parallel", False):  # The batch split over every device.
+    train_fn, state, train_data, lams, place_orders = parallel.setup(
+        config, state, train_data, lams, **step_kw)
   mngr = checkpoint_manager(workdir)
   start_epoch = 0
   if mngr.latest_step() is not None:
@@ -251,7 +258,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   log_every = max(1, config.train.log_every_steps)
   t_run, done_since_start = time.perf_counter(), 0
   for epoch in range(start_epoch + 1, config.train.epochs + 1):
-    orders = epoch_orders(config, epoch, n_train, steps)
+    orders = place_orders(epoch_orders(config, epoch, n_train, steps))
     t_epoch, step_metrics = time.perf_counter(), []
     for s in range(steps):
       state, m = train_fn(state, train_data, orders, lams)

@@ -28,13 +28,17 @@ def gather_batch(data, idx):
 
 
 def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
-               steps_per_epoch: int, warmup_steps: int = 0, grad_scale: str = "unit"):
+               steps_per_epoch: int, warmup_steps: int = 0, grad_scale: str = "unit",
+               batch_sharding=None):
   """One optimizer step; returns (state, metrics).
 
   `order` [steps_per_epoch, batch] holds the epoch's example indices; the batch is row
   state.step % steps_per_epoch, so the loop passes the same array every step (no host sync).
+  batch_sharding: None, or how to split the gathered batch over devices (train/parallel.py).
   """
   batch = gather_batch(data, order[state.step % steps_per_epoch])
+  if batch_sharding is not None:
+    batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
   consistency_on = (state.step >= warmup_steps).astype(jnp.float32)
 
   def loss_fn(params):

@@ -1,0 +1,230 @@
+"""Speed and scale benchmark: run_benchmark(...) -> dict, format_table(dict) -> str.
+
+Measures on whatever device JAX sees, with the project's real programs:
+  * training img/s per loss and batch size: step.make_train_step with K=1 replica, data resident
+    on device, compile time reported separately; images counted as base training images (a
+    consistency step also runs the counterfactual batch, which is not counted);
+  * eval img/s (step.make_eval_step), PGD img/s at the study's setting (Linf eps 12.75, step
+    1.5, 30 steps, targeted, batch 200), and the 6-epsilon sweep's time over one epsilon's;
+  * coloring time for 70k digits (MNIST if cached, else random MNIST-shaped digits);
+  * achieved FLOP/s: XLA's cost analysis of the compiled train step (flops per step) over the
+    measured step time, against a peak estimated by a large float32 matmul timed in the same run
+    (a measured, not a datasheet, peak: on CPU that is what this process can get);
+  * K=8 vmapped replicas (num_seeds=8 through the real train step) against 8 sequential
+    single-replica runs of the same number of steps.
+Workloads are measured interleaved (repeat r of every workload before repeat r + 1) and each
+reports the median over repeats, so a load change on a shared machine hits all alike.
+"""
+
+import statistics
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ccmnist import models
+from ccmnist.attacks import pgd as pgd_lib
+from ccmnist.attacks import sweep as sweep_lib
+from ccmnist.data import coloring
+from ccmnist.data import mnist
+from ccmnist.train import loop
+from ccmnist.train import optim
+from ccmnist.train import step as step_lib
+from configs import common
+
+LOSSES = ("erm", "gradient_penalty", "consistency")
+BATCH_SIZES = (64, 256)
+SWEEP_EPSILONS = (5.0, 7.5, 10.0, 12.75, 15.0, 20.0)
+PGD = dict(eps=12.75, step_size=1.5, steps=30, batch=200)
+
+
+def _config(loss: str, batch: int, num_seeds: int = 1):
+  c = common.train_config(None)
+  c.loss.name, c.loss.lam, c.train.batch_size, c.num_seeds = loss, 0.1, batch, num_seeds
+  return c
+
+
+def _cost_flops(compiled) -> float:
+  """flops of one call of a compiled program, from XLA's cost analysis (nan if unavailable)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  # Not every backend implements it.
+    return float("nan")
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", float("nan")))
+
+
+class _TrainWorkload:
+  """`steps` steps of the real train step for one (loss, batch, K); call() times them."""
+
+  def __init__(self, loss, batch, *, data, steps, num_seeds=1):
+    config = _config(loss, batch, num_seeds)
+    model = models.get_model(config.model.name, conv_impl=config.model.conv_impl)
+    n = data["labels"].shape[0]
+    self.steps, self.batch, self.data = steps, batch, data
+    self.spe = n // batch
+    tx = optim.make_optimizer(config.optim, 10 * self.spe)
+    self.state = loop.init_state(config, model, tx)
+    self.orders = loop.epoch_orders(config, 1, n, self.spe)
+    self.lams = jnp.full((num_seeds,), 0.1, jnp.float32)
+    self.fn = step_lib.make_train_step(model=model, loss_name=loss, steps_per_epoch=self.spe)
+    t = time.perf_counter()
+    self.fn = self.fn.lower(self.state, data, self.orders, self.lams).compile()
+    self.compile_s = time.perf_counter() - t
+    self.flops_per_step = _cost_flops(self.fn)
+    self.call()  # Warm-up.
+
+  def call(self) -> float:
+    t = time.perf_counter()
+    for _ in range(self.steps):
+      self.state, m = self.fn(self.state, self.data, self.orders, self.lams)
+    jax.block_until_ready((self.state, m))
+    return time.perf_counter() - t
+
+
+def _timed(fn) -> float:
+  t = time.perf_counter()
+  jax.block_until_ready(fn())
+  return time.perf_counter() - t
+
+
+def _grey_digits(n: int) -> tuple:
+  """n grey digits: MNIST train + test when cached locally, else random MNIST-shaped ones."""
+  try:
+    tr, _ = mnist.load("train", use_tfds=False, use_mirror=False)
+    te, _ = mnist.load("test", use_tfds=False, use_mirror=False)
+    grey, source = np.concatenate([tr, te]), "mnist"
+  except Exception:  # pylint: disable=broad-except  # Any missing source: fall back.
+    grey, source = np.zeros((0, 28, 28), np.uint8), "random"
+  if len(grey) < n:
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    source = "random"
+  return grey[:n], source
+
+
+def device_info() -> dict:
+  d = jax.devices()[0]
+  return {"platform": d.platform, "kind": d.device_kind, "count": jax.device_count(),
+          "description": f"{jax.device_count()} x {d.platform}:{d.device_kind}"}
+
+
+def run_benchmark(*, repeats: int = 3, train_steps: int = 20, batch_sizes=BATCH_SIZES,
+                  losses=LOSSES, pgd_steps: int = PGD["steps"], coloring_n: int = 70_000,
+                  eval_batches: int = 5, k8_steps: int = 10, matmul_n: int = 2048) -> dict:
+  """Runs every workload `repeats` times, interleaved; returns bench.json's dict (medians)."""
+  rng = np.random.default_rng(0)
+  n_data = max(4096, 4 * max(batch_sizes))
+  data = {"images": jnp.asarray(rng.integers(0, 256, (n_data, 28, 28, 3), dtype=np.uint8)),
+          "labels": jnp.asarray(rng.integers(0, 10, n_data).astype(np.int32)),
+          "cf_images": jnp.asarray(rng.integers(0, 256, (n_data, 28, 28, 3), dtype=np.uint8))}
+
+  logging.info("Compiling the train steps.")
+  train = {f"{loss}_b{b}": _TrainWorkload(loss, b, data=data, steps=train_steps)
+           for loss in losses for b in batch_sizes}
+  k8 = _TrainWorkload("erm", 64, data=data, steps=k8_steps, num_seeds=8)
+  k1 = _TrainWorkload("erm", 64, data=data, steps=k8_steps, num_seeds=1)
+
+  model = models.get_model("cheater", conv_impl=_config("erm", 64).model.conv_impl)
+  params = jax.tree_util.tree_map(lambda x: x[0], k1.state.params)
+  eval_b = 1000
+  eval_fn = step_lib.make_eval_step(model=model)
+  ev_images = jnp.asarray(rng.integers(0, 256, (eval_b, 28, 28, 3), dtype=np.uint8))
+  ev_labels = jnp.asarray(rng.integers(0, 10, eval_b).astype(np.int32))
+  ev_mask = jnp.ones((eval_b,), bool)
+
+  def eval_call():
+    return [eval_fn(k1.state.params, ev_images, ev_labels, ev_mask) for _ in range(eval_batches)]
+
+  pgd_images = data["images"][:PGD["batch"]].astype(jnp.float32)
+  targets = jnp.full((PGD["batch"],), 3, jnp.int32)
+  key = jax.random.key(0)
+  pgd_kw = dict(step_size=PGD["step_size"], steps=pgd_steps, targeted=True, key=key)
+  pgd_call = lambda: pgd_lib.pgd(model, params, pgd_images, targets, eps=PGD["eps"], **pgd_kw)
+  sweep_call = lambda: sweep_lib.pgd_sweep(model, params, pgd_images, targets,
+                                           epsilons=SWEEP_EPSILONS, **pgd_kw)
+
+  grey, grey_source = _grey_digits(coloring_n)
+  colors = rng.integers(0, 10, len(grey))
+  coloring.noise_table(0.02)  # Built once per process, not part of the per-call cost.
+  color_call = lambda: coloring.colorize_foreground(grey, colors, np.random.default_rng(0))
+
+  mat = jax.random.normal(jax.random.key(1), (matmul_n, matmul_n), jnp.float32)
+  matmul = jax.jit(lambda a: a @ a)
+
+  once = {}
+  for name, fn in (("eval", eval_call), ("pgd", pgd_call), ("sweep", sweep_call),
+                   ("matmul", lambda: matmul(mat))):
+    once[name] = _timed(fn)  # First call: compile + run.
+
+  times = {name: [] for name in (*train, "k8", "k1_x8", "eval", "pgd", "sweep", "coloring",
+                                 "matmul")}
+  for r in range(repeats):
+    logging.info("Repeat %d/%d.", r + 1, repeats)
+    for name, w in train.items():
+      times[name].append(w.call())
+    times["k8"].append(k8.call())
+    times["k1_x8"].append(sum(k1.call() for _ in range(8)))  # 8 runs, one after another.
+    times["eval"].append(_timed(eval_call))
+    times["pgd"].append(_timed(pgd_call))
+    times["sweep"].append(_timed(sweep_call))
+    times["coloring"].append(_timed(color_call))
+    times["matmul"].append(min(_timed(lambda: matmul(mat)) for _ in range(3)))
+  med = {k: statistics.median(v) for k, v in times.items()}
+
+  peak = 2.0 * matmul_n ** 3 / med["matmul"]
+  train_ips = {k: w.steps * w.batch / med[k] for k, w in train.items()}
+  flops = {k: w.flops_per_step * w.steps / med[k] for k, w in train.items()}
+  return {
+      "device": device_info(),
+      "jax_version": jax.__version__,
+      "repeats": repeats,
+      "train_img_per_s": train_ips,
+      "train_compile_s": {k: w.compile_s for k, w in train.items()},
+      "train_steps_per_repeat": train_steps,
+      "train_flops_per_step": {k: w.flops_per_step for k, w in train.items()},
+      "train_achieved_flop_per_s": flops,
+      "peak_flop_per_s": peak,
+      "peak_flop_per_s_method": (f"float32 {matmul_n}x{matmul_n} matmul (jit, best of 3 per "
+                                 "repeat, median over repeats), measured in this run"),
+      "train_fraction_of_peak": {k: v / peak for k, v in flops.items()},
+      "eval_img_per_s": eval_batches * eval_b / med["eval"],
+      "eval_first_call_s": once["eval"],
+      "pgd_img_per_s": PGD["batch"] / med["pgd"],
+      "pgd_setting": {**PGD, "steps": pgd_steps, "norm": "linf", "targeted": True},
+      "pgd_first_call_s": once["pgd"],
+      "sweep_epsilons": list(SWEEP_EPSILONS),
+      "sweep_over_single_eps": med["sweep"] / med["pgd"],
+      "sweep_first_call_s": once["sweep"],
+      "coloring_s_70k": med["coloring"] * 70_000 / len(grey),
+      "coloring_digits_measured": len(grey),
+      "coloring_source": grey_source,
+      "k8_vmapped_s": med["k8"],
+      "k8_sequential_s": med["k1_x8"],
+      "k8_sequential_over_vmapped": med["k1_x8"] / med["k8"],
+      "k8_steps": k8_steps,
+      "times_s": times,
+  }
+
+
+def format_table(r: dict) -> str:
+  """A plain-text table of run_benchmark's results."""
+  rows = [("device", r["device"]["description"]), ("", "")]
+  for k, v in r["train_img_per_s"].items():
+    rows.append((f"train {k}", f"{v:9.0f} img/s   compile {r['train_compile_s'][k]:5.1f} s   "
+                               f"{r['train_achieved_flop_per_s'][k] / 1e9:7.2f} GFLOP/s "
+                               f"({100 * r['train_fraction_of_peak'][k]:.1f}% of peak)"))
+  rows += [
+      ("peak (matmul)", f"{r['peak_flop_per_s'] / 1e9:9.1f} GFLOP/s"),
+      ("eval", f"{r['eval_img_per_s']:9.0f} img/s"),
+      ("PGD (Linf 12.75, 30 steps, b200)", f"{r['pgd_img_per_s']:9.1f} img/s"),
+      ("6-eps sweep / 1 eps", f"{r['sweep_over_single_eps']:9.2f} x time"),
+      ("coloring 70k digits", f"{r['coloring_s_70k']:9.2f} s"),
+      ("K=8: 8 sequential / vmapped", f"{r['k8_sequential_over_vmapped']:9.2f} x "
+                                      f"({r['k8_sequential_s']:.2f} s vs {r['k8_vmapped_s']:.2f} s)"),
+  ]
+  width = max(len(a) for a, _ in rows)
+  return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)

@@ -1,0 +1,1 @@
+"""Data: MNIST loading, the palette, coloring and the study's splits."""

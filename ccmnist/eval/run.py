@@ -1,0 +1,122 @@
+"""evaluate_run(workdir): every metric of a finished training workdir -> DIR/eval.json, figures."""
+
+import json
+import pathlib
+import time
+
+from absl import logging
+import jax
+import numpy as np
+
+from ccmnist.data import export
+from ccmnist.data import splits as splits_lib
+from ccmnist.eval import metrics
+from ccmnist.eval import predict as predict_lib
+from ccmnist.eval import probe
+from ccmnist.plots import eval as eval_plots
+from ccmnist.train import loop
+
+SPLITS = ("train", "test_easy", "test_hard", "val", "val_unbiased")
+# Headline numbers, per split, averaged over the seeds of grid point 0 in eval.json's summary.
+SUMMARY_KEYS = ("accuracy", "aligned", "conflicting", "unbiased_equivalent", "worst_class")
+
+
+def evaluate_params(forward, params, splits: dict, *, batch_size: int = 1000) -> dict:
+  """{split: split_metrics} of one model on every split in `splits` (see SPLITS)."""
+  out = {}
+  for name in SPLITS:
+    if name not in splits:
+      continue
+    s = splits[name]
+    logits = predict_lib.predict_logits(forward, params, s["images"], batch_size=batch_size)
+    preds = logits.argmax(-1)
+    out[name] = metrics.split_metrics(preds, s["labels"], s["aligned"])
+  return out
+
+
+def read_curves(workdir, *, replica: int = 0) -> dict:
+  """{'epoch': [...], split: [...]} accuracies per epoch of one replica, from metrics.jsonl."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir.")
+  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  curves = {"epoch": [r["epoch"] for r in rows]}
+  for name in (rows[0]["accuracy"] if rows else {}):
+    curves[name] = [r["accuracy"][name][replica] for r in rows]
+  return curves
+
+
+def _mean(values):
+  values = [v for v in values if v is not None]
+  return float(np.mean(values)) if values else None
+
+
+def _summary(config, per_replica: list) -> dict:
+  """Grid point 0, averaged over its seeds (the same replicas results.json's 'accuracy' uses)."""
+  first = [r for r in per_replica if r["replica"] < config.num_seeds]
+  out = {name: {k: _mean([r["splits"][name][k] for r in first]) for k in SUMMARY_KEYS}
+         for name in first[0]["splits"]}
+  out["color_swap_3_brown_pred_8"] = _mean(
+      [r["color_swap"]["three_brown"]["p_pred_8"] for r in first])
+  out["color_swap_3_brown_pred_3"] = _mean(
+      [r["color_swap"]["three_brown"]["p_pred_3"] for r in first])
+  out["color_swap_off_diagonal_p_color"] = _mean(
+      [r["color_swap"]["off_diagonal_p_color"] for r in first])
+  return out
+
+
+def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
+                 batch_size: int = 1000, figures: bool = True) -> dict:
+  """Evaluates every replica of a training workdir; writes DIR/eval.json and DIR/figures/.
+
+  Figures (replica 0): confusion_<split>.png, color_swap.png, training_curves.png.
+  The probe uses the first `n_per_digit` MNIST test digits of each class (fewer if the data
+  source has fewer), colored like the run's data (same mode, noise and background range).
+  """
+  t0 = time.perf_counter()
+  workdir = pathlib.Path(workdir)
+  model, params_K, config = loop.load_run(workdir, replica=None)
+  splits = splits_lib.get_splits(config.data)
+  grey, labels = splits_lib.load_grey(config.data, "test")
+  available = int(np.bincount(labels, minlength=10).min())
+  if available < n_per_digit:
+    logging.warning("Only %d test digits of some class; the color-swap probe uses %d per cell.",
+                    available, available)
+    n_per_digit = available
+  coloring_kw = {"mode": config.data.coloring, "palette": splits_lib.palette_of(config.data),
+                 "noise_sigma": config.data.noise_sigma,
+                 "bg_range": (config.data.bg_low, config.data.bg_high)}
+
+  forward = predict_lib.make_forward(model)
+  per_replica = []
+  for r in loop.replicas(config):
+    params = _take(params_K, r["replica"])
+    per_replica.append({
+        **r,
+        "splits": evaluate_params(forward, params, splits, batch_size=batch_size),
+        "color_swap": probe.color_swap_probe(forward, params, grey, labels,
+                                             n_per_digit=n_per_digit, seed=probe_seed,
+                                             batch_size=batch_size, **coloring_kw),
+    })
+  result = {"workdir": str(workdir), "summary": _summary(config, per_replica),
+            "replicas": per_replica, "eval_time_s": time.perf_counter() - t0}
+  loop.atomic_write_text(workdir / "eval.json", json.dumps(result, indent=1))
+  logging.info("eval of %s: %s", workdir, json.dumps(result["summary"]))
+
+  if figures:
+    first = per_replica[0]
+    for name, m in first["splits"].items():
+      export.save_figure(eval_plots.confusion_figure(
+          np.asarray(m["confusion"]), title=f"{name}: accuracy {m['accuracy']:.3f}"),
+          workdir / "figures" / f"confusion_{name}.png")
+    cs = first["color_swap"]
+    export.save_figure(eval_plots.color_swap_figure(
+        np.asarray(cs["p_digit"]), np.asarray(cs["p_color"]), n_per_cell=cs["n_per_cell"]),
+        workdir / "figures" / "color_swap.png")
+    export.save_figure(eval_plots.training_curves_figure({workdir.name: read_curves(workdir)}),
+                       workdir / "figures" / "training_curves.png")
+  return result
+
+
+def _take(params_K, i):
+  return jax.tree_util.tree_map(lambda x: x[i], params_K)

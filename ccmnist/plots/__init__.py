@@ -1,0 +1,1 @@
+"""Figure functions: arrays in, matplotlib Figure out; saving is the caller's."""

@@ -1,0 +1,126 @@
+"""Figures of the adversarial analysis: arrays in, matplotlib Figure out."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def sweep_curves(epsilons, rates: dict, *, ylabel: str = "attack success rate",
+                 title: str = "", marker_eps: float | None = None):
+  """Success rate vs epsilon; rates {model name: [E] rates} (or {name: {label: [E]}})."""
+  fig, ax = plt.subplots(figsize=(5.2, 3.8))
+  for name, r in rates.items():
+    series = r if isinstance(r, dict) else {"": r}
+    for (label, v), style in zip(series.items(), ("-", "--", ":")):
+      ax.plot(epsilons, v, style, marker="o", ms=4, label=f"{name} {label}".strip())
+  if marker_eps is not None:
+    ax.axvline(marker_eps, color="0.6", lw=0.8, ls=":")
+  ax.set_xlabel("epsilon (Linf, pixel units of 255)")
+  ax.set_ylabel(ylabel)
+  ax.set_ylim(-0.02, 1.02)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  return fig
+
+
+def min_eps_histograms(min_eps: dict, *, eps_max: float, bins: int = 30, title: str = ""):
+  """Histogram of per-example minimal epsilon per model; failures (inf) in a last bin."""
+  fig, ax = plt.subplots(figsize=(5.6, 3.8))
+  edges = np.linspace(0.0, eps_max, bins + 1)
+  over = eps_max * 1.06
+  for name, m in min_eps.items():
+    m = np.asarray(m, np.float64)
+    shown = np.where(np.isfinite(m), m, over)
+    med = np.quantile(m, 0.5, method="inverted_cdf") if m.size else np.nan
+    line = ax.hist(shown, bins=np.append(edges, over + (edges[1] - edges[0])), alpha=0.5,
+                   label=f"{name} (median {med:.2f}, fail {np.mean(~np.isfinite(m)):.0%})")
+    if np.isfinite(med):
+      ax.axvline(med, color=line[2][0].get_facecolor(), lw=1.5)
+  ax.axvline(eps_max, color="0.3", lw=0.8, ls="--")
+  ax.text(over, ax.get_ylim()[1] * 0.95, "none\nwithin", fontsize=7, ha="left", va="top")
+  ax.set_xlabel("minimal epsilon for success (pixel units)")
+  ax.set_ylabel("examples")
+  ax.legend(fontsize=8)
+  ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  return fig
+
+
+def transfer_heatmaps(names, panels: dict, *, title: str = ""):
+  """One heatmap per panel {label: [source][evaluated on] matrix}, values annotated."""
+  k = len(panels)
+  fig, axes = plt.subplots(1, k, figsize=(2.2 + 2.0 * k + 0.6 * len(names) * k, 3.2 +
+                                          0.3 * len(names)), squeeze=False)
+  for ax, (label, mat) in zip(axes[0], panels.items()):
+    mat = np.asarray(mat, np.float64)
+    im = ax.imshow(mat, vmin=0.0, vmax=1.0, cmap="magma")
+    for i in range(mat.shape[0]):
+      for j in range(mat.shape[1]):
+        ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=9,
+                color="white" if mat[i, j] < 0.6 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("crafted on")
+    ax.set_title(label, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  return fig
+
+
+def perturbation_maps(original, advs: dict, *, captions: dict | None = None, title: str = ""):
+  """Rows per model: original, adversarial, |delta| (channel mean), chromatic part of delta.
+
+  original [H, W, 3] and advs {name: [H, W, 3]} in pixels [0, 255]. The chromatic column shows
+  delta minus its per-pixel channel mean, rescaled to [0, 1] around grey.
+  """
+  names = list(advs)
+  fig, axes = plt.subplots(len(names), 4, figsize=(8.0, 2.2 * len(names) + 0.5), squeeze=False)
+  x0 = np.asarray(original, np.float64)
+  vmax = max(float(np.abs(np.asarray(a, np.float64) - x0).max()) for a in advs.values()) or 1.0
+  for row, name in zip(axes, names):
+    adv = np.asarray(advs[name], np.float64)
+    delta = adv - x0
+    chroma = delta - delta.mean(-1, keepdims=True)
+    row[0].imshow(np.clip(x0, 0, 255).astype(np.uint8))
+    row[1].imshow(np.clip(np.round(adv), 0, 255).astype(np.uint8))
+    im = row[2].imshow(np.abs(delta).mean(-1), cmap="viridis", vmin=0, vmax=vmax)
+    fig.colorbar(im, ax=row[2], fraction=0.046)
+    row[3].imshow(np.clip(0.5 + chroma / (2 * vmax), 0, 1))
+    row[0].set_ylabel(name, fontsize=9)
+    cap = (captions or {}).get(name, "")
+    for ax, t in zip(row, ("original", "adversarial\n" + cap, "|delta| (mean over RGB)",
+                           "chromatic part of delta")):
+      ax.set_title(t, fontsize=8)
+      ax.set_xticks([])
+      ax.set_yticks([])
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  return fig
+
+
+def mean_abs_delta_maps(maps: dict, *, shares: dict | None = None, title: str = ""):
+  """Mean |delta| over examples per model: channel mean and each of R, G, B."""
+  names = list(maps)
+  fig, axes = plt.subplots(len(names), 4, figsize=(8.0, 2.1 * len(names) + 0.5), squeeze=False)
+  vmax = max(float(np.asarray(m).max()) for m in maps.values()) or 1.0
+  for row, name in zip(axes, names):
+    m = np.asarray(maps[name], np.float64)
+    for ax, (label, img) in zip(row, (("mean over RGB", m.mean(-1)), ("R", m[..., 0]),
+                                      ("G", m[..., 1]), ("B", m[..., 2]))):
+      im = ax.imshow(img, cmap="viridis", vmin=0, vmax=vmax)
+      ax.set_title(label, fontsize=8)
+      ax.set_xticks([])
+      ax.set_yticks([])
+    share = (shares or {}).get(name)
+    row[0].set_ylabel(name + (f"\nchromatic {share:.0%}" if share is not None else ""),
+                      fontsize=9)
+    fig.colorbar(im, ax=row[-1], fraction=0.046)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  return fig

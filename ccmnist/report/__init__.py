@@ -1,0 +1,1 @@
+"""The study report: results.json -> report.md."""

@@ -1,0 +1,387 @@
+"""The study's results.json and report.md, from what the stages wrote into the study workdir.
+
+Every cell that the study also reports reads "ours (study: X)". Numbers are mean +- std over
+seeds when the study ran more than one.
+"""
+
+import json
+import pathlib
+import platform
+import shutil
+import time
+
+import jax
+import numpy as np
+
+from ccmnist import study as study_lib
+from ccmnist.report import claims
+from ccmnist.train import loop
+
+SPLITS = ("train", "test_easy", "test_hard")
+METHOD_TITLES = {
+    "cheater": "Cheater (ERM, SGD lr 1e-3, the study's)",
+    "erm_adam": "ERM + Adam (control)",
+    "erm_momentum": "ERM + SGD momentum (control)",
+    "gradient_penalty": "Input-gradient penalty",
+    "color_gradient_penalty": "Color-gradient penalty (new)",
+    "counterfactual": "Counterfactual consistency",
+}
+
+
+def _read(path) -> dict | None:
+  path = pathlib.Path(path)
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def mean_std(values) -> dict:
+  v = np.asarray([x for x in values if x is not None], np.float64)
+  if v.size == 0:
+    return {"mean": None, "std": None, "n": 0}
+  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+          "n": int(v.size)}
+
+
+def fmt(stat, *, pct=True, digits=1) -> str:
+  """'85.2' or '85.2 +- 1.3' (percent) from a mean_std dict or a number."""
+  if stat is None:
+    return "n/a"
+  if not isinstance(stat, dict):
+    stat = {"mean": stat, "std": 0.0, "n": 1}
+  if stat["mean"] is None:
+    return "n/a"
+  k = 100.0 if pct else 1.0
+  text = f"{k * stat['mean']:.{digits}f}"
+  if stat.get("n", 1) > 1:
+    text += f" ± {k * stat['std']:.{digits}f}"
+  return text
+
+
+def vs(ours, claim, **kw) -> str:
+  return f"{fmt(ours, **kw)} (study: {fmt(claim, **kw)})" if claim is not None else fmt(ours, **kw)
+
+
+# ---------------------------------------------------------------- collecting
+
+def collect_run(study, workdir, name: str) -> dict | None:
+  """Per grid point (lambda), mean +- std over seeds of every accuracy we report."""
+  rdir = study_lib.run_dir(workdir, name)
+  results, ev = _read(rdir / "results.json"), _read(rdir / "eval.json")
+  if results is None:
+    return None
+  config = study_lib.run_config(study, name)
+  grid = []
+  for g, lam in enumerate(loop.lam_grid(config)):
+    reps = [r for r in loop.replicas(config) if r["replica"] // config.num_seeds == g]
+    point = {"lam": lam, "seeds": [r["seed"] for r in reps], "accuracy": {}}
+    final = {r["replica"]: r["accuracy"] for r in results["replicas"]}
+    for split in final[reps[0]["replica"]]:
+      point["accuracy"][split] = mean_std([final[r["replica"]][split] for r in reps])
+    if ev is not None:
+      evr = {r["replica"]: r for r in ev["replicas"]}
+      for split in SPLITS:
+        for key in ("aligned", "conflicting", "unbiased_equivalent", "worst_class"):
+          point["accuracy"][f"{split}/{key}"] = mean_std(
+              [evr[r["replica"]]["splits"][split][key] for r in reps])
+      point["color_swap_3_brown_pred_8"] = mean_std(
+          [evr[r["replica"]]["color_swap"]["three_brown"]["p_pred_8"] for r in reps])
+    grid.append(point)
+  return {"grid": grid, "downstream_lam": study.downstream_lam.get(name, grid[0]["lam"]),
+          "train_time_s": results.get("train_time_s"), "epochs": results.get("epochs"),
+          "curves": str(rdir / "metrics.jsonl")}
+
+
+def point_at(run: dict, lam=None) -> dict:
+  lam = run["downstream_lam"] if lam is None else lam
+  return next(p for p in run["grid"] if p["lam"] == lam)
+
+
+def model_selection(run: dict) -> dict:
+  """Which lambda each criterion picks, and the hard-test accuracy it then reports."""
+  out = {}
+  for criterion in ("test_hard", "val", "val_unbiased"):
+    scored = [(p["accuracy"][criterion]["mean"], p) for p in run["grid"]
+              if criterion in p["accuracy"]]
+    if not scored:
+      continue
+    best = max(scored, key=lambda sp: sp[0])[1]
+    out[criterion] = {"lam": best["lam"], "test_hard": best["accuracy"]["test_hard"]}
+  return out
+
+
+def environment() -> dict:
+  import flax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  dev = jax.devices()[0]
+  return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+          "python": platform.python_version(), "platform": platform.platform(),
+          "device": f"{dev.platform} {dev.device_kind}", "device_count": jax.device_count()}
+
+
+def collect(study, workdir) -> dict:
+  workdir = pathlib.Path(workdir)
+  runs = {n: collect_run(study, workdir, n) for n in study_lib.TRAIN_RUNS}
+  runs = {n: r for n, r in runs.items() if r is not None}
+  return {
+      "config": study.to_dict(),
+      "runs": runs,
+      "model_selection": {n: model_selection(r) for n, r in runs.items() if len(r["grid"]) > 1},
+      "interpret": _read(workdir / "interpret" / "interpret.json"),
+      "attack": _read(workdir / "attack" / "attack.json"),
+      "stages": study_lib.read_stage_times(workdir),
+      "environment": environment(),
+      "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+  }
+
+
+# ---------------------------------------------------------------- markdown
+
+def _table(header, rows) -> list:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+  return lines + [""]
+
+
+def _fig(lines, workdir, rel, caption):
+  if (pathlib.Path(workdir) / rel).exists():
+    lines += [f"![{caption}]({rel})", f"*{caption}*", ""]
+
+
+def _acc(point, split):
+  return point["accuracy"].get(split)
+
+
+def section_cheater(res, lines):
+  run = res["runs"].get("cheater")
+  if not run:
+    return
+  p = point_at(run)
+  lines += ["## 1. The cheater learns the shortcut", ""]
+  lines += _table(["", "ours (study claims)"], [
+      ["train accuracy (95% aligned)", vs(_acc(p, "train"), claims.CHEATER["train"])],
+      ["test_easy accuracy (95% aligned)", fmt(_acc(p, "test_easy"))],
+      ["test_hard accuracy (never aligned)", vs(_acc(p, "test_hard"), claims.CHEATER["test_hard"])],
+      ["color-swap probe: brown 3s called 8", vs(p.get("color_swap_3_brown_pred_8"),
+                                                 claims.COLOR_SWAP_3_BROWN)],
+  ])
+
+
+def section_grid(res, lines, name, title, claim_rows):
+  run = res["runs"].get(name)
+  if not run:
+    return
+  lines += [f"## {title}", ""]
+  rows = []
+  for p in run["grid"]:
+    claim = claim_rows.get(p["lam"], (None, None))
+    rows.append([p["lam"], vs(_acc(p, "train"), claim[0]), fmt(_acc(p, "test_easy")),
+                 vs(_acc(p, "test_hard"), claim[1]), fmt(_acc(p, "val")),
+                 fmt(_acc(p, "val_unbiased"))])
+  lines += _table(["λ", "train", "test_easy", "test_hard", "val (aligned)", "val (unbiased)"],
+                  rows)
+
+
+def section_gradcam(res, lines, workdir):
+  interp = res.get("interpret")
+  if not interp:
+    return
+  lines += ["## 3. Grad-CAM: where the models look", "",
+            "Activation spread = entropy (nats) of the normalized Grad-CAM map of the predicted "
+            "class, mean over the hard test set (max log 784 = 6.66: uniform).", ""]
+  rows = []
+  for name, m in interp["models"].items():
+    run = res["runs"].get(name)
+    p = point_at(run) if run else None
+    claim = claims.GRADCAM_TABLE.get(name, (None, None, None))
+    rows.append([name, vs(_acc(p, "test_easy/aligned") if p else None, claim[0]),
+                 vs(_acc(p, "test_hard") if p else None, claim[1]),
+                 f"{m['spread']['test_hard']['pred']['entropy_nats_mean']:.3f}"
+                 + (f" (study: {claim[2]})" if claim[2] else ""),
+                 f"{m['spread']['test_easy']['pred']['entropy_nats_mean']:.3f}"])
+  lines += _table(["model", "color-matched acc", "color-mismatched acc", "spread, hard",
+                   "spread, easy"], rows)
+  _fig(lines, workdir, "interpret/figures/gradcam_cases.png",
+       "Grad-CAM on the study's cases (red 0, green 0, yellow 3, yellow 8, brown 7)")
+
+
+def section_sweep(res, lines, workdir):
+  att = res.get("attack")
+  if not att:
+    return
+  lines += ["## 4. Targeted PGD: epsilon sweep", "",
+            f"Linf PGD, step {att['config']['pgd']['step_size']}, "
+            f"{att['config']['pgd']['steps']} steps, random start, targeted cross-entropy; "
+            f"{att['num_images']} {att['split']} images, target rule "
+            f"`{att['target_rule']['rule']}`. Success = target probability > "
+            f"{att['config']['success']['threshold']} (in brackets: argmax == target).", ""]
+  names = list(att["models"])
+  eps = att["models"][names[0]]["sweep"]["epsilons"]
+  rows = []
+  for i, e in enumerate(eps):
+    row = [e]
+    for n in names:
+      s = att["models"][n]["sweep"]
+      claim = claims.EPS_SWEEP.get(n, {}).get(e)
+      row.append(vs(s["success_prob"][i], claim) + f" [{fmt(s['success_argmax'][i])}]")
+    rows.append(row)
+  lines += _table(["ε"] + names, rows)
+  _fig(lines, workdir, "attack/figures/sweep.png", "Attack success against epsilon")
+
+
+def section_transfer(res, lines, workdir):
+  att = res.get("attack")
+  if not att:
+    return
+  t = att["transfer"]
+  lines += ["## 5. Transfer", "", "Mean target-class probability of adversarial examples "
+            "crafted on the row model (at the study's ε), evaluated on the column model.", ""]
+  rows = []
+  for i, src in enumerate(t["names"]):
+    rows.append([src] + [vs(t["p_target"][i][j], claims.TRANSFER.get((src, dst)))
+                         for j, dst in enumerate(t["names"])])
+  lines += _table(["crafted on \\ evaluated on"] + t["names"], rows)
+  _fig(lines, workdir, "attack/figures/transfer.png", "Transfer matrix")
+
+
+def section_side_by_side(res, lines, workdir):
+  lines += ["## 6. Every model side by side", "",
+            "Debiasing methods at the study's λ. aligned / conflicting: test_easy accuracy on "
+            "images whose color matches / does not match the label; unbiased-equivalent = "
+            "0.1 aligned + 0.9 conflicting.", ""]
+  rows = []
+  for name, run in res["runs"].items():
+    p = point_at(run)
+    rows.append([METHOD_TITLES.get(name, name), p["lam"], fmt(_acc(p, "train")),
+                 fmt(_acc(p, "test_easy")), fmt(_acc(p, "test_hard")),
+                 fmt(_acc(p, "test_easy/aligned")), fmt(_acc(p, "test_easy/conflicting")),
+                 fmt(_acc(p, "test_easy/unbiased_equivalent")),
+                 fmt(_acc(p, "test_hard/worst_class"))])
+  lines += _table(["model", "λ", "train", "test_easy", "test_hard", "aligned", "conflicting",
+                   "unbiased-eq.", "worst class (hard)"], rows)
+  _fig(lines, workdir, "figures/training_curves.png",
+       "Easy (dashed) and hard (solid) test accuracy per epoch")
+
+
+def section_selection(res, lines):
+  if not res["model_selection"]:
+    return
+  lines += ["## 7. Choosing λ honestly", "",
+            "The study chose λ on the hard test set. Chosen instead on a held-out validation "
+            "split colored like training (aligned) or uniformly (unbiased), the hard-test "
+            "accuracy one would report is:", ""]
+  rows = []
+  for name, sel in res["model_selection"].items():
+    row = [name]
+    for crit in ("test_hard", "val", "val_unbiased"):
+      s = sel.get(crit)
+      row.append(f"λ={s['lam']}: {fmt(s['test_hard'])}" if s else "n/a")
+    rows.append(row)
+  lines += _table(["method", "chosen on test_hard (study)", "chosen on val (aligned)",
+                   "chosen on val (unbiased)"], rows)
+
+
+def section_beyond(res, lines, workdir):
+  interp, att = res.get("interpret"), res.get("attack")
+  if interp:
+    lines += ["## 8. Channel selectivity (measured polysemanticity)", "",
+              "Per channel: share of the variance of its mean activation over a 10 digits x 10 "
+              "colors stimulus set explained by color and by digit; channels classified color-"
+              "dominant (C), shape-dominant (S), mixed (M) or dead (D).", ""]
+    rows = []
+    for name, m in interp["models"].items():
+      for layer, by_pool in m["selectivity"].items():
+        pool = next((v for k, v in by_pool.items() if isinstance(v, dict) and "fractions" in v),
+                    None)
+        if pool is None:
+          continue
+        f = pool["fractions"]
+        rows.append([name, layer] + [fmt(f.get(k)) for k in ("color", "shape", "mixed", "dead")])
+    lines += _table(["model", "layer", "color-dominant %", "shape-dominant %", "mixed %",
+                     "dead %"], rows)
+    for name in interp["models"]:
+      _fig(lines, workdir, f"interpret/figures/featviz_{name}_conv0.png",
+           f"Feature visualization, {name}, conv0")
+    _fig(lines, workdir, "interpret/figures/selectivity_mean.png", "Channel selectivity")
+  if att:
+    lines += ["## 9. Minimal epsilon and perturbation anatomy", "",
+              "Minimal ε: per image, the smallest Linf budget at which targeted PGD succeeds "
+              "(bisection). Chromatic share: fraction of the perturbation's energy off the grey "
+              "axis (isotropic noise: 0.667). The study says the cheater's perturbations are a "
+              "color shift and the debiased model's spatial structure.", ""]
+    rows = []
+    for name, m in att["models"].items():
+      me, an = m["min_eps"], m["anatomy"]
+      rows.append([name, f"{me['median']}" if me["median"] is None else f"{me['median']:.2f}",
+                   fmt(me["found_within_eps_max"]), f"{an['chromatic_share']:.3f}",
+                   f"{an['mean_l2']:.1f}"])
+    lines += _table(["model", "median minimal ε", "found within ε_max", "chromatic share",
+                     "mean L2 of δ"], rows)
+    _fig(lines, workdir, "attack/figures/example_7_to_3.png", "The study's 7 -> 3 example")
+
+
+def section_made(res, lines, study):
+  env = res["environment"]
+  lines += ["## How this was made", "",
+            f"- config: `{study.to_dict().get('only') or 'all stages'}`; seeds "
+            f"{study.seed}..{study.seed + study.num_seeds - 1} ({study.num_seeds}); data: "
+            f"{study.data.train_size} train digits, rho {study.data.rho_train}, coloring "
+            f"{study.data.coloring}; the full config is in `config.json`.",
+            f"- jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, Python "
+            f"{env['python']}, {env['device']} x{env['device_count']}, {env['platform']}.",
+            f"- generated {res['generated']}.", ""]
+  rows = [[s, f"{t['seconds']:.1f}"] for s, t in res["stages"].items()]
+  total = sum(t["seconds"] for t in res["stages"].values())
+  lines += _table(["stage", "wall time (s)"], rows + [["total", f"{total:.1f}"]])
+
+
+def render(res, study, workdir) -> str:
+  lines = ["# Colored-MNIST shortcut study: our measurements beside the study's claims", "",
+           "Each cell: our measurement, and in brackets what the study reports. Accuracies in %.",
+           ""]
+  for split in ("train", "test_hard"):
+    _fig(lines, workdir, f"figures/samples_{split}.png", f"Samples of {split}")
+  section_cheater(res, lines)
+  _fig(lines, workdir, "runs/cheater/figures/color_swap.png", "Color-swap probe, cheater")
+  section_grid(res, lines, "gradient_penalty", "2a. Input-gradient penalty, λ grid",
+               {claims.GRADIENT_PENALTY["lam"]: (claims.GRADIENT_PENALTY["train"],
+                                                 claims.GRADIENT_PENALTY["test_hard"])})
+  section_grid(res, lines, "counterfactual", "2b. Counterfactual consistency, λ grid",
+               claims.COUNTERFACTUAL)
+  section_grid(res, lines, "color_gradient_penalty", "2c. Color-gradient penalty (new), λ grid",
+               {})
+  section_gradcam(res, lines, workdir)
+  section_sweep(res, lines, workdir)
+  section_transfer(res, lines, workdir)
+  section_side_by_side(res, lines, workdir)
+  section_selection(res, lines)
+  section_beyond(res, lines, workdir)
+  section_made(res, lines, study)
+  return "\n".join(lines) + "\n"
+
+
+def curves_figure(res, workdir):
+  from ccmnist.eval import run as eval_run  # pylint: disable=g-import-not-at-top
+  from ccmnist.plots import eval as eval_plots  # pylint: disable=g-import-not-at-top
+  curves = {}
+  for name, run in res["runs"].items():
+    config = study_lib.run_config(res["_study"], name)
+    lam = run["downstream_lam"]
+    replica = loop.lam_grid(config).index(lam) * config.num_seeds
+    curves[name] = eval_run.read_curves(study_lib.run_dir(workdir, name), replica=replica)
+  return eval_plots.training_curves_figure(curves)
+
+
+def write_report(study, workdir) -> dict:
+  """Writes DIR/results.json and DIR/report.md (and the cross-run figures)."""
+  from ccmnist.data import export  # pylint: disable=g-import-not-at-top
+  workdir = pathlib.Path(workdir)
+  res = collect(study, workdir)
+  if res["runs"]:
+    res["_study"] = study
+    export.save_figure(curves_figure(res, workdir), workdir / "figures" / "training_curves.png")
+    res.pop("_study")
+  cheater_swap = study_lib.run_dir(workdir, "cheater") / "figures" / "color_swap.png"
+  if cheater_swap.exists():
+    shutil.copy(cheater_swap, workdir / "figures" / "color_swap_cheater.png")
+  loop.atomic_write_text(workdir / "results.json", json.dumps(res, indent=1, default=str))
+  loop.atomic_write_text(workdir / "report.md", render(res, study, workdir))
+  return res

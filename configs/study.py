@@ -1,0 +1,79 @@
+"""The whole study: data -> cheater -> debiasing grids -> controls -> evaluate -> interpret ->
+attack -> report.
+
+  python -m launch.study --config=configs/study.py:quick --workdir=/tmp/ccmnist/study_quick
+  python -m launch.study --config=configs/study.py:full --workdir=/tmp/ccmnist/study_full
+  python -m launch.study --config=configs/study.py:quick --config.num_seeds=5 --workdir=DIR
+  python -m launch.study --config=configs/study.py:quick --config.only=cheater --workdir=DIR
+
+'full' uses the study's settings for every run (60,000-digit train set less the held-out
+validation digits, each run's own epochs and optimizer); 'quick' trains on a 20,000-digit subset
+for fewer epochs so the study runs in minutes on a laptop CPU; 'tiny' uses synthetic digits and is
+for tests only. Each run of config.runs is an ordinary training config (configs/<name>.py) whose
+data, seed and num_seeds the study sets.
+"""
+
+import ml_collections
+
+from configs import cheater
+from configs import color_gradient_penalty
+from configs import common
+from configs import counterfactual
+from configs import erm_adam
+from configs import gradient_penalty
+
+VARIANTS = ("quick", "full", "tiny")
+
+
+def _run(config, *, lam_grid=()):
+  """The run-specific parts of a training config (model, loss, optim, train, data overrides)."""
+  run = ml_collections.ConfigDict()
+  run.model = config.model
+  run.loss = config.loss
+  run.optim = config.optim
+  run.train = config.train
+  if lam_grid:
+    run.loss.lam_grid = tuple(lam_grid)
+  # Data settings in which the run differs from the study's (e.g. the gradient-penalty runs
+  # use noise-free images, as the study's did).
+  default = common.data_config()
+  run.data_overrides = ml_collections.ConfigDict(
+      {k: config.data[k] for k in ("noise_sigma", "coloring", "rho_train")
+       if config.data[k] != default[k]})
+  return run
+
+
+def get_config(arg=None):
+  variant = arg or "full"
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown study variant {arg!r}; use one of {VARIANTS}.")
+  size = None if variant == "full" else variant
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.num_seeds = 3 if variant == "full" else 1
+  c.only = ""  # A comma-separated list of stages to run (e.g. 'cheater,report'); '' runs all.
+  c.data = common.data_config(size)
+  # Held out from the training digits for honest model selection.
+  c.data.train_size = {"full": 54_000, "quick": 20_000, "tiny": 400}[variant]
+  c.data.val_size = {"full": 5_000, "quick": 2_000, "tiny": 60}[variant]
+  c.data.val_unbiased_size = {"full": 1_000, "quick": 1_000, "tiny": 40}[variant]
+  c.runs = ml_collections.ConfigDict()
+  c.runs.cheater = _run(cheater.get_config(size))
+  c.runs.gradient_penalty = _run(gradient_penalty.get_config(size),
+                                 lam_grid=(0.05, 0.1, 0.2, 0.5))
+  c.runs.counterfactual = _run(counterfactual.get_config(size),
+                               lam_grid=(0.1, 0.25, 0.5, 1.0, 2.0))
+  c.runs.color_gradient_penalty = _run(color_gradient_penalty.get_config(size),
+                                       lam_grid=(0.05, 0.1, 0.2, 0.5))
+  c.runs.erm_adam = _run(erm_adam.get_config(size))
+  c.runs.erm_momentum = _run(erm_adam.get_config("momentum" if size is None
+                                                 else f"momentum_{size}"))
+  # Which grid point stands for a debiasing method downstream (interpret, attack): the study's.
+  c.downstream_lam = ml_collections.ConfigDict(dict(
+      gradient_penalty=0.1, counterfactual=0.5, color_gradient_penalty=0.1))
+  c.interpret = ml_collections.ConfigDict(dict(
+      models="cheater,gradient_penalty,counterfactual", variant=size or ""))
+  c.attack = ml_collections.ConfigDict(dict(
+      models="cheater,gradient_penalty,counterfactual,erm_adam", variant=size or ""))
+  c.lock()
+  return c

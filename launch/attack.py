@@ -1,0 +1,27 @@
+"""Adversarial analysis of trained runs: writes DIR/attack.json and DIR/figures/*.png.
+
+  python -m launch.attack --config=configs/attack.py:quick \
+      --config.runs=cheater=/tmp/ccmnist/cheater_quick,debiased=/tmp/ccmnist/debiased_quick \
+      --workdir=/tmp/ccmnist/attack_quick
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from ccmnist.attacks import run as attack_run
+from launch import common
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/attack.py", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+
+
+def main(argv):
+  del argv
+  common.setup_logging()
+  cfg = _CONFIG.value
+  attack_run.attack_runs(attack_run.parse_runs(cfg.runs), cfg, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,33 @@
+"""Speed benchmark on whatever device JAX sees; writes DIR/bench.json and prints a table.
+
+  python -m launch.bench --workdir=/tmp/ccmnist/bench
+  python -m launch.bench --workdir=/tmp/ccmnist/bench_quick --quick
+"""
+
+import json
+import pathlib
+
+from absl import app
+from absl import flags
+
+from ccmnist import bench
+from ccmnist.train import loop
+from launch import common
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved repeats; medians are reported.")
+_QUICK = flags.DEFINE_bool("quick", False, "Fewer steps and 7k digits to color (noisier).")
+
+
+def main(argv):
+  del argv
+  common.setup_logging()
+  kw = dict(train_steps=5, pgd_steps=30, coloring_n=7_000, k8_steps=5) if _QUICK.value else {}
+  results = bench.run_benchmark(repeats=_REPEATS.value, **kw)
+  loop.atomic_write_text(pathlib.Path(_WORKDIR.value) / "bench.json",
+                         json.dumps(results, indent=2))
+  print(bench.format_table(results))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,24 @@
+"""Runs the whole study (resumable); writes DIR/report.md and DIR/results.json.
+
+  python -m launch.study --config=configs/study.py:quick --workdir=workdirs/study_quick
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from ccmnist import study
+from launch import common
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/study.py:quick", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory of the study.", required=True)
+
+
+def main(argv):
+  del argv
+  common.setup_logging()
+  study.run_study(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,380 @@
+"""Attacks: projection, closed forms on a linear model, uniform starts, compile counts, sweeps."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy import stats
+
+from ccmnist import models
+from ccmnist.attacks import pgd as pgd_lib
+from ccmnist.attacks import sweep
+from ccmnist.data import splits as splits_lib
+from configs import common
+
+D = 28 * 28 * 3
+
+
+class Linear(nn.Module):
+  """logits = x_flat @ W + b on pixels, so every gradient has a closed form."""
+
+  @nn.compact
+  def __call__(self, x_NHWC):
+    return nn.Dense(10)(x_NHWC.reshape(x_NHWC.shape[0], -1))
+
+
+def linear_params(key, scale=1e-3):
+  kw, kb = jax.random.split(key)
+  return {"Dense_0": {"kernel": scale * jax.random.normal(kw, (D, 10)),
+                      "bias": 0.1 * jax.random.normal(kb, (10,))}}
+
+
+def random_images(key, n=6):
+  return jax.random.uniform(key, (n, 28, 28, 3), jnp.float32, 0.0, 255.0)
+
+
+# ---------------------------------------------------------------- basic properties
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("random_start", [True, False])
+def test_eps_zero_is_identity(norm, random_start):
+  model, params = Linear(), linear_params(jax.random.key(0))
+  x = random_images(jax.random.key(1))
+  y = jnp.arange(6) % 10
+  adv = pgd_lib.pgd(model, params, x, y, eps=0.0, step_size=2.0, steps=5, norm=norm,
+                    random_start=random_start, key=jax.random.key(2))
+  np.testing.assert_array_equal(np.asarray(adv), np.asarray(x))
+  adv = pgd_lib.fgsm(model, params, x, y, eps=0.0, norm=norm)
+  np.testing.assert_array_equal(np.asarray(adv), np.asarray(x))
+
+
+@pytest.mark.parametrize("norm,eps,random_start,targeted,model_name", [
+    ("linf", 8.0, True, True, "mlp"), ("linf", 8.0, False, False, "mlp"),
+    ("l2", 300.0, True, False, "mlp"), ("l2", 300.0, False, True, "mlp")])
+def test_stays_in_ball_and_box(norm, eps, random_start, targeted, model_name):
+  model = models.get_model(model_name, conv_impl="patches")
+  params = models.init_params(model, jax.random.key(0))
+  x = random_images(jax.random.key(1)).at[:2].set(0.0).at[2:4].set(255.0)  # Box edges too.
+  y = jnp.array([0, 3, 5, 7, 9, 1])
+  eps_N = jnp.array([eps, eps / 2, eps, 0.0, eps * 2, eps])  # Per-example eps.
+  adv = pgd_lib.pgd(model, params, x, y, eps=eps_N, step_size=eps / 3, steps=4, norm=norm,
+                    targeted=targeted, random_start=random_start, restarts=2,
+                    key=jax.random.key(3))
+  d = np.asarray(adv - x, np.float64).reshape(6, -1)
+  size = np.abs(d).max(1) if norm == "linf" else np.linalg.norm(d, axis=1)
+  assert np.all(size <= np.asarray(eps_N) * (1 + 1e-5) + 1e-4)
+  assert np.all(size[[4, 5]] > 0.5 * eps)  # Interior images did move.
+  assert float(adv.min()) >= 0.0 and float(adv.max()) <= 255.0
+
+
+def test_bad_inputs_are_rejected():
+  model, params = Linear(), linear_params(jax.random.key(0))
+  x, y, k = random_images(jax.random.key(1)), jnp.zeros(6, jnp.int32), jax.random.key(0)
+  with pytest.raises(ValueError, match="norm"):
+    pgd_lib.pgd(model, params, x, y, eps=1.0, step_size=1.0, steps=1, norm="l1", key=k)
+  with pytest.raises(ValueError, match="eps must be >= 0"):
+    pgd_lib.pgd(model, params, x, y, eps=-1.0, step_size=1.0, steps=1, key=k)
+  with pytest.raises(ValueError, match="labels"):
+    pgd_lib.pgd(model, params, x, y[:3], eps=1.0, step_size=1.0, steps=1, key=k)
+  with pytest.raises(ValueError, match="loss"):
+    pgd_lib.fgsm(model, params, x, y, eps=1.0, loss="hinge")
+
+
+# ---------------------------------------------------------------- closed forms, linear model
+
+def _ce_input_grad(params, x, y):
+  """d CE / d x of the linear model by hand: (softmax - onehot) W^T."""
+  w, b = np.asarray(params["Dense_0"]["kernel"], np.float64), np.asarray(
+      params["Dense_0"]["bias"], np.float64)
+  xf = np.asarray(x, np.float64).reshape(len(x), -1)
+  z = xf @ w + b
+  p = np.exp(z - z.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  return ((p - np.eye(10)[np.asarray(y)]) @ w.T).reshape(x.shape)
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_fgsm_and_first_pgd_step_match_closed_form(targeted):
+  model, params = Linear(), linear_params(jax.random.key(4))
+  x = jax.random.uniform(jax.random.key(5), (5, 28, 28, 3), jnp.float32, 40.0, 215.0)
+  y = jnp.array([1, 2, 3, 4, 5])
+  g = _ce_input_grad(params, x, y) * (-1.0 if targeted else 1.0)  # Ascent direction.
+  x64 = np.asarray(x, np.float64)
+  # Linf: x + eps sign(g) (inside the box by construction).
+  want = x64 + 10.0 * np.sign(g)
+  got = pgd_lib.fgsm(model, params, x, y, eps=10.0, targeted=targeted)
+  np.testing.assert_allclose(np.asarray(got), want, atol=1e-3)
+  got = pgd_lib.pgd(model, params, x, y, eps=10.0, step_size=3.0, steps=1, targeted=targeted,
+                    random_start=False, key=jax.random.key(0))
+  np.testing.assert_allclose(np.asarray(got), x64 + 3.0 * np.sign(g), atol=1e-3)
+  # L2: x + eps g / ||g||.
+  unit = g / np.linalg.norm(g.reshape(5, -1), axis=1)[:, None, None, None]
+  got = pgd_lib.fgsm(model, params, x, y, eps=100.0, norm="l2", targeted=targeted)
+  np.testing.assert_allclose(np.asarray(got), x64 + 100.0 * unit, atol=1e-3)
+  got = pgd_lib.pgd(model, params, x, y, eps=100.0, step_size=30.0, steps=1, norm="l2",
+                    targeted=targeted, random_start=False, key=jax.random.key(0))
+  np.testing.assert_allclose(np.asarray(got), x64 + 30.0 * unit, atol=1e-3)
+
+
+def test_margin_loss_gradient_is_logit_difference():
+  """Untargeted margin: step against d(z_y - z_j*)/dx = W_y - W_j* on a linear model."""
+  model, params = Linear(), linear_params(jax.random.key(6))
+  x = jax.random.uniform(jax.random.key(7), (4, 28, 28, 3), jnp.float32, 40.0, 215.0)
+  y = jnp.array([0, 1, 2, 3])
+  w = np.asarray(params["Dense_0"]["kernel"])
+  z = np.asarray(model.apply({"params": params}, x))
+  zo = np.where(np.eye(10, dtype=bool)[np.asarray(y)], -np.inf, z)
+  j = zo.argmax(1)
+  g = (w[:, np.asarray(y)] - w[:, j]).T.reshape(x.shape)
+  got = pgd_lib.fgsm(model, params, x, y, eps=5.0, loss="margin")
+  np.testing.assert_allclose(np.asarray(got), np.asarray(x) - 5.0 * np.sign(g), atol=1e-3)
+
+
+# ---------------------------------------------------------------- random start
+
+def test_l2_random_start_is_uniform_in_ball():
+  n, eps = 4000, 50.0
+  x0 = jnp.full((n, 28, 28, 3), 127.5)
+  x = pgd_lib.uniform_start(jax.random.key(8), x0, jnp.full((n,), eps), norm="l2")
+  d = np.asarray(x - x0, np.float64).reshape(n, -1)
+  r = np.linalg.norm(d, axis=1)
+  assert np.all(r <= eps * (1 + 1e-5))
+  # P(r <= t eps) = t^d, so (r / eps)^d is U(0, 1). float32 radii near eps: compute in logs.
+  u = np.exp(D * np.log(np.minimum(r / eps, 1.0)))
+  assert stats.kstest(u, "uniform").pvalue > 1e-3
+  # Directions are isotropic: the mean direction is near zero, coordinates symmetric.
+  unit = d / r[:, None]
+  assert np.abs(unit.mean(0)).max() < 6.0 / np.sqrt(n * D)
+
+
+def test_linf_random_start_is_uniform_in_cube():
+  n, eps = 200, 12.75
+  x0 = jnp.full((n, 28, 28, 3), 127.5)
+  x = pgd_lib.uniform_start(jax.random.key(9), x0, jnp.full((n,), eps), norm="linf")
+  d = np.asarray(x - x0).ravel() / eps
+  assert np.abs(d).max() <= 1.0
+  assert stats.kstest((d + 1) / 2, "uniform").pvalue > 1e-3
+
+
+# ---------------------------------------------------------------- trained tiny model
+
+@pytest.fixture(scope="module")
+def tiny_trained():
+  """A small MLP fitted by Adam on the 'tiny' synthetic split (a second or two)."""
+  cfg = common.data_config("tiny")
+  data = splits_lib.get_splits(cfg, use_cache=False)
+  model = models.get_model("mlp", hidden=(64,))
+  params = models.init_params(model, jax.random.key(0))
+  tx = optax.adam(3e-3)
+  opt = tx.init(params)
+  x = jnp.asarray(data["train"]["images"], jnp.float32)
+  y = jnp.asarray(data["train"]["labels"])
+
+  @jax.jit
+  def step(params, opt, idx):
+    loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(
+        model.apply({"params": p}, x[idx]), y[idx]).mean()
+    g = jax.grad(loss)(params)
+    upd, opt = tx.update(g, opt)
+    return optax.apply_updates(params, upd), opt
+
+  rng = np.random.default_rng(0)
+  for _ in range(100):
+    params, opt = step(params, opt, jnp.asarray(rng.choice(len(y), 64, replace=False)))
+  test = data["test_easy"]
+  return model, params, test["images"][:32].astype(np.float32), test["labels"][:32]
+
+
+def test_targeted_pgd_reaches_target(tiny_trained):
+  model, params, x, y = tiny_trained
+  clean_acc = float(np.mean(np.argmax(model.apply({"params": params}, x), -1) == y))
+  assert clean_acc > 0.8
+  t = (y + 1) % 10
+  adv = pgd_lib.pgd(model, params, x, t, eps=40.0, step_size=4.0, steps=30, targeted=True,
+                    key=jax.random.key(0))
+  by_prob, by_argmax = pgd_lib.targeted_success(model.apply({"params": params}, adv), t)
+  assert float(np.mean(by_argmax)) > 0.9
+  assert float(np.mean(by_prob)) > 0.7
+  # Margin loss and restarts reach it too.
+  adv = pgd_lib.pgd(model, params, x, t, eps=40.0, step_size=4.0, steps=30, targeted=True,
+                    loss="margin", restarts=2, key=jax.random.key(1))
+  assert float(np.mean(pgd_lib.targeted_success(model.apply({"params": params}, adv), t)[1])) > 0.9
+
+
+@pytest.mark.parametrize("norm,eps,step", [("linf", 20.0, 3.0), ("l2", 600.0, 80.0)])
+def test_untargeted_pgd_lowers_accuracy(tiny_trained, norm, eps, step):
+  model, params, x, y = tiny_trained
+  acc = lambda im: float(np.mean(np.argmax(model.apply({"params": params}, im), -1) == y))
+  adv = pgd_lib.pgd(model, params, x, y, eps=eps, step_size=step, steps=20, norm=norm,
+                    key=jax.random.key(0))
+  assert acc(adv) < acc(x) - 0.5
+  assert float(np.mean(pgd_lib.untargeted_success(model.apply({"params": params}, adv), y))) \
+      == pytest.approx(1 - acc(adv))
+  fg = pgd_lib.fgsm(model, params, x, y, eps=eps, norm=norm)
+  assert acc(fg) < acc(x)
+
+
+def test_restarts_keep_the_best(tiny_trained):
+  """With restarts, no example ends worse than the first restart alone (same key for r=0)."""
+  model, params, x, y = tiny_trained
+  t = (y + 3) % 10
+  kw = dict(eps=6.0, step_size=1.5, steps=5, targeted=True, key=jax.random.key(4))
+  one = pgd_lib.pgd(model, params, x, t, restarts=1, **kw)
+  many = pgd_lib.pgd(model, params, x, t, restarts=4, **kw)
+  obj = lambda im: np.asarray(pgd_lib.attack_objective(
+      model.apply({"params": params}, im), jnp.asarray(t), loss="ce", targeted=True))
+  ok = lambda im: np.asarray(pgd_lib.targeted_success(model.apply({"params": params}, im), t)[1])
+  assert np.all(ok(many) >= ok(one))
+  same_ok = ok(many) == ok(one)
+  assert np.all(obj(many)[same_ok] <= obj(one)[same_ok] + 1e-5)
+
+
+# ---------------------------------------------------------------- compilation
+
+def test_compiles_once_per_shape():
+  model, params = Linear(), linear_params(jax.random.key(0))
+  y = jnp.zeros(4, jnp.int32)
+  kw = dict(step_size=1.0, steps=3, norm="linf", targeted=True, restarts=1)
+  before = pgd_lib.TRACE_COUNTS["pgd"]
+  for i in range(3):  # Different values, same shapes and settings: one trace.
+    pgd_lib.pgd(model, linear_params(jax.random.key(i)), random_images(jax.random.key(i), 4),
+                y + i, eps=float(i + 1), key=jax.random.key(i), **kw)
+  pgd_lib.pgd(model, params, random_images(jax.random.key(0), 4), y,
+              eps=jnp.arange(4.0), key=jax.random.key(0), **kw)  # Per-example eps: same.
+  assert pgd_lib.TRACE_COUNTS["pgd"] - before == 1
+  pgd_lib.pgd(model, params, random_images(jax.random.key(0), 5), jnp.zeros(5, jnp.int32),
+              eps=1.0, key=jax.random.key(0), **kw)  # A new shape: one more.
+  assert pgd_lib.TRACE_COUNTS["pgd"] - before == 2
+
+
+# ---------------------------------------------------------------- sweep and minimal eps
+
+def test_sweep_equals_per_eps_calls(tiny_trained):
+  model, params, x, y = tiny_trained
+  x, t = x[:16], (y[:16] + 2) % 10
+  eps = [0.0, 5.0, 12.75, 20.0]
+  kw = dict(step_size=1.5, steps=10, targeted=True, key=jax.random.key(5))
+  before = pgd_lib.TRACE_COUNTS["sweep"]
+  advs = sweep.pgd_sweep(model, params, x, t, epsilons=eps, **kw)
+  sweep.pgd_sweep(model, params, x + 1.0, t, epsilons=[1.0, 2.0, 3.0, 4.0], **kw)
+  assert pgd_lib.TRACE_COUNTS["sweep"] - before == 1
+  assert advs.shape == (4,) + x.shape
+  mapped = sweep.pgd_sweep(model, params, x, t, epsilons=eps, eps_batching="map", **kw)
+  assert np.mean(np.abs(np.asarray(mapped) - np.asarray(advs)) > 1e-3) < 1e-3
+  for e, adv in zip(eps, advs):
+    one = pgd_lib.pgd(model, params, x, t, eps=e, **kw)
+    # Batched convs may round differently; a rare sign flip of a ~0 gradient moves a pixel by
+    # one step, so compare the bulk and the outcome.
+    diff = np.abs(np.asarray(adv) - np.asarray(one))
+    assert np.mean(diff > 1e-3) < 1e-3
+    ev = lambda im: np.asarray(pgd_lib.targeted_success(model.apply({"params": params}, im),
+                                                        t)[1])
+    assert np.mean(ev(adv) != ev(one)) <= 1 / 16
+
+
+def _two_class_linear(key, n):
+  """A linear model where only classes 0 and 1 can win; eps* of 0 -> 1 in closed form."""
+  w = np.zeros((D, 10), np.float32)
+  w1 = np.asarray(jax.random.normal(key, (D,)), np.float64)
+  w[:, 1] = 1e-3 * (w1 - w1.mean())
+  b = np.full(10, -1e4, np.float32)
+  b[0], b[1] = 0.0, -20.0
+  params = {"Dense_0": {"kernel": jnp.asarray(w), "bias": jnp.asarray(b)}}
+  x = jax.random.uniform(jax.random.fold_in(key, 1), (n, 28, 28, 3), jnp.float32, 60.0, 195.0)
+  xf = np.asarray(x, np.float64).reshape(n, -1)
+  margin0 = xf @ w[:, 1].astype(np.float64) + b[1] - b[0]  # z_1 - z_0 at eps 0.
+  l1 = np.abs(w[:, 1].astype(np.float64)).sum()
+  return Linear(), params, x, margin0, l1
+
+
+@pytest.mark.parametrize("criterion", ["argmax", "prob"])
+def test_minimal_eps_brackets_closed_form(criterion):
+  """Linf: the best perturbation is eps sign(w), so eps* = (c - margin0) / ||w||_1 with
+  c = 0 (argmax) or log 9 (p > 0.9). Bisection must bracket it."""
+  n = 12
+  model, params, x, margin0, l1 = _two_class_linear(jax.random.key(10), n)
+  c = 0.0 if criterion == "argmax" else np.log(9.0)
+  eps_star = np.maximum((c - margin0) / l1, 0.0)
+  eps_max, iters = 60.0, 12
+  assert np.all(eps_star < eps_max - 1) and np.sum(eps_star > 1) > n // 2
+  out = sweep.minimal_eps(model, params, x, jnp.ones(n, jnp.int32), eps_max=eps_max,
+                          iters=iters, step_size=0.0, step_rel=0.5, steps=8, targeted=True,
+                          random_start=False, criterion=criterion, key=jax.random.key(0))
+  tol = 1e-3 * eps_max
+  assert np.all(out["found"])
+  assert np.all(out["lo"] <= eps_star + tol) and np.all(eps_star <= out["hi"] + tol)
+  assert np.all(out["hi"] - out["lo"] <= eps_max / 2 ** iters + 1e-4)
+  np.testing.assert_allclose(out["min_eps"], out["hi"])
+
+
+def test_minimal_eps_reports_failures_as_inf():
+  n = 4
+  model, params, x, margin0, l1 = _two_class_linear(jax.random.key(11), n)
+  eps_star = -margin0 / l1
+  eps_max = float(np.min(eps_star[eps_star > 0])) / 4  # Too small for every positive eps*.
+  out = sweep.minimal_eps(model, params, x, jnp.ones(n, jnp.int32), eps_max=eps_max, iters=4,
+                          step_size=0.0, step_rel=0.5, steps=8, random_start=False,
+                          criterion="argmax", key=jax.random.key(0))
+  np.testing.assert_array_equal(np.isinf(out["min_eps"]), eps_star > 0)
+  np.testing.assert_array_equal(out["min_eps"][eps_star <= 0], 0.0)
+
+
+# ---------------------------------------------------------------- pure analysis pieces
+
+def test_chromatic_share():
+  grey = np.ones((2, 28, 28, 3))  # Equal channels: no chromatic energy.
+  assert sweep.perturbation_anatomy(grey)["chromatic_share"] == pytest.approx(0.0)
+  chroma = np.zeros((2, 28, 28, 3))
+  chroma[..., 0], chroma[..., 1] = 1.0, -1.0  # Zero channel mean: all chromatic.
+  assert sweep.perturbation_anatomy(chroma)["chromatic_share"] == pytest.approx(1.0)
+  one_channel = np.zeros((1, 28, 28, 3))
+  one_channel[..., 2] = 3.0  # (3 - 1)^2 + 1 + 1 = 6 of 9.
+  assert sweep.perturbation_anatomy(one_channel)["chromatic_share"] == pytest.approx(2 / 3)
+
+
+def test_stroke_mask_and_energy_split():
+  x = np.full((1, 28, 28, 3), 120.0)
+  x[0, 10:14, 10:14] = (255.0, 255.0, 0.0)  # A yellow 4x4 'stroke' on grey.
+  m = sweep.stroke_mask(x)
+  assert m.sum() == 16 and m[0, 10:14, 10:14].all()
+  d = np.zeros_like(x)
+  d[0, 10:14, 10:14] = 2.0  # On-stroke energy 16*3*4 = 192.
+  d[0, 0, :4] = 4.0  # Off-stroke energy 4*3*16 = 192.
+  a = sweep.perturbation_anatomy(d, m)
+  assert a["stroke_energy_share"] == pytest.approx(0.5)
+  assert a["mean_abs_on_stroke"] == pytest.approx(2.0)
+  assert a["mean_abs_off_stroke"] == pytest.approx(16.0 / (784 - 16))
+
+
+def test_select_examples():
+  labels = np.arange(100) % 10
+  colors = (labels + 1) % 10
+  idx, t = sweep.select_examples(labels, colors, rule="fixed", target=3, num=50)
+  assert np.all(labels[idx] != 3) and np.all(t == 3) and np.all(colors[idx] != 3)
+  assert len(idx) == 50
+  idx, t = sweep.select_examples(labels, colors, rule="pair", source=7, target=3, num=5)
+  assert np.all(labels[idx] == 7) and len(idx) == 5
+  idx, t = sweep.select_examples(labels, colors, rule="shift", shift=2, num=100)
+  np.testing.assert_array_equal(t, (labels[idx] + 2) % 10)
+  assert len(idx) == 100
+  with pytest.raises(ValueError, match="No example"):  # Every color here is label + 1.
+    sweep.select_examples(labels, colors, rule="shift", shift=1, num=100)
+  with pytest.raises(ValueError, match="rule"):
+    sweep.select_examples(labels, colors, rule="nope", num=5)
+
+
+def test_chunked_pads_and_trims():
+  calls = []
+
+  def fn(c, a):
+    calls.append(a.shape)
+    return {"x": a * 2}
+
+  out = sweep.chunked(fn, [np.arange(7.0)], batch_size=3)
+  np.testing.assert_array_equal(out["x"], np.arange(7.0) * 2)
+  assert calls == [(3,), (3,), (3,)]
+  out = sweep.chunked(lambda c, a: {"e": np.stack([a, -a])}, [np.arange(7.0)], batch_size=3,
+                      axis=1)
+  np.testing.assert_array_equal(out["e"], np.stack([np.arange(7.0), -np.arange(7.0)]))

@@ -1,0 +1,61 @@
+"""The benchmark runs at a tiny size and writes well-formed JSON (no speed is asserted)."""
+
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from ccmnist import bench
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = dict(repeats=1, train_steps=1, pgd_steps=1, coloring_n=200, eval_batches=1, k8_steps=1,
+            matmul_n=64)
+
+
+@pytest.fixture(scope="module", name="results")
+def fixture_results():
+  return bench.run_benchmark(**TINY)
+
+
+def test_results_have_every_key_and_positive_numbers(results):
+  for key in ("erm_b64", "erm_b256", "gradient_penalty_b64", "consistency_b64",
+              "gradient_penalty_b256", "consistency_b256"):
+    assert results["train_img_per_s"][key] > 0
+    assert results["train_compile_s"][key] > 0
+    assert results["train_flops_per_step"][key] > 0 or math.isnan(
+        results["train_flops_per_step"][key])
+  for key in ("pgd_img_per_s", "eval_img_per_s", "coloring_s_70k", "peak_flop_per_s",
+              "sweep_over_single_eps", "k8_sequential_over_vmapped"):
+    assert results[key] > 0, key
+  assert results["device"]["count"] >= 1 and results["device"]["platform"]
+  # Consistency runs the counterfactual batch too: more flops per step than ERM.
+  assert (results["train_flops_per_step"]["consistency_b64"] >
+          results["train_flops_per_step"]["erm_b64"])
+  json.dumps(results, allow_nan=True)
+  assert "coloring 70k digits" in bench.format_table(results)
+
+
+def test_entrypoint_writes_bench_json(tmp_path, monkeypatch):
+  """launch.bench with the run stubbed out: the JSON file is written and the table printed."""
+  from launch import bench as launch_bench  # pylint: disable=import-outside-toplevel
+  fake = {"device": {"description": "1 x cpu:cpu"}, "train_img_per_s": {"erm_b64": 1.0},
+          "train_compile_s": {"erm_b64": 1.0}, "train_achieved_flop_per_s": {"erm_b64": 1.0},
+          "train_fraction_of_peak": {"erm_b64": 0.1}, "peak_flop_per_s": 1.0,
+          "eval_img_per_s": 1.0, "pgd_img_per_s": 1.0, "sweep_over_single_eps": 1.0,
+          "coloring_s_70k": 1.0, "k8_sequential_over_vmapped": 1.0, "k8_sequential_s": 1.0,
+          "k8_vmapped_s": 1.0}
+  monkeypatch.setattr(bench, "run_benchmark", lambda **kw: fake)
+  monkeypatch.setattr(sys, "argv", ["bench", f"--workdir={tmp_path}"])
+  with pytest.raises(SystemExit) as e:
+    launch_bench.app.run(launch_bench.main)
+  assert e.value.code in (None, 0)
+  assert json.loads((tmp_path / "bench.json").read_text()) == fake
+
+
+def test_entrypoint_help_runs():
+  proc = subprocess.run([sys.executable, "-m", "launch.bench", "--helpshort"], cwd=REPO,
+                        capture_output=True, text=True, timeout=120, check=False)
+  assert "--workdir" in proc.stdout + proc.stderr

