@@ -21,7 +21,7 @@ setup(
         "orbax-checkpoint>=0.5",
     ],
     extras_require={
-        "test": ["pytest>=7", "chex>=0.1.86", "ruff>=0.4"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "chex>=0.1.86", "ruff>=0.4"],
         "tfds": ["tensorflow-datasets>=4.9", "tensorflow-cpu>=2.15"],
     },
 )

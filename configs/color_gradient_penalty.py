@@ -1,4 +1,4 @@
-"""Like gradient_penalty.py, but the penalty sees only the chromatic part of the input gradient.
+r"""Like gradient_penalty.py, but the penalty sees only the chromatic part of the input gradient.
 
 loss 'color_gradient_penalty': CE + lam * mean((g - mean_over_RGB(g))^2), g = d logit_y / d x
 w.r.t. [0, 1] inputs, so the luminance (grey-level shape) direction is left unpenalized. Not in

@@ -50,7 +50,7 @@ def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
 
   (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads)
-  return state, {"loss": loss, **aux, "grad_norm": optax.global_norm(grads)}
+  return state, {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads)}
 
 
 def eval_step(params, images, labels, mask, *, model: nn.Module):

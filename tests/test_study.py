@@ -1,0 +1,63 @@
+"""The whole study end to end on the tiny config (synthetic digits): every stage and section."""
+
+import json
+
+import pytest
+
+from ccmnist import study
+from configs import study as study_config
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("study")
+  cfg = study_config.get_config("tiny")
+  times = study.run_study(cfg, workdir)
+  return cfg, workdir, times
+
+
+def test_every_stage_ran_and_report_has_every_section(tiny_study):
+  _, workdir, times = tiny_study
+  assert set(times) == set(study.STAGES)
+  report = (workdir / "report.md").read_text()
+  for heading in ("## 1. The cheater", "## 2a. Input-gradient penalty", "## 2b. Counterfactual",
+                  "## 2c. Color-gradient penalty", "## 3. Grad-CAM", "## 4. Targeted PGD",
+                  "## 5. Transfer", "## 6. Every model side by side", "## 7. Choosing λ",
+                  "## 8. Channel selectivity", "## 9. Minimal epsilon", "## How this was made"):
+    assert heading in report, heading
+  assert "(study: 24.3)" in report and "(study: 85.2)" in report
+  results = json.loads((workdir / "results.json").read_text())
+  assert set(results["runs"]) == set(study.TRAIN_RUNS)
+  assert len(results["runs"]["counterfactual"]["grid"]) == 5
+  assert set(results["model_selection"]["counterfactual"]) == {"test_hard", "val",
+                                                                 "val_unbiased"}
+  for point in results["runs"]["cheater"]["grid"]:
+    assert 0.0 <= point["accuracy"]["test_hard"]["mean"] <= 1.0
+  assert results["interpret"]["models"] and results["attack"]["models"]
+  for link in ("figures/training_curves.png", "figures/samples_train.png"):
+    assert link in report and (workdir / link).exists()
+
+
+def test_rerun_skips_finished_stages_and_refuses_other_config(tiny_study):
+  cfg, workdir, _ = tiny_study
+  before = json.loads((workdir / "results.json").read_text())
+  study.run_study(cfg, workdir)  # Everything is done: only the report is rewritten.
+  after = json.loads((workdir / "results.json").read_text())
+  assert after["runs"] == before["runs"]
+  other = study_config.get_config("tiny")
+  with other.unlocked():
+    other.num_seeds = 2
+  with pytest.raises(ValueError, match="different config"):
+    study.run_study(other, workdir)
+
+
+def test_bad_stage_and_run_names_raise():
+  cfg = study_config.get_config("tiny")
+  with cfg.unlocked():
+    cfg.only = "cheater,nonsense"
+  with pytest.raises(ValueError, match="unknown stages"):
+    study.selected_stages(cfg)
+  with pytest.raises(ValueError, match="Unknown run"):
+    study.downstream_runs(cfg, ".", "cheater,resnet")
+  with pytest.raises(ValueError, match="Unknown study variant"):
+    study_config.get_config("huge")
