@@ -110,24 +110,26 @@ def stage_evaluate(study, workdir) -> bool:
   return ran
 
 
+def _analysis_stage(study, workdir, name: str, runner) -> bool:
+  """The interpret or attack stage: `runner` is that package's run module."""
+  out = pathlib.Path(workdir) / name
+  if (out / f"{name}.json").exists():
+    return False
+  settings = study[name]
+  runner_fn = getattr(runner, f"{name}_runs")
+  runner_fn(downstream_runs(study, workdir, settings.models),
+            runner.default_config(settings.variant), out)
+  return True
+
+
 def stage_interpret(study, workdir) -> bool:
   from ccmnist.interpret import run as interpret_run  # pylint: disable=g-import-not-at-top
-  out = pathlib.Path(workdir) / "interpret"
-  if (out / "interpret.json").exists():
-    return False
-  interpret_run.interpret_runs(downstream_runs(study, workdir, study.interpret.models),
-                               interpret_run.default_config(study.interpret.variant), out)
-  return True
+  return _analysis_stage(study, workdir, "interpret", interpret_run)
 
 
 def stage_attack(study, workdir) -> bool:
   from ccmnist.attacks import run as attack_run  # pylint: disable=g-import-not-at-top
-  out = pathlib.Path(workdir) / "attack"
-  if (out / "attack.json").exists():
-    return False
-  attack_run.attack_runs(downstream_runs(study, workdir, study.attack.models),
-                         attack_run.default_config(study.attack.variant), out)
-  return True
+  return _analysis_stage(study, workdir, "attack", attack_run)
 
 
 def stage_report(study, workdir) -> bool:

@@ -31,6 +31,6 @@ def make_data(data_cfg, workdir, *, write_arrays: bool = True) -> dict:
         split["images"], split["labels"], split["colors"],
         title=f"{name}: {len(split['labels'])} images, {split['aligned'].mean():.1%} aligned"),
                 workdir / "figures" / f"samples_{name}.png")
-    logging.info("%s: %d images, aligned %.4f -> %s", name, len(split["labels"]),
-                 split["aligned"].mean(), path)
+    logging.info("%s: %d images, aligned %.4f%s", name, len(split["labels"]),
+                 split["aligned"].mean(), f" -> {path}" if write_arrays else "")
   return splits
