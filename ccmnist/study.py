@@ -105,7 +105,9 @@ def stage_evaluate(study, workdir) -> bool:
   ran = False
   for name in TRAIN_RUNS:
     if not (run_dir(workdir, name) / "eval.json").exists():
-      eval_run.evaluate_run(run_dir(workdir, name))
+      # Figures of the replica that stands for the method downstream (the study's lambda).
+      eval_run.evaluate_run(run_dir(workdir, name),
+                            figure_replica=selected_replica(study, name))
       ran = True
   return ran
 

@@ -15,13 +15,15 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (launch.trai
                                required=True)
 _N_PER_DIGIT = flags.DEFINE_integer("n_per_digit", 100, "Test digits per color-swap cell.")
 _PROBE_SEED = flags.DEFINE_integer("probe_seed", 0, "Seed of the color-swap probe's coloring.")
+_FIGURE_REPLICA = flags.DEFINE_integer(
+    "figure_replica", 0, "Which replica (grid point x seed) the figures show; see results.json.")
 
 
 def main(argv):
   del argv
   common.setup_logging()
   eval_lib.evaluate_run(_WORKDIR.value, n_per_digit=_N_PER_DIGIT.value,
-                        probe_seed=_PROBE_SEED.value)
+                        probe_seed=_PROBE_SEED.value, figure_replica=_FIGURE_REPLICA.value)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from ccmnist.data import coloring
 from ccmnist.data import mnist
 from ccmnist.data import palette
 from ccmnist.data import splits
+from ccmnist.plots import data as data_plots
+from ccmnist.plots import grid
 from configs import common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -249,3 +251,28 @@ def test_make_data_entrypoint_writes_splits_and_figures(tmp_path):
     assert (tmp_path / "figures" / f"samples_{name}.png").stat().st_size > 1000
   with np.load(tmp_path / "data" / "train.npz") as f:
     assert {"cf_images", "cf_colors"} <= set(f.files)
+
+
+def test_montage_places_tiles_with_padding():
+  tiles = np.zeros((2, 3, 1, 2, 3), np.float32)
+  tiles[1, 2] = 0.5
+  m = grid.montage(tiles, pad=1, fill=1.0)
+  assert m.shape == (2 * 1 + 1, 3 * 2 + 2, 3)
+  np.testing.assert_array_equal(m[1], 1.0)  # The padding row between tile rows.
+  np.testing.assert_array_equal(m[:, 2], 1.0)  # Padding columns after each tile column.
+  np.testing.assert_array_equal(m[:, 5], 1.0)
+  np.testing.assert_array_equal(m[2, 6:8], 0.5)  # Tile [1, 2].
+  np.testing.assert_array_equal(m[0, 0:2], 0.0)
+  assert grid.tile_centers(3, 2, 1) == [0.5, 3.5, 6.5]
+
+
+def test_digit_color_grid_marks_empty_cells():
+  rng = np.random.default_rng(0)
+  labels = np.arange(10).repeat(2)
+  colors = (labels + 1) % 10  # Never aligned: the diagonal stays empty.
+  images = rng.integers(0, 256, (20, 28, 28, 3)).astype(np.uint8)
+  fig = data_plots.digit_color_grid(images, labels, colors, title="t")
+  texts = [t.get_text() for t in fig.axes[0].texts]
+  assert texts.count("-") == 90  # Only digit d in color d+1 exists.
+  drawn = fig.axes[0].images[0].get_array()
+  np.testing.assert_allclose(drawn[:28, 31:59], images[0] / 255.0, atol=1e-6)  # Row 0, color 1.

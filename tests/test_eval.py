@@ -10,6 +10,7 @@ import pytest
 
 from ccmnist import eval as eval_lib
 from ccmnist import models
+from ccmnist.data import splits as splits_lib
 from ccmnist.eval import metrics
 from ccmnist.eval import probe
 from ccmnist.plots import eval as eval_plots
@@ -138,3 +139,16 @@ def test_evaluate_run_matches_training_eval(tmp_path):
   curves = eval_lib.read_curves(tmp_path, replica=1)
   assert curves["epoch"] == [1, 2]
   assert curves["test_hard"][-1] == pytest.approx(results["replicas"][1]["accuracy"]["test_hard"])
+  assert "train" not in curves  # By default the train split is evaluated after the last epoch.
+
+  # evaluate_run reused the loop's last predictions; predicting afresh gives the same metrics.
+  preds = loop.load_predictions(tmp_path)
+  assert preds["test_hard"].shape == (2, len(splits_lib.get_splits(c.data)["test_hard"]["labels"]))
+  (tmp_path / "predictions.npz").unlink()
+  again = eval_lib.evaluate_run(tmp_path, figures=False, figure_replica=1)
+  for r, r2 in zip(out["replicas"], again["replicas"]):
+    assert r["splits"] == r2["splits"]
+  written = (tmp_path / "eval.json").read_text()
+  with pytest.raises(ValueError, match="figure_replica 2 out of range"):
+    eval_lib.evaluate_run(tmp_path, figure_replica=2)
+  assert (tmp_path / "eval.json").read_text() == written  # Nothing written is damaged.

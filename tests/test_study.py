@@ -5,6 +5,7 @@ import json
 import pytest
 
 from ccmnist import study
+from ccmnist.report import report as report_lib
 from configs import study as study_config
 
 
@@ -20,8 +21,9 @@ def test_every_stage_ran_and_report_has_every_section(tiny_study):
   _, workdir, times = tiny_study
   assert set(times) == set(study.STAGES)
   report = (workdir / "report.md").read_text()
-  for heading in ("## 1. The cheater", "## 2a. Input-gradient penalty", "## 2b. Counterfactual",
-                  "## 2c. Color-gradient penalty", "## 3. Grad-CAM", "## 4. Targeted PGD",
+  for heading in ("## Findings", "## 1. The cheater", "## 2a. Input-gradient penalty",
+                  "## 2b. Counterfactual", "## 2c. Color-gradient penalty", "## 3. Grad-CAM",
+                  "## 4. Targeted PGD",
                   "## 5. Transfer", "## 6. Every model side by side", "## 7. Choosing λ",
                   "## 8. Channel selectivity", "## 9. Minimal epsilon", "## How this was made"):
     assert heading in report, heading
@@ -34,6 +36,9 @@ def test_every_stage_ran_and_report_has_every_section(tiny_study):
   for point in results["runs"]["cheater"]["grid"]:
     assert 0.0 <= point["accuracy"]["test_hard"]["mean"] <= 1.0
   assert results["interpret"]["models"] and results["attack"]["models"]
+  assert [f["holds"] is not None for f in results["findings"]] == [True] * 4
+  assert results["findings"][1]["holds"] == (  # lambda 0.5, the study's.
+      results["runs"]["counterfactual"]["grid"][2]["accuracy"]["test_hard"]["mean"] >= 0.7)
   for link in ("figures/training_curves.png", "figures/samples_train.png"):
     assert link in report and (workdir / link).exists()
 
@@ -61,3 +66,23 @@ def test_bad_stage_and_run_names_raise():
     study.downstream_runs(cfg, ".", "cheater,resnet")
   with pytest.raises(ValueError, match="Unknown study variant"):
     study_config.get_config("huge")
+
+
+def _res(hard: dict, easy: float, pgd: dict) -> dict:
+  """A hand-made collect() result: one grid point per run, and an attack sweep."""
+  runs = {n: {"downstream_lam": 0.0, "grid": [{"lam": 0.0, "accuracy": {
+      "test_hard": {"mean": h}, "test_easy": {"mean": easy}}}]} for n, h in hard.items()}
+  models = {n: {"sweep": {"epsilons": [5.0, 12.75], "success_prob": [0.0, p]}}
+            for n, p in pgd.items()}
+  return {"runs": runs, "attack": {"models": models}}
+
+
+def test_findings_apply_their_rules():
+  res = _res({"cheater": 0.06, "gradient_penalty": 0.4, "counterfactual": 0.8}, 0.95,
+             {"cheater": 0.98, "counterfactual": 0.67})
+  assert [f["holds"] for f in report_lib.findings(res)] == [True, True, True, True]
+  res = _res({"cheater": 0.6, "gradient_penalty": 0.5, "counterfactual": 0.69}, 0.95,
+             {"cheater": 0.04, "counterfactual": 0.65})
+  assert [f["holds"] for f in report_lib.findings(res)] == [False, False, False, False]
+  assert [f["holds"] for f in report_lib.findings(_res({"cheater": 0.06}, 0.95, {}))] == [
+      True, None, None, None]  # Not measured is neither a pass nor a failure.

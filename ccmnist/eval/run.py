@@ -21,16 +21,23 @@ SPLITS = ("train", "test_easy", "test_hard", "val", "val_unbiased")
 SUMMARY_KEYS = ("accuracy", "aligned", "conflicting", "unbiased_equivalent", "worst_class")
 
 
-def evaluate_params(forward, params, splits: dict, *, batch_size: int = 1000) -> dict:
-  """{split: split_metrics} of one model on every split in `splits` (see SPLITS)."""
+def evaluate_params(forward, params, splits: dict, *, batch_size: int = 1000,
+                    known_preds: dict | None = None) -> dict:
+  """{split: split_metrics} of one model on every split in `splits` (see SPLITS).
+
+  known_preds: {split: [n] predictions} already made by these params (the training loop's last
+  evaluation); a split without them is predicted here.
+  """
   out = {}
   for name in SPLITS:
     if name not in splits:
       continue
     s = splits[name]
-    logits = predict_lib.predict_logits(forward, params, s["images"], batch_size=batch_size)
-    preds = logits.argmax(-1)
-    out[name] = metrics.split_metrics(preds, s["labels"], s["aligned"])
+    preds = (known_preds or {}).get(name)
+    if preds is None or len(preds) != len(s["labels"]):
+      preds = predict_lib.predict_logits(forward, params, s["images"],
+                                         batch_size=batch_size).argmax(-1)
+    out[name] = metrics.split_metrics(np.asarray(preds, np.int64), s["labels"], s["aligned"])
   return out
 
 
@@ -41,8 +48,10 @@ def read_curves(workdir, *, replica: int = 0) -> dict:
     raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir.")
   rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
   curves = {"epoch": [r["epoch"] for r in rows]}
+  # Splits evaluated after every epoch (the train split may be evaluated after the last only).
   for name in (rows[0]["accuracy"] if rows else {}):
-    curves[name] = [r["accuracy"][name][replica] for r in rows]
+    if all(name in r["accuracy"] for r in rows):
+      curves[name] = [r["accuracy"][name][replica] for r in rows]
   return curves
 
 
@@ -66,16 +75,21 @@ def _summary(config, per_replica: list) -> dict:
 
 
 def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
-                 batch_size: int = 1000, figures: bool = True) -> dict:
+                 batch_size: int = 1000, figures: bool = True, figure_replica: int = 0) -> dict:
   """Evaluates every replica of a training workdir; writes DIR/eval.json and DIR/figures/.
 
-  Figures (replica 0): confusion_<split>.png, color_swap.png, training_curves.png.
+  Figures (of replica `figure_replica`): confusion_<split>.png, color_swap.png,
+  training_curves.png.
   The probe uses the first `n_per_digit` MNIST test digits of each class (fewer if the data
   source has fewer), colored like the run's data (same mode, noise and background range).
   """
   t0 = time.perf_counter()
   workdir = pathlib.Path(workdir)
   model, params_K, config = loop.load_run(workdir, replica=None)
+  num_replicas = len(loop.replicas(config))
+  if not 0 <= figure_replica < num_replicas:
+    raise ValueError(f"figure_replica {figure_replica} out of range: the run has "
+                     f"{num_replicas} replicas.")
   splits = splits_lib.get_splits(config.data)
   grey, labels = splits_lib.load_grey(config.data, "test")
   available = int(np.bincount(labels, minlength=10).min())
@@ -88,33 +102,38 @@ def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
                  "bg_range": (config.data.bg_low, config.data.bg_high)}
 
   forward = predict_lib.make_forward(model)
+  preds_K = loop.load_predictions(workdir)
   per_replica = []
   for r in loop.replicas(config):
     params = _take(params_K, r["replica"])
     per_replica.append({
         **r,
-        "splits": evaluate_params(forward, params, splits, batch_size=batch_size),
+        "splits": evaluate_params(forward, params, splits, batch_size=batch_size,
+                                  known_preds={n: p[r["replica"]] for n, p in preds_K.items()}),
         "color_swap": probe.color_swap_probe(forward, params, grey, labels,
                                              n_per_digit=n_per_digit, seed=probe_seed,
                                              batch_size=batch_size, **coloring_kw),
     })
   result = {"workdir": str(workdir), "summary": _summary(config, per_replica),
-            "replicas": per_replica, "eval_time_s": time.perf_counter() - t0}
-  loop.atomic_write_text(workdir / "eval.json", json.dumps(result, indent=1))
+            "replicas": per_replica, "figure_replica": figure_replica}
   logging.info("eval of %s: %s", workdir, json.dumps(result["summary"]))
-
   if figures:
-    first = per_replica[0]
+    first = per_replica[figure_replica]
+    lam = f", λ {first['lam']:g}" if len(per_replica) > 1 else ""
     for name, m in first["splits"].items():
       export.save_figure(eval_plots.confusion_figure(
-          np.asarray(m["confusion"]), title=f"{name}: accuracy {m['accuracy']:.3f}"),
+          np.asarray(m["confusion"]), title=f"{name}: accuracy {m['accuracy']:.3f}{lam}"),
           workdir / "figures" / f"confusion_{name}.png")
     cs = first["color_swap"]
     export.save_figure(eval_plots.color_swap_figure(
         np.asarray(cs["p_digit"]), np.asarray(cs["p_color"]), n_per_cell=cs["n_per_cell"]),
         workdir / "figures" / "color_swap.png")
-    export.save_figure(eval_plots.training_curves_figure({workdir.name: read_curves(workdir)}),
-                       workdir / "figures" / "training_curves.png")
+    export.save_figure(eval_plots.training_curves_figure(
+        {workdir.name: read_curves(workdir, replica=figure_replica)}),
+        workdir / "figures" / "training_curves.png")
+  result["eval_time_s"] = time.perf_counter() - t0
+  # Written last: a study stage that finds eval.json takes the figures as done too.
+  loop.atomic_write_text(workdir / "eval.json", json.dumps(result, indent=1))
   return result
 
 

@@ -199,7 +199,7 @@ def _selectivity(model, params, stimuli, cfg, name, fig_dir, pool):
             fig_dir / f"cells_{name}_{layer}.png")
     tk = sel_lib.top_k(model, params, pool["images"], layer=layer, k=s.topk)
     export.save_figure(plots.topk_grid(
-        pool["images"], tk["indices"], tk["values"], layer=layer, labels=pool["labels"],
+        pool["images"], tk["indices"], layer=layer, labels=pool["labels"],
         colors=pool["colors"], title=f"{name} {layer}: top-{s.topk} {s.topk_split} images "
         "(digit/color)"), fig_dir / f"topk_{name}_{layer}.png")
     out[layer]["topk_indices"] = tk["indices"].tolist()

@@ -1,5 +1,7 @@
 """Models by name: get_model('cheater') -> a Flax module; apply({'params': p}, x) -> logits."""
 
+import functools
+
 import jax
 
 from ccmnist.models.cnn import MLP
@@ -17,9 +19,16 @@ def get_model(name: str, **kwargs):
   return MODELS[name](**kwargs)
 
 
+@functools.lru_cache(maxsize=32)
+def _jitted_init(model):
+  # One compile per model (modules hash by their fields): XLA:CPU takes seconds to compile the
+  # threefry draws of an init, and eager init pays that op by op.
+  return jax.jit(lambda key: model.init(key, dummy_input())["params"])
+
+
 def init_params(model, key):
   """The model's params (without the zero 'perturbations' collection)."""
-  return model.init(key, dummy_input())["params"]
+  return _jitted_init(model)(key)
 
 
 def layer_shapes(model, params) -> dict:

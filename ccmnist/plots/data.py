@@ -7,26 +7,33 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ccmnist.data import palette as palette_lib  # noqa: E402
+from ccmnist.plots import grid  # noqa: E402
 
 
 def digit_color_grid(images, labels, colors, *, title: str = ""):
-  """10x10 grid: row = digit, column = color; one example per cell where one exists."""
-  fig, axes = plt.subplots(10, 10, figsize=(8, 8.6))
+  """10x10 grid: row = digit, column = color; one example per cell where one exists ('-')."""
+  h, w = images.shape[1:3]
+  tiles = np.ones((10, 10, h, w, 3), np.float32)
+  empty = []
   for d in range(10):
     for c in range(10):
-      ax = axes[d, c]
-      ax.set_xticks([])
-      ax.set_yticks([])
       hit = np.flatnonzero((labels == d) & (colors == c))
       if hit.size:
-        ax.imshow(images[hit[0]])
+        tiles[d, c] = np.asarray(images[hit[0]], np.float32) / 255.0
       else:
-        ax.set_facecolor("white")
-        ax.text(0.5, 0.5, "-", ha="center", va="center", transform=ax.transAxes, color="0.6")
-      if c == 0:
-        ax.set_ylabel(str(d), rotation=0, labelpad=10, fontsize=10)
-      if d == 0:
-        ax.set_title(palette_lib.COLOR_NAMES[c].replace("_", "\n"), fontsize=7)
-  fig.suptitle(title + "  (rows: digit, columns: color)", fontsize=11)
+        empty.append((d, c))
+  pad = 3
+  fig, ax = plt.subplots(figsize=(8, 8.6))
+  ax.imshow(grid.montage(tiles, pad=pad), interpolation="nearest")
+  rows, cols = grid.tile_centers(10, h, pad), grid.tile_centers(10, w, pad)
+  for d, c in empty:
+    ax.text(cols[c], rows[d], "-", ha="center", va="center", color="0.6")
+  ax.set_yticks(rows, [str(d) for d in range(10)], fontsize=10)
+  ax.set_xticks(cols, [n.replace("_", "\n") for n in palette_lib.COLOR_NAMES], fontsize=7)
+  ax.xaxis.tick_top()
+  ax.tick_params(length=0)
+  for spine in ax.spines.values():
+    spine.set_visible(False)
+  ax.set_title(title + "  (rows: digit, columns: color)", fontsize=11, pad=24)
   fig.tight_layout()
   return fig

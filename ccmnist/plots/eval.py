@@ -62,7 +62,7 @@ def training_curves_figure(runs: dict, *, splits=("test_easy", "test_hard"), tit
   One color per run; line style per split (solid = first split, dashed = second, ...).
   """
   styles = ("-", "--", ":", "-.")
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+  fig, ax = plt.subplots(figsize=(9, 4.5))
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for i, (name, curves) in enumerate(runs.items()):
     for j, split in enumerate(splits):
@@ -75,7 +75,7 @@ def training_curves_figure(runs: dict, *, splits=("test_easy", "test_hard"), tit
   ax.set_ylabel("accuracy")
   ax.set_ylim(0, 1)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc="best")
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # Outside: no overlap.
   ax.set_title(title or "Accuracy per epoch (solid: " + ", dashed: ".join(splits) + ")",
                fontsize=10)
   fig.tight_layout()

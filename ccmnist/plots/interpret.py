@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ccmnist.data import palette as palette_lib  # noqa: E402
+from ccmnist.plots import grid  # noqa: E402
 
 
 def _off(ax):
@@ -117,22 +118,27 @@ def cell_tables_figure(tables_KDC, classes, *, layer: str, title: str = "", cols
   return fig
 
 
-def topk_grid(images, topk_indices, topk_values, *, layer: str, labels=None, colors=None,
-              title: str = ""):
-  """Rows = channels, columns = the top-k dataset images of that channel."""
+def topk_grid(images, topk_indices, *, layer: str, labels=None, colors=None, title: str = ""):
+  """Rows = channels, columns = the top-k dataset images of that channel, best first."""
   c, k = topk_indices.shape
-  fig, axes = plt.subplots(c, k, figsize=(1.0 * k + 0.6, 1.05 * c + 0.5), squeeze=False)
-  for i in range(c):
-    for j in range(k):
-      ax = axes[i, j]
-      idx = topk_indices[i, j]
-      ax.imshow(images[idx])
-      _off(ax)
-      if labels is not None and colors is not None:
-        ax.set_title(f"{int(labels[idx])}/{palette_lib.COLOR_NAMES[int(colors[idx])][:5]}",
-                     fontsize=5, pad=1)
-    axes[i, 0].set_ylabel(f"ch {i}", rotation=0, labelpad=14, fontsize=7)
-  fig.suptitle(title or f"{layer}: top-{k} images per channel (digit/color)", fontsize=9)
+  tiles = _as_rgb01(np.asarray(images)[topk_indices])  # [C, k, H, W, 3]
+  h, pad = tiles.shape[2], 4
+  fig, ax = plt.subplots(figsize=(0.75 * k + 0.9, 0.8 * c + 0.7))
+  ax.imshow(grid.montage(tiles, pad=pad), interpolation="nearest")
+  step = h + pad
+  ax.set_xticks([])
+  ax.set_yticks(grid.tile_centers(c, h, pad), [f"ch {i}" for i in range(c)], fontsize=7)
+  ax.tick_params(length=0)
+  for spine in ax.spines.values():
+    spine.set_visible(False)
+  if labels is not None and colors is not None:
+    for i in range(c):
+      for j in range(k):
+        idx = topk_indices[i, j]
+        ax.text(j * step + (h - 1) / 2, i * step + h - 0.3,
+                f"{int(labels[idx])}/{palette_lib.COLOR_NAMES[int(colors[idx])][:5]}",
+                ha="center", va="top", fontsize=4.5)
+  ax.set_title(title or f"{layer}: top-{k} images per channel (digit/color)", fontsize=9)
   fig.tight_layout()
   return fig
 

@@ -18,6 +18,7 @@ GRADCAM_TABLE = {  # model -> (color-matched acc, color-mismatched acc, spread)
 EPS_SWEEP = {  # targeted PGD success (target confidence > 0.9) by epsilon
     "cheater": {5.0: 0.42, 7.5: 0.71, 10.0: 0.89, 12.75: 0.98, 15.0: 0.99, 20.0: 1.00},
     "counterfactual": {5.0: 0.08, 7.5: 0.21, 10.0: 0.35, 12.75: 0.67, 15.0: 0.84, 20.0: 0.96}}
+PGD_EPS = 12.75  # The study's attack budget (0.05 x 255).
 TRANSFER = {  # (source, target) -> target-class confidence
     ("cheater", "cheater"): 0.963, ("cheater", "counterfactual"): 0.281,
     ("counterfactual", "counterfactual"): 0.921, ("counterfactual", "cheater"): 0.784}

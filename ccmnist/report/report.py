@@ -128,9 +128,51 @@ def collect(study, workdir) -> dict:
       "interpret": _read(workdir / "interpret" / "interpret.json"),
       "attack": _read(workdir / "attack" / "attack.json"),
       "stages": study_lib.read_stage_times(workdir),
+      "findings": None,  # Filled in below, from the numbers above.
       "environment": environment(),
       "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
   }
+
+
+def _hard(res, name):
+  run = res["runs"].get(name)
+  return point_at(run)["accuracy"]["test_hard"]["mean"] if run else None
+
+
+def _pgd_success(res, name, eps):
+  att = res.get("attack") or {}
+  sweep = att.get("models", {}).get(name, {}).get("sweep")
+  if not sweep or eps not in sweep["epsilons"]:
+    return None
+  return sweep["success_prob"][sweep["epsilons"].index(eps)]
+
+
+def findings(res) -> list:
+  """The study's qualitative claims, each with the rule we test it by and what we measured."""
+  cheater, gp, cf = (_hard(res, n) for n in ("cheater", "gradient_penalty", "counterfactual"))
+  easy = res["runs"].get("cheater") and point_at(res["runs"]["cheater"])["accuracy"].get(
+      "test_easy", {}).get("mean")
+  eps = claims.PGD_EPS
+  pgd_ch, pgd_cf = _pgd_success(res, "cheater", eps), _pgd_success(res, "counterfactual", eps)
+  pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"
+  out = [
+      ("The cheater learns the color shortcut",
+       "cheater: test_easy >= 90% and test_hard <= 50%",
+       f"test_easy {pct(easy)}, test_hard {pct(cheater)}",
+       None if None in (easy, cheater) else easy >= 0.9 and cheater <= 0.5),
+      ("Counterfactual consistency recovers the hard set",
+       "counterfactual (study's λ): test_hard >= 70% (study: 85.2%)",
+       f"test_hard {pct(cf)}", None if cf is None else cf >= 0.7),
+      ("The input-gradient penalty sits between",
+       "cheater < gradient penalty (study's λ) < counterfactual, on test_hard",
+       f"{pct(cheater)} < {pct(gp)} < {pct(cf)}",
+       None if None in (cheater, gp, cf) else cheater < gp < cf),
+      (f"The debiased model is harder to attack (targeted PGD, ε {eps})",
+       "success rate: counterfactual < cheater (study: 67% vs 98%)",
+       f"cheater {pct(pgd_ch)}, counterfactual {pct(pgd_cf)}",
+       None if None in (pgd_ch, pgd_cf) else pgd_cf < pgd_ch),
+  ]
+  return [{"claim": c, "rule": r, "measured": m, "holds": h} for c, r, m, h in out]
 
 
 # ---------------------------------------------------------------- markdown
@@ -258,7 +300,17 @@ def section_side_by_side(res, lines, workdir):
   lines += _table(["model", "λ", "train", "test_easy", "test_hard", "aligned", "conflicting",
                    "unbiased-eq.", "worst class (hard)"], rows)
   _fig(lines, workdir, "figures/training_curves.png",
-       "Easy (dashed) and hard (solid) test accuracy per epoch")
+       "Easy (solid) and hard (dashed) test accuracy per epoch")
+  links = []
+  for name in res["runs"]:
+    figs = [f"[{label}](runs/{name}/figures/{f})" for label, f in (
+        ("hard-test confusion", "confusion_test_hard.png"), ("color-swap probe", "color_swap.png"))
+            if (pathlib.Path(workdir) / "runs" / name / "figures" / f).exists()]
+    if figs:
+      links.append(f"- {METHOD_TITLES.get(name, name)}: " + ", ".join(figs))
+  if links:
+    lines += ["Per model (at the λ above): confusion matrix on the hard test set (rows: true "
+              "digit) and color-swap probe (each digit painted in each color).", ""] + links + [""]
 
 
 def section_selection(res, lines):
@@ -333,12 +385,26 @@ def section_made(res, lines, study):
   lines += _table(["stage", "wall time (s)"], rows + [["total", f"{total:.1f}"]])
 
 
+def section_findings(res, lines):
+  verdict = {True: "holds", False: "**does not hold**", None: "not measured"}
+  lines += ["## Findings", "", "The study's qualitative claims, tested on this run:", ""]
+  lines += _table(["claim", "tested as", "measured", "verdict"],
+                  [[f["claim"], f["rule"], f["measured"], verdict[f["holds"]]]
+                   for f in res["findings"]])
+
+
 def render(res, study, workdir) -> str:
   lines = ["# Colored-MNIST shortcut study: our measurements beside the study's claims", "",
            "Each cell: our measurement, and in brackets what the study reports. Accuracies in %.",
            ""]
+  section_findings(res, lines)
   for split in ("train", "test_hard"):
     _fig(lines, workdir, f"figures/samples_{split}.png", f"Samples of {split}")
+  others = [f"[{split}](figures/samples_{split}.png)" for split in ("test_easy", "val",
+                                                                    "val_unbiased")
+            if (pathlib.Path(workdir) / "figures" / f"samples_{split}.png").exists()]
+  if others:
+    lines += ["Sample grids of the other splits: " + ", ".join(others) + ".", ""]
   section_cheater(res, lines)
   _fig(lines, workdir, "runs/cheater/figures/color_swap.png", "Color-swap probe, cheater")
   section_grid(res, lines, "gradient_penalty", "2a. Input-gradient penalty, λ grid",
@@ -375,6 +441,7 @@ def write_report(study, workdir) -> dict:
   from ccmnist.data import export  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   res = collect(study, workdir)
+  res["findings"] = findings(res)
   if res["runs"]:
     res["_study"] = study
     export.save_figure(curves_figure(res, workdir), workdir / "figures" / "training_curves.png")

@@ -5,6 +5,7 @@ from jax.random.key(config.seed + s), so replica r equals a single run with seed
 and lambda grid[g]; grid points share seeds, which makes lambda comparisons paired.
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -148,10 +149,28 @@ def predict(eval_fn, params, split, eval_batch_size):
   return preds, correct / split["n"]
 
 
-def evaluate_all(eval_fn, params, evals, eval_batch_size) -> dict:
-  """{split: [K] accuracies} as host floats."""
-  accs = {name: predict(eval_fn, params, s, eval_batch_size)[1] for name, s in evals.items()}
-  return {name: np.asarray(a).tolist() for name, a in jax.device_get(accs).items()}
+def evaluate_all(eval_fn, params, evals, eval_batch_size) -> tuple:
+  """({split: [K] accuracies} as host floats, {split: int8 [K, n] predictions})."""
+  out = jax.device_get({name: predict(eval_fn, params, s, eval_batch_size)
+                        for name, s in evals.items()})
+  return ({name: np.asarray(acc).tolist() for name, (_, acc) in out.items()},
+          {name: np.asarray(preds, np.int8) for name, (preds, _) in out.items()})
+
+
+def save_predictions(workdir, preds: dict) -> None:
+  """DIR/predictions.npz: the final params' predictions per split, [K, n] (for evaluate_run)."""
+  tmp = pathlib.Path(workdir) / "predictions.tmp.npz"
+  np.savez(tmp, **preds)
+  os.replace(tmp, pathlib.Path(workdir) / "predictions.npz")
+
+
+def load_predictions(workdir) -> dict:
+  """{split: int8 [K, n]} written after the last epoch, or {} when the run has none."""
+  path = pathlib.Path(workdir) / "predictions.npz"
+  if not path.exists():
+    return {}
+  with np.load(path) as f:
+    return {name: f[name] for name in f.files}
 
 
 # ---------------------------------------------------------------- state
@@ -162,22 +181,30 @@ def replica_keys(config):
 
 
 def init_state(config, model, tx):
-  """Replica-stacked TrainState: replica r initialized from key(seed_r)."""
+  """Replica-stacked TrainState: replica r initialized from key(seed_r).
+
+  Replicas are initialized one by one with the model's cached, jitted init (the same values a
+  vmapped init gives): a vmapped init is a new program per config and took 8-25 s to compile
+  on XLA:CPU, most of it in the random draws.
+  """
+  keys = [jax.random.fold_in(jax.random.key(r["seed"]), 0) for r in replicas(config)]
+  params = [models.init_params(model, k) for k in keys]
+  params = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *params)
+  create = lambda p: step_lib.TrainState.create(apply_fn=None, params=p, tx=tx)
+  return jax.jit(jax.vmap(create))(params)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _orders(key_data_K, epoch, n: int, steps: int, batch: int):
   def one(key_data):
-    key = jax.random.wrap_key_data(key_data)
-    params = models.init_params(model, jax.random.fold_in(key, 0))
-    return step_lib.TrainState.create(apply_fn=None, params=params, tx=tx)
-  return jax.jit(jax.vmap(one))(replica_keys(config))
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(key_data), 1), epoch)
+    return jax.random.permutation(key, n)[:steps * batch].reshape(steps, batch)
+  return jax.vmap(one)(key_data_K)
 
 
 def epoch_orders(config, epoch: int, n: int, steps: int):
   """[K, steps, batch] example indices of one epoch; replica r's from key(seed_r)."""
-  b = config.train.batch_size
-
-  def one(key_data):
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(key_data), 1), epoch)
-    return jax.random.permutation(key, n)[:steps * b].reshape(steps, b)
-  return jax.jit(jax.vmap(one))(replica_keys(config))
+  return _orders(replica_keys(config), jnp.int32(epoch), n, steps, config.train.batch_size)
 
 
 def checkpoint_manager(workdir) -> ocp.CheckpointManager:
@@ -275,7 +302,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     stacked = jax.device_get(jax.tree_util.tree_map(lambda *x: jnp.stack(x, 1), *step_metrics))
     _check_finite(stacked["loss"], (epoch - 1) * steps + 1)
     train_time = time.perf_counter() - t_epoch
-    accuracy = evaluate_all(eval_fn, state.params, evals, config.train.eval_batch_size)
+    last = epoch == config.train.epochs
+    # The train split costs as much as both test sets: by default only after the last epoch.
+    every = config.train.get("eval_train_every_epoch", True)
+    accuracy, preds = evaluate_all(
+        eval_fn, state.params, {n: v for n, v in evals.items() if n != "train" or last or every},
+        config.train.eval_batch_size)
+    if last:
+      save_predictions(workdir, preds)
     row = {"epoch": epoch, "step": epoch * steps,
            **{f"train_{name}": np.mean(v, axis=1).tolist() for name, v in stacked.items()},
            "accuracy": accuracy, "epoch_time_s": train_time,
