@@ -150,17 +150,17 @@ def predict(eval_fn, params, split, eval_batch_size):
 
 
 def evaluate_all(eval_fn, params, evals, eval_batch_size) -> tuple:
-  """({split: [K] accuracies} as host floats, {split: int8 [K, n] predictions})."""
-  out = jax.device_get({name: predict(eval_fn, params, s, eval_batch_size)
-                        for name, s in evals.items()})
-  return ({name: np.asarray(acc).tolist() for name, (_, acc) in out.items()},
-          {name: np.asarray(preds, np.int8) for name, (preds, _) in out.items()})
+  """({split: [K] accuracies} as host floats, {split: [K, n] predictions} left on device)."""
+  out = {name: predict(eval_fn, params, s, eval_batch_size) for name, s in evals.items()}
+  accs = jax.device_get({name: acc for name, (_, acc) in out.items()})
+  return ({name: np.asarray(a).tolist() for name, a in accs.items()},
+          {name: preds for name, (preds, _) in out.items()})
 
 
 def save_predictions(workdir, preds: dict) -> None:
   """DIR/predictions.npz: the final params' predictions per split, [K, n] (for evaluate_run)."""
   tmp = pathlib.Path(workdir) / "predictions.tmp.npz"
-  np.savez(tmp, **preds)
+  np.savez(tmp, **{name: np.asarray(p, np.int8) for name, p in jax.device_get(preds).items()})
   os.replace(tmp, pathlib.Path(workdir) / "predictions.npz")
 
 
