@@ -22,9 +22,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.split = "test_hard"
   c.seed = 0  # Example choice and attack random starts.
   c.batch_size = 200  # Fixed attack batch (the last one padded): one compile per program.
-  # Conv implementation for the attacks ('' = the run's own). Same numbers; 'phase_dx' computes
+  # Conv implementation for the attacks ('' = the run's own). Same numbers; 's2d' computes
   # the input gradient of strided convs ~4x faster on XLA:CPU than 'lax' (and 'patches').
-  c.conv_impl = "phase_dx"
+  c.conv_impl = "s2d"
 
   # Which examples and targets. 'fixed': every digit other than `target` -> `target`;
   # 'pair': `source` -> `target` (the study's 7 -> 3); 'shift': label -> (label + shift) % 10.

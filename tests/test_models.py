@@ -10,9 +10,10 @@ from ccmnist import models
 from ccmnist.models import layers
 
 # (in channels, out channels, kernel, stride, padding, input size): the CheaterCNN's three convs,
-# and shapes where the stride does not divide the padded input or the kernel.
+# and shapes where the stride does not divide the padded input or the kernel, or the last input
+# rows fall outside every window (8 = 3 * 2 + 2).
 GEOMETRIES = [(3, 8, 9, 2, 4, 28), (8, 16, 5, 2, 2, 14), (16, 16, 3, 1, 1, 7),
-              (2, 3, 4, 3, 1, 11), (3, 2, 3, 2, 0, 8)]
+              (2, 3, 4, 3, 1, 11), (3, 2, 3, 2, 0, 8), (2, 4, 3, 3, 0, 8), (4, 2, 5, 2, 3, 9)]
 
 
 def _flax_conv(x, kernel, bias, stride, padding):
@@ -60,7 +61,7 @@ def test_phase_input_grad_finite_differences():
   """Directional derivative of <conv(x), r> along a random dx, against the input gradient."""
   cin, cout, k, s, p, h = GEOMETRIES[0]
   x, kernel, bias = _inputs(cin, cout, k, h, seed=2)
-  f = lambda x: layers.conv2d(x, kernel, bias, stride=s, padding=p, impl="phase_dx")
+  f = lambda x: layers.conv2d(x, kernel, bias, stride=s, padding=p, impl="s2d")
   r = jnp.asarray(np.random.default_rng(3).normal(size=f(x).shape), jnp.float32)
   g = jax.grad(lambda x: jnp.sum(f(x) * r))(x)
   v = jnp.asarray(np.random.default_rng(4).normal(size=x.shape), jnp.float32)
@@ -80,6 +81,31 @@ def test_models_agree_across_impls():
           for impl in layers.CONV_IMPLS}
   for impl in layers.CONV_IMPLS:
     np.testing.assert_allclose(outs[impl], outs["lax"], rtol=1e-5, atol=1e-4)
+
+
+def test_penalty_gradient_matches_lax_through_the_model():
+  """The gradient penalty's parameter gradient runs through every layer's rules: the input
+  gradient of a conv differentiated w.r.t. its cotangent and kernel, across layers."""
+  rng = np.random.default_rng(6)
+  x = jnp.asarray(rng.uniform(0, 255, (3, 28, 28, 3)), jnp.float32)
+  y = jnp.asarray([1, 4, 7])
+  shapes = jax.eval_shape(lambda: models.init_params(models.get_model("cheater"),
+                                                     jax.random.key(0)))
+  params = jax.tree_util.tree_map(
+      lambda a: jnp.asarray(rng.normal(size=a.shape) * 0.1, jnp.float32), shapes)
+
+  def penalty_grad(impl):
+    model = models.get_model("cheater", conv_impl=impl)
+    def penalty(p):
+      logit = lambda x: jnp.sum(jnp.take_along_axis(model.apply({"params": p}, x), y[:, None], 1))
+      return jnp.sum(jax.grad(logit)(x) ** 2)
+    return jax.jit(jax.grad(penalty))(params)
+
+  got, want = penalty_grad("s2d"), penalty_grad("lax")
+  for path, g in jax.tree_util.tree_leaves_with_path(got):
+    w = dict(jax.tree_util.tree_leaves_with_path(want))[path]
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * float(jnp.abs(w).max()),
+                               err_msg=jax.tree_util.keystr(path))
 
 
 def test_unknown_impl_raises():

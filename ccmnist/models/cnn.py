@@ -19,7 +19,7 @@ class CheaterCNN(nn.Module):
   conv 3->8 k9 s2 p4, ReLU; conv 8->16 k5 s2 p2, ReLU; conv 16->16 k3 s1 p1, ReLU;
   flatten (7*7*16 = 784); dense 784->10. 15,338 parameters.
   """
-  conv_impl: str = "phase_dx"
+  conv_impl: str = "s2d"
   num_classes: int = 10
 
   @nn.compact
@@ -34,7 +34,7 @@ class CheaterCNN(nn.Module):
 
 class ShapeCNN(nn.Module):
   """What a practitioner picks by default for MNIST: 3x3 kernels and max pooling."""
-  conv_impl: str = "phase_dx"
+  conv_impl: str = "s2d"
   num_classes: int = 10
   width: int = 32
 
@@ -54,7 +54,7 @@ class MLP(nn.Module):
   """A two-hidden-layer perceptron on the flattened RGB image."""
   num_classes: int = 10
   hidden: tuple = (256, 256)
-  conv_impl: str = "phase_dx"  # Unused; accepted so every model takes the same keywords.
+  conv_impl: str = "s2d"  # Unused; accepted so every model takes the same keywords.
 
   @nn.compact
   def __call__(self, x_NHWC):
