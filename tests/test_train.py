@@ -109,6 +109,41 @@ def test_train_step_lowers_loss(loss_name):
   assert float(m["loss"][0]) < first
 
 
+def test_num_passes_keeps_each_pass_under_the_limit(monkeypatch):
+  monkeypatch.setattr(step_lib, "PASS_IMAGES", 64)
+  # (batch, images per example) -> passes: the fewest equal slices of <= 64 images.
+  for args, want in (((64, 1), 1), ((64, 2), 2), ((256, 1), 4), ((100, 1), 2), ((96, 2), 3),
+                     ((65, 1), 5), ((67, 1), 67)):
+    assert step_lib.num_passes(*args) == want, args
+  monkeypatch.setattr(step_lib, "PASS_IMAGES", 0)
+  assert step_lib.num_passes(256, 2) == 1
+
+
+@pytest.mark.parametrize("loss_name", ("erm", "gradient_penalty", "consistency"))
+def test_step_in_slices_equals_one_pass(loss_name, monkeypatch):
+  """A batch computed as 4 slices gives the same loss, metrics and update as one pass."""
+  c = tiny(**{"loss.name": loss_name, "loss.lam": 0.5, "optim.lr": 0.05})
+  model = models.get_model(c.model.name, conv_impl=c.model.conv_impl)
+  state0 = loop.init_state(c, model, optim.make_optimizer(c.optim, 10))
+  rng = np.random.default_rng(1)
+  data = {"images": jnp.asarray(rng.integers(0, 256, (16, 28, 28, 3), dtype=np.uint8)),
+          "labels": jnp.asarray(rng.integers(0, 10, 16), jnp.int32),
+          "cf_images": jnp.asarray(rng.integers(0, 256, (16, 28, 28, 3), dtype=np.uint8))}
+  order = jnp.arange(16)[None, None, :]
+  out = {}
+  for limit in (0, 8 if loss_name == "consistency" else 4):
+    monkeypatch.setattr(step_lib, "PASS_IMAGES", limit)
+    fn = step_lib.make_train_step(model=model, loss_name=loss_name, steps_per_epoch=1)
+    state = jax.tree_util.tree_map(jnp.copy, state0)  # The step donates its state.
+    out[limit] = fn(state, data, order, jnp.asarray([0.5]))
+  (s_one, m_one), (s_sliced, m_sliced) = out.values()
+  for k in ("loss", "ce", "penalty", "accuracy", "grad_norm"):
+    np.testing.assert_allclose(m_sliced[k], m_one[k], rtol=2e-5, atol=1e-7, err_msg=k)
+  for a, b in zip(jax.tree_util.tree_leaves(s_sliced.params),
+                  jax.tree_util.tree_leaves(s_one.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_run_writes_outputs(straight):
   workdir, results = straight
   assert {"config.json", "metrics.jsonl", "results.json", "checkpoints"} <= {

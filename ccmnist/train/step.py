@@ -27,6 +27,29 @@ def gather_batch(data, idx):
   return batch
 
 
+# Most images in one forward/backward pass of a train step. A larger batch is computed in equal
+# slices whose gradients are averaged: every loss here is a mean over examples, so the gradient
+# is the same up to float rounding. On XLA:CPU a 256-image ERM step ran 1.35x faster as four
+# 64-image passes, and a consistency step (64 base + 64 counterfactual images) 1.2x faster as
+# two, their activations staying in cache. None: 64 on the CPU, the whole batch elsewhere; 0:
+# always the whole batch.
+PASS_IMAGES = None
+
+
+def num_passes(batch_size: int, images_per_example: int) -> int:
+  """How many equal slices a batch is computed in: the fewest that keep each pass under
+  PASS_IMAGES images (a divisor of batch_size)."""
+  limit = PASS_IMAGES
+  if limit is None:
+    limit = 64 if jax.default_backend() == "cpu" else 0
+  if limit <= 0:
+    return 1
+  for p in range(1, batch_size + 1):
+    if batch_size % p == 0 and batch_size // p * images_per_example <= limit:
+      return p
+  return batch_size
+
+
 def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
                steps_per_epoch: int, warmup_steps: int = 0, grad_scale: str = "unit",
                batch_sharding=None):
@@ -34,21 +57,30 @@ def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
 
   `order` [steps_per_epoch, batch] holds the epoch's example indices; the batch is row
   state.step % steps_per_epoch, so the loop passes the same array every step (no host sync).
-  batch_sharding: None, or how to split the gathered batch over devices (train/parallel.py).
+  batch_sharding: None, or how to split the gathered batch over devices (train/parallel.py);
+  a sharded batch is computed in one pass.
   """
   batch = gather_batch(data, order[state.step % steps_per_epoch])
   if batch_sharding is not None:
     batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
   consistency_on = (state.step >= warmup_steps).astype(jnp.float32)
 
-  def loss_fn(params):
+  def loss_fn(params, batch):
     logit_fn = lambda x: model.apply({"params": params}, x)
     return losses.total_loss(
         logit_fn=logit_fn, images=batch["images"], labels=batch["labels"],
         cf_images=batch.get("cf_images"), name=loss_name, lam=lam,
         consistency_on=consistency_on, grad_scale=grad_scale)
 
-  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  size = order.shape[1]
+  images_per_example = 2 if loss_name == "consistency" else 1
+  passes = 1 if batch_sharding is not None else num_passes(size, images_per_example)
+  n = size // passes
+  # Unrolled: a lax.scan over the slices ran 6x slower on XLA:CPU.
+  per_pass = [jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params, jax.tree_util.tree_map(lambda a, i=i: a[i * n:(i + 1) * n], batch))
+              for i in range(passes)]
+  (loss, aux), grads = jax.tree_util.tree_map(lambda *v: sum(v) / passes, *per_pass)
   state = state.apply_gradients(grads=grads)
   return state, {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads)}
 
