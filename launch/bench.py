@@ -22,7 +22,7 @@ _QUICK = flags.DEFINE_bool("quick", False, "Fewer steps and 7k digits to color (
 def main(argv):
   del argv
   common.setup_logging()
-  kw = dict(train_steps=5, pgd_steps=30, coloring_n=7_000, k8_steps=5) if _QUICK.value else {}
+  kw = dict(train_images=1280, pgd_steps=30, coloring_n=7_000, k8_steps=5) if _QUICK.value else {}
   results = bench.run_benchmark(repeats=_REPEATS.value, **kw)
   loop.atomic_write_text(pathlib.Path(_WORKDIR.value) / "bench.json",
                          json.dumps(results, indent=2))

@@ -12,7 +12,7 @@ from ccmnist import bench
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # One batch size keeps the compiles (most of the time) few; the default names are checked below.
-TINY = dict(repeats=1, train_steps=1, pgd_steps=1, coloring_n=200, eval_batches=1, k8_steps=1,
+TINY = dict(repeats=1, train_images=1, pgd_steps=1, coloring_n=200, eval_batches=1, k8_steps=1,
             matmul_n=64, batch_sizes=(64,))
 
 

@@ -67,6 +67,21 @@ def test_noise_sigma_is_per_pixel_and_channel():
   assert not np.all(diff[..., 0] == diff[..., 1])  # Independent per channel.
 
 
+@pytest.mark.parametrize("mode", coloring.MODES)
+def test_coloring_same_on_any_core_count_and_chunks_differ(mode, monkeypatch):
+  """Chunks run on threads, each with its own generator: the images depend on the generator
+  passed in only, not on the core count; and no two chunks repeat each other's noise."""
+  grey = np.zeros((3 * coloring._CHUNK, 28, 28), np.uint8)  # pylint: disable=protected-access
+  colors = np.zeros(len(grey), int)
+  out = {}
+  for cores in (1, 4):
+    monkeypatch.setattr(coloring.os, "cpu_count", lambda cores=cores: cores)
+    out[cores] = coloring.colorize(grey, colors, np.random.default_rng(7), mode=mode)
+  np.testing.assert_array_equal(out[1], out[4])
+  first, second = np.split(out[1][:2 * coloring._CHUNK], 2)  # pylint: disable=protected-access
+  assert not np.array_equal(first, second)
+
+
 def test_background_mode_colors_the_background():
   grey = np.array([[[0, 255]]], np.uint8)
   img = coloring.colorize(grey, np.array([3]), np.random.default_rng(0), mode="background",

@@ -1,7 +1,9 @@
 """Coloring grey digits: colorize_*(grey, colors, rng, ...) -> uint8[N, 28, 28, 3].
 
 All functions are vectorized over the batch; randomness comes only from the numpy Generator
-passed in, so the same generator state gives bit-identical images.
+passed in, so the same generator state gives bit-identical images. Digits are colored in chunks
+of 64, each with its own generator seeded from the one passed in, on all CPU cores: the images do
+not depend on how many cores there are.
 
 The Gaussian noise (one value per pixel and channel: 165M for 70k digits) dominates the cost, so
 it is drawn by inverse-CDF lookup: 16 raw random bits per value index a table of the 65,536
@@ -10,7 +12,9 @@ everywhere (tails cut at 4.3 sigma, probability 1.5e-5), far below the 1/255 qua
 uint8 output, and it is ~3-5x faster than numpy's ziggurat sampler.
 """
 
+import concurrent.futures
 import functools
+import os
 import statistics
 
 import numpy as np
@@ -18,7 +22,9 @@ import numpy as np
 from ccmnist.data import palette as palette_lib
 
 MODES = ("foreground", "background")
-_CHUNK = 1024  # images per chunk: float32 temporaries of ~10 MB each stay in cache.
+# Images per chunk: the float32 temporaries (600 KB) stay in a core's L2 cache; chunks of 1024
+# ran 1.6x slower.
+_CHUNK = 64
 _NOISE_LEVELS = 1 << 16  # Quantiles in the noise table: one uint16 of random bits per value.
 
 
@@ -53,41 +59,50 @@ def gaussian_noise(shape, rng, noise_sigma: float) -> np.ndarray:
   """float32 N(0, noise_sigma) noise in pixel levels (x255), by inverse-CDF table lookup."""
   size = int(np.prod(shape))
   bits = rng.bit_generator.random_raw(-(-size // 4)).view(np.uint16)[:size]
-  return noise_table(noise_sigma)[bits].reshape(shape)
+  return noise_table(noise_sigma).take(bits).reshape(shape)
 
 
 def _finish(img, rng, noise_sigma):
   """Adds Gaussian noise, clips to [0, 1] and truncates to uint8, as the study does.
 
   img: float32 [n, 3, H*W], the noise-free image in pixel levels (255 * value); computed as
-  floor(clip(img + 255 * noise, 0, 255)). Returns uint8 [n, H*W, 3].
+  floor(clip(img + 255 * noise, 0, 255)). Returns uint8 [n, 3, H*W].
   """
   if noise_sigma > 0:
     img += gaussian_noise(img.shape, rng, noise_sigma)
   np.clip(img, 0.0, 255.0, out=img)
-  return img.astype(np.uint8).transpose(0, 2, 1)
+  return img.astype(np.uint8)
 
 
-def _channel_major(grey, rgb):
-  """grey as float32 d = grey / 255 [n, H*W], and the colors x255 as [n, 3, 1]."""
-  d = grey.reshape(len(grey), -1).astype(np.float32) * np.float32(1.0 / 255.0)
-  return d, (rgb * np.float32(255.0))[:, :, None]
+def _blend(d, base, color):
+  """float32 [n, 3, H*W]: (color - base) * d + base per channel, in place (no broadcast
+  temporaries: 1.7x faster). d, base: [n, H*W]; color: [n, 3] in pixel levels."""
+  img = np.empty((len(d), 3, d.shape[1]), np.float32)
+  for k in range(3):
+    np.subtract(color[:, k:k + 1], base, out=img[:, k])
+    img[:, k] *= d
+    img[:, k] += base
+  return img
 
 
 def _foreground_chunk(grey, rgb, rng, noise_sigma, bg_range):
   # 255 * (b * (1 - d) + d * color) = B + d * (C - B), with B = 255 b and C = 255 color; computed
   # channel-major so numpy's inner loops run over pixels, not over 3 channels.
-  d, color = _channel_major(grey, rgb)
+  d = grey.reshape(len(grey), -1).astype(np.float32) * np.float32(1.0 / 255.0)
   lo, hi = np.float32(bg_range[0] * 255.0), np.float32(bg_range[1] * 255.0)
   bg = rng.random(d.shape, dtype=np.float32) * (hi - lo) + lo  # [n, H*W], same on R, G, B.
-  img = (color - bg[:, None, :]) * d[:, None, :] + bg[:, None, :]
-  return _finish(img, rng, noise_sigma)
+  return _finish(_blend(d, bg, rgb * np.float32(255.0)), rng, noise_sigma)
 
 
 def _background_chunk(grey, rgb, rng, noise_sigma, bg_range):
   del bg_range  # The background is the color itself; the stroke is white.
-  d, color = _channel_major(grey, rgb)
-  img = (np.float32(255.0) - color) * d[:, None, :] + color  # 255 * (color * (1 - d) + d)
+  d = grey.reshape(len(grey), -1).astype(np.float32) * np.float32(1.0 / 255.0)
+  # 255 * (color * (1 - d) + d) = (255 - C) * d + C.
+  color = rgb * np.float32(255.0)
+  img = np.empty((len(d), 3, d.shape[1]), np.float32)
+  for k in range(3):
+    np.multiply(np.float32(255.0) - color[:, k:k + 1], d, out=img[:, k])
+    img[:, k] += color[:, k:k + 1]
   return _finish(img, rng, noise_sigma)
 
 
@@ -96,9 +111,19 @@ def _colorize(chunk_fn, grey, colors, rng, *, palette, noise_sigma, bg_range):
   rgb_all = palette_lib.check_palette(palette).astype(np.float32) / np.float32(255.0)
   out = np.empty(grey.shape + (3,), np.uint8)
   flat = out.reshape(len(grey), -1, 3)  # A view: chunks write [n, H*W, 3] into it.
-  for start in range(0, len(grey), _CHUNK):
+  starts = range(0, len(grey), _CHUNK)
+  seeds = rng.integers(0, 2 ** 63, len(starts))
+
+  def color_chunk(start, seed):
     sl = slice(start, start + _CHUNK)
-    flat[sl] = chunk_fn(grey[sl], rgb_all[colors[sl]], rng, noise_sigma, bg_range)
+    img = chunk_fn(grey[sl], rgb_all[colors[sl]], np.random.default_rng(seed), noise_sigma,
+                   bg_range)
+    for k in range(3):  # Channel by channel: 5x faster than one transposed copy.
+      flat[sl, :, k] = img[:, k]
+
+  # numpy releases the GIL in its loops and random draws, so threads use every core.
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    list(pool.map(color_chunk, starts, seeds))
   return out
 
 
