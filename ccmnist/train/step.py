@@ -37,7 +37,7 @@ PASS_IMAGES = None
 
 
 def num_passes(batch_size: int, images_per_example: int) -> int:
-  """How many equal slices a batch is computed in: the fewest that keep each pass under
+  """How many equal slices a batch is computed in: the fewest that keep each pass at most
   PASS_IMAGES images (a divisor of batch_size)."""
   limit = PASS_IMAGES
   if limit is None:
