@@ -30,8 +30,8 @@ def test_results_have_every_key_and_positive_numbers(results):
     assert results["train_compile_s"][key] > 0
     assert results["train_flops_per_step"][key] > 0 or math.isnan(
         results["train_flops_per_step"][key])
-  for key in ("pgd_img_per_s", "eval_img_per_s", "coloring_s_70k", "peak_flop_per_s",
-              "sweep_over_single_eps", "k8_sequential_over_vmapped"):
+  for key in ("pgd_img_per_s", "eval_img_per_s", "coloring_s_70k", "coloring_first_call_s",
+              "peak_flop_per_s", "sweep_over_single_eps", "k8_sequential_over_vmapped"):
     assert results[key] > 0, key
   assert results["device"]["count"] >= 1 and results["device"]["platform"]
   # Consistency runs the counterfactual batch too: more flops per step than ERM.
@@ -48,7 +48,8 @@ def test_entrypoint_writes_bench_json(tmp_path, monkeypatch):
           "train_compile_s": {"erm_b64": 1.0}, "train_achieved_flop_per_s": {"erm_b64": 1.0},
           "train_fraction_of_peak": {"erm_b64": 0.1}, "peak_flop_per_s": 1.0,
           "eval_img_per_s": 1.0, "pgd_img_per_s": 1.0, "sweep_over_single_eps": 1.0,
-          "coloring_s_70k": 1.0, "k8_sequential_over_vmapped": 1.0, "k8_sequential_s": 1.0,
+          "coloring_s_70k": 1.0, "coloring_first_call_s": 1.0, "k8_sequential_over_vmapped": 1.0,
+          "k8_sequential_s": 1.0,
           "k8_vmapped_s": 1.0}
   monkeypatch.setattr(bench, "run_benchmark", lambda **kw: fake)
   monkeypatch.setattr(sys, "argv", ["bench", f"--workdir={tmp_path}"])

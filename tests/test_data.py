@@ -82,6 +82,40 @@ def test_coloring_same_on_any_core_count_and_chunks_differ(mode, monkeypatch):
   assert not np.array_equal(first, second)
 
 
+@pytest.mark.parametrize("mode", coloring.MODES)
+@pytest.mark.parametrize("noise_sigma", [0.0, 0.02])
+def test_coloring_kernel_computes_the_formula(mode, noise_sigma):
+  """The jitted chunk against the same float32 formula as numpy operations on the same random
+  bits: the seed, the bit layout and the arithmetic. A fused multiply-add may move a level."""
+  n, hw, chunk = coloring._CHUNK, 28 * 28, coloring._CHUNK  # pylint: disable=protected-access
+  rng = np.random.default_rng(3)  # A whole chunk: 2.4M values.
+  grey = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+  colors = rng.integers(0, 10, n)
+  img = coloring.colorize(grey, colors, np.random.default_rng(4), mode=mode,
+                          noise_sigma=noise_sigma).astype(int)
+  # The draws by hand: one chunk, its seed from the generator passed in, 16 bits per value.
+  seed = np.random.default_rng(4).integers(0, 2 ** 63, 1)[0]
+  noise_size = chunk * hw * 3 if noise_sigma else 0
+  size = noise_size + (chunk * hw if mode == "foreground" else 0)
+  bits = np.random.SFC64(seed).random_raw(-(-size // 4)).view(np.uint16)[:size]
+  f32 = np.float32
+  d = grey.reshape(n, hw, 1).astype(f32) * f32(1 / 255)
+  color = palette.PALETTE_RGB[colors][:, None, :].astype(f32)
+  if mode == "foreground":
+    lo, hi = f32(0.3 * 255), f32(0.6 * 255)
+    bg = bits[noise_size:].reshape(chunk, hw, 1)[:n].astype(f32) + f32(0.5)
+    bg = bg * (hi - lo) * f32(1 / 65536) + lo
+    expected = bg + d * (color - bg)
+  else:
+    expected = color + d * (f32(255) - color)
+  if noise_sigma:
+    noise_bits = bits[:noise_size].reshape(chunk, hw, 3)[:n]
+    expected = expected + coloring.noise_table(noise_sigma)[noise_bits]
+  expected = np.clip(expected, 0, 255).astype(np.uint8).astype(int).reshape(n, 28, 28, 3)
+  diff = np.abs(img - expected)
+  assert diff.max() <= 1 and np.mean(diff) < 1e-4, (diff.max(), np.mean(diff))
+
+
 def test_background_mode_colors_the_background():
   grey = np.array([[[0, 255]]], np.uint8)
   img = coloring.colorize(grey, np.array([3]), np.random.default_rng(0), mode="background",
