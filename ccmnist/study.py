@@ -156,7 +156,7 @@ def read_stage_times(workdir) -> dict:
 def run_study(study, workdir) -> dict:
   """Runs (or resumes) every selected stage; returns {stage: seconds}."""
   check_study_config(study)
-  workdir = loop.claim_workdir(study, workdir)
+  workdir = loop.claim_workdir(study, workdir, ignore=("only",))  # Stages may be rerun one by one.
   stages = selected_stages(study)
   times = read_stage_times(workdir)
   t_start = time.perf_counter()

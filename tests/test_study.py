@@ -49,6 +49,11 @@ def test_rerun_skips_finished_stages_and_refuses_other_config(tiny_study):
   study.run_study(cfg, workdir)  # Everything is done: only the report is rewritten.
   after = json.loads((workdir / "results.json").read_text())
   assert after["runs"] == before["runs"]
+  cfg.only = "report"  # One stage on the same workdir: `only` selects, it is not the config.
+  (workdir / "report.md").unlink()
+  study.run_study(cfg, workdir)
+  assert (workdir / "report.md").exists()
+  cfg.only = ""
   other = study_config.get_config("tiny")
   with other.unlocked():
     other.num_seeds = 2

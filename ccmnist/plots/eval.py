@@ -59,16 +59,23 @@ def color_swap_figure(p_digit, p_color, *, n_per_cell: int | None = None, title:
 def training_curves_figure(runs: dict, *, splits=("test_easy", "test_hard"), title: str = ""):
   """Accuracy per epoch of several runs: {name: {'epoch': [...], split: [...]}}.
 
-  One color per run; line style per split (solid = first split, dashed = second, ...).
+  One color and marker per run, one legend entry per run; line style per split (solid = first
+  split, dashed = second, ...). Earlier runs are drawn wider, so a run whose curve coincides with
+  a later one (a penalty too weak to matter) still shows as a rim around it.
   """
   styles = ("-", "--", ":", "-.")
+  markers = ("o", "s", "^", "D", "v", "P", "X", "*")
   fig, ax = plt.subplots(figsize=(9, 4.5))
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  n = len(runs)
   for i, (name, curves) in enumerate(runs.items()):
+    width = 1.2 + 1.2 * (n - 1 - i)
+    drawn = [s for s in splits if s in curves]
     for j, split in enumerate(splits):
       if split in curves:
-        ax.plot(curves["epoch"], curves[split], styles[j % len(styles)], marker="o",
-                markersize=3, color=colors[i % len(colors)], label=f"{name}: {split}")
+        ax.plot(curves["epoch"], curves[split], styles[j % len(styles)], lw=width,
+                marker=markers[i % len(markers)], markersize=2 + width,
+                color=colors[i % len(colors)], label=name if split == drawn[0] else None)
   ax.axhline(0.1, color="0.6", lw=0.8, ls=":")
   ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.set_xlabel("epoch")

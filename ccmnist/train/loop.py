@@ -97,8 +97,12 @@ def _diff(a: dict, b: dict, prefix="") -> list:
   return out
 
 
-def claim_workdir(config, workdir) -> pathlib.Path:
-  """Writes config.json, or checks that the one there is the same config."""
+def claim_workdir(config, workdir, *, ignore: tuple = ()) -> pathlib.Path:
+  """Writes config.json, or checks that the one there is the same config.
+
+  ignore: top-level keys that select what to run rather than what is computed (the study's
+  `only`): they may differ between runs on one workdir.
+  """
   workdir = pathlib.Path(workdir)
   path = workdir / "config.json"
   text = config_json(config)
@@ -107,7 +111,8 @@ def claim_workdir(config, workdir) -> pathlib.Path:
       old = json.loads(path.read_text())
     except json.JSONDecodeError as e:
       raise WorkdirConfigError(f"{path} is not valid JSON ({e}); use a new --workdir.") from e
-    diff = _diff(old, json.loads(text))
+    diff = _diff({k: v for k, v in old.items() if k not in ignore},
+                 {k: v for k, v in json.loads(text).items() if k not in ignore})
     if diff:
       raise WorkdirConfigError(
           f"{workdir} holds a run of a different config:\n  " + "\n  ".join(diff[:20]) +
