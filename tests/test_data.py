@@ -46,6 +46,25 @@ def test_foreground_formula_on_hand_made_digit():
   assert blue[0, 0, 1].tolist() == [0, 0, 255]
 
 
+@pytest.mark.parametrize("mode", coloring.MODES)
+def test_pure_stroke_and_empty_pixel_are_exact(mode):
+  """Grey 255 is exactly the stroke's color and grey 0 exactly the background, for every color
+  and background level (no rounding may drop a level there)."""
+  grey = np.zeros((500, 28, 28), np.uint8)
+  grey[:, :14] = 255
+  colors = np.arange(500) % 10
+  img = coloring.colorize(grey, colors, np.random.default_rng(5), mode=mode, noise_sigma=0.0)
+  stroke, empty = img[:, :14], img[:, 14:]
+  if mode == "foreground":
+    np.testing.assert_array_equal(stroke, np.broadcast_to(
+        palette.PALETTE_RGB[colors][:, None, None, :], stroke.shape))
+    assert np.all(empty == empty[..., :1]) and empty.min() >= 76 and empty.max() <= 152
+  else:
+    assert np.all(stroke == 255)
+    np.testing.assert_array_equal(empty, np.broadcast_to(
+        palette.PALETTE_RGB[colors][:, None, None, :], empty.shape))
+
+
 def test_foreground_background_is_grey_uniform_in_range():
   grey = np.zeros((50, 28, 28), np.uint8)
   img = coloring.colorize_foreground(grey, np.zeros(50, int), np.random.default_rng(1),
@@ -99,15 +118,16 @@ def test_coloring_kernel_computes_the_formula(mode, noise_sigma):
   size = noise_size + (chunk * hw if mode == "foreground" else 0)
   bits = np.random.SFC64(seed).random_raw(-(-size // 4)).view(np.uint16)[:size]
   f32 = np.float32
-  d = grey.reshape(n, hw, 1).astype(f32) * f32(1 / 255)
+  g = grey.reshape(n, hw, 1).astype(f32)
+  d, w = g * f32(1 / 255), (f32(255) - g) * f32(1 / 255)
   color = palette.PALETTE_RGB[colors][:, None, :].astype(f32)
   if mode == "foreground":
     lo, hi = f32(0.3 * 255), f32(0.6 * 255)
     bg = bits[noise_size:].reshape(chunk, hw, 1)[:n].astype(f32) + f32(0.5)
     bg = bg * (hi - lo) * f32(1 / 65536) + lo
-    expected = bg + d * (color - bg)
+    expected = bg * w + color * d
   else:
-    expected = color + d * (f32(255) - color)
+    expected = color * w + f32(255) * d
   if noise_sigma:
     noise_bits = bits[:noise_size].reshape(chunk, hw, 3)[:n]
     expected = expected + coloring.noise_table(noise_sigma)[noise_bits]

@@ -69,23 +69,27 @@ def _color_chunk(grey, color, bits, table, bg_lo, bg_span, *, mode: str, noisy: 
   """uint8 [n, H*W, 3]: the images of grey uint8 [n, H*W] in color float32 [n, 3] (0-255).
 
   bits: uint16, the noise bits [n, H*W, 3] (if noisy) then the background bits [n, H*W] (if
-  foreground), each flattened. Computed as B + d * (C - B) with d = grey * (1 / 255): d is
-  exactly 0 and 1 at the ends, so a pure stroke gets exactly its color and an empty pixel its
-  background, whether or not XLA fuses the multiply-add (which moves a level elsewhere in about
-  1 value in 10^4, against numpy's separate roundings).
+  foreground), each flattened. Computed as the formula reads, B * (1 - d) + C * d: at grey 0
+  and 255 one term is exactly 0, so an empty pixel gets exactly its background and a pure stroke
+  exactly its color (a test checks), whether or not XLA fuses the multiply-add; elsewhere fusing
+  moves about 1 value in 10^6 by a level, against separate roundings.
   """
   n, hw = grey.shape
-  d = (grey.astype(jnp.float32) * jnp.float32(1.0 / 255.0))[..., None]
+  # d = grey / 255 and 1 - d as (255 - grey) / 255, each one rounded product: exactly 1 and 0
+  # at grey 255, 0 and 1 at grey 0. (1 - d would become a fused multiply-add, slightly off 0.)
+  grey = grey.astype(jnp.float32)[..., None]
+  d = grey * jnp.float32(1.0 / 255.0)
+  w = (jnp.float32(255.0) - grey) * jnp.float32(1.0 / 255.0)
   color = color[:, None, :]
   noise_size = n * hw * 3 if noisy else 0
   if mode == "foreground":
-    # 255 * (b * (1 - d) + d * color) = B + d * (C - B), with B = 255 b and C = 255 color.
+    # 255 * (b * (1 - d) + d * color) = B * (1 - d) + C * d, with B = 255 b and C = 255 color.
     bg = bits[noise_size:].reshape(n, hw, 1).astype(jnp.float32) + jnp.float32(0.5)
     bg = bg * bg_span * jnp.float32(1.0 / _LEVELS) + bg_lo  # B = lo + (hi - lo) (b + 0.5) / 2^16.
-    img = bg + d * (color - bg)
+    img = bg * w + color * d
   else:
     # The color fills the background, the stroke is white: 255 * (color * (1 - d) + d).
-    img = color + d * (jnp.float32(255.0) - color)
+    img = color * w + jnp.float32(255.0) * d
   if noisy:
     img = img + table[bits[:noise_size].reshape(n, hw, 3)]
   return jnp.clip(img, 0.0, 255.0).astype(jnp.uint8)
