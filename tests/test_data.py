@@ -136,6 +136,22 @@ def test_coloring_kernel_computes_the_formula(mode, noise_sigma):
   assert diff.max() <= 1 and np.mean(diff) < 1e-4, (diff.max(), np.mean(diff))
 
 
+def test_coloring_without_a_cpu_backend_uses_the_default_device(monkeypatch):
+  """JAX_PLATFORMS=cuda leaves no CPU backend: coloring falls back to the default device."""
+  grey = np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8)
+  want = coloring.colorize(grey, np.arange(10), np.random.default_rng(1))
+  real_devices = coloring.jax.devices
+
+  def devices(backend=None):
+    if backend == "cpu":
+      raise RuntimeError("Unknown backend cpu")
+    return real_devices()
+
+  monkeypatch.setattr(coloring.jax, "devices", devices)
+  np.testing.assert_array_equal(
+      coloring.colorize(grey, np.arange(10), np.random.default_rng(1)), want)
+
+
 def test_background_mode_colors_the_background():
   grey = np.array([[[0, 255]]], np.uint8)
   img = coloring.colorize(grey, np.array([3]), np.random.default_rng(0), mode="background",

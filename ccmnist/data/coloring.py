@@ -100,6 +100,15 @@ def _chunk_bits(seed, size: int) -> np.ndarray:
   return np.random.SFC64(seed).random_raw(-(-size // 4)).view(np.uint16)[:size]
 
 
+def _kernel_device():
+  """The CPU device: the same data whatever accelerator is the default. Where JAX_PLATFORMS
+  leaves no CPU backend, the default device (a level may then move in 1 value in 10^6)."""
+  try:
+    return jax.devices("cpu")[0]
+  except RuntimeError:
+    return jax.devices()[0]
+
+
 def _colorize(grey, colors, rng, *, mode, palette, noise_sigma, bg_range):
   grey, colors = _check_inputs(grey, colors, noise_sigma, bg_range)
   n, hw = len(grey), grey.shape[1] * grey.shape[2]
@@ -112,8 +121,8 @@ def _colorize(grey, colors, rng, *, mode, palette, noise_sigma, bg_range):
   flat = out.reshape(n, hw, 3)
   starts = range(0, n, _CHUNK)
   seeds = rng.integers(0, 2 ** 63, len(starts))
-  cpu = jax.devices("cpu")[0]
-  constants = jax.device_put((table, lo, hi - lo), cpu)
+  device = _kernel_device()
+  constants = jax.device_put((table, lo, hi - lo), device)
 
   def color_chunk(start, seed):
     sl = slice(start, start + _CHUNK)
@@ -122,7 +131,8 @@ def _colorize(grey, colors, rng, *, mode, palette, noise_sigma, bg_range):
     chunk_grey[:m] = grey[sl].reshape(m, hw)
     chunk_color = np.zeros((_CHUNK, 3), np.float32)
     chunk_color[:m] = color_all[colors[sl]]
-    inputs = jax.device_put((chunk_grey, chunk_color, _chunk_bits(seed, bits_per_chunk)), cpu)
+    inputs = jax.device_put((chunk_grey, chunk_color, _chunk_bits(seed, bits_per_chunk)),
+                            device)
     flat[sl] = np.asarray(_color_chunk(*inputs, *constants, mode=mode, noisy=noisy))[:m]
 
   # Bits are drawn and kernels run with the GIL released; one thread more than cores keeps the
