@@ -31,6 +31,7 @@ from ccmnist.data import coloring
 from ccmnist.data import mnist
 from ccmnist.train import loop
 from ccmnist.train import optim
+from ccmnist.train import parallel
 from ccmnist.train import step as step_lib
 from configs import common
 
@@ -60,7 +61,7 @@ def _cost_flops(compiled) -> float:
 class _TrainWorkload:
   """`steps` steps of the real train step for one (loss, batch, K); call() times them."""
 
-  def __init__(self, loss, batch, *, data, steps, num_seeds=1):
+  def __init__(self, loss, batch, *, data, steps, num_seeds=1, data_parallel=False):
     config = _config(loss, batch, num_seeds)
     model = models.get_model(config.model.name, conv_impl=config.model.conv_impl)
     n = data["labels"].shape[0]
@@ -70,11 +71,18 @@ class _TrainWorkload:
     self.state = loop.init_state(config, model, tx)
     self.orders = loop.epoch_orders(config, 1, n, self.spe)
     self.lams = jnp.full((num_seeds,), 0.1, jnp.float32)
-    self.fn = step_lib.make_train_step(model=model, loss_name=loss, steps_per_epoch=self.spe)
+    static = dict(model=model, loss_name=loss, steps_per_epoch=self.spe)
+    if data_parallel:  # The batch split over every device, as --config.train.data_parallel.
+      self.fn, self.state, self.data, self.lams, place = parallel.setup(
+          config, self.state, data, self.lams, **static)
+      self.orders = place(self.orders)
+    else:
+      self.fn = step_lib.make_train_step(**static)
     t = time.perf_counter()
-    self.fn = self.fn.lower(self.state, data, self.orders, self.lams).compile()
+    self.fn = self.fn.lower(self.state, self.data, self.orders, self.lams).compile()
     self.compile_s = time.perf_counter() - t
-    self.flops_per_step = _cost_flops(self.fn)
+    # An SPMD program's cost analysis counts one device's share.
+    self.flops_per_step = _cost_flops(self.fn) * (jax.device_count() if data_parallel else 1)
     self.call()  # Warm-up.
 
   def call(self, steps: int | None = None) -> float:
@@ -119,8 +127,12 @@ def device_info() -> dict:
 
 def run_benchmark(*, repeats: int = 3, train_images: int = 5120, batch_sizes=BATCH_SIZES,
                   losses=LOSSES, pgd_steps: int = PGD["steps"], coloring_n: int = 70_000,
-                  eval_batches: int = 5, k8_steps: int = 10, matmul_n: int = 2048) -> dict:
-  """Runs every workload `repeats` times, interleaved; returns bench.json's dict (medians)."""
+                  eval_batches: int = 5, k8_steps: int = 10, matmul_n: int = 2048,
+                  data_parallel: bool = False) -> dict:
+  """Runs every workload `repeats` times, interleaved; returns bench.json's dict (medians).
+
+  data_parallel: the training workloads split each batch over every device (train/parallel.py).
+  """
   rng = np.random.default_rng(0)
   n_data = max(4096, 4 * max(batch_sizes))
   data = {"images": jnp.asarray(rng.integers(0, 256, (n_data, 28, 28, 3), dtype=np.uint8)),
@@ -130,11 +142,14 @@ def run_benchmark(*, repeats: int = 3, train_images: int = 5120, batch_sizes=BAT
   logging.info("Compiling the train steps.")
   # The same number of images per measurement at every batch size (>= 0.3 s here, for stable
   # medians).
-  train = {name: _TrainWorkload(loss, b, data=data, steps=max(1, train_images // b))
+  train = {name: _TrainWorkload(loss, b, data=data, steps=max(1, train_images // b),
+                                data_parallel=data_parallel)
            for name, (loss, b) in zip(workload_names(losses, batch_sizes),
                                       [(loss, b) for loss in losses for b in batch_sizes])}
   k8 = _TrainWorkload("erm", 64, data=data, steps=k8_steps, num_seeds=8)
-  k1 = train.get("erm_b64") or _TrainWorkload("erm", 64, data=data, steps=k8_steps)
+  # One device for K=8 vs 8 runs, eval and PGD (their arrays, and so their programs, on one).
+  k1 = (None if data_parallel else train.get("erm_b64")) or _TrainWorkload(
+      "erm", 64, data=data, steps=k8_steps)
 
   model = models.get_model("cheater", conv_impl=_config("erm", 64).model.conv_impl)
   params = jax.tree_util.tree_map(lambda x: x[0], k1.state.params)
@@ -188,6 +203,7 @@ def run_benchmark(*, repeats: int = 3, train_images: int = 5120, batch_sizes=BAT
   flops = {k: w.flops_per_step * w.steps / med[k] for k, w in train.items()}
   return {
       "device": device_info(),
+      "train_data_parallel": data_parallel,
       "jax_version": jax.__version__,
       "repeats": repeats,
       "train_img_per_s": train_ips,
@@ -221,7 +237,9 @@ def run_benchmark(*, repeats: int = 3, train_images: int = 5120, batch_sizes=BAT
 
 def format_table(r: dict) -> str:
   """A plain-text table of run_benchmark's results."""
-  rows = [("device", r["device"]["description"]), ("", "")]
+  rows = [("device", r["device"]["description"]),
+          ("train", "data-parallel over every device" if r.get("train_data_parallel")
+           else "one device"), ("", "")]
   for k, v in r["train_img_per_s"].items():
     rows.append((f"train {k}", f"{v:9.0f} img/s   compile {r['train_compile_s'][k]:5.1f} s   "
                                f"{r['train_achieved_flop_per_s'][k] / 1e9:7.2f} GFLOP/s "

@@ -2,6 +2,8 @@
 
   python -m launch.bench --workdir=/tmp/ccmnist/bench
   python -m launch.bench --workdir=/tmp/ccmnist/bench_quick --quick
+  XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+    python -m launch.bench --workdir=/tmp/ccmnist/bench_dp2 --data_parallel
 """
 
 import json
@@ -17,13 +19,16 @@ from launch import common
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved repeats; medians are reported.")
 _QUICK = flags.DEFINE_bool("quick", False, "Fewer steps and 7k digits to color (noisier).")
+_DATA_PARALLEL = flags.DEFINE_bool(
+    "data_parallel", False, "Train workloads split each batch over every device, as "
+    "--config.train.data_parallel=True does.")
 
 
 def main(argv):
   del argv
   common.setup_logging()
   kw = dict(train_images=1280, pgd_steps=30, coloring_n=7_000, k8_steps=5) if _QUICK.value else {}
-  results = bench.run_benchmark(repeats=_REPEATS.value, **kw)
+  results = bench.run_benchmark(repeats=_REPEATS.value, data_parallel=_DATA_PARALLEL.value, **kw)
   loop.atomic_write_text(pathlib.Path(_WORKDIR.value) / "bench.json",
                          json.dumps(results, indent=2))
   print(bench.format_table(results))

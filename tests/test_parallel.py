@@ -74,14 +74,15 @@ _DP_SCRIPT = textwrap.dedent("""
       c = cheater.get_config("tiny")
       c.unlock()
       c.train.epochs, c.train.data_parallel, c.train.batch_size = 1, dp, batch
+      c.num_seeds = 2  # Both replicas, each split over the devices.
       c.lock()
       return c
 
     out = sys.argv[1]
     single = loop.train_and_evaluate(cfg(False), out + "/single")
     dp = loop.train_and_evaluate(cfg(True), out + "/dp")
-    _, p0, _ = loop.load_run(out + "/single")
-    _, p1, _ = loop.load_run(out + "/dp")
+    _, p0, _ = loop.load_run(out + "/single", replica=None)
+    _, p1, _ = loop.load_run(out + "/dp", replica=None)
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                for a, b in zip(jax.tree_util.tree_leaves(p0), jax.tree_util.tree_leaves(p1)))
     try:
@@ -96,18 +97,29 @@ _DP_SCRIPT = textwrap.dedent("""
     state = parallel.put(loop.init_state(c, model, tx), parallel.replicated(mesh))
     data = {"images": jnp.zeros((512, 28, 28, 3), jnp.uint8),
             "labels": jnp.zeros(512, jnp.int32)}
-    hlo = fn.lower(state, data, jnp.zeros((1, steps, 32), jnp.int32),
-                   jnp.zeros(1)).compile().as_text()
-    # The first conv's output, [batch, 14, 14, 8]: which batch sizes the program computes.
-    conv_batches = sorted({int(b) for b in re.findall(r"f32\\[(\\d+),14,14,8\\]", hlo)})
+    def conv_batches(batch):
+      hlo = fn.lower(state, data, jnp.zeros((1, steps, batch), jnp.int32),
+                     jnp.zeros(1)).compile().as_text()
+      # The first conv's output, [batch, 14, 14, 8]: which batch sizes the program computes.
+      return hlo, sorted({int(b) for b in re.findall(r"f32\\[(\\d+),14,14,8\\]", hlo)})
+    hlo, batches = conv_batches(32)
+    from ccmnist import bench
+    data["cf_images"] = data["images"]
+    flops = [bench._TrainWorkload("erm", 64, data=data, steps=1, data_parallel=dp).flops_per_step
+             for dp in (False, True)]
+    seeds_differ = float(np.max(np.abs(np.asarray(p1["Dense_0"]["bias"][0]
+                                                  - p1["Dense_0"]["bias"][1]))))
     print(json.dumps({"devices": jax.device_count(), "diff": diff, "bad": bad,
+                      "seeds_differ": seeds_differ,
                       "acc": [single["accuracy"], dp["accuracy"]],
-                      "all_reduce": "all-reduce" in hlo, "conv_batches": conv_batches}))
+                      "all_reduce": "all-reduce" in hlo, "conv_batches": batches,
+                      "conv_batches_512": conv_batches(512)[1],
+                      "bench_flops": flops}))
 """)
 
 
 def test_data_parallel_equals_one_device(tmp_path):
-  """4 CPU devices, batch 32 split 8 per device: same params as one device."""
+  """4 CPU devices, batch 32 split 8 per device, 2 replicas: same params as one device."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", _DP_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
@@ -116,7 +128,13 @@ def test_data_parallel_equals_one_device(tmp_path):
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out["devices"] == 4
   assert out["diff"] < 1e-5
+  assert out["seeds_differ"] > 1e-3  # Two real replicas, not one copied.
   assert out["acc"][0] == pytest.approx(out["acc"][1], abs=0.011)
   assert "not a multiple of 4" in out["bad"]
   # The step really runs split: every conv sees 8 examples per device, gradients all-reduced.
   assert out["all_reduce"] and out["conv_batches"] == [8]
+  # 512 = 128 per device, computed in passes of 64 as on one device (step.PASS_IMAGES).
+  assert out["conv_batches_512"] == [64]
+  # launch.bench --data_parallel counts every device's flops, not one device's share.
+  one, split = out["bench_flops"]
+  assert split == pytest.approx(one, rel=0.05)

@@ -2,9 +2,11 @@
 
 Enabled by config.train.data_parallel. A 1-D Mesh over every device (all hosts' devices after
 jax.distributed.initialize()); parameters, optimizer state and the resident training data are
-replicated on every device; each step's example indices, and so the gathered batch, are split
-along the batch axis. XLA inserts the gradient all-reduce, so a step computes the same numbers
-as on one device (up to the order of the float sums).
+replicated on every device; each step's example indices are split along the batch axis. The
+step is written per device (shard_map): a device gathers and computes its share of the batch,
+in passes of at most step.PASS_IMAGES images as on one device, and the gradients are averaged
+over devices (pmean) before the update, so a step computes the same numbers as on one device
+(up to the order of the float sums).
 
 Arrays are built with jax.make_array_from_callback from a full host-side copy on every process,
 which is what a multi-process run needs (every process computes the same init and orders).
@@ -46,11 +48,6 @@ def orders_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(None, None, AXIS))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """One replica's gathered batch [batch, ...]: split along the batch axis."""
-  return NamedSharding(mesh, P(AXIS))
-
-
 def put(tree, sharding: NamedSharding):
   """Every leaf of `tree` (host or device arrays, same values on every process) as a global
   array with `sharding`."""
@@ -61,15 +58,19 @@ def put(tree, sharding: NamedSharding):
 
 
 def make_train_step(mesh: Mesh, **static):
-  """step.make_train_step's program with shardings: (state, data, orders, lams) -> (state, m).
+  """step.make_train_step's program over `mesh`: (state, data, orders, lams) -> (state, m).
 
-  state, data and lams replicated, orders split along the batch; the gathered batch is
-  constrained to the same split inside the step. State donated, as in step.make_train_step.
+  state, data and lams replicated, orders split along the batch; each device runs the
+  replica-mapped step on its share. State donated, as in step.make_train_step.
+  check_vma=False: gradients stay per device (with it, JAX would sum the gradients of the
+  replicated params itself) and the step's pmean averages them.
   """
-  step = functools.partial(step_lib.train_step, batch_sharding=batch_sharding(mesh), **static)
+  step = functools.partial(step_lib.train_step, axis_name=AXIS, **static)
+  per_device = jax.shard_map(step_lib.map_replicas(step, (0, None, 0, 0)), mesh=mesh,
+                             in_specs=(P(), P(), P(None, None, AXIS), P()), out_specs=P(),
+                             check_vma=False)
   rep = replicated(mesh)
-  return jax.jit(jax.vmap(step, in_axes=(0, None, 0, 0)),
-                 in_shardings=(rep, rep, orders_sharding(mesh), rep),
+  return jax.jit(per_device, in_shardings=(rep, rep, orders_sharding(mesh), rep),
                  out_shardings=(rep, rep), donate_argnums=(0,))
 
 

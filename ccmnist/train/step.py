@@ -52,17 +52,16 @@ def num_passes(batch_size: int, images_per_example: int) -> int:
 
 def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
                steps_per_epoch: int, warmup_steps: int = 0, grad_scale: str = "unit",
-               batch_sharding=None):
+               axis_name=None):
   """One optimizer step; returns (state, metrics).
 
   `order` [steps_per_epoch, batch] holds the epoch's example indices; the batch is row
   state.step % steps_per_epoch, so the loop passes the same array every step (no host sync).
-  batch_sharding: None, or how to split the gathered batch over devices (train/parallel.py);
-  a sharded batch is computed in one pass.
+  axis_name: None, or the mesh axis that `order`'s batch is split over, inside shard_map
+  (train/parallel.py): each device computes its share of the batch, in passes, and gradients
+  and metrics are averaged over the axis, so every device applies the same update.
   """
   batch = gather_batch(data, order[state.step % steps_per_epoch])
-  if batch_sharding is not None:
-    batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
   consistency_on = (state.step >= warmup_steps).astype(jnp.float32)
 
   def loss_fn(params, batch):
@@ -74,13 +73,15 @@ def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
 
   size = order.shape[1]
   images_per_example = 2 if loss_name == "consistency" else 1
-  passes = 1 if batch_sharding is not None else num_passes(size, images_per_example)
+  passes = num_passes(size, images_per_example)
   n = size // passes
   # Unrolled: a lax.scan over the slices ran 6x slower on XLA:CPU.
   per_pass = [jax.value_and_grad(loss_fn, has_aux=True)(
       state.params, jax.tree_util.tree_map(lambda a, i=i: a[i * n:(i + 1) * n], batch))
               for i in range(passes)]
   (loss, aux), grads = jax.tree_util.tree_map(lambda *v: sum(v) / passes, *per_pass)
+  if axis_name is not None:  # Equal shares: the mean of the devices' means is the batch mean.
+    (loss, aux), grads = jax.lax.pmean(((loss, aux), grads), axis_name)
   state = state.apply_gradients(grads=grads)
   return state, {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads)}
 
