@@ -135,8 +135,9 @@ def _colorize(grey, colors, rng, *, mode, palette, noise_sigma, bg_range):
                             device)
     flat[sl] = np.asarray(_color_chunk(*inputs, *constants, mode=mode, noisy=noisy))[:m]
 
-  # Bits are drawn and kernels run with the GIL released; one thread more than cores keeps the
-  # cores busy while a thread copies its result out.
+  # Kernels run with the GIL released, so one thread's kernel overlaps another's drawing of bits
+  # (numpy's random_raw holds the GIL); one thread more than cores keeps the cores busy while a
+  # thread copies its result out.
   with concurrent.futures.ThreadPoolExecutor((os.cpu_count() or 1) + 1) as pool:
     list(pool.map(color_chunk, starts, seeds))
   return out
