@@ -65,7 +65,7 @@ class _TrainWorkload:
     config = _config(loss, batch, num_seeds)
     model = models.get_model(config.model.name, conv_impl=config.model.conv_impl)
     n = data["labels"].shape[0]
-    self.steps, self.batch, self.data = steps, batch, data
+    self.steps, self.batch, self.data, self.data_parallel = steps, batch, data, data_parallel
     self.spe = n // batch
     tx = optim.make_optimizer(config.optim, 10 * self.spe)
     self.state = loop.init_state(config, model, tx)
@@ -86,9 +86,12 @@ class _TrainWorkload:
     self.call()  # Warm-up.
 
   def call(self, steps: int | None = None) -> float:
-    t = time.perf_counter()
+    t, launched = time.perf_counter(), []
     for _ in range(self.steps if steps is None else steps):
       self.state, m = self.fn(self.state, self.data, self.orders, self.lams)
+      if self.data_parallel:  # As the train loop does.
+        launched.append(m)
+        parallel.limit_in_flight(launched)
     jax.block_until_ready((self.state, m))
     return time.perf_counter() - t
 

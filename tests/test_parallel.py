@@ -62,6 +62,18 @@ def test_check_batch_size():
     parallel.check_batch_size(30, 4)
 
 
+def test_limit_in_flight_waits_for_the_step_max_before_the_last(monkeypatch):
+  waited = []
+  monkeypatch.setattr(parallel, "MAX_STEPS_IN_FLIGHT", 3)
+  monkeypatch.setattr(jax, "block_until_ready", waited.append)
+  launched = []
+  for step in range(6):
+    launched.append(step)
+    parallel.limit_in_flight(launched)
+  # After launching step s, step s - 3 has finished: never more than 3 steps queued.
+  assert waited == [0, 1, 2]
+
+
 _DP_SCRIPT = textwrap.dedent("""
     import json
     import re
@@ -138,3 +150,29 @@ def test_data_parallel_equals_one_device(tmp_path):
   # launch.bench --data_parallel counts every device's flops, not one device's share.
   one, split = out["bench_flops"]
   assert split == pytest.approx(one, rel=0.05)
+
+
+_QUEUE_SCRIPT = textwrap.dedent("""
+    import sys
+    from ccmnist.train import loop
+    from configs import cheater
+    c = cheater.get_config("tiny")
+    c.unlock()
+    c.train.epochs, c.train.data_parallel, c.train.batch_size = 1, True, 8
+    c.train.log_every_steps = 1000  # 64 steps with no sync but the loop's own bound.
+    c.lock()
+    loop.train_and_evaluate(c, sys.argv[1])
+    print("finished")
+""")
+
+
+def test_data_parallel_epoch_without_sync_finishes(tmp_path):
+  """2 host devices, 64 steps dispatched with no logging sync: more than the 32 programs XLA:CPU
+  queues per device, which deadlocked the step's all-reduce on a 2-core machine before the loop
+  bounded the queue (parallel.MAX_STEPS_IN_FLIGHT); XLA aborts a stuck all-reduce after 40 s."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _QUEUE_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip().splitlines()[-1] == "finished"

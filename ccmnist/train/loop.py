@@ -272,7 +272,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
 
   state = init_state(config, model, tx)
   place_orders = lambda orders: orders
-  if config.train.get("data_parallel", False):  # The batch split over every device.
+  data_parallel = config.train.get("data_parallel", False)
+  if data_parallel:  # The batch split over every device.
     train_fn, state, train_data, lams, place_orders = parallel.setup(
         config, state, train_data, lams, **step_kw)
   mngr = checkpoint_manager(workdir)
@@ -296,8 +297,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
       state, m = train_fn(state, train_data, orders, lams)
       step_metrics.append(m)
       done_since_start += 1
+      if data_parallel:
+        parallel.limit_in_flight(step_metrics)
       if (s + 1) % log_every == 0 or s + 1 == steps:
-        jax.block_until_ready(m["loss"])  # The only sync: on logging steps.
+        jax.block_until_ready(m["loss"])  # On one device the only sync: on logging steps.
         elapsed = time.perf_counter() - t_run
         rate = done_since_start * config.train.batch_size * k / elapsed
         left = total_steps - ((epoch - 1) * steps + s + 1)

@@ -24,6 +24,13 @@ from ccmnist.train import step as step_lib
 
 AXIS = "data"
 
+# Most steps launched and not yet finished. XLA:CPU queues at most 32 programs per device; a
+# launch that finds the queue full blocks a thread of the pool that also runs the programs. With
+# more steps queued over 2 host devices on 2 cores, one device's step waited in its all-reduce for
+# the other's share, which had no thread left to run on, until XLA's 40 s rendezvous timeout
+# aborted the process. Dispatch stays asynchronous up to this depth.
+MAX_STEPS_IN_FLIGHT = 8
+
 
 def make_mesh(devices=None) -> Mesh:
   """A 1-D mesh with axis 'data' over `devices` (default: every device of every process)."""
@@ -72,6 +79,13 @@ def make_train_step(mesh: Mesh, **static):
   rep = replicated(mesh)
   return jax.jit(per_device, in_shardings=(rep, rep, orders_sharding(mesh), rep),
                  out_shardings=(rep, rep), donate_argnums=(0,))
+
+
+def limit_in_flight(launched: list) -> None:
+  """Waits for the step MAX_STEPS_IN_FLIGHT before the last in `launched` (any outputs of each
+  step, in launch order), so that at most MAX_STEPS_IN_FLIGHT steps are queued."""
+  if len(launched) > MAX_STEPS_IN_FLIGHT:
+    jax.block_until_ready(launched[-MAX_STEPS_IN_FLIGHT - 1])
 
 
 def setup(config, state, train_data, lams, **static):
