@@ -19,6 +19,7 @@ setup(
         "absl-py>=1.0",
         "matplotlib>=3.7",
         "orbax-checkpoint>=0.5",
+        "tensorboardX>=2.6",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3", "chex>=0.1.86", "ruff>=0.4"],

@@ -1,11 +1,14 @@
-"""Speed and scale benchmark: run_benchmark(...) -> dict, format_table(dict) -> str.
+"""Speed and scale benchmark: run_benchmark(base_config, ...) -> dict, format_table(dict) -> str.
 
-Measures on whatever device JAX sees, with the project's real programs:
+base_config is a training config (configs/common.py's train_config()); every workload is it
+with the loss, batch size and replica count set, and conv_impl, when given, replacing its
+model.conv_impl. Measures on whatever device JAX sees, with the project's real programs:
   * training img/s per loss and batch size: step.make_train_step with K=1 replica, data resident
     on device, compile time reported separately; images counted as base training images (a
     consistency step also runs the counterfactual batch, which is not counted);
   * eval img/s (step.make_eval_step), PGD img/s at the study's setting (Linf eps 12.75, step
-    1.5, 30 steps, targeted, batch 200), and the 6-epsilon sweep's time over one epsilon's;
+    1.5, 30 steps, targeted, batch 200), and the 6-epsilon sweep's time over one epsilon's
+    (attacks.sweep.sweep against one call of the same attacks.pgd.Attack);
   * coloring time for 70k digits (MNIST if cached, else random MNIST-shaped digits);
   * achieved FLOP/s: XLA's cost analysis of the compiled train step (flops per step) over the
     measured step time, against a peak estimated by a large float32 matmul timed in the same run
@@ -16,6 +19,7 @@ Workloads are measured interleaved (repeat r of every workload before repeat r +
 reports the median over repeats, so a load change on a shared machine hits all alike.
 """
 
+import copy
 import statistics
 import time
 
@@ -29,11 +33,12 @@ from ccmnist.attacks import pgd as pgd_lib
 from ccmnist.attacks import sweep as sweep_lib
 from ccmnist.data import coloring
 from ccmnist.data import mnist
+from ccmnist.models import layers
 from ccmnist.train import loop
 from ccmnist.train import optim
 from ccmnist.train import parallel
+from ccmnist.train import runs
 from ccmnist.train import step as step_lib
-from configs import common
 
 LOSSES = ("erm", "gradient_penalty", "consistency")
 BATCH_SIZES = (64, 256)
@@ -41,8 +46,9 @@ SWEEP_EPSILONS = (5.0, 7.5, 10.0, 12.75, 15.0, 20.0)
 PGD = dict(eps=12.75, step_size=1.5, steps=30, batch=200)
 
 
-def _config(loss: str, batch: int, num_seeds: int = 1):
-  c = common.train_config(None)
+def workload_config(base_config, loss: str, batch: int, num_seeds: int = 1):
+  """A copy of base_config training `loss` (lam 0.1) at `batch` with `num_seeds` replicas."""
+  c = copy.deepcopy(base_config)
   c.loss.name, c.loss.lam, c.train.batch_size, c.num_seeds = loss, 0.1, batch, num_seeds
   return c
 
@@ -58,20 +64,19 @@ def _cost_flops(compiled) -> float:
   return float((cost or {}).get("flops", float("nan")))
 
 
-class _TrainWorkload:
-  """`steps` steps of the real train step for one (loss, batch, K); call() times them."""
+class TrainWorkload:
+  """`steps` steps of the real train step of `config` (see workload_config); call() times them."""
 
-  def __init__(self, loss, batch, *, data, steps, num_seeds=1, data_parallel=False):
-    config = _config(loss, batch, num_seeds)
+  def __init__(self, config, *, data, steps, data_parallel=False):
     model = models.get_model(config.model.name, conv_impl=config.model.conv_impl)
-    n = data["labels"].shape[0]
+    n, batch = data["labels"].shape[0], config.train.batch_size
     self.steps, self.batch, self.data, self.data_parallel = steps, batch, data, data_parallel
     self.spe = n // batch
     tx = optim.make_optimizer(config.optim, 10 * self.spe)
-    self.state = loop.init_state(config, model, tx)
+    self.state = runs.init_state(config, model, tx)
     self.orders = loop.epoch_orders(config, 1, n, self.spe)
-    self.lams = jnp.full((num_seeds,), 0.1, jnp.float32)
-    static = dict(model=model, loss_name=loss, steps_per_epoch=self.spe)
+    self.lams = jnp.full((config.num_seeds,), 0.1, jnp.float32)
+    static = dict(model=model, loss_name=config.loss.name, steps_per_epoch=self.spe)
     if data_parallel:  # The batch split over every device, as --config.train.data_parallel.
       self.fn, self.state, self.data, self.lams, place = parallel.setup(
           config, self.state, data, self.lams, **static)
@@ -128,33 +133,43 @@ def device_info() -> dict:
           "description": f"{jax.device_count()} x {d.platform}:{d.device_kind}"}
 
 
-def run_benchmark(*, repeats: int = 3, train_images: int = 5120, batch_sizes=BATCH_SIZES,
-                  losses=LOSSES, pgd_steps: int = PGD["steps"], coloring_n: int = 70_000,
-                  eval_batches: int = 5, k8_steps: int = 10, matmul_n: int = 2048,
-                  data_parallel: bool = False) -> dict:
+def run_benchmark(base_config, *, repeats: int = 3, train_images: int = 5120,
+                  batch_sizes=BATCH_SIZES, losses=LOSSES, pgd_steps: int = PGD["steps"],
+                  coloring_n: int = 70_000, eval_batches: int = 5, k8_steps: int = 10,
+                  matmul_n: int = 2048, data_parallel: bool = False,
+                  conv_impl: str | None = None) -> dict:
   """Runs every workload `repeats` times, interleaved; returns bench.json's dict (medians).
 
+  base_config: the training config every workload derives from (workload_config).
   data_parallel: the training workloads split each batch over every device (train/parallel.py).
+  conv_impl: one of models.layers.CONV_IMPLS for every model here; None or '' keeps
+  base_config.model.conv_impl.
   """
+  if conv_impl and conv_impl not in layers.CONV_IMPLS:
+    raise ValueError(f"Unknown conv_impl {conv_impl!r}; use one of {layers.CONV_IMPLS}.")
+  base = copy.deepcopy(base_config)
+  if conv_impl:
+    base.model.conv_impl = conv_impl
   rng = np.random.default_rng(0)
   n_data = max(4096, 4 * max(batch_sizes))
   data = {"images": jnp.asarray(rng.integers(0, 256, (n_data, 28, 28, 3), dtype=np.uint8)),
           "labels": jnp.asarray(rng.integers(0, 10, n_data).astype(np.int32)),
           "cf_images": jnp.asarray(rng.integers(0, 256, (n_data, 28, 28, 3), dtype=np.uint8))}
 
+  def workload(loss, batch, steps, *, num_seeds=1, data_parallel=False):
+    return TrainWorkload(workload_config(base, loss, batch, num_seeds), data=data, steps=steps,
+                         data_parallel=data_parallel)
+
   logging.info("Compiling the train steps.")
-  # The same number of images per measurement at every batch size (>= 0.3 s here, for stable
-  # medians).
-  train = {name: _TrainWorkload(loss, b, data=data, steps=max(1, train_images // b),
-                                data_parallel=data_parallel)
+  # The same number of images per measurement at every batch size, enough for stable medians.
+  train = {name: workload(loss, b, max(1, train_images // b), data_parallel=data_parallel)
            for name, (loss, b) in zip(workload_names(losses, batch_sizes),
                                       [(loss, b) for loss in losses for b in batch_sizes])}
-  k8 = _TrainWorkload("erm", 64, data=data, steps=k8_steps, num_seeds=8)
+  k8 = workload("erm", 64, k8_steps, num_seeds=8)
   # One device for K=8 vs 8 runs, eval and PGD (their arrays, and so their programs, on one).
-  k1 = (None if data_parallel else train.get("erm_b64")) or _TrainWorkload(
-      "erm", 64, data=data, steps=k8_steps)
+  k1 = (None if data_parallel else train.get("erm_b64")) or workload("erm", 64, k8_steps)
 
-  model = models.get_model("cheater", conv_impl=_config("erm", 64).model.conv_impl)
+  model = models.get_model(base.model.name, conv_impl=base.model.conv_impl)
   params = jax.tree_util.tree_map(lambda x: x[0], k1.state.params)
   eval_b = 1000
   eval_fn = step_lib.make_eval_step(model=model)
@@ -168,10 +183,11 @@ def run_benchmark(*, repeats: int = 3, train_images: int = 5120, batch_sizes=BAT
   pgd_images = data["images"][:PGD["batch"]].astype(jnp.float32)
   targets = jnp.full((PGD["batch"],), 3, jnp.int32)
   key = jax.random.key(0)
-  pgd_kw = dict(step_size=PGD["step_size"], steps=pgd_steps, targeted=True, key=key)
-  pgd_call = lambda: pgd_lib.pgd(model, params, pgd_images, targets, eps=PGD["eps"], **pgd_kw)
-  sweep_call = lambda: sweep_lib.pgd_sweep(model, params, pgd_images, targets,
-                                           epsilons=SWEEP_EPSILONS, **pgd_kw)
+  attack = pgd_lib.Attack(eps=PGD["eps"], step_size=PGD["step_size"], steps=pgd_steps,
+                          targeted=True)
+  pgd_call = lambda: attack(model, params, pgd_images, targets, key)
+  sweep_call = lambda: sweep_lib.sweep(attack, model, params, pgd_images, targets,
+                                       SWEEP_EPSILONS, key)
 
   grey, grey_source = _grey_digits(coloring_n)
   colors = rng.integers(0, 10, len(grey))
@@ -207,6 +223,7 @@ def run_benchmark(*, repeats: int = 3, train_images: int = 5120, batch_sizes=BAT
   return {
       "device": device_info(),
       "train_data_parallel": data_parallel,
+      "conv_impl": model.conv_impl,
       "jax_version": jax.__version__,
       "repeats": repeats,
       "train_img_per_s": train_ips,
@@ -242,7 +259,7 @@ def format_table(r: dict) -> str:
   """A plain-text table of run_benchmark's results."""
   rows = [("device", r["device"]["description"]),
           ("train", "data-parallel over every device" if r.get("train_data_parallel")
-           else "one device"), ("", "")]
+           else "one device"), ("conv impl", r.get("conv_impl", "")), ("", "")]
   for k, v in r["train_img_per_s"].items():
     rows.append((f"train {k}", f"{v:9.0f} img/s   compile {r['train_compile_s'][k]:5.1f} s   "
                                f"{r['train_achieved_flop_per_s'][k] / 1e9:7.2f} GFLOP/s "

@@ -8,6 +8,6 @@ from configs import common
 
 
 def get_config(arg=None):
-  c = common.train_config(arg)
+  c = common.train_config(common.parse_arg(arg).size)
   c.lock()
   return c

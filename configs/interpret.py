@@ -15,11 +15,12 @@ from configs import common
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+  size = common.parse_arg(arg).size
   c = ml_collections.ConfigDict()
   c.runs = ""  # 'name1=/workdir1,name2=/workdir2': trained runs (launch.train workdirs).
-  c.replica = 0  # Which replica of each run (see ccmnist.train.loop.replicas).
+  c.replica = 0  # Which replica of each run (see ccmnist.train.runs.replicas).
   c.data_from_run = True  # Test sets from the first run's data config; False: from c.data.
-  c.data = common.data_config(arg if arg == "tiny" else None)
+  c.data = common.data_config("tiny" if size == "tiny" else "full")
   c.seed = 0  # Case images.
   c.layer = "conv2"  # Grad-CAM layer: the third conv, as in the study.
   # The study's Grad-CAM cases, 'digit:color'.
@@ -36,14 +37,14 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.sanity = ml_collections.ConfigDict(dict(
       num_images=200, seed=0, methods=("gradcam", "gradcam++", "saliency"), ig_steps=128,
       ig_rule="trapezoid"))
-  if arg == "quick":
+  if size == "quick":
     c.num_eval = 1000
     c.featviz.steps = 100
     c.selectivity.n_per_cell = 10
     c.selectivity.topk_pool = 2000
     c.sanity.num_images = 64
     c.sanity.ig_steps = 64
-  elif arg == "tiny":
+  elif size == "tiny":
     c.num_eval = 40
     c.batch_size = 20
     c.featviz.steps = 5
@@ -52,7 +53,5 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.selectivity.topk_pool = 60
     c.sanity.num_images = 8
     c.sanity.ig_steps = 8
-  elif arg not in (None, "", "full"):
-    raise ValueError(f"Unknown config variant {arg!r}; use 'quick', 'full' or 'tiny'.")
   c.lock()
   return c

@@ -15,15 +15,14 @@ data, seed and num_seeds the study sets.
 
 import ml_collections
 
+from configs import attack
 from configs import cheater
 from configs import color_gradient_penalty
 from configs import common
 from configs import counterfactual
 from configs import erm_adam
 from configs import gradient_penalty
-
-VARIANTS = ("quick", "full", "tiny")
-
+from configs import interpret
 
 def _run(config, *, lam_grid=()):
   """The run-specific parts of a training config (model, loss, optim, train, data overrides)."""
@@ -36,17 +35,21 @@ def _run(config, *, lam_grid=()):
     run.loss.lam_grid = tuple(lam_grid)
   # Data settings in which the run differs from the study's (e.g. the gradient-penalty runs
   # use noise-free images, as the study's did).
-  default = common.data_config()
+  default = common.data_config("full")
   run.data_overrides = ml_collections.ConfigDict(
       {k: config.data[k] for k in ("noise_sigma", "coloring", "rho_train")
        if config.data[k] != default[k]})
   return run
 
 
+def _analysis(models: str, settings):
+  """An analysis stage: the runs it analyses and its own config (configs/interpret.py or
+  configs/attack.py of the study's size)."""
+  return ml_collections.ConfigDict(dict(models=models, settings=settings.to_dict()))
+
+
 def get_config(arg=None):
-  variant = arg or "full"
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown study variant {arg!r}; use one of {VARIANTS}.")
+  variant = common.parse_arg(arg).size
   size = None if variant == "full" else variant
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -63,22 +66,19 @@ def get_config(arg=None):
                                  lam_grid=(0.05, 0.1, 0.2, 0.5))
   c.runs.counterfactual = _run(counterfactual.get_config(size),
                                lam_grid=(0.1, 0.25, 0.5, 1.0, 2.0))
-  # The study names no optimizer for its counterfactual run. Measured here (1 seed): with plain
-  # SGD lr 1e-3 the consistency term starts while the model is still on its initial plateau and
-  # test_hard ends at 0.108 (full); with Adam lr 1e-3 it reaches 0.817 (quick). The study runs
+  # The study names no optimizer for its counterfactual run; with plain SGD lr 1e-3 the
+  # consistency term can start while the model is still on its initial plateau. This study runs
   # Adam, and its erm_adam control shows how much of that is the optimizer alone.
   c.runs.counterfactual.optim.update(dict(name="adam", lr=1e-3, momentum=0.0))
   c.runs.color_gradient_penalty = _run(color_gradient_penalty.get_config(size),
                                        lam_grid=(0.05, 0.1, 0.2, 0.5))
   c.runs.erm_adam = _run(erm_adam.get_config(size))
-  c.runs.erm_momentum = _run(erm_adam.get_config("momentum" if size is None
-                                                 else f"momentum_{size}"))
+  c.runs.erm_momentum = _run(erm_adam.get_config(f"momentum,{variant}"))
   # Which grid point stands for a debiasing method downstream (interpret, attack): the study's.
   c.downstream_lam = ml_collections.ConfigDict(dict(
       gradient_penalty=0.1, counterfactual=0.5, color_gradient_penalty=0.1))
-  c.interpret = ml_collections.ConfigDict(dict(
-      models="cheater,gradient_penalty,counterfactual", variant=size or ""))
-  c.attack = ml_collections.ConfigDict(dict(
-      models="cheater,gradient_penalty,counterfactual,erm_adam", variant=size or ""))
+  c.interpret = _analysis("cheater,gradient_penalty,counterfactual", interpret.get_config(size))
+  c.attack = _analysis("cheater,gradient_penalty,counterfactual,erm_adam",
+                       attack.get_config(size))
   c.lock()
   return c

@@ -20,7 +20,7 @@ def main(argv):
   del argv
   common.setup_logging()
   cfg = _CONFIG.value
-  attack_run.attack_runs(attack_run.parse_runs(cfg.runs), cfg, _WORKDIR.value)
+  attack_run.attack_runs(cfg.runs, cfg, _WORKDIR.value)
 
 
 if __name__ == "__main__":

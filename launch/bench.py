@@ -2,18 +2,20 @@
 
   python -m launch.bench --workdir=/tmp/ccmnist/bench
   python -m launch.bench --workdir=/tmp/ccmnist/bench_quick --quick
+  python -m launch.bench --workdir=/tmp/ccmnist/bench_lax --conv_impl=lax
   XLA_FLAGS=--xla_force_host_platform_device_count=2 \
     python -m launch.bench --workdir=/tmp/ccmnist/bench_dp2 --data_parallel
 """
 
-import json
 import pathlib
 
 from absl import app
 from absl import flags
 
 from ccmnist import bench
-from ccmnist.train import loop
+from ccmnist.models import layers
+from ccmnist.util import io
+from configs import common as config_common
 from launch import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
@@ -22,15 +24,19 @@ _QUICK = flags.DEFINE_bool("quick", False, "Fewer steps and 7k digits to color (
 _DATA_PARALLEL = flags.DEFINE_bool(
     "data_parallel", False, "Train workloads split each batch over every device, as "
     "--config.train.data_parallel=True does.")
+_CONV_IMPL = flags.DEFINE_enum(
+    "conv_impl", "", ["", *layers.CONV_IMPLS],
+    "Conv implementation of every model benchmarked; '' keeps the training config's.")
 
 
 def main(argv):
   del argv
   common.setup_logging()
   kw = dict(train_images=1280, pgd_steps=30, coloring_n=7_000, k8_steps=5) if _QUICK.value else {}
-  results = bench.run_benchmark(repeats=_REPEATS.value, data_parallel=_DATA_PARALLEL.value, **kw)
-  loop.atomic_write_text(pathlib.Path(_WORKDIR.value) / "bench.json",
-                         json.dumps(results, indent=2))
+  results = bench.run_benchmark(config_common.train_config(), repeats=_REPEATS.value,
+                                data_parallel=_DATA_PARALLEL.value,
+                                conv_impl=_CONV_IMPL.value or None, **kw)
+  io.write_json(pathlib.Path(_WORKDIR.value) / "bench.json", results)
   print(bench.format_table(results))
 
 

@@ -4,7 +4,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from ccmnist.data import export
+from ccmnist import study
 from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/data.py", lock_config=True)
@@ -14,7 +14,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=Tr
 def main(argv):
   del argv
   common.setup_logging()
-  export.make_data(_CONFIG.value.data, _WORKDIR.value)
+  study.make_data(_CONFIG.value.data, _WORKDIR.value)
 
 
 if __name__ == "__main__":

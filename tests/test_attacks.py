@@ -1,4 +1,7 @@
-"""Attacks: projection, closed forms on a linear model, uniform starts, compile counts, sweeps."""
+"""Attacks: projection, closed forms on a linear model, uniform starts, compile counts, sweeps,
+the Attack built from its config, and the driver's batching."""
+
+import dataclasses
 
 import flax.linen as nn
 import jax
@@ -9,9 +12,12 @@ import pytest
 from scipy import stats
 
 from ccmnist import models
+from ccmnist.attacks import anatomy
 from ccmnist.attacks import pgd as pgd_lib
 from ccmnist.attacks import sweep
 from ccmnist.data import splits as splits_lib
+from ccmnist.util import batches
+from configs import attack as attack_config
 from configs import common
 
 D = 28 * 28 * 3
@@ -254,22 +260,73 @@ def test_compiles_once_per_shape():
   assert pgd_lib.TRACE_COUNTS["pgd"] - before == 2
 
 
+# ---------------------------------------------------------------- the Attack, built once
+
+def test_from_config_binds_the_study_attack():
+  attack = pgd_lib.from_config(attack_config.get_config().pgd)
+  assert attack == pgd_lib.Attack(eps=12.75, step_size=1.5, steps=30, norm="linf",
+                                  targeted=True, random_start=True, loss="ce", restarts=1)
+  assert hash(attack) == hash(dataclasses.replace(attack))  # A static jit argument.
+  with pytest.raises(ValueError, match="Unknown attack settings"):
+    pgd_lib.from_config({**attack_config.get_config().pgd.to_dict(), "epsilon": 1.0})
+  with pytest.raises(ValueError, match="norm"):
+    dataclasses.replace(attack, norm="l1")
+  with pytest.raises(ValueError, match="loss"):
+    dataclasses.replace(attack, loss="hinge")
+  with pytest.raises(ValueError, match="restarts"):
+    dataclasses.replace(attack, restarts=0)
+  with pytest.raises(ValueError, match=">= 0"):
+    dataclasses.replace(attack, eps=-1.0)
+
+
+def test_attack_call_is_pgd_with_its_bound_settings():
+  """attack(...) and pgd(...) with the same settings run the same program: equal images."""
+  model, params = Linear(), linear_params(jax.random.key(0))
+  x, y, k = random_images(jax.random.key(1), 4), jnp.array([1, 2, 3, 4]), jax.random.key(2)
+  attack = pgd_lib.Attack(eps=8.0, step_size=2.0, steps=3, targeted=True, restarts=2)
+  want = pgd_lib.pgd(model, params, x, y, eps=8.0, step_size=2.0, steps=3, targeted=True,
+                     restarts=2, key=k)
+  before = pgd_lib.TRACE_COUNTS["pgd"]
+  np.testing.assert_array_equal(np.asarray(attack(model, params, x, y, k)), np.asarray(want))
+  assert pgd_lib.TRACE_COUNTS["pgd"] == before  # No second compile.
+  eps_N = jnp.array([0.0, 2.0, 4.0, 8.0])  # A per-example budget overrides the bound one.
+  np.testing.assert_array_equal(
+      np.asarray(attack(model, params, x, y, k, eps=eps_N)),
+      np.asarray(pgd_lib.pgd(model, params, x, y, eps=eps_N, step_size=2.0, steps=3,
+                             targeted=True, restarts=2, key=k)))
+  # A relative step scales with each example's eps.
+  rel = dataclasses.replace(attack, step_size_rel=0.25)
+  np.testing.assert_allclose(np.asarray(rel.step_for(eps_N)), 0.25 * np.asarray(eps_N))
+  np.testing.assert_array_equal(
+      np.asarray(rel(model, params, x, y, k, eps=eps_N)),
+      np.asarray(pgd_lib.pgd(model, params, x, y, eps=eps_N, step_size=0.25 * eps_N, steps=3,
+                             targeted=True, restarts=2, key=k)))
+  with pytest.raises(ValueError, match="eps must be a scalar or one per example"):
+    attack(model, params, x, y, k, eps=jnp.ones(3))
+
+
 # ---------------------------------------------------------------- sweep and minimal eps
 
 def test_sweep_equals_per_eps_calls(tiny_trained):
   model, params, x, y = tiny_trained
   x, t = x[:16], (y[:16] + 2) % 10
   eps = [0.0, 5.0, 12.75, 20.0]
-  kw = dict(step_size=1.5, steps=10, targeted=True, key=jax.random.key(5))
+  attack = pgd_lib.Attack(eps=12.75, step_size=1.5, steps=10, targeted=True)
+  key = jax.random.key(5)
   before = pgd_lib.TRACE_COUNTS["sweep"]
-  advs = sweep.pgd_sweep(model, params, x, t, epsilons=eps, **kw)
-  sweep.pgd_sweep(model, params, x + 1.0, t, epsilons=[1.0, 2.0, 3.0, 4.0], **kw)
+  advs = sweep.sweep(attack, model, params, x, t, eps, key)
+  sweep.sweep(dataclasses.replace(attack), model, params, x + 1.0, t, [1.0, 2.0, 3.0, 4.0],
+              key)  # An equal attack, other values: the same program.
   assert pgd_lib.TRACE_COUNTS["sweep"] - before == 1
   assert advs.shape == (4,) + x.shape
-  mapped = sweep.pgd_sweep(model, params, x, t, epsilons=eps, eps_batching="map", **kw)
+  mapped = sweep.sweep(attack, model, params, x, t, eps, key, batching="map")
   assert np.mean(np.abs(np.asarray(mapped) - np.asarray(advs)) > 1e-3) < 1e-3
+  with pytest.raises(ValueError, match="batching"):
+    sweep.sweep(attack, model, params, x, t, eps, key, batching="loop")
+  with pytest.raises(ValueError, match="epsilons must be >= 0"):
+    sweep.sweep(attack, model, params, x, t, [-1.0, 2.0], key)
   for e, adv in zip(eps, advs):
-    one = pgd_lib.pgd(model, params, x, t, eps=e, **kw)
+    one = attack(model, params, x, t, key, eps=e)
     # Batched convs may round differently; a rare sign flip of a ~0 gradient moves a pixel by
     # one step, so compare the bulk and the outcome.
     diff = np.abs(np.asarray(adv) - np.asarray(one))
@@ -304,9 +361,10 @@ def test_minimal_eps_brackets_closed_form(criterion):
   eps_star = np.maximum((c - margin0) / l1, 0.0)
   eps_max, iters = 60.0, 12
   assert np.all(eps_star < eps_max - 1) and np.sum(eps_star > 1) > n // 2
-  out = sweep.minimal_eps(model, params, x, jnp.ones(n, jnp.int32), eps_max=eps_max,
-                          iters=iters, step_size=0.0, step_rel=0.5, steps=8, targeted=True,
-                          random_start=False, criterion=criterion, key=jax.random.key(0))
+  attack = pgd_lib.Attack(eps=eps_max, step_size=0.0, step_size_rel=0.5, steps=8,
+                          targeted=True, random_start=False)
+  out = sweep.minimal_eps(attack, model, params, x, jnp.ones(n, jnp.int32), jax.random.key(0),
+                          eps_max=eps_max, iters=iters, criterion=criterion)
   tol = 1e-3 * eps_max
   assert np.all(out["found"])
   assert np.all(out["lo"] <= eps_star + tol) and np.all(eps_star <= out["hi"] + tol)
@@ -319,35 +377,42 @@ def test_minimal_eps_reports_failures_as_inf():
   model, params, x, margin0, l1 = _two_class_linear(jax.random.key(11), n)
   eps_star = -margin0 / l1
   eps_max = float(np.min(eps_star[eps_star > 0])) / 4  # Too small for every positive eps*.
-  out = sweep.minimal_eps(model, params, x, jnp.ones(n, jnp.int32), eps_max=eps_max, iters=4,
-                          step_size=0.0, step_rel=0.5, steps=8, random_start=False,
-                          criterion="argmax", key=jax.random.key(0))
+  attack = pgd_lib.Attack(eps=eps_max, step_size=0.0, step_size_rel=0.5, steps=8,
+                          targeted=True, random_start=False)
+  out = sweep.minimal_eps(attack, model, params, x, jnp.ones(n, jnp.int32), jax.random.key(0),
+                          eps_max=eps_max, iters=4, criterion="argmax")
   np.testing.assert_array_equal(np.isinf(out["min_eps"]), eps_star > 0)
   np.testing.assert_array_equal(out["min_eps"][eps_star <= 0], 0.0)
+  with pytest.raises(ValueError, match="criterion"):
+    sweep.minimal_eps(attack, model, params, x, jnp.ones(n, jnp.int32), jax.random.key(0),
+                      eps_max=eps_max, iters=4, criterion="loss")
+  with pytest.raises(ValueError, match="eps_max"):
+    sweep.minimal_eps(attack, model, params, x, jnp.ones(n, jnp.int32), jax.random.key(0),
+                      eps_max=0.0, iters=4)
 
 
 # ---------------------------------------------------------------- pure analysis pieces
 
 def test_chromatic_share():
   grey = np.ones((2, 28, 28, 3))  # Equal channels: no chromatic energy.
-  assert sweep.perturbation_anatomy(grey)["chromatic_share"] == pytest.approx(0.0)
+  assert anatomy.perturbation_anatomy(grey)["chromatic_share"] == pytest.approx(0.0)
   chroma = np.zeros((2, 28, 28, 3))
   chroma[..., 0], chroma[..., 1] = 1.0, -1.0  # Zero channel mean: all chromatic.
-  assert sweep.perturbation_anatomy(chroma)["chromatic_share"] == pytest.approx(1.0)
+  assert anatomy.perturbation_anatomy(chroma)["chromatic_share"] == pytest.approx(1.0)
   one_channel = np.zeros((1, 28, 28, 3))
   one_channel[..., 2] = 3.0  # (3 - 1)^2 + 1 + 1 = 6 of 9.
-  assert sweep.perturbation_anatomy(one_channel)["chromatic_share"] == pytest.approx(2 / 3)
+  assert anatomy.perturbation_anatomy(one_channel)["chromatic_share"] == pytest.approx(2 / 3)
 
 
 def test_stroke_mask_and_energy_split():
   x = np.full((1, 28, 28, 3), 120.0)
   x[0, 10:14, 10:14] = (255.0, 255.0, 0.0)  # A yellow 4x4 'stroke' on grey.
-  m = sweep.stroke_mask(x)
+  m = anatomy.stroke_mask(x)
   assert m.sum() == 16 and m[0, 10:14, 10:14].all()
   d = np.zeros_like(x)
   d[0, 10:14, 10:14] = 2.0  # On-stroke energy 16*3*4 = 192.
   d[0, 0, :4] = 4.0  # Off-stroke energy 4*3*16 = 192.
-  a = sweep.perturbation_anatomy(d, m)
+  a = anatomy.perturbation_anatomy(d, m)
   assert a["stroke_energy_share"] == pytest.approx(0.5)
   assert a["mean_abs_on_stroke"] == pytest.approx(2.0)
   assert a["mean_abs_off_stroke"] == pytest.approx(16.0 / (784 - 16))
@@ -370,16 +435,35 @@ def test_select_examples():
     sweep.select_examples(labels, colors, rule="nope", num=5)
 
 
-def test_chunked_pads_and_trims():
+def test_map_batches_pads_trims_and_numbers_batches():
+  """The driver's batching: fixed shapes (one compile), padding dropped, batch b is index b
+  (each batch's key is folded in from it)."""
   calls = []
 
-  def fn(c, a):
-    calls.append(a.shape)
-    return {"x": a * 2}
+  def fn(b, a):
+    calls.append((b, a.shape))
+    return {"x": a * 2, "b": np.full(a.shape, b)}
 
-  out = sweep.chunked(fn, [np.arange(7.0)], batch_size=3)
+  out = batches.map_batches(fn, [np.arange(7.0)], batch_size=3, with_index=True)
   np.testing.assert_array_equal(out["x"], np.arange(7.0) * 2)
-  assert calls == [(3,), (3,), (3,)]
-  out = sweep.chunked(lambda c, a: {"e": np.stack([a, -a])}, [np.arange(7.0)], batch_size=3,
-                      axis=1)
+  np.testing.assert_array_equal(out["b"], [0, 0, 0, 1, 1, 1, 2])
+  assert calls == [(0, (3,)), (1, (3,)), (2, (3,))]
+  out = batches.map_batches(lambda b, a: {"e": np.stack([a, -a])}, [np.arange(7.0)],
+                            batch_size=3, axis=1, with_index=True)
   np.testing.assert_array_equal(out["e"], np.stack([np.arange(7.0), -np.arange(7.0)]))
+
+
+def test_attack_runs_rejects_a_bad_config_before_loading(tmp_path):
+  """A bad attack setting fails at once, naming the field, before any run is read."""
+  from ccmnist.attacks import run  # pylint: disable=import-outside-toplevel
+  cfg = attack_config.get_config("tiny")
+  with cfg.unlocked():
+    cfg.pgd.norm = "l1"
+  with pytest.raises(ValueError, match="config.pgd.*norm"):
+    run.attack_runs({"a": str(tmp_path / "missing")}, cfg, tmp_path / "out")
+  cfg = attack_config.get_config("tiny")
+  with cfg.unlocked():
+    cfg.success.criterion = "loss"
+  with pytest.raises(ValueError, match="criterion"):
+    run.attack_runs({"a": str(tmp_path / "missing")}, cfg, tmp_path / "out")
+  assert not (tmp_path / "out").exists()

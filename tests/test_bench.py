@@ -1,5 +1,6 @@
 """The benchmark runs at a tiny size and writes well-formed JSON (no speed is asserted)."""
 
+import inspect
 import json
 import math
 import pathlib
@@ -9,6 +10,7 @@ import sys
 import pytest
 
 from ccmnist import bench
+from configs import common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # One batch size keeps the compiles (most of the time) few; the default names are checked below.
@@ -18,7 +20,8 @@ TINY = dict(repeats=1, train_images=1, pgd_steps=1, coloring_n=200, eval_batches
 
 @pytest.fixture(scope="module", name="results")
 def fixture_results():
-  return bench.run_benchmark(**TINY)
+  # Not the config's default conv impl, so the option is seen to reach the models.
+  return bench.run_benchmark(common.train_config(), conv_impl="lax", **TINY)
 
 
 def test_results_have_every_key_and_positive_numbers(results):
@@ -37,8 +40,27 @@ def test_results_have_every_key_and_positive_numbers(results):
   # Consistency runs the counterfactual batch too: more flops per step than ERM.
   assert (results["train_flops_per_step"]["consistency_b64"] >
           results["train_flops_per_step"]["erm_b64"])
+  assert results["conv_impl"] == "lax" != common.train_config().model.conv_impl
   json.dumps(results, allow_nan=True)
   assert "coloring 70k digits" in bench.format_table(results)
+
+
+def test_workloads_derive_from_the_base_config_and_leave_it_alone():
+  base = common.train_config()
+  before = base.to_dict()
+  c = bench.workload_config(base, "gradient_penalty", 256, num_seeds=8)
+  assert (c.loss.name, c.loss.lam, c.train.batch_size, c.num_seeds) == (
+      "gradient_penalty", 0.1, 256, 8)
+  assert c.optim == base.optim and c.model == base.model
+  assert base.to_dict() == before
+  with pytest.raises(ValueError, match="conv_impl"):
+    bench.run_benchmark(base, conv_impl="winograd", **TINY)
+  assert base.to_dict() == before
+
+
+def test_library_takes_its_config_as_an_argument():
+  code = inspect.getsource(bench).split('"""', 2)[2]  # After the module docstring.
+  assert "import configs" not in code and "from configs" not in code
 
 
 def test_entrypoint_writes_bench_json(tmp_path, monkeypatch):
@@ -51,12 +73,18 @@ def test_entrypoint_writes_bench_json(tmp_path, monkeypatch):
           "coloring_s_70k": 1.0, "coloring_first_call_s": 1.0, "k8_sequential_over_vmapped": 1.0,
           "k8_sequential_s": 1.0,
           "k8_vmapped_s": 1.0}
-  monkeypatch.setattr(bench, "run_benchmark", lambda **kw: fake)
-  monkeypatch.setattr(sys, "argv", ["bench", f"--workdir={tmp_path}"])
-  with pytest.raises(SystemExit) as e:
-    launch_bench.app.run(launch_bench.main)
-  assert e.value.code in (None, 0)
-  assert json.loads((tmp_path / "bench.json").read_text()) == fake
+  calls = []
+  monkeypatch.setattr(bench, "run_benchmark",
+                      lambda base_config, **kw: calls.append((base_config, kw)) or fake)
+  for flag, want in (("", None), ("--conv_impl=patches", "patches")):
+    monkeypatch.setattr(sys, "argv", ["bench", f"--workdir={tmp_path}"] + ([flag] if flag else []))
+    with pytest.raises(SystemExit) as e:
+      launch_bench.app.run(launch_bench.main)
+    assert e.value.code in (None, 0)
+    assert json.loads((tmp_path / "bench.json").read_text()) == fake
+    base_config, kw = calls[-1]
+    assert kw["conv_impl"] == want
+    assert base_config.model.name == "cheater" and base_config.train.batch_size == 64
 
 
 def test_entrypoint_help_runs():

@@ -1,6 +1,7 @@
 """Evaluation metrics on hand-made predictions, the probe, the batched forward, evaluate_run."""
 
 import json
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ from ccmnist.eval import metrics
 from ccmnist.eval import probe
 from ccmnist.plots import eval as eval_plots
 from ccmnist.train import loop
+from ccmnist.train import runs
 from configs import cheater
 
 # 10 hand-made examples: 4 aligned (3 right), 6 conflicting (2 right).
@@ -91,17 +93,23 @@ def test_color_swap_images_deterministic_and_colored():
     probe.color_swap_images(grey, labels, n_per_digit=5)
 
 
-def test_predict_pads_without_recompiling():
+def test_predict_pads_without_recompiling(caplog):
   model = models.get_model("cheater", conv_impl="lax")
   params = models.init_params(model, jax.random.key(0))
   forward = eval_lib.make_forward(model)
   images = np.random.default_rng(0).integers(0, 256, (13, 28, 28, 3), dtype=np.uint8)
   got = eval_lib.predict_logits(forward, params, images, batch_size=8)
+  assert got.shape == (13, 10)
   want = model.apply({"params": params}, jnp.asarray(images, jnp.float32))
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-  eval_lib.predict_logits(forward, params, images[:5], batch_size=8)
-  eval_lib.predict_logits(forward, params, images[:8], batch_size=8)
-  assert forward._cache_size() == 1  # pylint: disable=protected-access
+  with caplog.at_level(logging.WARNING), jax.log_compiles():  # Any count: the same one shape.
+    # Rows padded into a batch come out exactly as they do beside other images.
+    np.testing.assert_array_equal(
+        eval_lib.predict_logits(forward, params, images[:5], batch_size=8), got[:5])
+    eval_lib.predict_logits(forward, params, images[:8], batch_size=8)
+  assert not [r for r in caplog.records if "Compiling" in r.getMessage()]
+  with pytest.raises(ValueError, match="at least one"):
+    eval_lib.predict_logits(forward, params, images[:0], batch_size=8)
 
 
 def test_plots_return_figures():
@@ -142,7 +150,7 @@ def test_evaluate_run_matches_training_eval(tmp_path):
   assert "train" not in curves  # By default the train split is evaluated after the last epoch.
 
   # evaluate_run reused the loop's last predictions; predicting afresh gives the same metrics.
-  preds = loop.load_predictions(tmp_path)
+  preds = runs.load_predictions(tmp_path)
   assert preds["test_hard"].shape == (2, len(splits_lib.get_splits(c.data)["test_hard"]["labels"]))
   (tmp_path / "predictions.npz").unlink()
   again = eval_lib.evaluate_run(tmp_path, figures=False, figure_replica=1)

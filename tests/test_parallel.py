@@ -16,6 +16,7 @@ import pytest
 
 from ccmnist.train import loop
 from ccmnist.train import parallel
+from ccmnist.train import runs
 from configs import cheater
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -23,15 +24,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def tiny(**overrides):
   c = cheater.get_config("tiny")
-  c.unlock()
-  c.train.epochs = 1
-  for path, value in overrides.items():
-    node = c
-    *parents, leaf = path.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  c.lock()
+  c.update_from_flattened_dict({"train.epochs": 1, **overrides})
   return c
 
 
@@ -45,8 +38,8 @@ def test_lam_grid_replica_equals_single_lam_run(tmp_path):
   kw = {"loss.name": "consistency", "optim.lr": 0.05}
   grid = loop.train_and_evaluate(tiny(**kw, **{"loss.lam_grid": (0.0, 2.0)}), tmp_path / "grid")
   single = loop.train_and_evaluate(tiny(**kw, **{"loss.lam": 2.0}), tmp_path / "single")
-  _, p_grid, _ = loop.load_run(tmp_path / "grid", replica=None)
-  _, p_single, _ = loop.load_run(tmp_path / "single")
+  _, p_grid, _ = runs.load_run(tmp_path / "grid", replica=None)
+  _, p_single, _ = runs.load_run(tmp_path / "single")
   p_g = [jax.tree_util.tree_map(lambda x, g=g: x[g], p_grid) for g in range(2)]
   same, other = max_abs_diff(p_g[1], p_single), max_abs_diff(p_g[0], p_single)
   assert same < 1e-5
@@ -79,7 +72,7 @@ _DP_SCRIPT = textwrap.dedent("""
     import re
     import sys
     import jax, jax.numpy as jnp, numpy as np
-    from ccmnist.train import loop, parallel
+    from ccmnist.train import loop, parallel, runs
     from configs import cheater
 
     def cfg(dp, batch=32):
@@ -93,8 +86,8 @@ _DP_SCRIPT = textwrap.dedent("""
     out = sys.argv[1]
     single = loop.train_and_evaluate(cfg(False), out + "/single")
     dp = loop.train_and_evaluate(cfg(True), out + "/dp")
-    _, p0, _ = loop.load_run(out + "/single", replica=None)
-    _, p1, _ = loop.load_run(out + "/dp", replica=None)
+    _, p0, _ = runs.load_run(out + "/single", replica=None)
+    _, p1, _ = runs.load_run(out + "/dp", replica=None)
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                for a, b in zip(jax.tree_util.tree_leaves(p0), jax.tree_util.tree_leaves(p1)))
     try:
@@ -103,10 +96,10 @@ _DP_SCRIPT = textwrap.dedent("""
     except ValueError as e:
       bad = str(e)
     c = cfg(True)
-    model, tx, steps = loop.build(c)
+    model, tx, steps = runs.build(c)
     mesh = parallel.make_mesh()
     fn = parallel.make_train_step(mesh, model=model, loss_name="erm", steps_per_epoch=steps)
-    state = parallel.put(loop.init_state(c, model, tx), parallel.replicated(mesh))
+    state = parallel.put(runs.init_state(c, model, tx), parallel.replicated(mesh))
     data = {"images": jnp.zeros((512, 28, 28, 3), jnp.uint8),
             "labels": jnp.zeros(512, jnp.int32)}
     def conv_batches(batch):
@@ -117,7 +110,9 @@ _DP_SCRIPT = textwrap.dedent("""
     hlo, batches = conv_batches(32)
     from ccmnist import bench
     data["cf_images"] = data["images"]
-    flops = [bench._TrainWorkload("erm", 64, data=data, steps=1, data_parallel=dp).flops_per_step
+    from configs import common
+    flops = [bench.TrainWorkload(bench.workload_config(common.train_config(None), "erm", 64),
+                                 data=data, steps=1, data_parallel=dp).flops_per_step
              for dp in (False, True)]
     seeds_differ = float(np.max(np.abs(np.asarray(p1["Dense_0"]["bias"][0]
                                                   - p1["Dense_0"]["bias"][1]))))

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ccmnist import layout
 from ccmnist import study
 from ccmnist.report import report as report_lib
 from configs import study as study_config
@@ -29,7 +30,7 @@ def test_every_stage_ran_and_report_has_every_section(tiny_study):
     assert heading in report, heading
   assert "(study: 24.3)" in report and "(study: 85.2)" in report
   results = json.loads((workdir / "results.json").read_text())
-  assert set(results["runs"]) == set(study.TRAIN_RUNS)
+  assert set(results["runs"]) == set(layout.TRAIN_RUNS)
   assert len(results["runs"]["counterfactual"]["grid"]) == 5
   assert set(results["model_selection"]["counterfactual"]) == {"test_hard", "val",
                                                                  "val_unbiased"}
@@ -68,8 +69,8 @@ def test_bad_stage_and_run_names_raise():
   with pytest.raises(ValueError, match="unknown stages"):
     study.selected_stages(cfg)
   with pytest.raises(ValueError, match="Unknown run"):
-    study.downstream_runs(cfg, ".", "cheater,resnet")
-  with pytest.raises(ValueError, match="Unknown study variant"):
+    layout.downstream_runs(cfg, ".", "cheater,resnet")
+  with pytest.raises(ValueError, match="Unknown config variant"):
     study_config.get_config("huge")
 
 

@@ -1,6 +1,8 @@
 """The training loop on the tiny config: learning, resume, NaN, workdir and config checks."""
 
 import json
+import pathlib
+import struct
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,9 @@ from ccmnist import models
 from ccmnist.train import loop
 from ccmnist.train import losses
 from ccmnist.train import optim
+from ccmnist.train import runs
 from ccmnist.train import step as step_lib
+from ccmnist.util import workdir as workdir_lib
 from configs import cheater
 from configs import color_gradient_penalty
 from configs import counterfactual
@@ -22,12 +26,7 @@ from configs import gradient_penalty
 def tiny(**overrides):
   """The tiny cheater config (locked) with `overrides` like {'train.epochs': 1}."""
   c = cheater.get_config("tiny")
-  for path, value in overrides.items():
-    node = c
-    *parents, leaf = path.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  c.update_from_flattened_dict(overrides)
   return c
 
 
@@ -60,11 +59,11 @@ def fixture_straight(tmp_path_factory):
 @pytest.mark.parametrize("module,arg", [
     (cheater, None), (cheater, "quick"), (gradient_penalty, None), (gradient_penalty, "quick"),
     (color_gradient_penalty, None), (counterfactual, None), (counterfactual, "quick"),
-    (erm_adam, None), (erm_adam, "momentum"), (erm_adam, "momentum_quick"),
-    (erm_adam, "momentum_tiny")])
+    (erm_adam, None), (erm_adam, "momentum"), (erm_adam, "momentum,quick"),
+    (erm_adam, "optimizer=momentum,size=tiny")])
 def test_configs_are_valid_and_locked(module, arg):
   c = module.get_config(arg)
-  loop.check_config(c)
+  runs.check_config(c)
   assert c.is_locked
   with pytest.raises(AttributeError):
     c.train.no_such_field = 1
@@ -82,9 +81,9 @@ def test_study_settings():
   assert erm_adam.get_config(None).optim.name == "adam"
   mom = erm_adam.get_config("momentum")
   assert (mom.optim.name, mom.optim.momentum, mom.optim.lr) == ("sgd", 0.9, 1e-2)
-  assert erm_adam.get_config("momentum_quick").data.train_size == 20_000
+  assert erm_adam.get_config("momentum,quick").data.train_size == 20_000
   with pytest.raises(ValueError, match="variant"):
-    erm_adam.get_config("momentum_huge")
+    erm_adam.get_config("momentum,huge")
 
 
 @pytest.mark.parametrize("loss_name", losses.LOSSES)
@@ -93,7 +92,7 @@ def test_train_step_lowers_loss(loss_name):
   c = tiny(**{"loss.name": loss_name, "loss.lam": 0.1, "optim.lr": 0.05})
   model = models.get_model(c.model.name, conv_impl=c.model.conv_impl)
   tx = optim.make_optimizer(c.optim, 10)
-  state = loop.init_state(c, model, tx)
+  state = runs.init_state(c, model, tx)
   rng = np.random.default_rng(0)
   data = {"images": jnp.asarray(rng.integers(0, 256, (16, 28, 28, 3), dtype=np.uint8)),
           "labels": jnp.asarray(np.arange(16) % 10, jnp.int32),
@@ -124,7 +123,7 @@ def test_step_in_slices_equals_one_pass(loss_name, monkeypatch):
   """A batch computed as 4 slices gives the same loss, metrics and update as one pass."""
   c = tiny(**{"loss.name": loss_name, "loss.lam": 0.5, "optim.lr": 0.05})
   model = models.get_model(c.model.name, conv_impl=c.model.conv_impl)
-  state0 = loop.init_state(c, model, optim.make_optimizer(c.optim, 10))
+  state0 = runs.init_state(c, model, optim.make_optimizer(c.optim, 10))
   rng = np.random.default_rng(1)
   data = {"images": jnp.asarray(rng.integers(0, 256, (16, 28, 28, 3), dtype=np.uint8)),
           "labels": jnp.asarray(rng.integers(0, 10, 16), jnp.int32),
@@ -155,7 +154,7 @@ def test_run_writes_outputs(straight):
   for split in ("train", "test_easy", "test_hard"):
     assert 0.0 <= acc[split] <= 1.0
   written = json.loads((workdir / "config.json").read_text())
-  assert written == json.loads(loop.config_json(tiny()))
+  assert written == json.loads(workdir_lib.config_json(tiny()))
 
 
 def test_resume_equals_uninterrupted(straight, tmp_path, monkeypatch):
@@ -178,8 +177,8 @@ def test_resume_equals_uninterrupted(straight, tmp_path, monkeypatch):
   monkeypatch.setattr(loop, "epoch_orders", real_orders)
   resumed = loop.train_and_evaluate(tiny(), tmp_path)
 
-  _, p_straight, _ = loop.load_run(straight[0])
-  _, p_resumed, _ = loop.load_run(tmp_path)
+  _, p_straight, _ = runs.load_run(straight[0])
+  _, p_resumed, _ = runs.load_run(tmp_path)
   params_close(p_straight, p_resumed, rtol=0, atol=0)
   assert resumed["accuracy"] == straight[1]["accuracy"]
   rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -189,7 +188,7 @@ def test_resume_equals_uninterrupted(straight, tmp_path, monkeypatch):
 def test_different_config_refused(straight):
   workdir, _ = straight
   before = (workdir / "config.json").read_text()
-  with pytest.raises(loop.WorkdirConfigError, match="train.epochs"):
+  with pytest.raises(workdir_lib.WorkdirConfigError, match="train.epochs"):
     loop.train_and_evaluate(tiny(**{"train.epochs": 3}), workdir)
   assert (workdir / "config.json").read_text() == before
 
@@ -198,7 +197,7 @@ def test_nan_stops_with_step(tmp_path):
   with pytest.raises(loop.NonFiniteLossError, match=r"at step \d+"):
     loop.train_and_evaluate(tiny(**{"optim.lr": 1e12, "train.epochs": 1}), tmp_path)
   assert not (tmp_path / "results.json").exists()
-  assert loop.checkpoint_manager(tmp_path).latest_step() is None
+  assert runs.checkpoint_manager(tmp_path).latest_step() is None
 
 
 @pytest.mark.parametrize("path,value,match", [
@@ -216,11 +215,37 @@ def test_replica_equals_single_seed_run(straight, tmp_path):
   """Replica i of a num_seeds=2 run is the single run with seed i (replica 0: `straight`)."""
   both = loop.train_and_evaluate(tiny(num_seeds=2), tmp_path / "k2")
   single = loop.train_and_evaluate(tiny(seed=1), tmp_path / "s1")
-  _, p_both, _ = loop.load_run(tmp_path / "k2", replica=None)
+  _, p_both, _ = runs.load_run(tmp_path / "k2", replica=None)
   for seed, (workdir, results) in enumerate((straight, (tmp_path / "s1", single))):
-    _, p_single, _ = loop.load_run(workdir)
+    _, p_single, _ = runs.load_run(workdir)
     params_close(jax.tree_util.tree_map(lambda x, s=seed: x[s], p_both), p_single,
                  rtol=1e-4, atol=1e-5)
     for split, acc in results["accuracy"].items():
       assert both["replicas"][seed]["accuracy"][split] == pytest.approx(acc, abs=0.02)
   assert [r["seed"] for r in both["replicas"]] == [0, 1]
+
+
+def read_scalars(logdir) -> dict:
+  """{tag: [(step, value)]} of every event file in logdir (TFRecord framing, parsed by hand)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+  out = {}
+  for path in sorted(pathlib.Path(logdir).glob("events.out.tfevents.*")):
+    data, i = path.read_bytes(), 0
+    while i < len(data):
+      (n,) = struct.unpack("<Q", data[i:i + 8])
+      event = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+      i += 12 + n + 4  # length, its crc, the record, its crc.
+      for v in event.summary.value:
+        out.setdefault(v.tag, []).append((event.step, v.simple_value))
+  return out
+
+
+def test_tensorboard_scalars_equal_metrics_jsonl(straight):
+  workdir, _ = straight
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  scalars = read_scalars(workdir / "tensorboard" / "replica_0")
+  for tag, key in (("accuracy/test_hard", lambda r: r["accuracy"]["test_hard"][0]),
+                   ("train/loss", lambda r: r["train_loss"][0])):
+    assert [s for s, _ in scalars[tag]] == [r["step"] for r in rows], tag
+    np.testing.assert_allclose([v for _, v in scalars[tag]], [key(r) for r in rows], rtol=1e-6)
+  assert "accuracy/train" in scalars  # Evaluated after the last epoch.

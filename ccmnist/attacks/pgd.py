@@ -15,10 +15,14 @@ The attack is one compiled program: restarts and steps are `lax.fori_loop`s, eac
 backward pass for the whole batch (the objective is summed over examples, so each example gets
 its own gradient). Programs are jitted with the model and the settings as static arguments, so
 each (model, settings, shapes) compiles once.
+
+Two ways in, one program: `pgd(...)` / `fgsm(...)` take every setting as an argument;
+`Attack` (built once, e.g. `from_config(cfg.pgd)`) binds the budget, the step rule and the
+settings, and is then only called: `attack(model, params, images, labels, key)`.
 """
 
 import collections
-import functools
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -183,8 +187,8 @@ def pgd_program(params, images, labels, eps_N, step_N, key, *, model, steps: int
   return jax.lax.stop_gradient(x)
 
 
-_STATIC = ("model", "steps", "norm", "targeted", "random_start", "loss", "restarts")
-_pgd_jit = jax.jit(pgd_program, static_argnames=_STATIC)
+_pgd_jit = jax.jit(pgd_program, static_argnames=(
+    "model", "steps", "norm", "targeted", "random_start", "loss", "restarts"))
 
 
 def fgsm_program(params, images, labels, eps_N, *, model, norm: str, targeted: bool, loss: str):
@@ -200,32 +204,48 @@ def fgsm_program(params, images, labels, eps_N, *, model, norm: str, targeted: b
 _fgsm_jit = jax.jit(fgsm_program, static_argnames=("model", "norm", "targeted", "loss"))
 
 
-# ---------------------------------------------------------------- public API
+# ---------------------------------------------------------------- checks
 
 def _is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
-def check_inputs(images, labels, *, eps, norm: str, loss: str, steps: int = 1,
-                 restarts: int = 1) -> int:
-  """Raises ValueError on bad attack inputs; returns the batch size."""
+def check_settings(*, norm: str, loss: str, steps: int = 1, restarts: int = 1) -> None:
+  """Raises ValueError on an unknown norm or loss, steps < 0 or restarts < 1."""
   if norm not in NORMS:
     raise ValueError(f"Unknown norm {norm!r}; use one of {NORMS}.")
   if loss not in LOSSES:
     raise ValueError(f"Unknown attack loss {loss!r}; use one of {LOSSES}.")
+  if steps < 0 or restarts < 1:
+    raise ValueError(f"steps must be >= 0 and restarts >= 1; got {steps}, {restarts}.")
+
+
+def check_inputs(images, labels, *, eps, norm: str, loss: str, steps: int = 1,
+                 restarts: int = 1) -> int:
+  """Raises ValueError on bad attack inputs; returns the batch size."""
+  check_settings(norm=norm, loss=loss, steps=steps, restarts=restarts)
   if images.ndim != 4:
     raise ValueError(f"images must be NHWC [N, H, W, C]; got shape {images.shape}.")
   n = images.shape[0]
   if labels.shape != (n,):
     raise ValueError(f"labels must have shape ({n},) to match images; got {labels.shape}.")
-  if steps < 0 or restarts < 1:
-    raise ValueError(f"steps must be >= 0 and restarts >= 1; got {steps}, {restarts}.")
   eps_arr = jnp.asarray(eps)
   if eps_arr.ndim not in (0, 1) or (eps_arr.ndim == 1 and eps_arr.shape[0] != n):
     raise ValueError(f"eps must be a scalar or one per example ({n},); got {eps_arr.shape}.")
   if _is_concrete(eps_arr) and bool(jnp.any(eps_arr < 0)):
     raise ValueError("eps must be >= 0 (pixel units, e.g. 12.75 = 0.05 * 255).")
   return n
+
+
+# ---------------------------------------------------------------- public API
+
+def _run_pgd(model, params, images, labels, eps, step_size, key, **settings):
+  """pgd_program on checked inputs, eps and step_size made per-example [N]."""
+  n = check_inputs(images, labels, eps=eps, norm=settings["norm"], loss=settings["loss"],
+                   steps=settings["steps"], restarts=settings["restarts"])
+  return _pgd_jit(params, jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32),
+                  _per_example(eps, n), _per_example(step_size, n), key, model=model,
+                  **settings)
 
 
 def pgd(model, params, images, labels, *, eps, step_size, steps, norm="linf", targeted=False,
@@ -236,12 +256,9 @@ def pgd(model, params, images, labels, *, eps, step_size, steps, norm="linf", ta
   when targeted=True. eps and step_size: scalars or one per example [N], pixel units.
   key: a jax.random key for the random starts (unused without random start and restarts).
   """
-  n = check_inputs(images, labels, eps=eps, norm=norm, loss=loss, steps=steps,
-                   restarts=restarts)
-  return _pgd_jit(params, jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32),
-                  _per_example(eps, n), _per_example(step_size, n), key, model=model,
-                  steps=int(steps), norm=norm, targeted=bool(targeted),
-                  random_start=bool(random_start), loss=loss, restarts=int(restarts))
+  return _run_pgd(model, params, images, labels, eps, step_size, key, steps=int(steps),
+                  norm=norm, targeted=bool(targeted), random_start=bool(random_start),
+                  loss=loss, restarts=int(restarts))
 
 
 def fgsm(model, params, images, labels, *, eps, norm="linf", targeted=False, loss="ce"):
@@ -252,6 +269,57 @@ def fgsm(model, params, images, labels, *, eps, norm="linf", targeted=False, los
                    loss=loss)
 
 
-def partial_program(**static):
-  """pgd_program with its static settings bound, for callers that vmap or loop over it."""
-  return functools.partial(pgd_program, **static)
+@dataclasses.dataclass(frozen=True)
+class Attack:
+  """PGD with its budget, step rule and settings bound once; then only called.
+
+  attack(model, params, images, labels, key) attacks at `eps`; a sweep or a bisection passes
+  its own per-example eps. The step is `step_size`, or `step_size_rel * eps` when
+  step_size_rel > 0, so it scales with every epsilon tried. Frozen and hashable: the sweep and
+  bisection programs take it as a static argument, one compile per attack and shape.
+  """
+  eps: float
+  step_size: float
+  steps: int
+  norm: str = "linf"
+  targeted: bool = False
+  random_start: bool = True
+  loss: str = "ce"
+  restarts: int = 1
+  step_size_rel: float = 0.0
+
+  def __post_init__(self):
+    check_settings(norm=self.norm, loss=self.loss, steps=self.steps, restarts=self.restarts)
+    if min(self.eps, self.step_size, self.step_size_rel) < 0:
+      raise ValueError(f"eps, step_size and step_size_rel must be >= 0; got {self.eps}, "
+                       f"{self.step_size}, {self.step_size_rel}.")
+
+  @property
+  def settings(self) -> dict:
+    """pgd_program's static settings."""
+    return dict(steps=int(self.steps), norm=self.norm, targeted=bool(self.targeted),
+                random_start=bool(self.random_start), loss=self.loss,
+                restarts=int(self.restarts))
+
+  def step_for(self, eps):
+    """The step size at eps (any shape, float32), inside a program or out."""
+    eps = jnp.asarray(eps, jnp.float32)
+    if self.step_size_rel > 0:
+      return self.step_size_rel * eps
+    return jnp.full_like(eps, self.step_size)
+
+  def __call__(self, model, params, images, labels, key, *, eps=None):
+    """Adversarial images [N, H, W, C] at self.eps, or at `eps` (a scalar or [N])."""
+    eps = self.eps if eps is None else eps
+    return _run_pgd(model, params, images, labels, eps, self.step_for(eps), key,
+                    **self.settings)
+
+
+def from_config(cfg) -> Attack:
+  """The Attack of a config's `pgd` block: its keys are Attack's keyword arguments."""
+  kw = dict(cfg.items())
+  unknown = sorted(set(kw) - {f.name for f in dataclasses.fields(Attack)})
+  if unknown:
+    raise ValueError(f"Unknown attack settings {unknown}; known: "
+                     f"{[f.name for f in dataclasses.fields(Attack)]}.")
+  return Attack(**kw)

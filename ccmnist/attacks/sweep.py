@@ -1,15 +1,13 @@
-"""Analyses built on PGD: epsilon sweeps, minimal epsilon, transfer, perturbation anatomy.
+"""Analyses built on an Attack: epsilon sweep, minimal epsilon, transfer; example choice.
 
-All attack programs run on fixed-shape batches (the last one padded), so each compiles once:
-  * an epsilon sweep is ONE program, `pgd_program` vmapped over the epsilons (same random start
-    direction for every epsilon, scaled by it), returning [E, N, H, W, C];
-  * the minimal epsilon is ONE program: bisection under `lax.fori_loop`, each iteration one
-    batched attack with a per-example epsilon.
+Each analysis of one batch is ONE compiled program (callers batch with util.batches, so every
+batch has the same shape and the program compiles once):
+  * `sweep`: the attack vmapped (or lax.mapped) over the epsilons [E], the same random start
+    direction for every epsilon, scaled by it; adversarial images [E, N, H, W, C];
+  * `minimal_eps`: bisection under `lax.fori_loop`, each iteration one batched attack with a
+    per-example epsilon [N].
+Epsilon has one form per level: [E] for a sweep, [N] per example inside a program.
 """
-
-import functools
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +17,7 @@ from ccmnist.attacks import pgd as pgd_lib
 
 TARGET_RULES = ("fixed", "pair", "shift")
 CRITERIA = ("prob", "argmax")
+BATCHINGS = ("vmap", "map")
 
 
 # ---------------------------------------------------------------- which examples, which targets
@@ -61,55 +60,44 @@ def select_examples(labels, colors, *, rule: str, target: int = 3, source: int =
 
 # ---------------------------------------------------------------- compiled programs
 
-EPS_BATCHING = ("vmap", "map")
-
-
-def sweep_program(params, images, labels, eps_E, step_E, key, *, eps_batching: str = "vmap",
-                  **static):
+def sweep_program(params, images, labels, eps_E, key, *, model, attack, batching: str):
   """Adversarial images [E, N, H, W, C] for every epsilon, in one program.
 
-  eps_batching 'vmap' batches the epsilons into every step (E*N images per backward pass:
-  what an accelerator wants); 'map' runs them one after another inside the program
-  (lax.map), which keeps the working set of one epsilon (can be cheaper on a small CPU).
-  Both give the same images.
+  batching 'vmap' batches the epsilons into every step (E*N images per backward pass: what an
+  accelerator wants); 'map' runs them one after another inside the program (lax.map), which
+  keeps the working set of one epsilon (can be cheaper on a small CPU). Same images.
   """
   pgd_lib.TRACE_COUNTS["sweep"] += 1
   n = images.shape[0]
-  f = functools.partial(pgd_lib.pgd_program, **static)
-  eps_EN = jnp.broadcast_to(eps_E[:, None], (eps_E.shape[0], n))
-  step_EN = jnp.broadcast_to(step_E[:, None], (step_E.shape[0], n))
-  if eps_batching == "vmap":
-    return jax.vmap(f, in_axes=(None, None, None, 0, 0, None))(
-        params, images, labels, eps_EN, step_EN, key)
-  if eps_batching == "map":
-    return jax.lax.map(lambda es: f(params, images, labels, es[0], es[1], key),
-                       (eps_EN, step_EN))
-  raise ValueError(f"Unknown eps_batching {eps_batching!r}; use one of {EPS_BATCHING}.")
+
+  def at(eps):
+    eps_N = jnp.broadcast_to(eps, (n,))
+    return pgd_lib.pgd_program(params, images, labels, eps_N, attack.step_for(eps_N), key,
+                               model=model, **attack.settings)
+
+  if batching == "vmap":
+    return jax.vmap(at)(eps_E)
+  if batching == "map":
+    return jax.lax.map(at, eps_E)
+  raise ValueError(f"Unknown sweep batching {batching!r}; use one of {BATCHINGS}.")
 
 
-_sweep_jit = jax.jit(sweep_program, static_argnames=pgd_lib._STATIC + ("eps_batching",))  # pylint: disable=protected-access
+_sweep_jit = jax.jit(sweep_program, static_argnames=("model", "attack", "batching"))
 
 
-def pgd_sweep(model, params, images, labels, *, epsilons, step_size, steps, norm="linf",
-              targeted=False, random_start=True, loss="ce", restarts=1, key,
-              eps_batching="vmap"):
-  """PGD at every epsilon of `epsilons` [E] in one program; adv images [E, N, H, W, C].
+def sweep(attack, model, params, images, labels, epsilons, key, *, batching="vmap"):
+  """`attack` at every epsilon of `epsilons` [E] in one program; adv images [E, N, H, W, C].
 
-  step_size: a scalar or one per epsilon [E]. Same key for every epsilon, so element e equals
-  pgd(..., eps=epsilons[e], step_size=step_size[e], key=key).
+  Same key for every epsilon, so element e equals attack(..., key, eps=epsilons[e]).
   """
-  pgd_lib.check_inputs(images, labels, eps=0.0, norm=norm, loss=loss, steps=steps,
-                       restarts=restarts)
-  if eps_batching not in EPS_BATCHING:
-    raise ValueError(f"Unknown eps_batching {eps_batching!r}; use one of {EPS_BATCHING}.")
+  pgd_lib.check_inputs(images, labels, eps=0.0, norm=attack.norm, loss=attack.loss)
+  if batching not in BATCHINGS:
+    raise ValueError(f"Unknown sweep batching {batching!r}; use one of {BATCHINGS}.")
   eps_E = jnp.asarray(epsilons, jnp.float32).reshape(-1)
   if bool(jnp.any(eps_E < 0)):
     raise ValueError(f"epsilons must be >= 0; got {epsilons}.")
-  step_E = jnp.broadcast_to(jnp.asarray(step_size, jnp.float32), eps_E.shape)
   return _sweep_jit(params, jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32),
-                    eps_E, step_E, key, model=model, steps=int(steps), norm=norm,
-                    targeted=bool(targeted), random_start=bool(random_start), loss=loss,
-                    restarts=int(restarts), eps_batching=eps_batching)
+                    eps_E, key, model=model, attack=attack, batching=batching)
 
 
 def evaluate_program(params, images, labels, *, model, targeted: bool, threshold: float):
@@ -133,29 +121,26 @@ def evaluate(model, params, images, labels, *, targeted=True, threshold=0.9) -> 
   return {k: v.reshape(lead) for k, v in out.items()}
 
 
-def min_eps_program(params, images, labels, eps_max, step_size, step_rel, key, *, model,
-                    iters: int, criterion: str, threshold: float, **static):
+def min_eps_program(params, images, labels, eps_max, key, *, model, attack, iters: int,
+                    criterion: str, threshold: float):
   """Per-example smallest successful epsilon by bisection on [0, eps_max]; one program.
 
   Returns {'min_eps': hi where found else inf (0 if the clean image already succeeds),
   'lo', 'hi': the final bracket, 'found': bool}. Each iteration is one batched attack with a
-  per-example epsilon; the same key every iteration, so only epsilon changes. The step is
-  step_size, or step_rel * eps when step_rel > 0.
+  per-example epsilon; the same key every iteration, so only epsilon changes.
   """
   pgd_lib.TRACE_COUNTS["min_eps"] += 1
   n = images.shape[0]
   x0 = images.astype(jnp.float32)
-  targeted = static["targeted"]
 
   def ok_at(x):
     logits = model.apply({"params": params}, x)
-    return pgd_lib.attack_success(logits, labels, targeted=targeted,
+    return pgd_lib.attack_success(logits, labels, targeted=attack.targeted,
                                   threshold=threshold)[criterion]
 
   def succeeds(eps_N):
-    step_N = jnp.where(step_rel > 0, step_rel * eps_N, step_size)
-    return ok_at(pgd_lib.pgd_program(params, x0, labels, eps_N, step_N, key, model=model,
-                                     **static))
+    return ok_at(pgd_lib.pgd_program(params, x0, labels, eps_N, attack.step_for(eps_N), key,
+                                     model=model, **attack.settings))
 
   clean_ok = ok_at(x0)
   hi0 = jnp.full((n,), eps_max, jnp.float32)
@@ -174,54 +159,22 @@ def min_eps_program(params, images, labels, eps_max, step_size, step_rel, key, *
           "hi": jnp.where(clean_ok, 0.0, hi), "found": found}
 
 
-_min_eps_jit = jax.jit(min_eps_program,
-                       static_argnames=pgd_lib._STATIC + ("iters", "criterion", "threshold"))  # pylint: disable=protected-access
+_min_eps_jit = jax.jit(min_eps_program, static_argnames=(
+    "model", "attack", "iters", "criterion", "threshold"))
 
 
-def minimal_eps(model, params, images, labels, *, eps_max, iters, step_size, steps,
-                step_rel=0.0, norm="linf", targeted=True, random_start=True, loss="ce",
-                restarts=1, criterion="prob", threshold=0.9, key) -> dict:
-  """Per-example minimal epsilon by bisection (see min_eps_program); numpy arrays [N]."""
+def minimal_eps(attack, model, params, images, labels, key, *, eps_max, iters,
+                criterion="prob", threshold=0.9) -> dict:
+  """Per-example minimal epsilon of `attack` by bisection (see min_eps_program); numpy [N]."""
   if criterion not in CRITERIA:
     raise ValueError(f"Unknown success criterion {criterion!r}; use one of {CRITERIA}.")
   if eps_max <= 0 or iters < 1:
     raise ValueError(f"eps_max must be > 0 and iters >= 1; got {eps_max}, {iters}.")
-  pgd_lib.check_inputs(images, labels, eps=eps_max, norm=norm, loss=loss, steps=steps,
-                       restarts=restarts)
+  pgd_lib.check_inputs(images, labels, eps=eps_max, norm=attack.norm, loss=attack.loss)
   out = _min_eps_jit(params, jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32),
-                     jnp.float32(eps_max), jnp.float32(step_size), jnp.float32(step_rel), key,
-                     model=model, iters=int(iters), criterion=criterion,
-                     threshold=float(threshold), steps=int(steps), norm=norm,
-                     targeted=bool(targeted), random_start=bool(random_start), loss=loss,
-                     restarts=int(restarts))
+                     jnp.float32(eps_max), key, model=model, attack=attack, iters=int(iters),
+                     criterion=criterion, threshold=float(threshold))
   return {k: np.asarray(v) for k, v in out.items()}
-
-
-# ---------------------------------------------------------------- fixed-shape batching
-
-def pad_batch(x, size: int):
-  """x with its leading axis padded to `size` by repeating the last row."""
-  x = np.asarray(x)
-  pad = size - x.shape[0]
-  if pad < 0:
-    raise ValueError(f"batch of {x.shape[0]} exceeds the batch size {size}.")
-  return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
-
-
-def chunked(fn, arrays, *, batch_size: int, axis: int = 0):
-  """fn over fixed-size chunks of `arrays` (leading axis N), results concatenated along `axis`.
-
-  fn(chunk_index, *chunk_arrays) returns a pytree whose `axis` is the example axis.
-  """
-  n = len(arrays[0])
-  outs = []
-  for c, start in enumerate(range(0, n, batch_size)):
-    m = min(batch_size, n - start)
-    chunk = [pad_batch(a[start:start + m], batch_size) for a in arrays]
-    out = jax.device_get(fn(c, *chunk))
-    outs.append(jax.tree_util.tree_map(
-        lambda v, m=m: np.take(np.asarray(v), np.arange(m), axis=axis), out))
-  return jax.tree_util.tree_map(lambda *v: np.concatenate(v, axis=axis), *outs)
 
 
 # ---------------------------------------------------------------- analyses
@@ -248,56 +201,6 @@ def transfer_matrix(models_params: dict, advs: dict, targets, *, targeted=True,
   return out
 
 
-def chromatic_energy(delta_NHWC):
-  """Per-example sum (delta - mean_c delta)^2 and sum delta^2, float64 [N] each."""
-  d = np.asarray(delta_NHWC, np.float64)
-  chroma = d - d.mean(axis=-1, keepdims=True)
-  axes = tuple(range(1, d.ndim))
-  return np.sum(chroma ** 2, axis=axes), np.sum(d ** 2, axis=axes)
-
-
-def stroke_mask(images_NHWC, *, threshold: float = 30.0):
-  """Colored-stroke pixels, bool [N, H, W]: the largest channel deviation from the pixel's
-  channel mean exceeds `threshold` (the study's backgrounds are grey, its palette saturated)."""
-  x = np.asarray(images_NHWC, np.float64)
-  return np.abs(x - x.mean(-1, keepdims=True)).max(-1) > threshold
-
-
-def perturbation_anatomy(delta_NHWC, mask_NHW=None) -> dict:
-  """Where and in which color direction a batch of perturbations lies.
-
-  chromatic_share: sum over the batch of the chromatic energy (deviation from the per-pixel
-  channel mean) over the total energy; the rest (1 - share) is luminance (grey) energy. An
-  isotropic perturbation has share 2/3 (two of the three color directions are chromatic).
-  With a stroke mask, also the share of the energy on the stroke and the mean |delta| on and
-  off it.
-  """
-  d = np.asarray(delta_NHWC, np.float64)
-  chroma, total = chromatic_energy(d)
-  per_example = chroma / np.maximum(total, 1e-30)
-  out = {
-      "mean_abs_map_HWC": np.abs(d).mean(axis=0),
-      "chromatic_share": float(chroma.sum() / max(total.sum(), 1e-30)),
-      "chromatic_share_median": float(np.median(per_example[total > 0])) if np.any(total > 0)
-      else float("nan"),
-      "isotropic_chromatic_share": 2.0 / 3.0,
-      "mean_linf": float(np.abs(d).reshape(len(d), -1).max(axis=1).mean()),
-      "mean_l2": float(np.sqrt(total).mean()),
-      "mean_abs": float(np.abs(d).mean()),
-  }
-  if mask_NHW is not None:
-    m = np.asarray(mask_NHW, bool)
-    energy = np.sum(d ** 2, axis=-1)
-    a = np.abs(d).mean(-1)
-    out.update({
-        "stroke_pixel_share": float(m.mean()),
-        "stroke_energy_share": float(energy[m].sum() / max(energy.sum(), 1e-30)),
-        "mean_abs_on_stroke": float(a[m].mean()) if m.any() else float("nan"),
-        "mean_abs_off_stroke": float(a[~m].mean()) if (~m).any() else float("nan"),
-    })
-  return out
-
-
 def summarize_min_eps(min_eps, *, eps_max: float) -> dict:
   """Median (inf when most fail), quartiles and the share found within eps_max."""
   m = np.asarray(min_eps, np.float64)
@@ -308,20 +211,3 @@ def summarize_min_eps(min_eps, *, eps_max: float) -> dict:
           "found_within_eps_max": float(finite.mean()), "eps_max": float(eps_max),
           "mean_of_found": float(m[finite].mean()) if finite.any() else float("nan"),
           "n": int(m.size)}
-
-
-def time_programs(fns: dict, *, repeats: int) -> dict:
-  """Median wall seconds of each zero-argument function (each run once first, to compile)."""
-  out = {}
-  for name, fn in fns.items():
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    out[f"{name}_first_call_s"] = time.perf_counter() - t
-    times = []
-    for _ in range(repeats):
-      t = time.perf_counter()
-      jax.block_until_ready(fn())
-      times.append(time.perf_counter() - t)
-    out[f"{name}_s"] = statistics.median(times)
-    out[f"{name}_all_s"] = times
-  return out

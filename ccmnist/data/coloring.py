@@ -6,9 +6,9 @@ of 1024, each with its own SFC64 bit stream seeded from the generator passed in,
 cores: the images do not depend on how many cores there are.
 
 A chunk is one jitted XLA:CPU loop (`_color_chunk`) that reads the digits and 16 random bits
-per background pixel and per noise value, and writes the uint8 image: 2.5-3x faster than the
-same formula as numpy passes, which spent their time writing float temporaries. The bits come
-from numpy (XLA:CPU's own generators ran 5-10x slower). The kernel runs on the CPU device even
+per background pixel and per noise value, and writes the uint8 image, instead of numpy passes
+that spend their time writing float temporaries. The bits come from numpy, whose generators
+are faster than XLA:CPU's own (docs/perf.md). The kernel runs on the CPU device even
 where an accelerator is the default, so an accelerator does not change the data.
 
 The Gaussian noise (one value per pixel and channel: 165M for 70k digits) is drawn by

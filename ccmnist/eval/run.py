@@ -8,28 +8,29 @@ from absl import logging
 import jax
 import numpy as np
 
-from ccmnist.data import export
+from ccmnist import plots
 from ccmnist.data import splits as splits_lib
 from ccmnist.eval import metrics
 from ccmnist.eval import predict as predict_lib
 from ccmnist.eval import probe
 from ccmnist.plots import eval as eval_plots
-from ccmnist.train import loop
+from ccmnist.train import runs
+from ccmnist.util import io
+from ccmnist.util import stats
 
-SPLITS = ("train", "test_easy", "test_hard", "val", "val_unbiased")
 # Headline numbers, per split, averaged over the seeds of grid point 0 in eval.json's summary.
 SUMMARY_KEYS = ("accuracy", "aligned", "conflicting", "unbiased_equivalent", "worst_class")
 
 
 def evaluate_params(forward, params, splits: dict, *, batch_size: int = 1000,
                     known_preds: dict | None = None) -> dict:
-  """{split: split_metrics} of one model on every split in `splits` (see SPLITS).
+  """{split: split_metrics} of one model on every split in `splits` (see SPLIT_NAMES).
 
   known_preds: {split: [n] predictions} already made by these params (the training loop's last
   evaluation); a split without them is predicted here.
   """
   out = {}
-  for name in SPLITS:
+  for name in splits_lib.SPLIT_NAMES:
     if name not in splits:
       continue
     s = splits[name]
@@ -56,8 +57,7 @@ def read_curves(workdir, *, replica: int = 0) -> dict:
 
 
 def _mean(values):
-  values = [v for v in values if v is not None]
-  return float(np.mean(values)) if values else None
+  return stats.mean_std(values)["mean"]
 
 
 def _summary(config, per_replica: list) -> dict:
@@ -65,12 +65,10 @@ def _summary(config, per_replica: list) -> dict:
   first = [r for r in per_replica if r["replica"] < config.num_seeds]
   out = {name: {k: _mean([r["splits"][name][k] for r in first]) for k in SUMMARY_KEYS}
          for name in first[0]["splits"]}
-  out["color_swap_3_brown_pred_8"] = _mean(
-      [r["color_swap"]["three_brown"]["p_pred_8"] for r in first])
-  out["color_swap_3_brown_pred_3"] = _mean(
-      [r["color_swap"]["three_brown"]["p_pred_3"] for r in first])
-  out["color_swap_off_diagonal_p_color"] = _mean(
-      [r["color_swap"]["off_diagonal_p_color"] for r in first])
+  swaps = [r["color_swap"] for r in first]
+  out["color_swap_3_brown_pred_8"] = _mean([cs["three_brown"]["p_pred_8"] for cs in swaps])
+  out["color_swap_3_brown_pred_3"] = _mean([cs["three_brown"]["p_pred_3"] for cs in swaps])
+  out["color_swap_off_diagonal_p_color"] = _mean([cs["off_diagonal_p_color"] for cs in swaps])
   return out
 
 
@@ -85,8 +83,8 @@ def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
   """
   t0 = time.perf_counter()
   workdir = pathlib.Path(workdir)
-  model, params_K, config = loop.load_run(workdir, replica=None)
-  num_replicas = len(loop.replicas(config))
+  model, params_K, config = runs.load_run(workdir, replica=None)
+  num_replicas = len(runs.replicas(config))
   if not 0 <= figure_replica < num_replicas:
     raise ValueError(f"figure_replica {figure_replica} out of range: the run has "
                      f"{num_replicas} replicas.")
@@ -97,15 +95,13 @@ def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
     logging.warning("Only %d test digits of some class; the color-swap probe uses %d per cell.",
                     available, available)
     n_per_digit = available
-  coloring_kw = {"mode": config.data.coloring, "palette": splits_lib.palette_of(config.data),
-                 "noise_sigma": config.data.noise_sigma,
-                 "bg_range": (config.data.bg_low, config.data.bg_high)}
+  coloring_kw = splits_lib.coloring_kwargs(config.data)
 
   forward = predict_lib.make_forward(model)
-  preds_K = loop.load_predictions(workdir)
+  preds_K = runs.load_predictions(workdir)
   per_replica = []
-  for r in loop.replicas(config):
-    params = _take(params_K, r["replica"])
+  for r in runs.replicas(config):
+    params = jax.tree_util.tree_map(lambda x, i=r["replica"]: x[i], params_K)
     per_replica.append({
         **r,
         "splits": evaluate_params(forward, params, splits, batch_size=batch_size,
@@ -118,24 +114,25 @@ def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
             "replicas": per_replica, "figure_replica": figure_replica}
   logging.info("eval of %s: %s", workdir, json.dumps(result["summary"]))
   if figures:
-    first = per_replica[figure_replica]
-    lam = f", λ {first['lam']:g}" if len(per_replica) > 1 else ""
-    for name, m in first["splits"].items():
-      export.save_figure(eval_plots.confusion_figure(
-          np.asarray(m["confusion"]), title=f"{name}: accuracy {m['accuracy']:.3f}{lam}"),
-          workdir / "figures" / f"confusion_{name}.png")
-    cs = first["color_swap"]
-    export.save_figure(eval_plots.color_swap_figure(
-        np.asarray(cs["p_digit"]), np.asarray(cs["p_color"]), n_per_cell=cs["n_per_cell"]),
-        workdir / "figures" / "color_swap.png")
-    export.save_figure(eval_plots.training_curves_figure(
-        {workdir.name: read_curves(workdir, replica=figure_replica)}),
-        workdir / "figures" / "training_curves.png")
+    _figures(workdir, per_replica[figure_replica], figure_replica,
+             lam_in_title=len(per_replica) > 1)
   result["eval_time_s"] = time.perf_counter() - t0
   # Written last: a study stage that finds eval.json takes the figures as done too.
-  loop.atomic_write_text(workdir / "eval.json", json.dumps(result, indent=1))
+  io.write_json(workdir / "eval.json", result, indent=1)
   return result
 
 
-def _take(params_K, i):
-  return jax.tree_util.tree_map(lambda x: x[i], params_K)
+def _figures(workdir, rep: dict, replica: int, *, lam_in_title: bool) -> None:
+  """DIR/figures/confusion_<split>.png, color_swap.png, training_curves.png of one replica."""
+  fig_dir = workdir / "figures"
+  lam = f", λ {rep['lam']:g}" if lam_in_title else ""
+  for name, m in rep["splits"].items():
+    plots.save_figure(eval_plots.confusion_figure(
+        np.asarray(m["confusion"]), title=f"{name}: accuracy {m['accuracy']:.3f}{lam}"),
+        fig_dir / f"confusion_{name}.png")
+  cs = rep["color_swap"]
+  plots.save_figure(eval_plots.color_swap_figure(
+      np.asarray(cs["p_digit"]), np.asarray(cs["p_color"]), n_per_cell=cs["n_per_cell"]),
+      fig_dir / "color_swap.png")
+  plots.save_figure(eval_plots.training_curves_figure(
+      {workdir.name: read_curves(workdir, replica=replica)}), fig_dir / "training_curves.png")

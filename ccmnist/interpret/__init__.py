@@ -1,10 +1,8 @@
 """Interpretability: Grad-CAM and friends, feature visualization, channel selectivity.
 
-interpret_runs(runs, cfg, out_dir) (in `run`) runs all of them on trained runs.
+gradcam.py      attribution maps (Grad-CAM, Grad-CAM++, saliency, Integrated Gradients), spread,
+                model-randomization sanity checks.
+featviz.py      activation maximization of every channel of a layer.
+selectivity.py  how much of each channel's response is color and how much is shape.
+run.py          interpret_runs(runs, cfg, out_dir): all of them on trained runs.
 """
-
-
-def interpret_runs(runs, cfg, out_dir):
-  """See ccmnist.interpret.run.interpret_runs (imported lazily: it pulls in matplotlib)."""
-  from ccmnist.interpret import run as interpret_run  # pylint: disable=import-outside-toplevel
-  return interpret_run.interpret_runs(runs, cfg, out_dir)

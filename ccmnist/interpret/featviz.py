@@ -161,8 +161,3 @@ def visualize_layer(model, params, *, layer: str, key, steps: int = 500, lr: flo
   return {"images": np.asarray(images), "activation": np.asarray(final),
           "trace": np.asarray(trace)}
 
-
-def visualize_model(model, params, *, layers=("conv0", "conv1", "conv2"), key, **kwargs) -> dict:
-  """{layer: visualize_layer(...)} with one key per layer (fold_in of the layer's index)."""
-  return {layer: visualize_layer(model, params, layer=layer, key=jax.random.fold_in(key, i),
-                                 **kwargs) for i, layer in enumerate(layers)}

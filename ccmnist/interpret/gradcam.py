@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ccmnist import models
+
 EPS = 1e-8  # The study's epsilon in the min-max normalization.
 IMAGE_SIZE = 28
 IG_RULES = ("trapezoid", "left", "right", "midpoint")
@@ -27,9 +29,8 @@ IG_RULES = ("trapezoid", "left", "right", "midpoint")
 @functools.lru_cache(maxsize=64)
 def exposed_layers(model) -> dict:
   """{name: per-image shape} of every activation `model` exposes (cached per model)."""
-  from ccmnist.models.cnn import dummy_input  # Local import: models imports nothing from here.
   _, state = jax.eval_shape(lambda: model.init_with_output(
-      jax.random.key(0), dummy_input(), mutable=["params", "intermediates"]))
+      jax.random.key(0), models.dummy_input(), mutable=["params", "intermediates"]))
   return {k: tuple(v[0].shape) for k, v in state["intermediates"].items()}
 
 

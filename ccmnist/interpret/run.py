@@ -8,72 +8,31 @@ Writes out_dir/interpret.json and out_dir/figures/*.png.
 """
 
 import functools
-import json
 import pathlib
 import time
 
 from absl import logging
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from ccmnist import models
+from ccmnist import plots
 from ccmnist.data import coloring
-from ccmnist.data import export
 from ccmnist.data import palette as palette_lib
 from ccmnist.data import splits as splits_lib
 from ccmnist.interpret import featviz
 from ccmnist.interpret import gradcam as gradcam_lib
 from ccmnist.interpret import selectivity as sel_lib
-from ccmnist.plots import interpret as plots
-from ccmnist.train import loop
+from ccmnist.plots import interpret as interpret_plots
+from ccmnist.train import runs as runs_lib
+from ccmnist.util import batches
+from ccmnist.util import io
 
-
-def pool_name_desc(pool: str) -> str:
-  return {"mean": "spatial-mean activation", "max": "spatial-max activation",
-          "map": "activation maps"}[pool]
-
-
-def default_config(variant: str | None = None) -> ml_collections.ConfigDict:
-  """configs/interpret.py's config of a variant (None/'' full, 'quick', 'tiny')."""
-  from configs import interpret as interpret_config  # pylint: disable=import-outside-toplevel
-  return interpret_config.get_config(variant or None)
-
-
-def parse_runs(runs) -> dict:
-  """{name: workdir or (workdir, replica)} from 'name1=/path1,name2=/path2', a dict or a
-  ConfigDict."""
-  if isinstance(runs, (dict, ml_collections.ConfigDict)):
-    out = dict(runs.items())
-  else:
-    out = {}
-    for item in (s.strip() for s in str(runs).split(",")):
-      if not item:
-        continue
-      if "=" not in item:
-        raise ValueError(f"bad run {item!r}: write runs as 'name1=/path1,name2=/path2'.")
-      name, path = (x.strip() for x in item.split("=", 1))
-      if not name or not path or name in out:
-        raise ValueError(f"bad run {item!r}: each run needs a unique name and a workdir.")
-      out[name] = path
-  if not out:
-    raise ValueError("no runs given: set config.runs to 'name1=/path1,name2=/path2'.")
-  return out
-
-
-def _batched(fn, images, targets, batch_size: int) -> np.ndarray:
-  """fn(images, targets) over fixed-size batches (last one padded: one compiled shape)."""
-  out = []
-  for i in range(0, len(images), batch_size):
-    x, t = images[i:i + batch_size], targets[i:i + batch_size]
-    pad = batch_size - len(x)
-    if pad:
-      x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-      t = np.concatenate([t, np.zeros((pad,), t.dtype)])
-    out.append(np.asarray(fn(jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.int32)))[
-        :batch_size - pad])
-  return np.concatenate(out)
+POOL_DESCRIPTIONS = {"mean": "spatial-mean activation", "max": "spatial-max activation",
+                     "map": "activation maps"}
+SPREAD_SPLITS = ("test_hard", "test_easy")
+SPREAD_TARGETS = ("pred", "label")  # Grad-CAM of the predicted class, and of the true one.
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
@@ -82,8 +41,15 @@ def _apply(model, params, images):
 
 
 def _logits(model, params, images, batch_size):
-  return _batched(lambda x, t: _apply(model, params, x), images,
-                  np.zeros(len(images), np.int32), batch_size)
+  return batches.map_batches(
+      lambda x: _apply(model, params, jnp.asarray(x, jnp.float32)), (images,),
+      batch_size=batch_size)
+
+
+def _gradcam(model, params, images, targets, cfg):
+  return batches.map_batches(
+      lambda x, t: gradcam_lib.gradcam(model, params, x, t, layer=cfg.layer),
+      (images, targets), batch_size=cfg.batch_size)
 
 
 def case_images(data_cfg, cases, seed: int) -> dict:
@@ -96,26 +62,36 @@ def case_images(data_cfg, cases, seed: int) -> dict:
     digits.append(int(digit))
     colors.append(palette_lib.color_index(color))
   idx = np.array([rng.choice(np.flatnonzero(labels == d)) for d in digits])
-  images = coloring.colorize(
-      grey[idx], np.asarray(colors, np.int32), rng, mode=data_cfg.coloring,
-      palette=splits_lib.palette_of(data_cfg), noise_sigma=data_cfg.noise_sigma,
-      bg_range=(data_cfg.bg_low, data_cfg.bg_high))
+  images = coloring.colorize(grey[idx], np.asarray(colors, np.int32), rng,
+                             **splits_lib.coloring_kwargs(data_cfg))
   titles = [f"{palette_lib.COLOR_NAMES[c]} {d}" for d, c in zip(digits, colors)]
   return {"images": images, "labels": np.asarray(digits), "colors": np.asarray(colors),
           "titles": titles}
 
 
+def _cases(model, params, cases, cfg):
+  """Grad-CAM of the predicted class on each case: (json rows, maps, preds, probs)."""
+  logits = _logits(model, params, cases["images"], len(cases["images"]))
+  probs = np.asarray(jax.nn.softmax(logits))
+  preds = logits.argmax(-1)
+  probs = probs[np.arange(len(probs)), preds]
+  maps = np.asarray(gradcam_lib.gradcam(model, params, cases["images"], preds, layer=cfg.layer))
+  rows = [{"case": t, "pred": int(p), "prob": float(q), "entropy_nats": float(h)}
+          for t, p, q, h in zip(cases["titles"], preds, probs, gradcam_lib.map_entropy(maps))]
+  return rows, maps, preds, probs
+
+
 def _spread(model, params, split, cfg):
+  """(summary, {target: entropy per image}) of the Grad-CAM spread on one split."""
   n = min(cfg.num_eval, len(split["labels"]))
   x, y = split["images"][:n], split["labels"][:n]
   preds = _logits(model, params, x, cfg.batch_size).argmax(-1)
-  out = {"num_images": n, "accuracy": float(np.mean(preds == y))}
-  for target_name, targets in (("pred", preds), ("label", y)):
-    maps = _batched(lambda a, t: gradcam_lib.gradcam(model, params, a, t, layer=cfg.layer),
-                    x, targets, cfg.batch_size)
+  out, entropies = {"num_images": n, "accuracy": float(np.mean(preds == y))}, {}
+  for target_name, targets in zip(SPREAD_TARGETS, (preds, y)):
+    maps = _gradcam(model, params, x, targets, cfg)
     out[target_name] = gradcam_lib.spread_summary(maps)
-    out[target_name]["_entropy"] = gradcam_lib.map_entropy(maps)
-  return out
+    entropies[target_name] = gradcam_lib.map_entropy(maps)
+  return out, entropies
 
 
 def _sanity(model, params, split, cfg, name, fig_dir):
@@ -124,13 +100,12 @@ def _sanity(model, params, split, cfg, name, fig_dir):
   x = jnp.asarray(split["images"][:n], jnp.float32)
   preds = jnp.asarray(_logits(model, params, np.asarray(x), cfg.batch_size).argmax(-1))
   rand = models.init_params(model, jax.random.key(s.seed + 1000))
-  out = {"randomization": gradcam_lib.randomization_check(
-      model, params, rand, x, preds, layer=cfg.layer, methods=tuple(s.methods))}
-  cascade = {}
-  for module, p in gradcam_lib.cascading_params(params, rand, sorted(params, reverse=True)):
-    cascade[module] = {m: v["spearman_mean"] for m, v in gradcam_lib.randomization_check(
-        model, params, p, x, preds, layer=cfg.layer, methods=tuple(s.methods)).items()}
-  out["cascading"] = cascade
+  check = functools.partial(gradcam_lib.randomization_check, model, params, images=x,
+                            targets=preds, layer=cfg.layer, methods=tuple(s.methods))
+  out = {"randomization": check(rand)}
+  out["cascading"] = {
+      module: {m: v["spearman_mean"] for m, v in check(p).items()}
+      for module, p in gradcam_lib.cascading_params(params, rand, sorted(params, reverse=True))}
   t0 = time.perf_counter()
   attr = gradcam_lib.integrated_gradients(model, params, x, preds, steps=s.ig_steps,
                                           rule=s.ig_rule)
@@ -145,30 +120,31 @@ def _sanity(model, params, split, cfg, name, fig_dir):
       "seconds": time.perf_counter() - t0}
   k = min(8, n)
   ig_map = np.abs(np.asarray(attr[:k])).sum(-1)
-  fig = plots.sanity_figure(np.asarray(split["images"][:k]), {
-      "Grad-CAM": gradcam_lib.gradcam(model, params, x[:k], preds[:k], layer=cfg.layer),
-      "Grad-CAM rand": gradcam_lib.gradcam(model, rand, x[:k], preds[:k], layer=cfg.layer),
-      "saliency": gradcam_lib.saliency(model, params, x[:k], preds[:k]),
-      "saliency rand": gradcam_lib.saliency(model, rand, x[:k], preds[:k]),
+  xk, pk = x[:k], preds[:k]
+  fig = interpret_plots.sanity_figure(np.asarray(split["images"][:k]), {
+      "Grad-CAM": gradcam_lib.gradcam(model, params, xk, pk, layer=cfg.layer),
+      "Grad-CAM rand": gradcam_lib.gradcam(model, rand, xk, pk, layer=cfg.layer),
+      "saliency": gradcam_lib.saliency(model, params, xk, pk),
+      "saliency rand": gradcam_lib.saliency(model, rand, xk, pk),
       "|IG|": ig_map / (ig_map.max(axis=(1, 2), keepdims=True) + 1e-12)},
       title=f"{name}: trained vs re-initialized (rows), hard-test images")
-  export.save_figure(fig, fig_dir / f"sanity_{name}.png")
+  plots.save_figure(fig, fig_dir / f"sanity_{name}.png")
   return out
 
 
 def _featviz(model, params, cfg, name, fig_dir):
   f = cfg.featviz
+  # Every key but the layer list and the seed is a keyword argument of visualize_layer.
+  kwargs = {k: v for k, v in f.items() if k not in ("layers", "seed")}
   out = {}
   for i, layer in enumerate(f.layers):
     t0 = time.perf_counter()
-    r = featviz.visualize_layer(
-        model, params, layer=layer, key=jax.random.fold_in(jax.random.key(f.seed), i),
-        steps=f.steps, lr=f.lr, l2=f.l2, init_std=f.init_std, jitter=f.jitter,
-        scales=tuple(f.scales), param=f.param)
+    r = featviz.visualize_layer(model, params, layer=layer,
+                                key=jax.random.fold_in(jax.random.key(f.seed), i), **kwargs)
     seconds = time.perf_counter() - t0
     out[layer] = {"activation": r["activation"].tolist(), "seconds": seconds,
                   "image_min": float(r["images"].min()), "image_max": float(r["images"].max())}
-    export.save_figure(plots.channel_grid(
+    plots.save_figure(interpret_plots.channel_grid(
         r["images"], r["activation"], layer=layer,
         title=f"{name} {layer}: activation maximization ({f.steps} steps, {f.param})"),
         fig_dir / f"featviz_{name}_{layer}.png")
@@ -193,12 +169,12 @@ def _selectivity(model, params, stimuli, cfg, name, fig_dir, pool):
           "shape_index": np.nan_to_num(r["shape"], nan=-1).tolist(),
           "classes": r["classes"].tolist()}
       if r["tables"].ndim == 3:
-        export.save_figure(plots.cell_tables_figure(
+        plots.save_figure(interpret_plots.cell_tables_figure(
             r["tables"], r["classes"], layer=layer,
             title=f"{name} {layer}: mean activation (pool {pool_name})"),
             fig_dir / f"cells_{name}_{layer}.png")
     tk = sel_lib.top_k(model, params, pool["images"], layer=layer, k=s.topk)
-    export.save_figure(plots.topk_grid(
+    plots.save_figure(interpret_plots.topk_grid(
         pool["images"], tk["indices"], layer=layer, labels=pool["labels"],
         colors=pool["colors"], title=f"{name} {layer}: top-{s.topk} {s.topk_split} images "
         "(digit/color)"), fig_dir / f"topk_{name}_{layer}.png")
@@ -218,18 +194,24 @@ def _paired(a, b, rng, n_boot=2000) -> dict:
           "frac_a_higher": float(np.mean(d > 0)), "num_images": len(d)}
 
 
-def interpret_runs(runs: dict, cfg, out_dir) -> dict:
+def _workdir_and_replica(value, default_replica: int):
+  if isinstance(value, (tuple, list)):
+    return str(value[0]), value[1]
+  return str(value), default_replica
+
+
+def interpret_runs(runs, cfg, out_dir) -> dict:
   """Runs every analysis on each run's model; returns (and writes) interpret.json's dict.
 
   runs: {name: workdir} (replica cfg.replica of each) or {name: (workdir, replica)}, or the
-  string 'name1=/path1,name2=/path2'. cfg: configs/interpret.py's config (`default_config`).
+  string 'name1=/path1,name2=/path2'. cfg: a configs/interpret.py config.
   """
-  runs = parse_runs(runs)
-  replicas = {n: (v[1] if isinstance(v, (tuple, list)) else cfg.replica) for n, v in runs.items()}
-  runs = {n: str(v[0] if isinstance(v, (tuple, list)) else v) for n, v in runs.items()}
+  chosen = {name: _workdir_and_replica(v, cfg.replica)
+            for name, v in runs_lib.parse_runs(runs).items()}
+  workdirs = {name: wd for name, (wd, _) in chosen.items()}
   out_dir = pathlib.Path(out_dir)
   fig_dir = out_dir / "figures"
-  loaded = {name: loop.load_run(wd, replica=replicas[name]) for name, wd in runs.items()}
+  loaded = {name: runs_lib.load_run(wd, replica=rep) for name, (wd, rep) in chosen.items()}
   first = next(iter(loaded.values()))[2]
   data_cfg = first.data if cfg.data_from_run else cfg.data
   splits = splits_lib.get_splits(data_cfg)
@@ -237,36 +219,25 @@ def interpret_runs(runs: dict, cfg, out_dir) -> dict:
   cases = case_images(data_cfg, tuple(cfg.cases), cfg.seed)
   grey, labels = splits_lib.load_grey(data_cfg, "test")
   s = cfg.selectivity
-  stimuli = sel_lib.stimulus_set(
-      grey, labels, n_per_cell=s.n_per_cell, seed=s.seed, mode=data_cfg.coloring,
-      palette=splits_lib.palette_of(data_cfg), noise_sigma=data_cfg.noise_sigma,
-      bg_range=(data_cfg.bg_low, data_cfg.bg_high))["images"]
+  stimuli = sel_lib.stimulus_set(grey, labels, n_per_cell=s.n_per_cell, seed=s.seed,
+                                 **splits_lib.coloring_kwargs(data_cfg))["images"]
   pool_split = splits[s.topk_split]
   n_pool = min(s.topk_pool, len(pool_split["labels"]))
   pool = {k: pool_split[k][:n_pool] for k in ("images", "labels", "colors")}
 
-  result = {"runs": runs, "layer": cfg.layer, "data": data_cfg.to_dict(),
+  result = {"runs": workdirs, "layer": cfg.layer, "data": data_cfg.to_dict(),
             "settings": cfg.to_dict(), "models": {}}
   case_maps, case_preds, case_probs, sel_full, entropies = {}, {}, {}, {}, {}
   for name, (model, params, run_cfg) in loaded.items():
     t0 = time.perf_counter()
-    rep = loop.replicas(run_cfg)[replicas[name]]
-    r = {"workdir": runs[name], "replica": rep, "model": run_cfg.model.name,
-         "loss": run_cfg.loss.name}
-    logits = _logits(model, params, cases["images"], len(cases["images"]))
-    probs = np.asarray(jax.nn.softmax(logits))
-    case_preds[name] = logits.argmax(-1)
-    case_probs[name] = probs[np.arange(len(probs)), case_preds[name]]
-    case_maps[name] = np.asarray(gradcam_lib.gradcam(
-        model, params, cases["images"], case_preds[name], layer=cfg.layer))
-    r["cases"] = [{"case": t, "pred": int(p), "prob": float(q),
-                   "entropy_nats": float(h)} for t, p, q, h in zip(
-                       cases["titles"], case_preds[name], case_probs[name],
-                       gradcam_lib.map_entropy(case_maps[name]))]
-    r["spread"] = {split: _spread(model, params, splits[split], cfg)
-                   for split in ("test_hard", "test_easy")}
-    entropies[name] = {(sp, t): r["spread"][sp][t].pop("_entropy")
-                       for sp in r["spread"] for t in ("pred", "label")}
+    r = {"workdir": workdirs[name], "replica": runs_lib.replicas(run_cfg)[chosen[name][1]],
+         "model": run_cfg.model.name, "loss": run_cfg.loss.name}
+    r["cases"], case_maps[name], case_preds[name], case_probs[name] = _cases(
+        model, params, cases, cfg)
+    r["spread"], entropies[name] = {}, {}
+    for split in SPREAD_SPLITS:
+      r["spread"][split], h = _spread(model, params, splits[split], cfg)
+      entropies[name].update({(split, t): v for t, v in h.items()})
     r["sanity"] = _sanity(model, params, splits["test_hard"], cfg, name, fig_dir)
     r["selectivity"], sel_full[name] = _selectivity(model, params, stimuli, cfg, name, fig_dir,
                                                     pool)
@@ -283,13 +254,13 @@ def interpret_runs(runs: dict, cfg, out_dir) -> dict:
       f"{b}-{names[0]}": {f"{sp}/{t}": _paired(entropies[b][(sp, t)], entropies[names[0]][(sp, t)],
                                              np.random.default_rng(cfg.seed))
                           for (sp, t) in entropies[b]} for b in names[1:]}
-  export.save_figure(plots.gradcam_cases(
+  plots.save_figure(interpret_plots.gradcam_cases(
       cases["images"], cases["titles"], case_maps, case_preds, case_probs,
       title=f"Grad-CAM ({cfg.layer}) of the predicted class"), fig_dir / "gradcam_cases.png")
   for pool_name in s.pools:
-    export.save_figure(plots.selectivity_heatmap(
+    plots.save_figure(interpret_plots.selectivity_heatmap(
         {n: v[pool_name] for n, v in sel_full.items()}, layers=tuple(s.layers),
-        title=f"Channel selectivity, variance of cell-mean {pool_name_desc(pool_name)} "
+        title=f"Channel selectivity, variance of cell-mean {POOL_DESCRIPTIONS[pool_name]} "
         "(C color, S shape, M mixed, D dead)"), fig_dir / f"selectivity_{pool_name}.png")
-  loop.atomic_write_text(out_dir / "interpret.json", json.dumps(result, indent=2, default=str))
+  io.write_json(out_dir / "interpret.json", result, indent=2)
   return result

@@ -30,6 +30,7 @@ import numpy as np
 from ccmnist.data import coloring
 from ccmnist.data import palette as palette_lib
 from ccmnist.interpret import gradcam as gradcam_lib
+from ccmnist.util import batches
 
 CLASSES = ("color", "shape", "mixed", "dead")
 NUM_DIGITS = 10
@@ -105,18 +106,9 @@ def channel_means(model, params, images, *, layer: str, relu: bool = False,
   gradcam_lib.check_layer(model, layer)
   if pool not in POOLS:
     raise ValueError(f"Unknown pool {pool!r}; use one of {POOLS}.")
-  images = np.asarray(images)
-  n = len(images)
-  means, maxes = [], []
-  for i in range(0, n, batch_size):
-    b = images[i:i + batch_size]
-    pad = batch_size - len(b)
-    if pad:
-      b = np.concatenate([b, np.zeros((pad,) + b.shape[1:], b.dtype)])
-    m, mx = _channel_stats(model, params, jnp.asarray(b), layer=layer, relu=relu, pool=pool)
-    means.append(np.asarray(m)[:batch_size - pad])
-    maxes.append(np.asarray(mx)[:batch_size - pad])
-  return np.concatenate(means), np.concatenate(maxes)
+  return batches.map_batches(
+      lambda b: _channel_stats(model, params, jnp.asarray(b), layer=layer, relu=relu, pool=pool),
+      (np.asarray(images),), batch_size=batch_size)
 
 
 def cell_tables(model, params, stimuli_DCN, *, layer: str, relu: bool = False,

@@ -49,8 +49,8 @@ def space_to_depth_conv(x_NHWC, kernel_HWIO, stride: int, padding: int):
 
   Phase (a, b) of the input holds pixels (s*u + a, s*v + b); the kernel is zero-padded to a
   multiple of s and split the same way, so every output is the same sum of products, in
-  another order. XLA:CPU runs it 2x faster than the strided conv when the input has few
-  channels (the study's first layer: 3 -> 12 phase channels).
+  another order. XLA:CPU runs it faster than the strided conv when the input has few channels
+  (the study's first layer: 3 -> 12 phase channels; docs/perf.md).
   """
   n, h, w, c = x_NHWC.shape
   s, k = stride, kernel_HWIO.shape[0]
@@ -72,8 +72,8 @@ def phase_input_grad(dy_NHWC, kernel_HWIO, stride: int, padding: int, x_shape):
   each phase a < s: a stride-1 correlation of dy with the flipped sub-kernel k[a::s]. All s*s
   phases go into one conv with s*s*C output channels, computed only for the phase rows that
   hold the unpadded input. XLA's own input gradient of a strided conv (an input-dilated conv)
-  runs 2-5x slower on XLA:CPU, and PGD, the gradient penalty and every attribution method are
-  made of it.
+  runs slowly on XLA:CPU, and PGD, the gradient penalty and every attribution method are made
+  of it.
   """
   n, h, w, c = x_shape
   s, k = stride, kernel_HWIO.shape[0]
@@ -90,9 +90,8 @@ def phase_input_grad(dy_NHWC, kernel_HWIO, stride: int, padding: int, x_shape):
   return out[:, top:top + h, left:left + w]
 
 
-# Largest input channel count for which the forward pass runs as `space_to_depth_conv`.
-# Measured on XLA:CPU for the study's layers: 3 channels (k9 s2) 2.2x faster; 8 (k5 s2) 2-4x
-# slower.
+# Largest input channel count for which the forward pass runs as `space_to_depth_conv`: on
+# XLA:CPU the phases help the 3-channel first layer and hurt the 8-channel second one.
 _S2D_FORWARD_MAX_CHANNELS = 4
 
 
@@ -154,7 +153,7 @@ def conv2d(x_NHWC, kernel_HWIO, bias, *, stride: int, padding: int, impl: str = 
   impl='lax': lax.conv_general_dilated and XLA's gradients. 's2d' (the default, the fastest on
   XLA:CPU): strided convs over s*s phases (space to depth): the forward pass where the input
   has few channels (`space_to_depth_conv`) and the input gradient always (`phase_input_grad`;
-  for stride 1 a plain conv with the flipped kernel, which XLA:CPU ran 12x faster than its own
+  for stride 1 a plain conv with the flipped kernel, which XLA:CPU runs much faster than its own
   input gradient inside PGD's loop); differentiable again, for the gradient penalty.
   'patches': kernel windows by strided slices and one matmul. All give the same numbers (a test
   compares outputs and gradients).

@@ -8,8 +8,11 @@ import numpy as np  # noqa: E402
 
 
 def sweep_curves(epsilons, rates: dict, *, ylabel: str = "attack success rate",
-                 title: str = "", marker_eps: float | None = None):
-  """Success rate vs epsilon; rates {model name: [E] rates} (or {name: {label: [E]}})."""
+                 title: str = "", marker_eps: float | None = None, norm: str = "linf"):
+  """Success rate vs epsilon; rates {model name: [E] rates} (or {name: {label: [E]}}).
+
+  norm names the epsilon ball on the x axis ('linf' or 'l2').
+  """
   fig, ax = plt.subplots(figsize=(5.2, 3.8))
   for name, r in rates.items():
     series = r if isinstance(r, dict) else {"": r}
@@ -17,7 +20,7 @@ def sweep_curves(epsilons, rates: dict, *, ylabel: str = "attack success rate",
       ax.plot(epsilons, v, style, marker="o", ms=4, label=f"{name} {label}".strip())
   if marker_eps is not None:
     ax.axvline(marker_eps, color="0.6", lw=0.8, ls=":")
-  ax.set_xlabel("epsilon (Linf, pixel units of 255)")
+  ax.set_xlabel(f"epsilon ({'L2' if norm == 'l2' else 'Linf'}, pixel units of 255)")
   ax.set_ylabel(ylabel)
   ax.set_ylim(-0.02, 1.02)
   ax.grid(alpha=0.3)

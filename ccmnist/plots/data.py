@@ -1,11 +1,14 @@
 """Figures of the data: arrays in, matplotlib Figure out."""
 
+import pathlib
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ccmnist import plots  # noqa: E402
 from ccmnist.data import palette as palette_lib  # noqa: E402
 from ccmnist.plots import grid  # noqa: E402
 
@@ -37,3 +40,12 @@ def digit_color_grid(images, labels, colors, *, title: str = ""):
   ax.set_title(title + "  (rows: digit, columns: color)", fontsize=11, pad=24)
   fig.tight_layout()
   return fig
+
+
+def save_sample_grids(splits: dict, fig_dir) -> None:
+  """fig_dir/samples_<split>.png: the digit x color grid of every split."""
+  for name, split in splits.items():
+    plots.save_figure(digit_color_grid(
+        split["images"], split["labels"], split["colors"],
+        title=f"{name}: {len(split['labels'])} images, {split['aligned'].mean():.1%} aligned"),
+                      pathlib.Path(fig_dir) / f"samples_{name}.png")

@@ -20,6 +20,18 @@ def _as_rgb01(img):
   return img / 255.0 if img.max() > 1.5 else img
 
 
+def _panels(n: int, cols: int, *, panel_size, title_height: float):
+  """A figure with n panels in rows of `cols` (ticks off, unused panels hidden); (fig, axes)."""
+  rows = int(np.ceil(n / cols))
+  w, h = panel_size
+  fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows + title_height), squeeze=False)
+  for k, ax in enumerate(axes.flat):
+    _off(ax)
+    if k >= n:
+      ax.axis("off")
+  return fig, list(axes.flat)[:n]
+
+
 def overlay(ax, image, cam, *, alpha=0.5):
   """An image with a heatmap on top (jet colormap, values in [0, 1])."""
   ax.imshow(_as_rgb01(image))
@@ -56,14 +68,8 @@ def channel_grid(images, activations, *, layer: str, title: str = "", cols: int 
 
   images float[C, 28, 28, 3] in [0, 1] units (clipped to [0, 1] for display).
   """
-  c = len(images)
-  rows = int(np.ceil(c / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.85 * rows + 0.4), squeeze=False)
-  for k, ax in enumerate(axes.flat):
-    _off(ax)
-    if k >= c:
-      ax.axis("off")
-      continue
+  fig, axes = _panels(len(images), cols, panel_size=(1.6, 1.85), title_height=0.4)
+  for k, ax in enumerate(axes):
     ax.imshow(np.clip(images[k], 0.0, 1.0))
     ax.set_title(f"{layer} ch {k}\nact {float(activations[k]):.3g}", fontsize=7)
   fig.suptitle(title or f"{layer}: activation maximization", fontsize=10)
@@ -102,14 +108,8 @@ def selectivity_heatmap(results: dict, *, layers, title: str = ""):
 
 def cell_tables_figure(tables_KDC, classes, *, layer: str, title: str = "", cols: int = 8):
   """Each channel's [digit x color] table of mean activations (own color scale per channel)."""
-  k = len(tables_KDC)
-  rows = int(np.ceil(k / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows + 0.5), squeeze=False)
-  for i, ax in enumerate(axes.flat):
-    _off(ax)
-    if i >= k:
-      ax.axis("off")
-      continue
+  fig, axes = _panels(len(tables_KDC), cols, panel_size=(1.7, 1.9), title_height=0.5)
+  for i, ax in enumerate(axes):
     ax.imshow(tables_KDC[i], cmap="magma")
     ax.set_title(f"{layer} ch {i} ({classes[i]})", fontsize=7)
   fig.suptitle((title or f"{layer}: mean activation per cell") +

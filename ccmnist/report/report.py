@@ -4,18 +4,21 @@ Every cell that the study also reports reads "ours (study: X)". Numbers are mean
 seeds when the study ran more than one.
 """
 
-import json
 import pathlib
 import platform
 import shutil
 import time
 
 import jax
-import numpy as np
 
-from ccmnist import study as study_lib
+from ccmnist import layout
+from ccmnist import plots
+from ccmnist.eval import run as eval_run
+from ccmnist.plots import eval as eval_plots
 from ccmnist.report import claims
-from ccmnist.train import loop
+from ccmnist.train import runs as runs_lib
+from ccmnist.util import io
+from ccmnist.util import stats
 
 SPLITS = ("train", "test_easy", "test_hard")
 METHOD_TITLES = {
@@ -26,19 +29,6 @@ METHOD_TITLES = {
     "color_gradient_penalty": "Color-gradient penalty (new)",
     "counterfactual": "Counterfactual consistency",
 }
-
-
-def _read(path) -> dict | None:
-  path = pathlib.Path(path)
-  return json.loads(path.read_text()) if path.exists() else None
-
-
-def mean_std(values) -> dict:
-  v = np.asarray([x for x in values if x is not None], np.float64)
-  if v.size == 0:
-    return {"mean": None, "std": None, "n": 0}
-  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-          "n": int(v.size)}
 
 
 def fmt(stat, *, pct=True, digits=1) -> str:
@@ -64,28 +54,28 @@ def vs(ours, claim, **kw) -> str:
 
 def collect_run(study, workdir, name: str) -> dict | None:
   """Per grid point (lambda), mean +- std over seeds of every accuracy we report."""
-  rdir = study_lib.run_dir(workdir, name)
-  results, ev = _read(rdir / "results.json"), _read(rdir / "eval.json")
+  rdir = layout.run_dir(workdir, name)
+  results, ev = io.read_json(rdir / "results.json"), io.read_json(rdir / "eval.json")
   if results is None:
     return None
-  config = study_lib.run_config(study, name)
+  config = layout.run_config(study, name)
   grid = []
-  for g, lam in enumerate(loop.lam_grid(config)):
-    reps = [r for r in loop.replicas(config) if r["replica"] // config.num_seeds == g]
+  for g, lam in enumerate(runs_lib.lam_grid(config)):
+    reps = [r for r in runs_lib.replicas(config) if r["replica"] // config.num_seeds == g]
     point = {"lam": lam, "seeds": [r["seed"] for r in reps], "accuracy": {}}
     final = {r["replica"]: r["accuracy"] for r in results["replicas"]}
     for split in final[reps[0]["replica"]]:
-      point["accuracy"][split] = mean_std([final[r["replica"]][split] for r in reps])
+      point["accuracy"][split] = stats.mean_std([final[r["replica"]][split] for r in reps])
     if ev is not None:
       evr = {r["replica"]: r for r in ev["replicas"]}
       for split in SPLITS:
         for key in ("aligned", "conflicting", "unbiased_equivalent", "worst_class"):
-          point["accuracy"][f"{split}/{key}"] = mean_std(
+          point["accuracy"][f"{split}/{key}"] = stats.mean_std(
               [evr[r["replica"]]["splits"][split][key] for r in reps])
-      point["color_swap_3_brown_pred_8"] = mean_std(
+      point["color_swap_3_brown_pred_8"] = stats.mean_std(
           [evr[r["replica"]]["color_swap"]["three_brown"]["p_pred_8"] for r in reps])
     grid.append(point)
-  return {"grid": grid, "downstream_lam": study.downstream_lam.get(name, grid[0]["lam"]),
+  return {"grid": grid, "downstream_lam": layout.downstream_lam(study, name),
           "train_time_s": results.get("train_time_s"), "epochs": results.get("epochs"),
           "curves": str(rdir / "metrics.jsonl")}
 
@@ -119,15 +109,15 @@ def environment() -> dict:
 
 def collect(study, workdir) -> dict:
   workdir = pathlib.Path(workdir)
-  runs = {n: collect_run(study, workdir, n) for n in study_lib.TRAIN_RUNS}
+  runs = {n: collect_run(study, workdir, n) for n in layout.TRAIN_RUNS}
   runs = {n: r for n, r in runs.items() if r is not None}
   return {
       "config": study.to_dict(),
       "runs": runs,
       "model_selection": {n: model_selection(r) for n, r in runs.items() if len(r["grid"]) > 1},
-      "interpret": _read(workdir / "interpret" / "interpret.json"),
-      "attack": _read(workdir / "attack" / "attack.json"),
-      "stages": study_lib.read_stage_times(workdir),
+      "interpret": io.read_json(layout.analysis_dir(workdir, "interpret") / "interpret.json"),
+      "attack": io.read_json(layout.analysis_dir(workdir, "attack") / "attack.json"),
+      "stages": layout.read_stage_times(workdir),
       "findings": None,  # Filled in below, from the numbers above.
       "environment": environment(),
       "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -289,14 +279,10 @@ def section_side_by_side(res, lines, workdir):
             "Debiasing methods at the study's λ. aligned / conflicting: test_easy accuracy on "
             "images whose color matches / does not match the label; unbiased-equivalent = "
             "0.1 aligned + 0.9 conflicting.", ""]
-  rows = []
-  for name, run in res["runs"].items():
-    p = point_at(run)
-    rows.append([METHOD_TITLES.get(name, name), p["lam"], fmt(_acc(p, "train")),
-                 fmt(_acc(p, "test_easy")), fmt(_acc(p, "test_hard")),
-                 fmt(_acc(p, "test_easy/aligned")), fmt(_acc(p, "test_easy/conflicting")),
-                 fmt(_acc(p, "test_easy/unbiased_equivalent")),
-                 fmt(_acc(p, "test_hard/worst_class"))])
+  columns = ("train", "test_easy", "test_hard", "test_easy/aligned", "test_easy/conflicting",
+             "test_easy/unbiased_equivalent", "test_hard/worst_class")
+  rows = [[METHOD_TITLES.get(name, name), point_at(run)["lam"]] +
+          [fmt(_acc(point_at(run), c)) for c in columns] for name, run in res["runs"].items()]
   lines += _table(["model", "λ", "train", "test_easy", "test_hard", "aligned", "conflicting",
                    "unbiased-eq.", "worst class (hard)"], rows)
   _fig(lines, workdir, "figures/training_curves.png",
@@ -320,13 +306,9 @@ def section_selection(res, lines):
             "The study chose λ on the hard test set. Chosen instead on a held-out validation "
             "split colored like training (aligned) or uniformly (unbiased), the hard-test "
             "accuracy one would report is:", ""]
-  rows = []
-  for name, sel in res["model_selection"].items():
-    row = [name]
-    for crit in ("test_hard", "val", "val_unbiased"):
-      s = sel.get(crit)
-      row.append(f"λ={s['lam']}: {fmt(s['test_hard'])}" if s else "n/a")
-    rows.append(row)
+  cell = lambda s: f"λ={s['lam']}: {fmt(s['test_hard'])}" if s else "n/a"
+  rows = [[name] + [cell(sel.get(crit)) for crit in ("test_hard", "val", "val_unbiased")]
+          for name, sel in res["model_selection"].items()]
   lines += _table(["method", "chosen on test_hard (study)", "chosen on val (aligned)",
                    "chosen on val (unbiased)"], rows)
 
@@ -424,31 +406,25 @@ def render(res, study, workdir) -> str:
   return "\n".join(lines) + "\n"
 
 
-def curves_figure(res, workdir):
-  from ccmnist.eval import run as eval_run  # pylint: disable=g-import-not-at-top
-  from ccmnist.plots import eval as eval_plots  # pylint: disable=g-import-not-at-top
-  curves = {}
-  for name, run in res["runs"].items():
-    config = study_lib.run_config(res["_study"], name)
-    lam = run["downstream_lam"]
-    replica = loop.lam_grid(config).index(lam) * config.num_seeds
-    curves[name] = eval_run.read_curves(study_lib.run_dir(workdir, name), replica=replica)
+def curves_figure(study, res, workdir):
+  """Training curves of the replica that stands for each method."""
+  curves = {name: eval_run.read_curves(layout.run_dir(workdir, name),
+                                       replica=layout.selected_replica(study, name))
+            for name in res["runs"]}
   return eval_plots.training_curves_figure(curves)
 
 
 def write_report(study, workdir) -> dict:
   """Writes DIR/results.json and DIR/report.md (and the cross-run figures)."""
-  from ccmnist.data import export  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   res = collect(study, workdir)
   res["findings"] = findings(res)
   if res["runs"]:
-    res["_study"] = study
-    export.save_figure(curves_figure(res, workdir), workdir / "figures" / "training_curves.png")
-    res.pop("_study")
-  cheater_swap = study_lib.run_dir(workdir, "cheater") / "figures" / "color_swap.png"
+    plots.save_figure(curves_figure(study, res, workdir),
+                      workdir / "figures" / "training_curves.png")
+  cheater_swap = layout.run_dir(workdir, "cheater") / "figures" / "color_swap.png"
   if cheater_swap.exists():
     shutil.copy(cheater_swap, workdir / "figures" / "color_swap_cheater.png")
-  loop.atomic_write_text(workdir / "results.json", json.dumps(res, indent=1, default=str))
-  loop.atomic_write_text(workdir / "report.md", render(res, study, workdir))
+  io.write_json(workdir / "results.json", res, indent=1)
+  io.write_text(workdir / "report.md", render(res, study, workdir))
   return res

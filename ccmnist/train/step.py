@@ -29,10 +29,9 @@ def gather_batch(data, idx):
 
 # Most images in one forward/backward pass of a train step. A larger batch is computed in equal
 # slices whose gradients are averaged: every loss here is a mean over examples, so the gradient
-# is the same up to float rounding. On XLA:CPU a 256-image ERM step ran 1.35x faster as four
-# 64-image passes, and a consistency step (64 base + 64 counterfactual images) 1.2x faster as
-# two, their activations staying in cache. None: 64 on the CPU, the whole batch elsewhere; 0:
-# always the whole batch.
+# is the same up to float rounding. On XLA:CPU small passes keep their activations in cache, so
+# a large batch runs faster as several (docs/perf.md). None: 64 on the CPU, the whole batch
+# elsewhere; 0: always the whole batch.
 PASS_IMAGES = None
 
 
@@ -75,7 +74,7 @@ def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
   images_per_example = 2 if loss_name == "consistency" else 1
   passes = num_passes(size, images_per_example)
   n = size // passes
-  # Unrolled: a lax.scan over the slices ran 6x slower on XLA:CPU.
+  # Unrolled: a lax.scan over the slices runs much slower on XLA:CPU (docs/perf.md).
   per_pass = [jax.value_and_grad(loss_fn, has_aux=True)(
       state.params, jax.tree_util.tree_map(lambda a, i=i: a[i * n:(i + 1) * n], batch))
               for i in range(passes)]
@@ -94,7 +93,7 @@ def eval_step(params, images, labels, mask, *, model: nn.Module):
 
 
 # How replicas (seeds x lambda grid) share one program. 'vmap' batches them, which turns each
-# conv into a grouped conv that XLA:CPU runs 4-6x slower than K separate convs (measured, K=8);
+# conv into a grouped conv, which XLA:CPU runs far slower than K separate convs (docs/perf.md);
 # 'unroll' traces the step once per replica into the same program. Accelerators favor 'vmap'.
 # None picks by backend when a step is built (not at import: multi-host init must come first).
 REPLICA_MAP = None

@@ -1,0 +1,77 @@
+"""The study workdir: where each stage writes, and which replica stands for a method.
+
+  DIR/config.json          the study config (a different config is refused)
+  DIR/figures/             sample grids, and every figure the report shows
+  DIR/runs/<name>/         one training workdir per method (train/runs.py)
+  DIR/interpret/, attack/  the interpretability and attack stages
+  DIR/stages.json          wall time of each stage
+  DIR/results.json, report.md
+
+The study (study.py) writes this layout and the report (report/) reads it; both import this module
+and neither imports the other.
+"""
+
+import pathlib
+
+import ml_collections
+
+from ccmnist.train import runs
+from ccmnist.util import io
+
+# The training runs of a study, in the order they are trained and reported.
+TRAIN_RUNS = ("cheater", "gradient_penalty", "counterfactual", "color_gradient_penalty",
+              "erm_adam", "erm_momentum")
+
+
+def run_config(study, name: str) -> ml_collections.ConfigDict:
+  """The ordinary training config of run `name` of the study (locked)."""
+  run = study.runs[name]
+  c = ml_collections.ConfigDict()
+  c.seed = study.seed
+  c.num_seeds = study.num_seeds
+  c.data = ml_collections.ConfigDict(study.data.to_dict())
+  c.data.update(run.data_overrides.to_dict())
+  for part in ("model", "loss", "optim", "train"):
+    c[part] = ml_collections.ConfigDict(run[part].to_dict())
+  c.lock()
+  return c
+
+
+def run_dir(workdir, name: str) -> pathlib.Path:
+  return pathlib.Path(workdir) / "runs" / name
+
+
+def analysis_dir(workdir, stage: str) -> pathlib.Path:
+  """DIR/interpret or DIR/attack."""
+  return pathlib.Path(workdir) / stage
+
+
+def downstream_lam(study, name: str) -> float:
+  """The lambda whose replicas stand for a method downstream: the study's, else grid point 0."""
+  return study.downstream_lam.get(name, runs.lam_grid(run_config(study, name))[0])
+
+
+def selected_replica(study, name: str) -> int:
+  """The replica standing for a method downstream: seed 0 at the study's lambda."""
+  try:
+    return runs.replica_of(run_config(study, name), downstream_lam(study, name))
+  except ValueError as e:
+    raise ValueError(f"config.downstream_lam.{name}: {e}") from None
+
+
+def downstream_runs(study, workdir, names: str) -> dict:
+  """{name: (run workdir, replica)} for a comma-separated list of run names."""
+  out = {}
+  for name in (n.strip() for n in names.split(",") if n.strip()):
+    if name not in TRAIN_RUNS:
+      raise ValueError(f"Unknown run {name!r} in the study config; known runs: {TRAIN_RUNS}.")
+    out[name] = (run_dir(workdir, name), selected_replica(study, name))
+  return out
+
+
+def read_stage_times(workdir) -> dict:
+  return io.read_json(pathlib.Path(workdir) / "stages.json", default={})
+
+
+def write_stage_times(workdir, times: dict) -> None:
+  io.write_json(pathlib.Path(workdir) / "stages.json", times, indent=1)

@@ -1,0 +1,40 @@
+"""TensorBoard summaries beside metrics.jsonl: `tensorboard --logdir DIR` shows every replica.
+
+DIR/tensorboard/replica_<r>/ holds one event file series per replica, so TensorBoard draws each
+replica (seed x lambda) as its own run; the scalars are those of metrics.jsonl's epoch rows:
+train/<metric> (means over the epoch's steps), accuracy/<split>, and speed/train_img_per_s.
+"""
+
+import contextlib
+import pathlib
+
+import tensorboardX
+
+
+def scalars(row: dict, replica: int) -> dict:
+  """{tag: value} of one metrics.jsonl row for one replica."""
+  out = {f"train/{k[len('train_'):]}": v[replica] for k, v in row.items()
+         if k.startswith("train_") and isinstance(v, list)}
+  out.update({f"accuracy/{split}": v[replica] for split, v in row["accuracy"].items()})
+  out["speed/train_img_per_s"] = row["train_img_per_s"]
+  return out
+
+
+@contextlib.contextmanager
+def writers(workdir, num_replicas: int):
+  """One tensorboardX writer per replica, flushed and closed on exit."""
+  root = pathlib.Path(workdir) / "tensorboard"
+  out = [tensorboardX.SummaryWriter(str(root / f"replica_{r}"), flush_secs=30)
+         for r in range(num_replicas)]
+  try:
+    yield out
+  finally:
+    for w in out:
+      w.close()
+
+
+def write_row(tb_writers: list, row: dict) -> None:
+  """Every replica's scalars of one epoch row, at the row's optimizer step."""
+  for r, w in enumerate(tb_writers):
+    for tag, value in scalars(row, r).items():
+      w.add_scalar(tag, float(value), global_step=row["step"])

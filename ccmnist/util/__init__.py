@@ -1,0 +1,1 @@
+"""The lowest layer: atomic file IO, fixed-shape batching, summary statistics."""
