@@ -51,21 +51,40 @@ def downstream_lam(study, name: str) -> float:
   return study.downstream_lam.get(name, runs.lam_grid(run_config(study, name))[0])
 
 
-def selected_replica(study, name: str) -> int:
-  """The replica standing for a method downstream: seed 0 at the study's lambda."""
+def selected_replica(study, name: str, lam: float | None = None) -> int:
+  """The replica standing for a method downstream: seed 0 at `lam` (default the study's)."""
+  lam = downstream_lam(study, name) if lam is None else lam
   try:
-    return runs.replica_of(run_config(study, name), downstream_lam(study, name))
+    return runs.replica_of(run_config(study, name), lam)
   except ValueError as e:
-    raise ValueError(f"config.downstream_lam.{name}: {e}") from None
+    raise ValueError(f"config.downstream_lam.{name} or a model '{name}@LAMBDA': {e}") from None
+
+
+def model_key(name: str, lam: float | None = None) -> str:
+  """How a downstream model is named: 'counterfactual', or 'counterfactual@0' for the replica
+  at another grid point (e.g. the lambda = 0 control of a method)."""
+  return name if lam is None else f"{name}@{lam:g}"
+
+
+def parse_model(spec: str) -> tuple:
+  """'name' -> (name, None); 'name@0.5' -> (name, 0.5)."""
+  name, sep, lam = spec.strip().partition("@")
+  if name not in TRAIN_RUNS:
+    raise ValueError(f"Unknown run {name!r} in the study config; known runs: {TRAIN_RUNS}.")
+  try:
+    return name, float(lam) if sep else None
+  except ValueError:
+    raise ValueError(f"Bad model {spec!r}: write a run name, or name@LAMBDA with LAMBDA a point "
+                     "of its lambda grid, e.g. counterfactual@0.") from None
 
 
 def downstream_runs(study, workdir, names: str) -> dict:
-  """{name: (run workdir, replica)} for a comma-separated list of run names."""
+  """{model key: (run workdir, replica)} for a comma-separated list of models ('name' or
+  'name@lambda')."""
   out = {}
-  for name in (n.strip() for n in names.split(",") if n.strip()):
-    if name not in TRAIN_RUNS:
-      raise ValueError(f"Unknown run {name!r} in the study config; known runs: {TRAIN_RUNS}.")
-    out[name] = (run_dir(workdir, name), selected_replica(study, name))
+  for spec in (n for n in names.split(",") if n.strip()):
+    name, lam = parse_model(spec)
+    out[model_key(name, lam)] = (run_dir(workdir, name), selected_replica(study, name, lam))
   return out
 
 

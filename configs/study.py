@@ -63,22 +63,25 @@ def get_config(arg=None):
   c.runs = ml_collections.ConfigDict()
   c.runs.cheater = _run(cheater.get_config(size))
   c.runs.gradient_penalty = _run(gradient_penalty.get_config(size),
-                                 lam_grid=(0.05, 0.1, 0.2, 0.5))
+                                 lam_grid=(0.0, 0.05, 0.1, 0.2, 0.5))
   c.runs.counterfactual = _run(counterfactual.get_config(size),
-                               lam_grid=(0.1, 0.25, 0.5, 1.0, 2.0))
+                               lam_grid=(0.0, 0.1, 0.25, 0.5, 1.0, 2.0))
   # The study names no optimizer for its counterfactual run; with plain SGD lr 1e-3 the
   # consistency term can start while the model is still on its initial plateau. This study runs
   # Adam, and its erm_adam control shows how much of that is the optimizer alone.
   c.runs.counterfactual.optim.update(dict(name="adam", lr=1e-3, momentum=0.0))
   c.runs.color_gradient_penalty = _run(color_gradient_penalty.get_config(size),
-                                       lam_grid=(0.05, 0.1, 0.2, 0.5))
+                                       lam_grid=(0.0, 0.05, 0.1, 0.2, 0.5))
   c.runs.erm_adam = _run(erm_adam.get_config(size))
   c.runs.erm_momentum = _run(erm_adam.get_config(f"momentum,{variant}"))
+  # Every lambda grid starts at 0, the control that differs from the method in the method alone.
   # Which grid point stands for a debiasing method downstream (interpret, attack): the study's.
   c.downstream_lam = ml_collections.ConfigDict(dict(
       gradient_penalty=0.1, counterfactual=0.5, color_gradient_penalty=0.1))
   c.interpret = _analysis("cheater,gradient_penalty,counterfactual", interpret.get_config(size))
-  c.attack = _analysis("cheater,gradient_penalty,counterfactual,erm_adam",
-                       attack.get_config(size))
+  # name@0: the method's own lambda = 0 grid point, which differs from it in nothing but the
+  # method (same optimizer, data, epochs, seeds): the control its verdicts compare against.
+  c.attack = _analysis("cheater,gradient_penalty,counterfactual,erm_adam,gradient_penalty@0,"
+                       "counterfactual@0", attack.get_config(size))
   c.lock()
   return c

@@ -11,6 +11,7 @@ import pytest
 
 from ccmnist import eval as eval_lib
 from ccmnist import models
+from ccmnist import plots
 from ccmnist.data import splits as splits_lib
 from ccmnist.eval import metrics
 from ccmnist.eval import probe
@@ -120,7 +121,22 @@ def test_plots_return_figures():
   runs = {"a": {"epoch": [1, 2], "test_easy": [0.5, 0.9], "test_hard": [0.1, 0.2]},
           "b": {"epoch": [1, 2], "test_easy": [0.4, 0.6], "test_hard": [0.3, 0.5]}}
   fig = eval_plots.training_curves_figure(runs)
-  assert len(fig.axes[0].lines) == 4 + 1  # 2 runs x 2 splits, and the chance line
+  assert [ax.get_title() for ax in fig.axes] == ["test_easy", "test_hard"]  # One panel a split.
+  for ax in fig.axes:
+    lines = ax.get_lines()
+    assert len(lines) == 2 + 1  # one line per run, and the chance line
+    assert {ln.get_linewidth() for ln in lines[:2]} == {1.5}  # Normal widths, no rims.
+    assert [ln.get_color() for ln in lines[:2]] == [plots.model_color("a"), plots.model_color("b")]
+  assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["a", "b"]
+
+
+def test_one_color_per_model_everywhere():
+  names = ("cheater", "gradient_penalty", "counterfactual", "color_gradient_penalty",
+           "erm_adam", "erm_momentum")
+  assert len({plots.model_color(n) for n in names}) == len(names)
+  assert plots.model_color("counterfactual@0") != plots.model_color("counterfactual")
+  assert plots.model_color("counterfactual@0") == plots.model_color("counterfactual@0.0")
+  assert plots.model_color("someone_else") == plots.model_color("someone_else")
 
 
 def test_evaluate_run_matches_training_eval(tmp_path):

@@ -1,12 +1,15 @@
 """The whole study end to end on the tiny config (synthetic digits): every stage and section."""
 
 import json
+import re
 
+import numpy as np
 import pytest
 
 from ccmnist import layout
 from ccmnist import study
 from ccmnist.report import report as report_lib
+from ccmnist.report import verdicts
 from configs import study as study_config
 
 
@@ -31,17 +34,31 @@ def test_every_stage_ran_and_report_has_every_section(tiny_study):
   assert "(study: 24.3)" in report and "(study: 85.2)" in report
   results = json.loads((workdir / "results.json").read_text())
   assert set(results["runs"]) == set(layout.TRAIN_RUNS)
-  assert len(results["runs"]["counterfactual"]["grid"]) == 5
+  assert [p["lam"] for p in results["runs"]["counterfactual"]["grid"]] == [
+      0.0, 0.1, 0.25, 0.5, 1.0, 2.0]  # Every grid starts at its lambda = 0 control.
   assert set(results["model_selection"]["counterfactual"]) == {"test_hard", "val",
                                                                  "val_unbiased"}
   for point in results["runs"]["cheater"]["grid"]:
     assert 0.0 <= point["accuracy"]["test_hard"]["mean"] <= 1.0
   assert results["interpret"]["models"] and results["attack"]["models"]
-  assert [f["holds"] is not None for f in results["findings"]] == [True] * 4
+  assert len(results["findings"]) == 8
+  for f in results["findings"]:
+    assert f["runs"] and f["seeds"] == 1 and f["strength"] != "not measured", f
   assert results["findings"][1]["holds"] == (  # lambda 0.5, the study's.
-      results["runs"]["counterfactual"]["grid"][2]["accuracy"]["test_hard"]["mean"] >= 0.7)
-  for link in ("figures/training_curves.png", "figures/samples_train.png"):
+      results["runs"]["counterfactual"]["grid"][3]["accuracy"]["test_hard"]["mean"] >= 0.7)
+  assert {"counterfactual@0", "gradient_penalty@0"} <= set(results["attack"]["models"])
+  for link in ("figures/training_curves.png", "figures/samples_train.png",
+               "attack/figures/example_perturbation.png"):
     assert link in report and (workdir / link).exists()
+
+
+def test_every_link_of_the_report_resolves(tiny_study):
+  _, workdir, _ = tiny_study
+  report = (workdir / "report.md").read_text()
+  links = re.findall(r"\]\(([^)]+)\)", report)
+  assert len(links) > 10
+  missing = [link for link in links if not (workdir / link).exists()]
+  assert not missing, missing
 
 
 def test_rerun_skips_finished_stages_and_refuses_other_config(tiny_study):
@@ -74,21 +91,98 @@ def test_bad_stage_and_run_names_raise():
     study_config.get_config("huge")
 
 
-def _res(hard: dict, easy: float, pgd: dict) -> dict:
-  """A hand-made collect() result: one grid point per run, and an attack sweep."""
-  runs = {n: {"downstream_lam": 0.0, "grid": [{"lam": 0.0, "accuracy": {
-      "test_hard": {"mean": h}, "test_easy": {"mean": easy}}}]} for n, h in hard.items()}
-  models = {n: {"sweep": {"epsilons": [5.0, 12.75], "success_prob": [0.0, p]}}
-            for n, p in pgd.items()}
+def _res(hard: dict, easy, attack: dict, lams: dict | None = None) -> dict:
+  """A hand-made collect() result. hard: {run: {lam: [per-seed test_hard]}} (or a list: one
+  grid point at the run's study lambda); attack: {model: (argmax, prob, median min eps)}."""
+  lams = lams or {"counterfactual": 0.5, "gradient_penalty": 0.1}
+  runs = {}
+  for name, by_lam in hard.items():
+    lam = lams.get(name, 0.0)
+    by_lam = by_lam if isinstance(by_lam, dict) else {lam: by_lam}
+    runs[name] = {"downstream_lam": lam, "grid": [
+        {"lam": g, "accuracy": {"test_hard": {"values": v}, "test_easy": {"values": easy}}}
+        for g, v in by_lam.items()]}
+  models = {m: {"sweep": {"epsilons": [5.0, 12.75], "success_argmax": [0.0, a],
+                          "success_prob": [0.0, pr]}, "min_eps": {"median": me}}
+            for m, (a, pr, me) in attack.items()}
   return {"runs": runs, "attack": {"models": models}}
 
 
-def test_findings_apply_their_rules():
-  res = _res({"cheater": 0.06, "gradient_penalty": 0.4, "counterfactual": 0.8}, 0.95,
-             {"cheater": 0.98, "counterfactual": 0.67})
-  assert [f["holds"] for f in report_lib.findings(res)] == [True, True, True, True]
-  res = _res({"cheater": 0.6, "gradient_penalty": 0.5, "counterfactual": 0.69}, 0.95,
-             {"cheater": 0.04, "counterfactual": 0.65})
-  assert [f["holds"] for f in report_lib.findings(res)] == [False, False, False, False]
-  assert [f["holds"] for f in report_lib.findings(_res({"cheater": 0.06}, 0.95, {}))] == [
-      True, None, None, None]  # Not measured is neither a pass nor a failure.
+CLAIMS = ("shortcut", "cf recovers", "cf vs its lambda 0", "gp vs its lambda 0", "erm adam",
+          "erm momentum", "attack argmax", "attack min eps")
+
+
+def holds(res) -> dict:
+  return dict(zip(CLAIMS, (f["holds"] for f in report_lib.findings(res))))
+
+
+def test_findings_compare_each_method_with_its_own_control():
+  res = _res({"cheater": [0.06], "erm_adam": [0.05], "erm_momentum": [0.04],
+              "counterfactual": {0.0: [0.2], 0.5: [0.8]},
+              "gradient_penalty": {0.0: [0.05], 0.1: [0.4]}}, [0.95],
+             {"counterfactual@0": (0.9, 0.5, 8.0), "counterfactual": (0.3, 0.1, 20.0),
+              "cheater": (0.6, 0.05, 25.0)})
+  assert set(holds(res).values()) == {True}
+  f = {c: x for c, x in zip(CLAIMS, report_lib.findings(res))}
+  assert f["cf vs its lambda 0"]["runs"] == ["counterfactual@0", "counterfactual@0.5"]
+  assert f["gp vs its lambda 0"]["runs"] == ["gradient_penalty@0", "gradient_penalty@0.1"]
+  assert all(x["seeds"] == 1 and x["strength"] == verdicts.INDICATIVE for x in f.values())
+  # The study's uncontrolled pair (cheater vs consistency by p > 0.9) is shown, not judged.
+  assert "study's pair: cheater 5.0% vs" in f["attack argmax"]["measured"]
+
+
+def test_findings_turn_when_the_controls_do_as_well():
+  res = _res({"cheater": [0.06], "erm_adam": [0.86], "erm_momentum": [0.83],
+              "counterfactual": {0.0: [0.85], 0.5: [0.8]},
+              "gradient_penalty": {0.0: [0.05], 0.1: [0.03]}}, [0.95],
+             {"counterfactual@0": (0.4, 0.97, 15.0), "counterfactual": (0.5, 0.89, 12.0)})
+  assert holds(res) == {c: c in ("shortcut", "cf recovers") for c in CLAIMS}
+
+
+def test_findings_with_seeds_need_more_than_their_spread():
+  noisy = _res({"cheater": [0.06, 0.07, 0.05], "erm_adam": [0.05, 0.30, 0.02],
+                "erm_momentum": [0.05, 0.06, 0.07],
+                "counterfactual": {0.0: [0.2, 0.22, 0.18], 0.5: [0.8, 0.82, 0.78]}},
+               [0.95, 0.94, 0.96], {})
+  got = holds(noisy)
+  assert got["cf vs its lambda 0"] is True  # +0.6 on every seed.
+  assert got["erm adam"] is None  # Differences -0.01, +0.23, -0.03: within 2 SE.
+  f = report_lib.findings(noisy)[4]
+  assert f["seeds"] == 3 and "within 2 SE" in f["strength"]
+  assert got["gp vs its lambda 0"] is None and got["attack argmax"] is None  # Not measured.
+  assert report_lib.findings(noisy)[3]["strength"] == "not measured"
+
+
+def test_paired_difference_and_its_two_standard_errors():
+  d = verdicts.paired_difference([0.1, 0.2, 0.3], [0.3, 0.3, 0.5])
+  assert d["values"] == pytest.approx([0.2, 0.1, 0.2])
+  assert d["mean"] == pytest.approx(0.5 / 3)
+  assert d["se"] == pytest.approx(np.std([0.2, 0.1, 0.2], ddof=1) / np.sqrt(3))
+  assert verdicts.decide(d, direction=1)[0] is True  # 0.167 > 2 * 0.033
+  assert verdicts.decide(d, direction=-1)[0] is False
+  assert verdicts.decide(verdicts.paired_difference([0.0, 0.0], [0.1, -0.1]),
+                         direction=1)[0] is None
+  assert verdicts.decide(verdicts.paired_difference([0.5], [0.4]), direction=-1) == (
+      True, verdicts.INDICATIVE)
+  with pytest.raises(ValueError, match="paired"):
+    verdicts.paired_difference([0.1, 0.2], [0.1])
+
+
+def test_an_attack_that_never_succeeds_counts_as_the_largest_budget():
+  d = verdicts.paired_difference([8.0, float("inf")], [float("inf"), float("inf")])
+  assert d["values"] == [float("inf"), 0.0]
+  assert d["se"] == float("inf") and verdicts.decide(d, direction=1)[0] is None
+  assert verdicts.decide(verdicts.paired_difference([8.0], [float("inf")]), direction=1)[0]
+
+
+def test_each_model_is_attacked_on_data_colored_as_it_was_trained(tiny_study):
+  cfg, workdir, _ = tiny_study
+  from ccmnist.attacks import run as attack_run  # pylint: disable=import-outside-toplevel
+  from ccmnist.train import runs  # pylint: disable=import-outside-toplevel
+  loaded = {n: runs.load_run(layout.run_dir(workdir, n)) for n in ("cheater", "gradient_penalty")}
+  assert loaded["gradient_penalty"][2].data.noise_sigma == 0.0  # The study's noise-free run.
+  ref, data_run, own = attack_run._attack_data(cfg.attack.settings, loaded)
+  assert data_run == "cheater" and ref is own["cheater"]
+  np.testing.assert_array_equal(own["gradient_penalty"]["labels"], ref["labels"])
+  np.testing.assert_array_equal(own["gradient_penalty"]["colors"], ref["colors"])
+  assert not np.array_equal(own["gradient_penalty"]["images"], ref["images"])  # No noise.

@@ -60,22 +60,26 @@ def _load(workdir, replica: int, conv_impl: str):
 
 
 def _attack_data(cfg, loaded: dict):
-  """The split to attack, from the data config of cfg.data_run (default: the first run)."""
+  """(split, data_run, {name: that model's own split}): the examples are chosen on the split of
+  cfg.data_run (default: the first run), and each model is attacked on the same digits colored
+  as it was trained (a model trained without noise sees them without noise)."""
   data_run = cfg.data_run or next(iter(loaded))
   if data_run not in loaded:
     raise ValueError(f"config.data_run={data_run!r} is not one of the runs {list(loaded)}.")
-  data_cfg = loaded[data_run][2].data
-  fields = [f for f in splits_lib.KEY_FIELDS if f not in ("train_size", "val_size",
-                                                          "val_unbiased_size")]
+  own = {}
   for name, (_, _, config) in loaded.items():
-    diff = [f for f in fields if config.data.get(f) != data_cfg.get(f)]
-    if diff:
-      logging.warning("Run %s was trained on other data settings than %s (%s); attacking "
-                      "%s's %s split.", name, data_run, diff, data_run, cfg.split)
-  splits = splits_lib.get_splits(data_cfg)
-  if cfg.split not in splits:
-    raise ValueError(f"config.split={cfg.split!r}; the run's data has {sorted(splits)}.")
-  return splits[cfg.split], data_run
+    splits = splits_lib.get_splits(config.data)
+    if cfg.split not in splits:
+      raise ValueError(f"config.split={cfg.split!r}; run {name}'s data has {sorted(splits)}.")
+    own[name] = splits[cfg.split]
+  ref = own[data_run]
+  for name, split in own.items():
+    if not (np.array_equal(split["labels"], ref["labels"])
+            and np.array_equal(split["colors"], ref["colors"])):
+      raise ValueError(f"Run {name}'s {cfg.split} split holds other digits or colors than "
+                       f"{data_run}'s; attack runs whose data differ at most in noise and "
+                       "background, or attack them separately.")
+  return ref, data_run, own
 
 
 def attack_runs(runs, cfg, out_dir) -> dict:
@@ -103,13 +107,13 @@ def attack_runs(runs, cfg, out_dir) -> dict:
     logging.info("%s holds another analysis; recomputing.", results_path)
 
   loaded = {name: _load(wd, replica, cfg.conv_impl) for name, (wd, replica) in runs.items()}
-  split, data_run = _attack_data(cfg, loaded)
+  split, data_run, own_split = _attack_data(cfg, loaded)
   tc = cfg.targets
   idx, targets = sweep.select_examples(
       split["labels"], split["colors"], rule=tc.rule, target=tc.target, source=tc.source,
       shift=tc.shift, exclude_target_color=tc.exclude_target_color, num=tc.num_images,
       seed=cfg.seed)
-  images = split["images"][idx].astype(np.float32)
+  images_of = {name: own_split[name]["images"][idx].astype(np.float32) for name in loaded}
   labels = split["labels"][idx].astype(np.int32)
   attack_labels = targets if attack.targeted else labels
   logging.info("Attacking %d %s images of run %s's data (rule %s).", len(idx), cfg.split,
@@ -124,11 +128,11 @@ def attack_runs(runs, cfg, out_dir) -> dict:
     stage = out_dir / "stages" / name
     # A model's stage depends on its run, the attacked data and the settings, not the others.
     stage_id = {"version": RESULTS_VERSION, "run": list(runs[name]),
-                "data_run": list(runs[data_run]), "config": identity["config"]}
+                "data_run": list(runs[data_run]), "config": identity["config"], "own_data": True}
     summary, arr = _load_stage(stage, stage_id)
     if summary is None:
-      summary, arr = _attack_model(cfg, attack, model, params, images, labels, attack_labels,
-                                   key, epsilons)
+      summary, arr = _attack_model(cfg, attack, model, params, images_of[name], labels,
+                                   attack_labels, key, epsilons)
       _save_stage(stage, stage_id, summary, arr)
     else:
       logging.info("%s: read the finished sweep and minimal epsilon from %s.", name, stage)
@@ -142,7 +146,7 @@ def attack_runs(runs, cfg, out_dir) -> dict:
   models_params = {n: (m_, p_) for n, (m_, p_, _) in loaded.items()}
   transfer = sweep.transfer_matrix(models_params, advs, attack_labels, targeted=attack.targeted,
                                    threshold=float(cfg.success.threshold))
-  example = _study_example(cfg, attack, split, loaded, key)
+  example = _study_example(cfg, attack, split, own_split, loaded, key)
 
   results = io.finite_or_none({
       **identity,
@@ -216,8 +220,9 @@ def _save_stage(stage: pathlib.Path, identity: dict, summary: dict, arrays: dict
                 io.finite_or_none({"identity": identity, "summary": summary}), indent=1)
 
 
-def _study_example(cfg, attack, split, loaded, key) -> dict:
-  """The study's single example (source -> target) on every model, at the study's epsilon.
+def _study_example(cfg, attack, split, own_split, loaded, key) -> dict:
+  """The study's single example (source -> target) on every model, at the study's epsilon,
+  each model's image colored as it was trained.
 
   Attacked as a batch of one (its own compiled programs, shared by the models).
   """
@@ -225,14 +230,15 @@ def _study_example(cfg, attack, split, loaded, key) -> dict:
   idx, targets = sweep.select_examples(
       split["labels"], split["colors"], rule="pair", source=ex.source, target=ex.target,
       exclude_target_color=cfg.targets.exclude_target_color, num=1, seed=cfg.seed)
-  x = split["images"][idx].astype(np.float32)
   t = targets if attack.targeted else split["labels"][idx].astype(np.int32)
   ev_kw = {"targeted": attack.targeted, "threshold": float(cfg.success.threshold)}
   summary = {"index": int(idx[0]), "label": int(split["labels"][idx[0]]),
              "color": int(split["colors"][idx[0]]), "target": int(targets[0]),
              "eps": float(attack.eps), "models": {}}
   advs = {}
+  originals = {}
   for name, (model, params, _) in loaded.items():
+    x = originals[name] = own_split[name]["images"][idx].astype(np.float32)
     adv = np.asarray(attack(model, params, x, t, jax.random.fold_in(key, 20_000)))
     mins = sweep.minimal_eps(attack, model, params, x, t, jax.random.fold_in(key, 30_000),
                              eps_max=cfg.min_eps.eps_max, iters=cfg.min_eps.iters,
@@ -253,7 +259,8 @@ def _study_example(cfg, attack, split, loaded, key) -> dict:
         "chromatic_share": float(chroma[0] / max(total[0], 1e-30))}
     logging.info("Example %d -> %d on %s: %s", summary["label"], summary["target"], name,
                  summary["models"][name])
-  return {"summary": summary, "original": x[0], "advs": advs}
+  return {"summary": summary, "originals": {n: x[0] for n, x in originals.items()},
+          "advs": advs}
 
 
 def _write_figures(out_dir, cfg, results, arrays, example) -> None:
@@ -279,7 +286,7 @@ def _write_figures(out_dir, cfg, results, arrays, example) -> None:
   ex = results["example"]
   caps = {n: f"p(target)={m['p_target']:.2f}" for n, m in ex["models"].items()}
   plots.save_figure(attack_plots.perturbation_maps(
-      example["original"], example["advs"], captions=caps,
+      example["originals"], example["advs"], captions=caps,
       title=f"digit {ex['label']} -> {ex['target']}, eps {ex['eps']}"),
       fig_dir / "example_perturbation.png")
   plots.save_figure(attack_plots.mean_abs_delta_maps(

@@ -6,6 +6,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ccmnist import plots  # noqa: E402
+
 
 def sweep_curves(epsilons, rates: dict, *, ylabel: str = "attack success rate",
                  title: str = "", marker_eps: float | None = None, norm: str = "linf"):
@@ -17,7 +19,8 @@ def sweep_curves(epsilons, rates: dict, *, ylabel: str = "attack success rate",
   for name, r in rates.items():
     series = r if isinstance(r, dict) else {"": r}
     for (label, v), style in zip(series.items(), ("-", "--", ":")):
-      ax.plot(epsilons, v, style, marker="o", ms=4, label=f"{name} {label}".strip())
+      ax.plot(epsilons, v, style, marker="o", ms=4, color=plots.model_color(name),
+              label=f"{name} {label}".strip())
   if marker_eps is not None:
     ax.axvline(marker_eps, color="0.6", lw=0.8, ls=":")
   ax.set_xlabel(f"epsilon ({'L2' if norm == 'l2' else 'Linf'}, pixel units of 255)")
@@ -40,6 +43,7 @@ def min_eps_histograms(min_eps: dict, *, eps_max: float, bins: int = 30, title: 
     shown = np.where(np.isfinite(m), m, over)
     med = np.quantile(m, 0.5, method="inverted_cdf") if m.size else np.nan
     line = ax.hist(shown, bins=np.append(edges, over + (edges[1] - edges[0])), alpha=0.5,
+                   color=plots.model_color(name),
                    label=f"{name} (median {med:.2f}, fail {np.mean(~np.isfinite(m)):.0%})")
     if np.isfinite(med):
       ax.axvline(med, color=line[2][0].get_facecolor(), lw=1.5)
@@ -76,17 +80,20 @@ def transfer_heatmaps(names, panels: dict, *, title: str = ""):
   return fig
 
 
-def perturbation_maps(original, advs: dict, *, captions: dict | None = None, title: str = ""):
+def perturbation_maps(originals: dict, advs: dict, *, captions: dict | None = None,
+                      title: str = ""):
   """Rows per model: original, adversarial, |delta| (channel mean), chromatic part of delta.
 
-  original [H, W, 3] and advs {name: [H, W, 3]} in pixels [0, 255]. The chromatic column shows
-  delta minus its per-pixel channel mean, rescaled to [0, 1] around grey.
+  originals and advs {name: [H, W, 3]} in pixels [0, 255] (each model's own image: models may
+  be trained on the digits with or without noise). The chromatic column shows delta minus its
+  per-pixel channel mean, rescaled to [0, 1] around grey.
   """
   names = list(advs)
   fig, axes = plt.subplots(len(names), 4, figsize=(8.0, 2.2 * len(names) + 0.5), squeeze=False)
-  x0 = np.asarray(original, np.float64)
-  vmax = max(float(np.abs(np.asarray(a, np.float64) - x0).max()) for a in advs.values()) or 1.0
+  x0s = {n: np.asarray(originals[n], np.float64) for n in names}
+  vmax = max(float(np.abs(np.asarray(advs[n], np.float64) - x0s[n]).max()) for n in names) or 1.0
   for row, name in zip(axes, names):
+    x0 = x0s[name]
     adv = np.asarray(advs[name], np.float64)
     delta = adv - x0
     chroma = delta - delta.mean(-1, keepdims=True)

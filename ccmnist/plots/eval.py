@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
+from ccmnist import plots
 from ccmnist.data import palette as palette_lib
 
 
@@ -57,33 +58,25 @@ def color_swap_figure(p_digit, p_color, *, n_per_cell: int | None = None, title:
 
 
 def training_curves_figure(runs: dict, *, splits=("test_easy", "test_hard"), title: str = ""):
-  """Accuracy per epoch of several runs: {name: {'epoch': [...], split: [...]}}.
-
-  One color and marker per run, one legend entry per run; line style per split (solid = first
-  split, dashed = second, ...). Earlier runs are drawn wider, so a run whose curve coincides with
-  a later one (a penalty too weak to matter) still shows as a rim around it.
-  """
-  styles = ("-", "--", ":", "-.")
+  """Accuracy per epoch of several runs, {name: {'epoch': [...], split: [...]}}: one panel per
+  split, one color per model (plots.model_color) and its own marker, so curves that coincide
+  still show every model's markers."""
   markers = ("o", "s", "^", "D", "v", "P", "X", "*")
-  fig, ax = plt.subplots(figsize=(9, 4.5))
-  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  n = len(runs)
-  for i, (name, curves) in enumerate(runs.items()):
-    width = 1.2 + 1.2 * (n - 1 - i)
-    drawn = [s for s in splits if s in curves]
-    for j, split in enumerate(splits):
+  fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits) + 2.0, 3.8), sharey=True,
+                           squeeze=False)
+  for ax, split in zip(axes[0], splits):
+    for i, (name, curves) in enumerate(runs.items()):
       if split in curves:
-        ax.plot(curves["epoch"], curves[split], styles[j % len(styles)], lw=width,
-                marker=markers[i % len(markers)], markersize=2 + width,
-                color=colors[i % len(colors)], label=name if split == drawn[0] else None)
-  ax.axhline(0.1, color="0.6", lw=0.8, ls=":")
-  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-  ax.set_xlabel("epoch")
-  ax.set_ylabel("accuracy")
-  ax.set_ylim(0, 1)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # Outside: no overlap.
-  ax.set_title(title or "Accuracy per epoch (solid: " + ", dashed: ".join(splits) + ")",
-               fontsize=10)
+        ax.plot(curves["epoch"], curves[split], "-", lw=1.5, marker=markers[i % len(markers)],
+                markersize=5, markerfacecolor="none", color=plots.model_color(name), label=name)
+    ax.axhline(0.1, color="0.6", lw=0.8, ls=":")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_title(split, fontsize=10)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel("accuracy")
+  axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # No overlap.
+  fig.suptitle(title or "Accuracy per epoch", fontsize=10)
   fig.tight_layout()
   return fig
