@@ -36,6 +36,8 @@ def decide(diff: dict, *, direction: int) -> tuple:
   if direction not in (1, -1):
     raise ValueError(f"direction must be +1 or -1; got {direction}.")
   m = direction * diff["mean"]
+  if diff["mean"] == 0:
+    return None, (INDICATIVE if diff["n"] == 1 else f"{diff['n']} seeds") + ": no difference"
   if diff["n"] == 1:
     return m > 0, INDICATIVE
   margin = 2 * diff["se"]
