@@ -47,6 +47,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
                                            batching="vmap"))
   # Bisection on [0, eps_max]; 30 steps of 1.5 travel 45 pixels, enough for eps_max 30.
   c.min_eps = ml_collections.ConfigDict(dict(eps_max=30.0, iters=10, num_images=500))
+  # Perturbation anatomy (ccmnist.attacks.anatomy): the stroke is where a pixel's largest
+  # channel deviation from its channel mean exceeds stroke_threshold (pixel levels); the null's
+  # random signs are drawn with null_seed.
+  c.anatomy = ml_collections.ConfigDict(dict(stroke_threshold=30.0, null_seed=0))
   # The study's single example: the first (seeded) test image of digit `source`, target `target`.
   c.example = ml_collections.ConfigDict(dict(source=7, target=3))
 

@@ -1,4 +1,4 @@
-"""Interpretability of trained runs: Grad-CAM, feature visualization, channel selectivity.
+"""Interpretability of trained runs: Grad-CAM, representation measures with a null, featviz.
 
   python -m launch.interpret --config=configs/interpret.py \
       --config.runs=cheater=/tmp/ccmnist/cheater,debiased=/tmp/ccmnist/counterfactual \
@@ -27,30 +27,46 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.cases = ("0:red", "0:green", "3:yellow", "8:yellow", "7:brown")
   c.num_eval = 2000  # Test images per split for the Grad-CAM spread.
   c.batch_size = 250
+  # The study's activation maximization, but projected onto valid images (project=True: pixels
+  # kept in [0, 1] after every step), so the figures show images; project=False is the study's.
   c.featviz = ml_collections.ConfigDict(dict(
       layers=("conv0", "conv1", "conv2"), steps=500, lr=0.1, l2=0.01, init_std=0.1,
-      jitter=0, scales=(), param="pixel", seed=0))
-  c.selectivity = ml_collections.ConfigDict(dict(
-      layers=("conv0", "conv1", "conv2"), pools=("mean", "map"), n_per_cell=20, seed=0,
-      relu=False, threshold=0.5,
-      ratio=2.0, topk=9, topk_split="test_hard", topk_pool=5000))
+      jitter=0, scales=(), param="pixel", seed=0, project=True))
+  # Representation measures beside their null (ccmnist/interpret/representation.py):
+  # num_images test digits (balanced) each with its recolored and its other-digit twin;
+  # probes by `folds`-fold cross-validation (ridge alpha, pooling grid x grid); causal
+  # patching on the first num_causal; the null: null_inits random inits (keys null_seed, ...)
+  # and the hue-blind copy; channel calls beyond the inits' `quantile` (two-sided: 0.975 puts
+  # 2.5% of null channels on each side) and causal calls beyond their causal_quantile.
+  c.representation = ml_collections.ConfigDict(dict(
+      layers=("conv0", "conv1", "conv2"), num_images=1000, num_causal=500, seed=0,
+      null_inits=10, null_seed=1000, folds=5, alpha=1e-2, grid=2, quantile=0.975,
+      causal_quantile=0.95, batch_size=250))
+  c.topk = ml_collections.ConfigDict(dict(
+      layers=("conv0", "conv1", "conv2"), k=9, split="test_hard", pool=5000))
   c.sanity = ml_collections.ConfigDict(dict(
       num_images=200, seed=0, methods=("gradcam", "gradcam++", "saliency"), ig_steps=128,
       ig_rule="trapezoid"))
   if size == "quick":
     c.num_eval = 1000
     c.featviz.steps = 100
-    c.selectivity.n_per_cell = 10
-    c.selectivity.topk_pool = 2000
+    c.representation.num_images = 500
+    c.representation.num_causal = 200
+    c.representation.null_inits = 8
+    c.topk.pool = 2000
     c.sanity.num_images = 64
     c.sanity.ig_steps = 64
   elif size == "tiny":
     c.num_eval = 40
     c.batch_size = 20
     c.featviz.steps = 5
-    c.selectivity.n_per_cell = 2
-    c.selectivity.topk = 3
-    c.selectivity.topk_pool = 60
+    c.representation.num_images = 60
+    c.representation.num_causal = 30
+    c.representation.null_inits = 5
+    c.representation.folds = 3
+    c.representation.batch_size = 30
+    c.topk.k = 3
+    c.topk.pool = 60
     c.sanity.num_images = 8
     c.sanity.ig_steps = 8
   c.lock()

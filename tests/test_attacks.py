@@ -418,6 +418,75 @@ def test_stroke_mask_and_energy_split():
   assert a["mean_abs_off_stroke"] == pytest.approx(16.0 / (784 - 16))
 
 
+def striped_images(n=8, seed=0):
+  """Grey images (level 120) with a colored 'stroke' (columns 8-19 of rows 6-21) in a random
+  unsaturated color, so that perturbations of a few levels are never clipped on them."""
+  rng = np.random.default_rng(seed)
+  x = np.full((n, 28, 28, 3), 120.0)
+  colors = rng.uniform(40, 120, (n, 3))
+  colors[:, 0] = 220.0  # R at least 67 levels above the channel mean: inside the stroke mask.
+  x[:, 6:22, 8:20] = colors[:, None, None]
+  return x
+
+
+def test_color_shift_fit_by_hand():
+  x = striped_images(2)
+  m = anatomy.stroke_mask(x)
+  d = np.random.default_rng(1).normal(size=x.shape)
+  v, explained, total = anatomy.color_shift_fit(d, m)
+  np.testing.assert_allclose(v, np.stack([d[i][m[i]].mean(0) for i in range(2)]))
+  np.testing.assert_allclose(explained, m.sum((1, 2)) * (v ** 2).sum(1))
+  np.testing.assert_allclose(total, (d ** 2).sum((1, 2, 3)))
+  with pytest.raises(ValueError, match="mask shape"):
+    anatomy.color_shift_fit(d, m[:, :5])
+
+
+def test_anatomy_of_synthetic_perturbations_beside_the_null():
+  x = striped_images()
+  m = anatomy.stroke_mask(x)
+  assert m[:, 6:22, 8:20].all() and m.sum() == 8 * 16 * 12
+  eps = 8.0
+  v = np.random.default_rng(2).choice([-eps, eps], (8, 3))
+  shift = m[..., None] * v[:, None, None, :]  # The stroke recolored, nothing else moved.
+  a = anatomy.anatomy_with_null(x, x + shift, eps=eps, seed=0)
+  assert a["color_shift_share"] == pytest.approx(1.0)
+  assert a["stroke_energy_share"] == pytest.approx(1.0)
+  assert a["color_shift_images_above_null_p95"] == 1.0
+  # Random signs of the same budget (another seed) score what the null scores.
+  signs = anatomy.random_perturbation(x, eps=eps, seed=5)
+  r = anatomy.anatomy_with_null(x, x + signs, eps=eps, seed=0)
+  for k in ("color_shift_share", "stroke_energy_share", "mean_abs_on_stroke", "mean_linf"):
+    assert r[k] == pytest.approx(r[f"{k}_null"], rel=0.1, abs=2e-3), k
+  # Unclipped random signs: the fit explains 3 eps^2 per image of 2352 eps^2 in expectation;
+  # the energy on the stroke is its pixel share.
+  assert r["color_shift_share_null"] == pytest.approx(3 / 2352, rel=0.5)
+  assert r["stroke_energy_share_null"] == pytest.approx(a["stroke_pixel_share"], rel=0.05)
+  assert r["color_shift_images_above_null_p95"] < 0.3
+  # Off the stroke only: no color shift, no energy on the stroke.
+  b = anatomy.anatomy_with_null(x, x + (~m)[..., None] * signs, eps=eps, seed=0)
+  assert b["color_shift_share"] == 0.0 and b["stroke_energy_share"] == 0.0
+  assert b["mean_abs_on_stroke"] == 0.0 and b["stroke_energy_images_above_null_p95"] == 0.0
+
+
+def test_anatomy_null_is_clipped_like_the_attack():
+  x = np.full((4, 28, 28, 3), 120.0)
+  x[:, 8:20, 8:20] = (255.0, 0.0, 0.0)  # Saturated red: each channel can move one way only.
+  a = anatomy.anatomy_with_null(x, x, eps=10.0, seed=3)
+  assert a["mean_abs_off_stroke_null"] == 10.0  # Grey pixels: never clipped.
+  assert a["mean_abs_on_stroke_null"] == pytest.approx(5.0, rel=0.05)  # Half of the signs.
+  assert a["mean_linf_null"] == 10.0
+  d = anatomy.random_perturbation(x, eps=10.0, seed=3)
+  assert (x + d).min() >= 0 and (x + d).max() <= 255
+  np.testing.assert_array_equal(d, anatomy.random_perturbation(x, eps=10.0, seed=3))
+  assert not np.array_equal(d, anatomy.random_perturbation(x, eps=10.0, seed=4))
+  l2 = anatomy.random_perturbation(np.full((3, 28, 28, 3), 120.0), eps=50.0, norm="l2", seed=0)
+  np.testing.assert_allclose(np.sqrt((l2 ** 2).sum((1, 2, 3))), 50.0)
+  with pytest.raises(ValueError, match="norm"):
+    anatomy.random_perturbation(x, eps=1.0, norm="l1")
+  # Every measure compared with the null has its null beside it.
+  assert all(f"{k}_null" in a for k in anatomy.NULL_KEYS)
+
+
 def test_select_examples():
   labels = np.arange(100) % 10
   colors = (labels + 1) % 10

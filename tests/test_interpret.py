@@ -1,4 +1,4 @@
-"""Tests of ccmnist.interpret: Grad-CAM and attributions, feature visualization, selectivity."""
+"""Tests of ccmnist.interpret: Grad-CAM and attributions, feature visualization, top-k images."""
 
 import functools
 import json
@@ -16,7 +16,7 @@ from ccmnist.data import coloring
 from ccmnist.data import splits as splits_lib
 from ccmnist.interpret import featviz
 from ccmnist.interpret import gradcam as G
-from ccmnist.interpret import selectivity as S
+from ccmnist.interpret import topk as topk_lib
 from ccmnist.models.layers import expose
 
 
@@ -329,6 +329,15 @@ def test_featviz_matches_a_per_channel_reference_loop():
   assert (r["activation"] > r["trace"][0] + 1e-3).mean() > 0.5
 
 
+def test_featviz_projection_keeps_valid_images():
+  model, params, _ = trained_cheater()
+  r = featviz.visualize_layer(model, params, layer="conv0", key=jax.random.key(2), steps=20,
+                              project=True, record_every=1)
+  assert r["images"].min() >= 0.0 and r["images"].max() <= 1.0
+  assert r["images"].max() > 0.5  # Not stuck at the clipped initial noise.
+  assert (r["activation"] > r["trace"][0] + 1e-3).mean() > 0.5  # Still maximizing.
+
+
 def test_featviz_options():
   model, params, _ = trained_cheater()
   r = featviz.visualize_layer(model, params, layer="conv0", key=jax.random.key(0), steps=8,
@@ -341,91 +350,13 @@ def test_featviz_options():
     featviz.visualize_layer(model, params, layer="conv0", key=jax.random.key(0), param="jpeg")
 
 
-# ---------------------------------------------------------------- selectivity
-
-def test_stimulus_set_shares_backgrounds_and_noise_across_colors():
-  grey, labels = splits_lib.synthetic_digits(100, np.random.default_rng(0))
-  st = S.stimulus_set(grey, labels, n_per_cell=3, seed=4)
-  imgs = st["images"]
-  assert imgs.shape == (10, 10, 3, 28, 28, 3) and imgs.dtype == np.uint8
-  assert (labels[st["indices"]] == np.arange(10)[:, None]).all()
-  bg = grey[st["indices"]] == 0  # [10 digits, 3, 28, 28]
-  for c in range(1, 10):
-    np.testing.assert_array_equal(imgs[:, c][bg], imgs[:, 0][bg])
-    assert (imgs[:, c][~bg] != imgs[:, 0][~bg]).any()
-  # A color's images equal the study's coloring of those digits in that color.
-  again = S.color_all(grey[st["indices"].reshape(-1)], seed=[4, 1])
-  np.testing.assert_array_equal(again[7].reshape(imgs[:, 7].shape), imgs[:, 7])
-
-
-def test_variance_split_and_classes():
-  rng = np.random.default_rng(0)
-  a, b = rng.normal(size=10), rng.normal(size=10)
-  a -= a.mean()
-  b -= b.mean()
-  r = rng.normal(size=(10, 10))
-  r -= r.mean(0, keepdims=True) + r.mean(1, keepdims=True) - r.mean()
-  tables = np.stack([
-      5.0 + b[None, :] + 0 * a[:, None],  # color only
-      1.0 + a[:, None] + 0 * b[None, :],  # digit (shape) only
-      a[:, None] + b[None, :] + r,  # all three
-      np.full((10, 10), 3.0),  # constant: dead
-  ])
-  s = S.variance_split(tables)
-  np.testing.assert_allclose(s["color"][:2], [1.0, 0.0], atol=1e-12)
-  np.testing.assert_allclose(s["shape"][:2], [0.0, 1.0], atol=1e-12)
-  tot = 10 * (a ** 2).sum() + 10 * (b ** 2).sum() + (r ** 2).sum()
-  np.testing.assert_allclose([s["shape"][2], s["color"][2], s["rest"][2]],
-                             [10 * (a ** 2).sum() / tot, 10 * (b ** 2).sum() / tot,
-                              (r ** 2).sum() / tot])
-  np.testing.assert_allclose((s["color"] + s["shape"] + s["rest"])[:3], 1.0)
-  assert np.isnan(s["color"][3])
-  classes = S.classify(s)
-  assert list(classes[[0, 1, 3]]) == ["color", "shape", "dead"]
-  mixed = S.classify({"color": np.array([0.45, 0.55, 0.6]), "shape": np.array([0.4, 0.3, 0.1]),
-                      "ss_total": np.ones(3)})
-  assert list(mixed) == ["mixed", "mixed", "color"]
-  f = S.fractions(classes)
-  assert f["num_channels"] == 4 and sum(f[c] for c in S.CLASSES) == pytest.approx(1.0)
-
-
-def test_variance_split_of_maps_sees_where_a_channel_fires():
-  # A channel that fires once per image, at a digit-dependent position, with a color-dependent
-  # strength that is small next to that: its spatial mean barely moves with the digit, its map does.
-  maps = np.zeros((1, 10, 10, 4, 4))
-  for d in range(10):
-    for c in range(10):
-      maps[0, d, c, d % 4, d // 4] = 10.0 + 0.1 * c
-  mean_split = S.variance_split(maps.mean(axis=(3, 4)))
-  map_split = S.variance_split(maps)
-  assert mean_split["color"][0] == pytest.approx(1.0)
-  assert map_split["shape"][0] > 0.95
-  for k in ("ss_total", "ss_digit", "ss_color", "ss_rest"):  # Sums over positions add up.
-    assert map_split[k].shape == (1,)
-  np.testing.assert_allclose(map_split["ss_total"], map_split["ss_digit"] + map_split["ss_color"]
-                             + map_split["ss_rest"])
-
-
-def test_layer_selectivity_finds_a_color_detector_and_a_dead_channel():
-  model = PixelConv()
-  params = {"conv": {"kernel": jnp.asarray([[[[1.0, 0.0, 0.0], [0.0, 0.0, 0.0],
-                                              [0.0, 0.0, 0.0]]]], jnp.float32),
-                     "bias": jnp.asarray([0.0, -1.0, 0.0])}}
-  # ch 0 = red intensity: a color detector; ch 1 = constant -1: never fires (dead);
-  # ch 2 = 0 everywhere: zero variance (dead).
-  grey, labels = splits_lib.synthetic_digits(100, np.random.default_rng(0))
-  stimuli = S.stimulus_set(grey, labels, n_per_cell=2)["images"]
-  r = S.layer_selectivity(model, params, stimuli, layer="conv0")
-  assert r["tables"].shape == (3, 10, 10)
-  assert r["color"][0] > 0.5 and list(r["classes"]) == ["color", "dead", "dead"]
-  assert r["fractions"]["color"] == pytest.approx(1 / 3)
-
+# ---------------------------------------------------------------- top-k
 
 def test_top_k():
   model, params, _ = trained_cheater()
   images = synthetic_colored()[0][:40]
-  tk = S.top_k(model, params, images, layer="conv2", k=5, batch_size=16)
-  means, _ = S.channel_means(model, params, images, layer="conv2", batch_size=40)
+  tk = topk_lib.top_k(model, params, images, layer="conv2", k=5, batch_size=16)
+  means = topk_lib.channel_means(model, params, images, layer="conv2", batch_size=40)
   assert tk["indices"].shape == (16, 5)
   np.testing.assert_array_equal(tk["indices"], np.argsort(-means, axis=0, kind="stable")[:5].T)
   # Batches of 16 pad the last one; the padding changes no image's value.
@@ -451,7 +382,8 @@ def test_interpret_runs_end_to_end(tmp_path):
   cfg = interpret.get_config("tiny")
   with cfg.unlocked():
     cfg.featviz.layers = ("conv0",)
-    cfg.selectivity.layers = ("conv2",)
+    cfg.representation.layers = ("conv2",)
+    cfg.topk.layers = ("conv2",)
     cfg.sanity.methods = ("gradcam",)
   out = interpret_run.interpret_runs({"a": (run_dir, 0), "b": str(run_dir)}, cfg,
                                      tmp_path / "out")
@@ -463,13 +395,20 @@ def test_interpret_runs_end_to_end(tmp_path):
   m = saved["models"]["a"]
   assert len(m["cases"]) == 5
   assert 0 < m["spread"]["test_hard"]["pred"]["entropy_nats_mean"] <= np.log(784)
-  assert set(m["selectivity"]["conv2"]["mean"]["fractions"]) >= set(S.CLASSES)
-  assert set(m["selectivity"]["conv2"]["map"]["fractions"]) >= set(S.CLASSES)
+  rep = m["representation"]
+  assert rep["input_swap_null"]["hue_blind"]["changed"] <= 0.1  # Matched intensities.
+  layer = rep["layers"]["conv2"]
+  for key in ("probe", "invariance", "causal"):
+    assert set(layer[f"{key}_null"]) == {"random", "hue_blind"}
+  assert len(layer["probe_null"]["random"]["color"]["values"]) == cfg.representation.null_inits
+  assert len(layer["invariance"]["classes"]) == 16
+  assert 0.0 <= layer["causal"]["max_channel"] <= 1.0
+  assert rep["stimuli"]["intensity_gap_mean"] == 0.0
   assert "test_hard/pred" in saved["spread_vs_first"]["b-a"]
   assert "gradcam" in m["sanity"]["randomization"]
   # Same run under two names: the same numbers.
   assert out["models"]["a"]["spread"] == out["models"]["b"]["spread"]
   figs = {p.name for p in (tmp_path / "out" / "figures").iterdir()}
-  assert {"gradcam_cases.png", "selectivity_mean.png", "selectivity_map.png",
-          "featviz_a_conv0.png", "topk_b_conv2.png",
-          "sanity_a.png", "cells_a_conv2.png"} <= figs
+  assert {"gradcam_cases.png", "representation.png", "invariance_channels.png",
+          "featviz_a_conv0.png", "topk_b_conv2.png", "sanity_a.png"} <= figs
+  assert out["models"]["a"]["representation"] == out["models"]["b"]["representation"]

@@ -29,7 +29,8 @@ def test_every_stage_ran_and_report_has_every_section(tiny_study):
                   "## 2b. Counterfactual", "## 2c. Color-gradient penalty", "## 3. Grad-CAM",
                   "## 4. Targeted PGD",
                   "## 5. Transfer", "## 6. Every model side by side", "## 7. Choosing λ",
-                  "## 8. Channel selectivity", "## 9. Minimal epsilon", "## How this was made"):
+                  "## 8. Where the models represent", "## 9. Minimal epsilon",
+                  "## How this was made"):
     assert heading in report, heading
   assert "(study: 24.3)" in report and "(study: 85.2)" in report
   results = json.loads((workdir / "results.json").read_text())
@@ -47,6 +48,16 @@ def test_every_stage_ran_and_report_has_every_section(tiny_study):
   assert results["findings"][1]["holds"] == (  # lambda 0.5, the study's.
       results["runs"]["counterfactual"]["grid"][3]["accuracy"]["test_hard"]["mean"] >= 0.7)
   assert {"counterfactual@0", "gradient_penalty@0"} <= set(results["attack"]["models"])
+  for name, m in results["interpret"]["models"].items():  # Every measure beside its null.
+    rep = m["representation"]
+    assert rep["input_swap_null"]["random"]["changed"]["p95"] is not None, name
+    for layer, r in rep["layers"].items():
+      for key in ("probe", "invariance", "causal"):
+        assert set(r[f"{key}_null"]) == {"random", "hue_blind"}, (name, layer, key)
+  for name, m in results["attack"]["models"].items():
+    an = m["anatomy"]
+    for key in ("color_shift_share", "stroke_energy_share", "chromatic_share"):
+      assert an[f"{key}_null"] is not None and 0 <= an[key] <= 1, (name, key)
   for link in ("figures/training_curves.png", "figures/samples_train.png",
                "attack/figures/example_perturbation.png"):
     assert link in report and (workdir / link).exists()

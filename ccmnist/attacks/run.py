@@ -24,7 +24,7 @@ from ccmnist.train import runs as runs_lib
 from ccmnist.util import batches
 from ccmnist.util import io
 
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: the anatomy measures beside their null.
 
 
 def _workdir_replica(value, replica: int):
@@ -198,7 +198,9 @@ def _attack_model(cfg, attack, model, params, images, labels, attack_labels, key
       [images[:m], attack_labels[:m]], batch_size=min(bs, m), with_index=True)
   summary["min_eps"] = sweep.summarize_min_eps(mins["min_eps"], eps_max=cfg.min_eps.eps_max)
   adv = out["adv"][0]
-  anat = anatomy.perturbation_anatomy(adv - images, anatomy.stroke_mask(images))
+  anat = anatomy.anatomy_with_null(images, adv, eps=float(attack.eps), norm=attack.norm,
+                                   seed=int(cfg.anatomy.null_seed),
+                                   threshold=float(cfg.anatomy.stroke_threshold))
   arrays = {"adv": adv.astype(np.float32), "min_eps": mins["min_eps"],
             "mean_abs_delta": anat.pop("mean_abs_map_HWC")}
   summary["anatomy"] = anat
@@ -249,6 +251,9 @@ def _study_example(cfg, attack, split, own_split, loaded, key) -> dict:
         np.argmax(model.apply({"params": params}, jnp.asarray(im))[0]))
     d = (adv - x)[0].astype(np.float64)
     chroma, total = anatomy.chromatic_energy(d[None])
+    anat = anatomy.anatomy_with_null(x, adv, eps=float(attack.eps), norm=attack.norm,
+                                     seed=int(cfg.anatomy.null_seed),
+                                     threshold=float(cfg.anatomy.stroke_threshold))
     advs[name] = adv[0]
     summary["models"][name] = {
         "clean_p_target": float(ev_clean["p_label"][0]), "clean_pred": pred(x),
@@ -256,7 +261,9 @@ def _study_example(cfg, attack, split, own_split, loaded, key) -> dict:
         "success_prob": bool(ev["prob"][0]), "success_argmax": bool(ev["argmax"][0]),
         "min_eps": float(mins["min_eps"][0]), "l2": float(np.sqrt(total[0])),
         "linf": float(np.abs(d).max()),
-        "chromatic_share": float(chroma[0] / max(total[0], 1e-30))}
+        "chromatic_share": float(chroma[0] / max(total[0], 1e-30)),
+        **{k: anat[k] for k in ("color_shift_share", "color_shift_share_null",
+                                "stroke_energy_share", "stroke_energy_share_null")}}
     logging.info("Example %d -> %d on %s: %s", summary["label"], summary["target"], name,
                  summary["models"][name])
   return {"summary": summary, "originals": {n: x[0] for n, x in originals.items()},
@@ -291,5 +298,6 @@ def _write_figures(out_dir, cfg, results, arrays, example) -> None:
       fig_dir / "example_perturbation.png")
   plots.save_figure(attack_plots.mean_abs_delta_maps(
       {n: arrays[f"{n}/mean_abs_delta"] for n in names},
-      shares={n: results["models"][n]["anatomy"]["chromatic_share"] for n in names},
+      shares={n: (results["models"][n]["anatomy"]["color_shift_share"],
+                  results["models"][n]["anatomy"]["color_shift_share_null"]) for n in names},
       title=f"mean |delta| at eps {results['study_eps']}"), fig_dir / "mean_abs_delta.png")

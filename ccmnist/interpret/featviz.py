@@ -8,8 +8,11 @@ penalty 0.01 * mean(img^2); no clipping, no transforms.
 Image scale. The study optimized the image in its model's input space, [0, 1]. Our models take
 pixel values in [0, 255] and divide by 255 themselves, so the image is parametrized in [0, 1]
 units (init noise, penalty and learning rate act on that scale, exactly as in the study) and
-multiplied by 255 when the model is called. Returned images are in [0, 1] units and may leave
-[0, 1] (the study did not clip); figures clip them for display.
+multiplied by 255 when the model is called. Returned images are in [0, 1] units. The study did
+not clip, so its images leave [0, 1] and show as flat saturated fields once clipped for display;
+`project=True` (projected gradient ascent: the pixels clipped to [0, 1] at the start and after
+every step) keeps every image a valid one, [0, 255] in pixel units, by construction. The
+Fourier parametrization's sigmoid already does.
 
 Options in the style of Lucid / Lucent, all off by default: random jitter (integer pixel shifts
 of up to `jitter` pixels, by jnp.roll), random scaling (a factor drawn from `scales`, about the
@@ -99,13 +102,15 @@ def channel_activation(model, params, img_HWC, channel, *, layer: str):
 
 @functools.partial(jax.jit, static_argnames=(
     "model", "layer", "num_channels", "steps", "lr", "l2", "init_std", "jitter", "scales",
-    "param", "record_every"))
+    "param", "record_every", "project"))
 def _visualize(model, params, key, *, layer, num_channels, steps, lr, l2, init_std, jitter,
-               scales, param, record_every):
+               scales, param, record_every, project):
   channels = jnp.arange(num_channels)
   k_init, k_steps = jax.random.split(key)
-  p0 = jax.vmap(lambda k: init_param(k, param=param, init_std=init_std))(
-      jax.random.split(k_init, num_channels))
+  # Projection onto the valid images (pixel parametrization only: Fourier is in (0, 1)).
+  proj = (lambda q: jnp.clip(q, 0.0, 1.0)) if project and param == "pixel" else (lambda q: q)
+  p0 = proj(jax.vmap(lambda k: init_param(k, param=param, init_std=init_std))(
+      jax.random.split(k_init, num_channels)))
   tx = optax.adam(lr)
 
   def loss(p, c, k):
@@ -126,7 +131,7 @@ def _visualize(model, params, key, *, layer, num_channels, steps, lr, l2, init_s
     keys = jax.random.split(jax.random.fold_in(k_steps, i), num_channels)
     g, act = grad_fn(p, channels, keys)
     updates, opt_state = tx.update(g, opt_state, p)
-    return (optax.apply_updates(p, updates), opt_state), act
+    return (proj(optax.apply_updates(p, updates)), opt_state), act
 
   (p, _), acts = jax.lax.scan(step, (p0, tx.init(p0)), jnp.arange(steps))
   images = jax.vmap(lambda q: to_image(q, param=param))(p)
@@ -137,13 +142,15 @@ def _visualize(model, params, key, *, layer, num_channels, steps, lr, l2, init_s
 
 def visualize_layer(model, params, *, layer: str, key, steps: int = 500, lr: float = 0.1,
                     l2: float = 0.01, init_std: float = 0.1, jitter: int = 0,
-                    scales: tuple = (), param: str = "pixel", record_every: int = 10) -> dict:
+                    scales: tuple = (), param: str = "pixel", record_every: int = 10,
+                    project: bool = False) -> dict:
   """Activation maximization of every channel of `layer` at once.
 
   Defaults are the study's: pixel parametrization in [0, 1] units, init N(0, 0.1), Adam
   lr 0.1, 500 steps, objective mean activation (pre-ReLU conv output) - 0.01 * mean(img^2),
-  jitter 0 (off), scales () (off). Returns numpy arrays:
-    'images' float32[C, 28, 28, 3] in [0, 1] units (not clipped),
+  jitter 0 (off), scales () (off), no projection (project=True: pixels kept in [0, 1]).
+  Returns numpy arrays:
+    'images' float32[C, 28, 28, 3] in [0, 1] units (in [0, 1] with project=True),
     'activation' float32[C]: each channel's mean activation on its final image (no transforms),
     'trace' float32[steps // record_every, C]: the activation during the optimization
       (with transforms, if any).
@@ -156,7 +163,8 @@ def visualize_layer(model, params, *, layer: str, key, steps: int = 500, lr: flo
   images, final, trace = _visualize(
       model, params, key, layer=layer, num_channels=int(shape[-1]), steps=int(steps),
       lr=float(lr), l2=float(l2), init_std=float(init_std), jitter=int(jitter),
-      scales=tuple(float(s) for s in scales), param=param, record_every=int(record_every))
+      scales=tuple(float(s) for s in scales), param=param, record_every=int(record_every),
+      project=bool(project))
   images, final, trace = jax.device_get((images, final, trace))
   return {"images": np.asarray(images), "activation": np.asarray(final),
           "trace": np.asarray(trace)}

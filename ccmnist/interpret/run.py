@@ -1,13 +1,16 @@
 """interpret_runs: the interpretability analyses of trained runs, side by side.
 
-For each named run: Grad-CAM of the study's cases, the Grad-CAM activation spread on the hard
-and easy test sets, feature visualization of every channel of every conv layer, channel
-selectivity (color vs shape) on a controlled stimulus set, top-k activating test images, and
-the model-randomization sanity check with Integrated-Gradients completeness.
+For each named run, on test images colored as its training images were: Grad-CAM of the
+study's cases, the Grad-CAM activation spread on the hard and easy test sets, the
+model-randomization sanity check with Integrated-Gradients completeness, the representation
+measures beside their null (linear probes, counterfactual invariance, causal patching:
+interpret/representation.py), top-k activating test images and feature visualization of every
+channel of every conv layer.
 Writes out_dir/interpret.json and out_dir/figures/*.png.
 """
 
 import functools
+import json
 import pathlib
 import time
 
@@ -23,14 +26,13 @@ from ccmnist.data import palette as palette_lib
 from ccmnist.data import splits as splits_lib
 from ccmnist.interpret import featviz
 from ccmnist.interpret import gradcam as gradcam_lib
-from ccmnist.interpret import selectivity as sel_lib
+from ccmnist.interpret import representation as rep_lib
+from ccmnist.interpret import topk as topk_lib
 from ccmnist.plots import interpret as interpret_plots
 from ccmnist.train import runs as runs_lib
 from ccmnist.util import batches
 from ccmnist.util import io
 
-POOL_DESCRIPTIONS = {"mean": "spatial-mean activation", "max": "spatial-max activation",
-                     "map": "activation maps"}
 SPREAD_SPLITS = ("test_hard", "test_easy")
 SPREAD_TARGETS = ("pred", "label")  # Grad-CAM of the predicted class, and of the true one.
 
@@ -152,34 +154,54 @@ def _featviz(model, params, cfg, name, fig_dir):
   return out
 
 
-def _selectivity(model, params, stimuli, cfg, name, fig_dir, pool):
-  s = cfg.selectivity
-  out, full = {}, {p: {} for p in s.pools}
-  for layer in s.layers:
-    out[layer] = {}
-    for pool_name in s.pools:
-      r = sel_lib.layer_selectivity(model, params, stimuli, layer=layer, relu=s.relu,
-                                    pool=pool_name, threshold=s.threshold, ratio=s.ratio)
-      full[pool_name][layer] = r
-      out[layer][pool_name] = {
-          "fractions": r["fractions"],
-          "mean_color_index_live": r["mean_color_index_live"],
-          "mean_shape_index_live": r["mean_shape_index_live"],
-          "color_index": np.nan_to_num(r["color"], nan=-1).tolist(),
-          "shape_index": np.nan_to_num(r["shape"], nan=-1).tolist(),
-          "classes": r["classes"].tolist()}
-      if r["tables"].ndim == 3:
-        plots.save_figure(interpret_plots.cell_tables_figure(
-            r["tables"], r["classes"], layer=layer,
-            title=f"{name} {layer}: mean activation (pool {pool_name})"),
-            fig_dir / f"cells_{name}_{layer}.png")
-    tk = sel_lib.top_k(model, params, pool["images"], layer=layer, k=s.topk)
+def _topk(model, params, pool, cfg, name, fig_dir):
+  """The top-k activating images of every channel of each layer: {layer: indices}."""
+  t = cfg.topk
+  out = {}
+  for layer in t.layers:
+    tk = topk_lib.top_k(model, params, pool["images"], layer=layer, k=t.k)
     plots.save_figure(interpret_plots.topk_grid(
         pool["images"], tk["indices"], layer=layer, labels=pool["labels"],
-        colors=pool["colors"], title=f"{name} {layer}: top-{s.topk} {s.topk_split} images "
+        colors=pool["colors"], title=f"{name} {layer}: top-{t.k} {t.split} images "
         "(digit/color)"), fig_dir / f"topk_{name}_{layer}.png")
-    out[layer]["topk_indices"] = tk["indices"].tolist()
-  return out, full
+    out[layer] = tk["indices"].tolist()
+  return out
+
+
+def _stimuli(data_cfg, rc, cache: dict) -> tuple:
+  """(key, stimuli): the counterfactual stimuli of a data config, cached by its test digits
+  and coloring settings."""
+  kwargs = splits_lib.coloring_kwargs(data_cfg)
+  key = json.dumps({"source": data_cfg.source, "seed": data_cfg.seed,
+                    **{k: np.asarray(v).tolist() for k, v in kwargs.items()}}, sort_keys=True)
+  if key not in cache:
+    grey, labels = splits_lib.load_grey(data_cfg, "test")
+    cache[key] = (key, rep_lib.counterfactual_stimuli(grey, labels, num=rc.num_images,
+                                                      seed=rc.seed, **kwargs))
+  return cache[key]
+
+
+def _representation(model, params, stim, stim_key, rc, null_cache: dict) -> dict:
+  """Representation measures of one model beside its null (interpret/representation.py): the
+  random inits (computed once per architecture and stimulus set) and its hue-blind copy."""
+  kw = dict(layers=tuple(rc.layers), num_causal=rc.num_causal, alpha=rc.alpha, grid=rc.grid,
+            folds=rep_lib.folds_of(len(stim["labels"]), rc.folds, rc.seed),
+            batch_size=rc.batch_size)
+  null_key = (model, stim_key)
+  if null_key not in null_cache:
+    null_cache[null_key] = [
+        rep_lib.network_measures(model, p, stim, **kw)
+        for p in rep_lib.random_params(model, inits=rc.null_inits, seed=rc.null_seed)]
+  out = rep_lib.summarize(rep_lib.network_measures(model, params, stim, **kw),
+                          null_cache[null_key],
+                          rep_lib.network_measures(model, rep_lib.hue_blind(params), stim, **kw),
+                          layers=tuple(rc.layers), quantile=rc.quantile,
+                          causal_quantile=rc.causal_quantile)
+  out["stimuli"] = {"num_images": len(stim["labels"]), "num_causal": min(rc.num_causal,
+                                                                          len(stim["labels"])),
+                    "intensity_gap_mean": stim["intensity_gap_mean"],
+                    "null_inits": rc.null_inits}
+  return out
 
 
 def _paired(a, b, rng, n_boot=2000) -> dict:
@@ -213,25 +235,30 @@ def interpret_runs(runs, cfg, out_dir) -> dict:
   fig_dir = out_dir / "figures"
   loaded = {name: runs_lib.load_run(wd, replica=rep) for name, (wd, rep) in chosen.items()}
   first = next(iter(loaded.values()))[2]
+  data_cfgs = {name: run_cfg.data if cfg.data_from_run else cfg.data
+               for name, (_, _, run_cfg) in loaded.items()}
+  # Each model is analysed on test images colored as its training images were; the Grad-CAM
+  # cases are the same digits and colors for every model.
   data_cfg = first.data if cfg.data_from_run else cfg.data
-  splits = splits_lib.get_splits(data_cfg)
+  split_cache, stim_cache, null_cache = {}, {}, {}
 
-  cases = case_images(data_cfg, tuple(cfg.cases), cfg.seed)
-  grey, labels = splits_lib.load_grey(data_cfg, "test")
-  s = cfg.selectivity
-  stimuli = sel_lib.stimulus_set(grey, labels, n_per_cell=s.n_per_cell, seed=s.seed,
-                                 **splits_lib.coloring_kwargs(data_cfg))["images"]
-  pool_split = splits[s.topk_split]
-  n_pool = min(s.topk_pool, len(pool_split["labels"]))
-  pool = {k: pool_split[k][:n_pool] for k in ("images", "labels", "colors")}
+  def splits_of(name):
+    key = json.dumps(data_cfgs[name].to_dict(), sort_keys=True, default=str)
+    if key not in split_cache:
+      split_cache[key] = splits_lib.get_splits(data_cfgs[name])
+    return split_cache[key]
 
   result = {"runs": workdirs, "layer": cfg.layer, "data": data_cfg.to_dict(),
             "settings": cfg.to_dict(), "models": {}}
-  case_maps, case_preds, case_probs, sel_full, entropies = {}, {}, {}, {}, {}
+  case_maps, case_preds, case_probs, rep_all, entropies = {}, {}, {}, {}, {}
   for name, (model, params, run_cfg) in loaded.items():
     t0 = time.perf_counter()
+    splits = splits_of(name)
+    cases = case_images(data_cfgs[name], tuple(cfg.cases), cfg.seed)
     r = {"workdir": workdirs[name], "replica": runs_lib.replicas(run_cfg)[chosen[name][1]],
-         "model": run_cfg.model.name, "loss": run_cfg.loss.name}
+         "model": run_cfg.model.name, "loss": run_cfg.loss.name,
+         "data": {k: data_cfgs[name][k] for k in ("noise_sigma", "coloring", "bg_low",
+                                                  "bg_high")}}
     r["cases"], case_maps[name], case_preds[name], case_probs[name] = _cases(
         model, params, cases, cfg)
     r["spread"], entropies[name] = {}, {}
@@ -239,14 +266,22 @@ def interpret_runs(runs, cfg, out_dir) -> dict:
       r["spread"][split], h = _spread(model, params, splits[split], cfg)
       entropies[name].update({(split, t): v for t, v in h.items()})
     r["sanity"] = _sanity(model, params, splits["test_hard"], cfg, name, fig_dir)
-    r["selectivity"], sel_full[name] = _selectivity(model, params, stimuli, cfg, name, fig_dir,
-                                                    pool)
+    t1 = time.perf_counter()
+    stim_key, stim = _stimuli(data_cfgs[name], cfg.representation, stim_cache)
+    r["representation"] = rep_all[name] = _representation(model, params, stim, stim_key,
+                                                          cfg.representation, null_cache)
+    r["representation_seconds"] = time.perf_counter() - t1
+    pool_split = splits[cfg.topk.split]
+    pool = {k: pool_split[k][:min(cfg.topk.pool, len(pool_split["labels"]))]
+            for k in ("images", "labels", "colors")}
+    r["topk"] = _topk(model, params, pool, cfg, name, fig_dir)
     r["featviz"] = _featviz(model, params, cfg, name, fig_dir)
     r["seconds"] = time.perf_counter() - t0
     result["models"][name] = r
-    logging.info("%s: spread hard %.3f nats, easy %.3f nats (%.0fs)", name,
-                 r["spread"]["test_hard"]["pred"]["entropy_nats_mean"],
-                 r["spread"]["test_easy"]["pred"]["entropy_nats_mean"], r["seconds"])
+    logging.info("%s: spread hard %.3f nats, easy %.3f nats; representation %.0fs (%.0fs)",
+                 name, r["spread"]["test_hard"]["pred"]["entropy_nats_mean"],
+                 r["spread"]["test_easy"]["pred"]["entropy_nats_mean"],
+                 r["representation_seconds"], r["seconds"])
 
   # Paired spread differences (same images): each model minus the first.
   names = list(loaded)
@@ -254,13 +289,20 @@ def interpret_runs(runs, cfg, out_dir) -> dict:
       f"{b}-{names[0]}": {f"{sp}/{t}": _paired(entropies[b][(sp, t)], entropies[names[0]][(sp, t)],
                                              np.random.default_rng(cfg.seed))
                           for (sp, t) in entropies[b]} for b in names[1:]}
+  cases = case_images(data_cfg, tuple(cfg.cases), cfg.seed)
   plots.save_figure(interpret_plots.gradcam_cases(
       cases["images"], cases["titles"], case_maps, case_preds, case_probs,
       title=f"Grad-CAM ({cfg.layer}) of the predicted class"), fig_dir / "gradcam_cases.png")
-  for pool_name in s.pools:
-    plots.save_figure(interpret_plots.selectivity_heatmap(
-        {n: v[pool_name] for n, v in sel_full.items()}, layers=tuple(s.layers),
-        title=f"Channel selectivity, variance of cell-mean {POOL_DESCRIPTIONS[pool_name]} "
-        "(C color, S shape, M mixed, D dead)"), fig_dir / f"selectivity_{pool_name}.png")
+  layers = tuple(cfg.representation.layers)
+  plots.save_figure(interpret_plots.representation_summary(
+      rep_all, layers=layers,
+      title="Representation measures (bars) beside their null: random inits (grey: mean, "
+            "whisker to the 95th percentile), hue-blind copy (x)"),
+      fig_dir / "representation.png")
+  plots.save_figure(interpret_plots.invariance_channels(
+      rep_all, layers=layers,
+      title="Per-channel counterfactual invariance E|h(x)-h(x_cf)|^2 / E|h(x)-h(x')|^2; "
+            "grey band: the random inits' 2.5-97.5% range"),
+      fig_dir / "invariance_channels.png")
   io.write_json(out_dir / "interpret.json", result, indent=2)
   return result

@@ -115,7 +115,10 @@ def perturbation_maps(originals: dict, advs: dict, *, captions: dict | None = No
 
 
 def mean_abs_delta_maps(maps: dict, *, shares: dict | None = None, title: str = ""):
-  """Mean |delta| over examples per model: channel mean and each of R, G, B."""
+  """Mean |delta| over examples per model: channel mean and each of R, G, B.
+
+  shares: {name: (color-shift share, its null)}, written under the model's name.
+  """
   names = list(maps)
   fig, axes = plt.subplots(len(names), 4, figsize=(8.0, 2.1 * len(names) + 0.5), squeeze=False)
   vmax = max(float(np.asarray(m).max()) for m in maps.values()) or 1.0
@@ -128,8 +131,8 @@ def mean_abs_delta_maps(maps: dict, *, shares: dict | None = None, title: str = 
       ax.set_xticks([])
       ax.set_yticks([])
     share = (shares or {}).get(name)
-    row[0].set_ylabel(name + (f"\nchromatic {share:.0%}" if share is not None else ""),
-                      fontsize=9)
+    row[0].set_ylabel(name + (f"\ncolor shift {share[0]:.3f}\n(null {share[1]:.3f})"
+                              if share is not None else ""), fontsize=9)
     fig.colorbar(im, ax=row[-1], fraction=0.046)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()

@@ -4,8 +4,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ccmnist import plots  # noqa: E402
 from ccmnist.data import palette as palette_lib  # noqa: E402
 from ccmnist.plots import grid  # noqa: E402
 
@@ -77,44 +79,99 @@ def channel_grid(images, activations, *, layer: str, title: str = "", cols: int 
   return fig
 
 
-def selectivity_heatmap(results: dict, *, layers, title: str = ""):
-  """Rows = models, columns = layers; each panel: channels x {color, shape, rest} fractions.
+# (label, measure key, value within it, its null's key) of each row of representation_summary.
+_SUMMARY_ROWS = (
+    ("probe: color accuracy", "probe", "color"),
+    ("probe: digit accuracy", "probe", "digit"),
+    ("invariance ratio (layer)", "invariance", "ratio"),
+    ("causal: whole layer patched", "causal", "layer"),
+    ("causal: largest 1-channel share", "causal", "max_channel"),
+)
 
-  results {model: {layer: {'color', 'shape', 'rest', 'classes', 'fractions'}}}.
-  """
+
+def _null_value(layer_result, key, field):
+  """(random-init summary, hue-blind value) of one measure's null."""
+  null = layer_result[f"{key}_null"]
+  return null["random"][field], null["hue_blind"][field]
+
+
+def representation_summary(results: dict, *, layers, title: str = ""):
+  """Rows = measures, columns = layers; in each panel one bar per model, its random-init null
+  (grey dot at the mean, whisker from the smallest init to the 95th percentile) and its
+  hue-blind copy (black x). results {model: representation summary (interpret.json)}."""
   names = list(results)
-  fig, axes = plt.subplots(len(names), len(layers),
-                           figsize=(3.4 * len(layers) + 1.2, 4.8 * len(names)), squeeze=False)
-  im = None
-  for i, name in enumerate(names):
+  fig, axes = plt.subplots(len(_SUMMARY_ROWS), len(layers),
+                           figsize=(1.0 + 0.9 * len(names) * len(layers) + 1.5,
+                                    2.3 * len(_SUMMARY_ROWS) + 0.6), squeeze=False)
+  x = np.arange(len(names))
+  for i, (label, key, field) in enumerate(_SUMMARY_ROWS):
     for j, layer in enumerate(layers):
-      r = results[name][layer]
-      mat = np.stack([r["color"], r["shape"], r["rest"]], axis=1)  # [C, 3]
       ax = axes[i, j]
-      im = ax.imshow(np.nan_to_num(mat, nan=0.0), cmap="viridis", vmin=0.0, vmax=1.0,
-                     aspect="auto")
-      ax.set_xticks(range(3), ["color", "shape", "rest"], fontsize=8)
-      ax.set_yticks(range(len(mat)),
-                    [f"{k} {c[0].upper()}" for k, c in enumerate(r["classes"])], fontsize=6)
-      f = r["fractions"]
-      ax.set_title(f"{name} {layer}\ncolor {f['color']:.0%}, shape {f['shape']:.0%},\n"
-                   f"mixed {f['mixed']:.0%}, dead {f['dead']:.0%}", fontsize=8)
-  fig.subplots_adjust(left=0.08, right=0.84, top=0.88, bottom=0.05, wspace=0.45, hspace=0.45)
-  fig.colorbar(im, cax=fig.add_axes([0.88, 0.3, 0.02, 0.4]),
-               label="fraction of variance of cell means")
-  fig.suptitle(title or "Channel selectivity (C color, S shape, M mixed, D dead)", fontsize=10)
+      rows = [results[n]["layers"][layer] for n in names]
+      vals = [np.nan if r[key][field] is None else r[key][field] for r in rows]
+      ax.bar(x - 0.12, vals, color=[plots.model_color(n) for n in names], width=0.45)
+      for k, r in enumerate(rows):
+        rand, blind = _null_value(r, key, field)
+        if rand["mean"] is not None:
+          ax.errorbar(k + 0.25, rand["mean"], yerr=[[rand["mean"] - rand["min"]],
+                                                    [max(rand["p95"] - rand["mean"], 0.0)]],
+                      fmt="o", color="0.45", ms=4, capsize=2, lw=1)
+        if blind is not None:
+          ax.plot(k + 0.25, blind, "x", color="k", ms=5)
+      if key == "invariance":
+        ax.set_yscale("log")
+      elif key == "probe":
+        ax.axhline(0.1, color="0.6", lw=0.8, ls=":")
+        ax.set_ylim(0, 1.02)
+      else:
+        ax.set_ylim(0, 1.02)
+      ax.set_xticks(x, names, rotation=35, ha="right", fontsize=7)
+      ax.tick_params(axis="y", labelsize=7)
+      ax.set_title(f"{layer}: {label}", fontsize=8)
+  fig.suptitle(title or "Representation measures beside their null", fontsize=9)
+  fig.tight_layout()
   return fig
 
 
-def cell_tables_figure(tables_KDC, classes, *, layer: str, title: str = "", cols: int = 8):
-  """Each channel's [digit x color] table of mean activations (own color scale per channel)."""
-  fig, axes = _panels(len(tables_KDC), cols, panel_size=(1.7, 1.9), title_height=0.5)
-  for i, ax in enumerate(axes):
-    ax.imshow(tables_KDC[i], cmap="magma")
-    ax.set_title(f"{layer} ch {i} ({classes[i]})", fontsize=7)
-  fig.suptitle((title or f"{layer}: mean activation per cell") +
-               "  (rows digit 0-9, columns color 0-9)", fontsize=9)
-  fig.tight_layout()
+_CLASS_COLORS = {"color": "tab:red", "shape": "tab:blue", "mixed": "0.5", "dead": "k"}
+
+
+def invariance_channels(results: dict, *, layers, title: str = ""):
+  """Rows = models, columns = layers: each channel's invariance ratio (log scale), colored by
+  its class, over the random inits' range (grey band: the thresholds of the calls)."""
+  names = list(results)
+  fig, axes = plt.subplots(len(names), len(layers),
+                           figsize=(3.0 * len(layers) + 0.8, 2.1 * len(names) + 0.8),
+                           squeeze=False)
+  for i, name in enumerate(names):
+    for j, layer in enumerate(layers):
+      ax = axes[i, j]
+      r = results[name]["layers"][layer]
+      inv, rand = r["invariance"], r["invariance_null"]["random"]
+      ratio = np.asarray(inv["channel_ratio"], np.float64)
+      ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, np.nan)
+      ax.axhspan(rand["channel_ratio_lo"], rand["channel_ratio_hi"], color="0.85", lw=0)
+      for cls, color in _CLASS_COLORS.items():
+        k = np.flatnonzero(np.asarray(inv["classes"]) == cls)
+        if len(k):
+          ax.scatter(k, ratio[k], s=14, color=color, label=cls, zorder=3)
+      ax.set_yscale("log")
+      ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+      ax.yaxis.set_minor_formatter(mticker.NullFormatter())
+      ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
+      ax.tick_params(labelsize=7)
+      f = inv["fractions"]
+      ax.set_title(f"{name} {layer}: color {f['color']:.0%}, shape {f['shape']:.0%}",
+                   fontsize=8, color=plots.model_color(name))
+      if j == 0:
+        ax.set_ylabel("color / digit energy", fontsize=7)
+      if i == len(names) - 1:
+        ax.set_xlabel("channel", fontsize=7)
+  handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k)
+             for k, c in _CLASS_COLORS.items()]
+  fig.suptitle(title or "Per-channel counterfactual invariance", fontsize=9)
+  fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+  fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=4, frameon=False)
   return fig
 
 

@@ -396,44 +396,81 @@ def section_selection(res, lines):
                    "chosen on val (unbiased)"], rows)
 
 
-def section_beyond(res, lines, workdir):
-  interp, att = res.get("interpret"), res.get("attack")
-  if interp:
-    lines += ["## 8. Channel selectivity (measured polysemanticity)", "",
-              "Per channel: share of the variance of its mean activation over a 10 digits x 10 "
-              "colors stimulus set explained by color and by digit; channels classified color-"
-              "dominant (C), shape-dominant (S), mixed (M) or dead (D).", ""]
-    rows = []
-    for name, m in interp["models"].items():
-      for layer, by_pool in m["selectivity"].items():
-        pool = next((v for k, v in by_pool.items() if isinstance(v, dict) and "fractions" in v),
-                    None)
-        if pool is None:
-          continue
-        f = pool["fractions"]
-        rows.append([name, layer] + [fmt(f.get(k)) for k in ("color", "shape", "mixed", "dead")])
-    lines += _table(["model", "layer", "color-dominant %", "shape-dominant %", "mixed %",
-                     "dead %"], rows)
-    for name in interp["models"]:
-      _fig(lines, workdir, f"interpret/figures/featviz_{name}_conv0.png",
-           f"Feature visualization, {name}, conv0")
-    _fig(lines, workdir, "interpret/figures/selectivity_mean.png", "Channel selectivity")
-  if att:
-    lines += ["## 9. Minimal epsilon and perturbation anatomy", "",
-              "Minimal ε: per image, the smallest Linf budget at which targeted PGD succeeds "
-              "(bisection). Chromatic share: fraction of the perturbation's energy off the grey "
-              "axis (isotropic noise: 0.667). The study says the cheater's perturbations are a "
-              "color shift and the debiased model's spatial structure.", ""]
-    rows = []
-    for name, m in att["models"].items():
-      me, an = m["min_eps"], m["anatomy"]
-      rows.append([name, f"{me['median']}" if me["median"] is None else f"{me['median']:.2f}",
-                   fmt(me["found_within_eps_max"]), f"{an['chromatic_share']:.3f}",
-                   f"{an['mean_l2']:.1f}"])
-    lines += _table(["model", "median minimal ε", "found within ε_max", "chromatic share",
-                     "mean L2 of δ"], rows)
-    _fig(lines, workdir, "attack/figures/example_perturbation.png",
-         "The study's 7 -> 3 example: image, perturbation, adversarial image, per model")
+def _null_cell(value, null: dict | None, *, digits=2) -> str:
+  """'0.96 (null 0.79, p95 0.84)': a measure beside its random-init null."""
+  if value is None:
+    return "n/a"
+  text = f"{value:.{digits}f}"
+  if null and null.get("mean") is not None:
+    text += f" (null {null['mean']:.{digits}f}, p95 {null['p95']:.{digits}f})"
+  return text
+
+
+def section_representation(res, lines, workdir):
+  interp = res.get("interpret")
+  if not interp:
+    return
+  lines += ["## 8. Where the models represent and use color, against a null", "",
+            "Each measure beside the same number for randomly initialized networks of the same "
+            "architecture (null: mean and 95th percentile) and for a hue-blind copy (first "
+            "layer's RGB weights averaged). Probes: held-out accuracy of linear probes decoding "
+            "the stroke color and the digit from a layer (chance 0.1). Invariance ratio: "
+            "E‖h(x) − h(x_cf)‖² / E‖h(x) − h(x′)‖², x_cf the same digit recolored with a palette "
+            "color of equal luminance, x′ another digit in the same color (0: blind to color). "
+            "A channel is called color- or shape-selective only beyond the null's range. "
+            "Recolor: share of predictions that change when the input is recolored.", ""]
+  rows = []
+  for name, m in interp["models"].items():
+    rep = m.get("representation")
+    if not rep:
+      continue
+    swap, swap_null = rep["input_swap"], rep["input_swap_null"]
+    for layer, r in rep["layers"].items():
+      fr = r["invariance"]["fractions"]
+      rows.append([name, layer,
+                   _null_cell(r["probe"]["color"], r["probe_null"]["random"]["color"]),
+                   _null_cell(r["probe"]["digit"], r["probe_null"]["random"]["digit"]),
+                   _null_cell(r["invariance"]["ratio"],
+                              r["invariance_null"]["random"]["ratio"]),
+                   f"{fmt(fr.get('color'))} / {fmt(fr.get('shape'))}",
+                   _null_cell(swap["changed"], swap_null["random"]["changed"])
+                   if layer == next(iter(rep["layers"])) else ""])
+  lines += _table(["model", "layer", "probe: color", "probe: digit", "invariance ratio",
+                   "channels color / shape %", "recolor changes prediction"], rows)
+  _fig(lines, workdir, "interpret/figures/representation.png",
+       "Probes and invariance per layer, each model beside its null")
+  _fig(lines, workdir, "interpret/figures/invariance_channels.png",
+       "Per-channel invariance ratios against the null's range")
+  for name in interp["models"]:
+    _fig(lines, workdir, f"interpret/figures/featviz_{name}_conv0.png",
+         f"Feature visualization, {name}, conv0")
+
+
+def section_attack_anatomy(res, lines, workdir):
+  att = res.get("attack")
+  if not att:
+    return
+  lines += ["## 9. Minimal epsilon and perturbation anatomy, against a null", "",
+            "Minimal ε: per image, the smallest Linf budget at which targeted PGD succeeds "
+            "(bisection; scale-free). Color-shift share: the energy of δ explained by the stroke "
+            "mask times one RGB vector per image, beside random-sign perturbations of the same "
+            "budget clipped the same way (null). The study says the cheater's perturbations "
+            "are a color shift of the stroke and the debiased model's have spatial structure.",
+            ""]
+  rows = []
+  for name, m in att["models"].items():
+    me, an = m["min_eps"], m["anatomy"]
+    rows.append([name, "n/a" if me["median"] is None else f"{me['median']:.2f}",
+                 fmt(me["found_within_eps_max"]),
+                 f"{an['color_shift_share']:.3f} (null {an['color_shift_share_null']:.3f})",
+                 fmt(an["color_shift_images_above_null_p95"]),
+                 f"{an['stroke_energy_share']:.3f} (null {an['stroke_energy_share_null']:.3f})",
+                 f"{an['mean_l2']:.1f}"])
+  lines += _table(["model", "median minimal ε", "found within ε_max", "color-shift share",
+                   "images above null p95 %", "energy on the stroke", "mean L2 of δ"], rows)
+  _fig(lines, workdir, "attack/figures/example_perturbation.png",
+       "The study's 7 -> 3 example: image, perturbation, adversarial image, per model")
+  _fig(lines, workdir, "attack/figures/mean_abs_delta.png", "Mean |δ| per model")
 
 
 def section_made(res, lines, study):
@@ -495,7 +532,8 @@ def render(res, study, workdir) -> str:
   section_transfer(res, lines, workdir)
   section_side_by_side(res, lines, workdir)
   section_selection(res, lines)
-  section_beyond(res, lines, workdir)
+  section_representation(res, lines, workdir)
+  section_attack_anatomy(res, lines, workdir)
   section_made(res, lines, study)
   return "\n".join(lines) + "\n"
 
