@@ -109,8 +109,9 @@ def check_study_config(study) -> None:
 def run_study(study, workdir) -> dict:
   """Runs (or resumes) every selected stage; returns {stage: seconds}."""
   check_study_config(study)
-  # `only` selects what runs, not what is computed: stages may be rerun one by one.
-  workdir = workdir_lib.claim_workdir(study, workdir, ignore=("only",))
+  # `only` selects what runs and `compare_with` what the report sets beside it, not what is
+  # computed: they may change between runs on one workdir.
+  workdir = workdir_lib.claim_workdir(study, workdir, ignore=("only", "compare_with"))
   stages = selected_stages(study)
   times = layout.read_stage_times(workdir)
   t_start = time.perf_counter()

@@ -55,6 +55,9 @@ def get_config(arg=None):
   c.seed = 0
   c.num_seeds = 3 if variant == "full" else 1
   c.only = ""  # A comma-separated list of stages to run (e.g. 'cheater,report'); '' runs all.
+  # Another study's results.json (e.g. the full profile's, beside a quick run): the report lists
+  # the findings whose verdicts differ between the two and each profile's training budget.
+  c.compare_with = ""
   c.data = common.data_config(size)
   # Held out from the training digits for honest model selection.
   c.data.train_size = {"full": 54_000, "quick": 20_000, "tiny": 400}[variant]

@@ -201,3 +201,31 @@ def test_each_model_is_attacked_on_data_colored_as_it_was_trained(tiny_study):
   np.testing.assert_array_equal(own["gradient_penalty"]["labels"], ref["labels"])
   np.testing.assert_array_equal(own["gradient_penalty"]["colors"], ref["colors"])
   assert not np.array_equal(own["gradient_penalty"]["images"], ref["images"])  # No noise.
+
+
+def test_the_report_lists_verdicts_that_differ_from_another_profile(tiny_study, tmp_path):
+  cfg, workdir, _ = tiny_study
+  other = json.loads((workdir / "results.json").read_text())
+  other["findings"][0] = {**other["findings"][0], "holds": not other["findings"][0]["holds"],
+                          "measured": "elsewhere"}
+  other["config"]["data"]["train_size"] = 54_000
+  (tmp_path / "other.json").write_text(json.dumps(other))
+  with cfg.unlocked():
+    cfg.compare_with = str(tmp_path / "other.json")
+    cfg.only = "report"
+  try:
+    study.run_study(cfg, workdir)  # compare_with changes the report, not the computation.
+    res = json.loads((workdir / "results.json").read_text())
+    assert [d["claim"] for d in res["compared_with"]["differences"]] == [
+        other["findings"][0]["claim"]]
+    report = (workdir / "report.md").read_text()
+    assert "## Against the other profile" in report and "54000 digits" in report
+    assert "1 of 9 differ" in report
+    with cfg.unlocked():
+      cfg.compare_with = str(tmp_path / "missing.json")
+    with pytest.raises(FileNotFoundError, match="compare_with"):
+      study.run_study(cfg, workdir)
+  finally:
+    with cfg.unlocked():
+      cfg.compare_with, cfg.only = "", ""
+    study.run_study(cfg, workdir)  # The report as the other tests expect it.

@@ -473,6 +473,40 @@ def section_attack_anatomy(res, lines, workdir):
   _fig(lines, workdir, "attack/figures/mean_abs_delta.png", "Mean |δ| per model")
 
 
+def _budget(config: dict) -> str:
+  """'20000 digits, 3-4 epochs': a study's training budget, from its config dict."""
+  epochs = sorted({r["train"]["epochs"] for r in config["runs"].values()})
+  span = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+  return (f"{config['data']['train_size']} digits, {span} epochs, {config['num_seeds']} "
+          f"seed(s)")
+
+
+def profile_differences(res, other: dict) -> list:
+  """The findings whose verdicts differ from another study's (matched by claim)."""
+  theirs = {f["claim"]: f for f in other.get("findings") or []}
+  return [{"claim": f["claim"], "here": f["holds"], "there": theirs[f["claim"]]["holds"],
+           "measured_here": f["measured"], "measured_there": theirs[f["claim"]]["measured"]}
+          for f in res["findings"] if f["claim"] in theirs
+          and f["holds"] != theirs[f["claim"]]["holds"]]
+
+
+def section_profiles(res, lines):
+  other = res.get("compared_with")
+  if not other:
+    return
+  diffs = other["differences"]
+  lines += ["## Against the other profile", "",
+            f"Compared with `{other['path']}`: this study trains on {_budget(res['config'])}; "
+            f"that one on {other['budget']}. A verdict that differs is the training budget's "
+            "doing or the seeds': " + (f"{len(diffs)} of {len(res['findings'])} differ."
+                                      if diffs else "every verdict is the same."), ""]
+  if diffs:
+    word = {True: "holds", False: "does not hold", None: "not resolved"}
+    lines += _table(["claim", "here", "there"],
+                    [[d["claim"], f"{word[d['here']]}: {d['measured_here']}",
+                      f"{word[d['there']]}: {d['measured_there']}"] for d in diffs])
+
+
 def section_made(res, lines, study):
   env = res["environment"]
   lines += ["## How this was made", "",
@@ -534,6 +568,7 @@ def render(res, study, workdir) -> str:
   section_selection(res, lines)
   section_representation(res, lines, workdir)
   section_attack_anatomy(res, lines, workdir)
+  section_profiles(res, lines)
   section_made(res, lines, study)
   return "\n".join(lines) + "\n"
 
@@ -551,6 +586,13 @@ def write_report(study, workdir) -> dict:
   workdir = pathlib.Path(workdir)
   res = collect(study, workdir)
   res["findings"] = findings(res)
+  other = io.read_json(study.compare_with) if study.compare_with else None
+  if study.compare_with and other is None:
+    raise FileNotFoundError(f"config.compare_with={study.compare_with!r} does not exist; give "
+                            "another study's results.json, or '' to compare with none.")
+  if other is not None:
+    res["compared_with"] = {"path": study.compare_with, "budget": _budget(other["config"]),
+                            "differences": profile_differences(res, other)}
   if res["runs"]:
     plots.save_figure(curves_figure(study, res, workdir),
                       workdir / "figures" / "training_curves.png")
