@@ -98,11 +98,36 @@ def selected_stages(study) -> tuple:
   return names
 
 
+def stage_inputs(study, stage: str) -> tuple:
+  """The training runs whose outputs `stage` reads."""
+  if stage == "evaluate":
+    return layout.TRAIN_RUNS
+  if stage in ("interpret", "attack"):
+    names = (layout.parse_model(m)[0] for m in study[stage].models.split(",") if m.strip())
+    return tuple(dict.fromkeys(names))
+  return ()
+
+
+def check_stage_inputs(study, workdir, stages: tuple) -> None:
+  """Raises, before anything runs, if a selected stage reads a training run that has not
+  finished in workdir and is not selected before it; the message says what to run first."""
+  for i, stage in enumerate(stages):
+    missing = [name for name in stage_inputs(study, stage) if name not in stages[:i]
+               and not (layout.run_dir(workdir, name) / "results.json").exists()]
+    if missing:
+      both = sorted({*missing, *stages}, key=list(STAGES).index)
+      raise ValueError(
+          f"stage {stage} needs the trained runs {', '.join(missing)}, which {workdir} does not "
+          f"hold yet; run them first (--config.only={','.join(missing)}), or together "
+          f"(--config.only={','.join(both)}), or the whole study (--config.only='').")
+
+
 def check_study_config(study) -> None:
   for name in layout.TRAIN_RUNS:
     runs_lib.check_config(layout.run_config(study, name))
   layout.downstream_runs(study, ".", study.interpret.models)
   layout.downstream_runs(study, ".", study.attack.models)
+  attack_run.check_config(study.attack.settings)  # A bad attack setting fails before training.
   selected_stages(study)
 
 
@@ -112,7 +137,15 @@ def run_study(study, workdir) -> dict:
   # `only` selects what runs and `compare_with` what the report sets beside it, not what is
   # computed: they may change between runs on one workdir.
   workdir = workdir_lib.claim_workdir(study, workdir, ignore=("only", "compare_with"))
+  try:
+    return _run_stages(study, workdir)
+  finally:
+    workdir_lib.release_workdir(workdir)
+
+
+def _run_stages(study, workdir) -> dict:
   stages = selected_stages(study)
+  check_stage_inputs(study, workdir, stages)
   times = layout.read_stage_times(workdir)
   t_start = time.perf_counter()
   for i, stage in enumerate(stages):

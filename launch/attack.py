@@ -5,14 +5,12 @@
       --workdir=/tmp/ccmnist/attack_quick
 """
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 from ccmnist.attacks import run as attack_run
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/attack.py", lock_config=True)
+_CONFIG = common.define_config_file("config", "configs/attack.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 
 
@@ -24,4 +22,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

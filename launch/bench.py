@@ -9,7 +9,6 @@
 
 import pathlib
 
-from absl import app
 from absl import flags
 
 from ccmnist import bench
@@ -41,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

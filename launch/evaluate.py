@@ -5,7 +5,6 @@ color_swap,training_curves}.png.
   python -m launch.evaluate --workdir=/tmp/ccmnist/cheater --n_per_digit=200 --probe_seed=1
 """
 
-from absl import app
 from absl import flags
 
 from ccmnist import eval as eval_lib
@@ -27,4 +26,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

@@ -1,13 +1,11 @@
 """Interprets trained runs; writes DIR/interpret.json and DIR/figures/*.png."""
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 from ccmnist.interpret import run as interpret_run
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/interpret.py", lock_config=True)
+_CONFIG = common.define_config_file("config", "configs/interpret.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 
 
@@ -18,4 +16,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

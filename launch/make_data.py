@@ -1,13 +1,11 @@
 """Builds the colored splits and writes DIR/data/*.npz and DIR/figures/samples_<split>.png."""
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 from ccmnist import study
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/data.py", lock_config=True)
+_CONFIG = common.define_config_file("config", "configs/data.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 
 
@@ -18,4 +16,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

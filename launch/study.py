@@ -3,14 +3,12 @@
   python -m launch.study --config=configs/study.py:quick --workdir=workdirs/study_quick
 """
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 from ccmnist import study
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/study.py:quick", lock_config=True)
+_CONFIG = common.define_config_file("config", "configs/study.py:quick")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory of the study.", required=True)
 
 
@@ -21,4 +19,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

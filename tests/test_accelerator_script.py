@@ -353,7 +353,7 @@ def test_probe_on_this_machine_says_cpu_and_reads_mnist_from_the_data_dir_alone(
                        text=True, timeout=120, check=False)
   probe = ac.parse_probe(res.stdout)
   assert probe["platform"] == "cpu" and not ac.is_gpu(probe), res.stderr[-2000:]
-  assert probe["mnist"].startswith("failed") and "not found" in probe["mnist"]
+  assert probe["mnist"].startswith("failed") and "lacks train-images-idx3-ubyte" in probe["mnist"]
 
 
 def test_copy_mnist_gz_checks_every_file(tmp_path):

@@ -79,7 +79,7 @@ def test_entrypoint_writes_bench_json(tmp_path, monkeypatch):
   for flag, want in (("", None), ("--conv_impl=patches", "patches")):
     monkeypatch.setattr(sys, "argv", ["bench", f"--workdir={tmp_path}"] + ([flag] if flag else []))
     with pytest.raises(SystemExit) as e:
-      launch_bench.app.run(launch_bench.main)
+      launch_bench.common.run(launch_bench.main)
     assert e.value.code in (None, 0)
     assert json.loads((tmp_path / "bench.json").read_text()) == fake
     base_config, kw = calls[-1]

@@ -244,6 +244,28 @@ def test_split_cache_is_reused(monkeypatch, tmp_path):
   assert splits.cache_key(cfg) != key_dir.name
 
 
+def test_split_cache_without_checksums_is_rebuilt(monkeypatch, tmp_path):
+  """An entry of the older format (a `done` marker without checksums) or one whose marker lists
+  a file that is gone is not trusted: rebuilt, and then read back."""
+  monkeypatch.setenv("CCMNIST_CACHE", str(tmp_path))
+  cfg = common.data_config("tiny")
+  first = splits.get_splits(cfg)
+  entry = tmp_path / "splits" / splits.cache_key(cfg)
+  builds = []
+  build = splits.build_splits
+  monkeypatch.setattr(splits, "build_splits", lambda c: builds.append(1) or build(c))
+  (entry / "done").write_text("{}")
+  splits.get_splits(cfg)
+  (entry / "test_hard.npz").unlink()
+  again = splits.get_splits(cfg)
+  assert builds == [1, 1]
+  np.testing.assert_array_equal(first["test_hard"]["images"], again["test_hard"]["images"])
+  splits.get_splits(cfg)
+  assert builds == [1, 1]
+  assert sorted(p.name for p in entry.iterdir()) == sorted(
+      ["done", *(f"{name}.npz" for name in first)])
+
+
 def _idx_bytes(arr: np.ndarray) -> bytes:
   header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
   return header + arr.astype(np.uint8).tobytes()
@@ -294,6 +316,24 @@ def test_checksum_mismatch_names_the_file(tmp_path, monkeypatch):
   path.write_bytes(bytes(blob))
   with pytest.raises(mnist.MnistError, match="t10k-labels-idx1-ubyte.*SHA-256"):
     mnist.load("test", data_dir=str(tmp_path), use_tfds=False, use_mirror=False)
+
+
+def test_named_directory_is_used_or_refused(tmp_path, monkeypatch):
+  """A good directory is read; one with missing files (even files of the other split) is
+  refused with the missing ones listed, though the cache holds them all."""
+  arrays = _write_fake_mnist(tmp_path / "idx", monkeypatch)
+  _write_fake_mnist(tmp_path / "cache", monkeypatch)
+  monkeypatch.setenv("CCMNIST_CACHE", str(tmp_path / "cache"))
+  images, _ = mnist.load("test", data_dir=str(tmp_path / "idx"), use_tfds=False,
+                         use_mirror=False)
+  np.testing.assert_array_equal(images, arrays["test"][0])
+  (tmp_path / "idx" / "train-labels-idx1-ubyte").unlink()
+  (tmp_path / "idx" / "t10k-images-idx3-ubyte").unlink()
+  with pytest.raises(mnist.MnistError, match=r"config\.data\.data_dir = \S+idx lacks "
+                     r"train-labels-idx1-ubyte, t10k-images-idx3-ubyte \(raw or \.gz\)"):
+    mnist.load("train", data_dir=str(tmp_path / "idx"), use_tfds=False, use_mirror=False)
+  assert mnist.expected_size("t10k-images-idx3-ubyte") == 16 + 4 * 784
+  assert mnist.expected_size("train-labels-idx1-ubyte") == 8 + 6
 
 
 def test_truncated_and_bad_header_files_raise():

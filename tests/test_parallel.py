@@ -55,6 +55,19 @@ def test_check_batch_size():
     parallel.check_batch_size(30, 4)
 
 
+def test_feed_gathers_the_rows_of_each_replica():
+  """A fed batch [K, batch, ...] holds, for replica r, rows idx[r] of the host arrays."""
+  split = {"images": np.arange(10 * 2 * 3).reshape(10, 2, 3), "labels": np.arange(10) * 7,
+           "cf_images": np.zeros(10)}
+  idx = np.array([[3, 1, 4, 1], [5, 9, 2, 6]])
+  mesh = parallel.make_mesh()
+  batch = parallel.feed(split, idx, parallel.batch_sharding(mesh), ("images", "labels"))
+  assert set(batch) == {"images", "labels"}
+  np.testing.assert_array_equal(batch["labels"], [[21, 7, 28, 7], [35, 63, 14, 42]])
+  np.testing.assert_array_equal(batch["images"][1, 2], split["images"][2])
+  assert batch["images"].shape == (2, 4, 2, 3)
+
+
 def test_limit_in_flight_waits_for_the_step_max_before_the_last(monkeypatch):
   waited = []
   monkeypatch.setattr(parallel, "MAX_STEPS_IN_FLIGHT", 3)

@@ -98,6 +98,14 @@ def test_bad_stage_and_run_names_raise():
     study.selected_stages(cfg)
   with pytest.raises(ValueError, match="Unknown run"):
     layout.downstream_runs(cfg, ".", "cheater,resnet")
+  with pytest.raises(ValueError, match="name@LAMBDA"):
+    layout.downstream_runs(cfg, ".", "counterfactual@zero")
+  with pytest.raises(ValueError, match="lambda grid"):
+    layout.downstream_runs(cfg, ".", "counterfactual@0.3")
+  bad = study_config.get_config("tiny")
+  bad.attack.settings.pgd.norm = "l3"
+  with pytest.raises(ValueError, match="config.pgd"):  # Before any stage runs.
+    study.check_study_config(bad)
   with pytest.raises(ValueError, match="Unknown config variant"):
     study_config.get_config("huge")
 

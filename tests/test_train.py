@@ -1,7 +1,10 @@
 """The training loop on the tiny config: learning, resume, NaN, workdir and config checks."""
 
+import gc
 import json
+import os
 import pathlib
+import shutil
 import struct
 
 import jax
@@ -185,6 +188,71 @@ def test_resume_equals_uninterrupted(straight, tmp_path, monkeypatch):
   assert [r["epoch"] for r in rows] == [1, 2]
 
 
+def copy_run(workdir, to) -> pathlib.Path:
+  shutil.copytree(workdir, to)
+  return to
+
+
+def truncate_largest_file(checkpoint: pathlib.Path) -> pathlib.Path:
+  """Cuts the largest file of one checkpoint (its array data) to half its size."""
+  path = max((p for p in checkpoint.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  os.truncate(path, path.stat().st_size // 2)
+  return path
+
+
+def snapshot(directory: pathlib.Path) -> dict:
+  return {p: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+# Orbax leaves the failed reads' coroutines unawaited (collected at each test's end, under
+# this filter); the error itself is what is checked.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_corrupt_last_checkpoint_falls_back_to_the_one_before(straight, tmp_path, caplog):
+  """Epoch 2's checkpoint truncated: load_run gives epoch 1's params, and a rerun of the
+  unfinished run resumes from epoch 1 and ends with the uninterrupted run's params."""
+  epoch_1 = copy_run(straight[0], tmp_path / "epoch_1")
+  shutil.rmtree(epoch_1 / "checkpoints" / "2")
+  _, p_epoch_1, _ = runs.load_run(epoch_1)
+  run = copy_run(straight[0], tmp_path / "run")
+  truncate_largest_file(run / "checkpoints" / "2")
+  _, p_fallback, _ = runs.load_run(run)
+  params_close(p_fallback, p_epoch_1, rtol=0, atol=0)
+  assert "checkpoints/2 does not restore" in caplog.text
+
+  (run / "results.json").unlink()  # Unfinished: the rerun trains epoch 2 again.
+  resumed = loop.train_and_evaluate(tiny(), run)
+  _, p_resumed, _ = runs.load_run(run)
+  _, p_straight, _ = runs.load_run(straight[0])
+  params_close(p_resumed, p_straight, rtol=0, atol=0)
+  assert resumed["accuracy"] == straight[1]["accuracy"]
+  assert sorted(runs.checkpoint_manager(run).all_steps()) == [1, 2]
+  rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in rows] == [1, 2]
+  gc.collect()
+
+
+# Orbax leaves the failed reads' coroutines unawaited (collected at each test's end, under
+# this filter); the error itself is what is checked.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_corrupt_only_checkpoint_says_which_and_how_to_recover(straight, tmp_path):
+  run = copy_run(straight[0], tmp_path / "run")
+  shutil.rmtree(run / "checkpoints" / "1")
+  truncate_largest_file(run / "checkpoints" / "2")
+  before = snapshot(run)
+  bad = str(run.absolute() / "checkpoints" / "2")
+  with pytest.raises(runs.CheckpointError) as e:
+    runs.load_run(run)
+  message = str(e.value)
+  assert "\n" not in message and f"delete {bad} and {run.absolute() / 'results.json'}" in message
+  (run / "results.json").unlink()
+  before.pop(run / "results.json")
+  with pytest.raises(runs.CheckpointError, match=f"Checkpoint {bad} does not restore") as e:
+    loop.train_and_evaluate(tiny(), run)
+  assert "\n" not in str(e.value) and f"delete {bad} and rerun" in str(e.value)
+  assert snapshot(run) == before  # Nothing written, nothing deleted.
+  gc.collect()
+
+
 def test_different_config_refused(straight):
   workdir, _ = straight
   before = (workdir / "config.json").read_text()
@@ -249,3 +317,16 @@ def test_tensorboard_scalars_equal_metrics_jsonl(straight):
     assert [s for s, _ in scalars[tag]] == [r["step"] for r in rows], tag
     np.testing.assert_allclose([v for _, v in scalars[tag]], [key(r) for r in rows], rtol=1e-6)
   assert "accuracy/train" in scalars  # Evaluated after the last epoch.
+
+
+def test_headline_numbers_stand_for_the_configured_lambda():
+  c = tiny(**{"loss.lam": 0.5, "loss.lam_grid": (0.0, 0.5, 1.0), "num_seeds": 2})
+  history = [{"epoch": 1, "epoch_time_s": 1.0,
+              "accuracy": {"test_hard": [0.1, 0.2, 0.7, 0.9, 0.3, 0.4]}}]  # Replica = g * 2 + s.
+  res = runs.summarize(c, history)
+  assert res["headline_lam"] == 0.5
+  assert res["accuracy"]["test_hard"] == pytest.approx(0.8)
+  assert res["grid"][1]["accuracy"]["test_hard"]["values"] == [0.7, 0.9]
+  other = tiny(**{"loss.lam": 0.25, "loss.lam_grid": (0.0, 0.5, 1.0), "num_seeds": 2})
+  assert runs.headline_lam(other) == 0.0  # Not on the grid: its first point, said so.
+  assert runs.summarize(other, history)["accuracy"]["test_hard"] == pytest.approx(0.15)

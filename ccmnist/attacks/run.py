@@ -34,7 +34,7 @@ def _workdir_replica(value, replica: int):
   return str(value), int(replica)
 
 
-def _check(cfg) -> pgd_lib.Attack:
+def check_config(cfg) -> pgd_lib.Attack:
   """The config's Attack; raises ValueError on a bad setting before any run is loaded."""
   try:
     attack = pgd_lib.from_config(cfg.pgd)
@@ -94,7 +94,7 @@ def attack_runs(runs, cfg, out_dir) -> dict:
   out_dir = pathlib.Path(out_dir)
   runs = {name: _workdir_replica(v, cfg.replica)
           for name, v in runs_lib.parse_runs(runs).items()}
-  attack = _check(cfg)
+  attack = check_config(cfg)
   identity = {"version": RESULTS_VERSION, "runs": {k: list(v) for k, v in runs.items()},
               "config": json.loads(json.dumps(cfg.to_dict(), default=str))}
   identity["config"].pop("runs", None)

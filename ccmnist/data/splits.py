@@ -7,8 +7,14 @@ color, fresh background and noise).
 """
 
 import hashlib
+import io as io_lib
 import json
+import os
 import pathlib
+import re
+import shutil
+import socket
+import zipfile
 
 from absl import logging
 import numpy as np
@@ -158,18 +164,94 @@ def save_split(path: pathlib.Path, split: dict) -> None:
   io.write_npz(path, **split)
 
 
-def get_splits(cfg, *, use_cache: bool = True) -> dict:
-  """Splits of a data config, from the cache when this exact config was built before."""
-  check_data_config(cfg)
-  directory = mnist.cache_dir() / "splits" / cache_key(cfg)
-  if use_cache and (directory / "done").is_file():
+def _sha256(path: pathlib.Path) -> str:
+  return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_cache(directory: pathlib.Path) -> dict | None:
+  """The splits of a complete cache entry whose every file matches the checksum its `done`
+  marker records; None (with a warning saying why, when there is an entry) otherwise."""
+  done = directory / "done"
+  if not done.is_file():
+    return None
+  try:
+    files = json.loads(done.read_text())["sha256"]
+    splits = {}
+    for name, digest in files.items():
+      blob = (directory / f"{name}.npz").read_bytes()
+      if hashlib.sha256(blob).hexdigest() != digest:
+        raise ValueError(f"{name}.npz does not match the checksum recorded when it was written")
+      splits[name] = io.read_npz(io_lib.BytesIO(blob))
+    return splits
+  except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+    logging.warning("Split cache %s is incomplete or corrupt (%s); rebuilding it.", directory, e)
+    return None
+
+
+def _scratch(parent: pathlib.Path, key: str, kind: str) -> pathlib.Path:
+  """This process's temporary directory of kind 'tmp' (a build) or 'old' (an entry replaced)."""
+  return parent / f".{key}.{kind}-{socket.gethostname()}-{os.getpid()}"
+
+
+def _remove_stale_scratch(parent: pathlib.Path, key: str) -> None:
+  """Deletes the temporary directories of `key` left by processes of this host that died (a
+  live one may still be building)."""
+  pattern = re.compile(rf"\.{key}\.(tmp|old)-{re.escape(socket.gethostname())}-(\d+)")
+  for path in parent.glob(f".{key}.*"):
+    match = pattern.fullmatch(path.name)
+    if match is None:
+      continue
     try:
-      return {p.stem: io.read_npz(p) for p in sorted(directory.glob("*.npz"))}
-    except (OSError, ValueError) as e:
-      logging.warning("Split cache %s unreadable (%s); rebuilding it.", directory, e)
+      os.kill(int(match[2]), 0)
+    except ProcessLookupError:
+      shutil.rmtree(path, ignore_errors=True)
+    except PermissionError:  # Alive, another user's.
+      pass
+
+
+def _write_cache(directory: pathlib.Path, splits: dict, cfg) -> None:
+  """Writes a cache entry whole or not at all: built in a temporary directory (with the SHA-256
+  of each file in its `done` marker), then renamed into place. A failed write (a full disk) only
+  costs the cache: it is logged, and the splits are used from memory."""
+  parent, key = directory.parent, directory.name
+  tmp = _scratch(parent, key, "tmp")
+  try:
+    _remove_stale_scratch(parent, key)
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name, split in splits.items():
+      save_split(tmp / f"{name}.npz", split)
+    io.write_json(tmp / "done", {
+        "sha256": {name: _sha256(tmp / f"{name}.npz") for name in splits},
+        "config": json.loads(json.dumps(cfg.to_dict(), default=str))})
+    if directory.exists():  # Corrupt or incomplete (_read_cache said so): replaced whole.
+      old = _scratch(parent, key, "old")
+      os.replace(directory, old)
+      shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, directory)
+  except OSError as e:  # Includes another process having put the same entry in place first.
+    if not (directory / "done").is_file():
+      logging.warning("Could not write the split cache %s (%s); using the splits from memory.",
+                      directory, e)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def get_splits(cfg, *, use_cache: bool = True) -> dict:
+  """Splits of a data config, from the cache when this exact config was built before.
+
+  A data directory the config or $CCMNIST_DATA_DIR names is checked even on a cache hit (used or
+  refused, never skipped). A cache entry whose files do not match their recorded checksums is
+  rebuilt.
+  """
+  check_data_config(cfg)
+  if cfg.source == "mnist":
+    mnist.check_named_dir(cfg.data_dir or None)
+  directory = mnist.cache_dir() / "splits" / cache_key(cfg)
+  if use_cache:
+    cached = _read_cache(directory)
+    if cached is not None:
+      return cached
   splits = build_splits(cfg)
   if use_cache:
-    for name, split in splits.items():
-      save_split(directory / f"{name}.npz", split)
-    io.write_text(directory / "done", json.dumps(cfg.to_dict(), sort_keys=True, default=str))
+    _write_cache(directory, splits, cfg)
   return splits

@@ -18,7 +18,8 @@ from ccmnist.train import runs
 from ccmnist.util import io
 from ccmnist.util import stats
 
-# Headline numbers, per split, averaged over the seeds of grid point 0 in eval.json's summary.
+# Headline numbers, per split, averaged over the seeds of the headline grid point
+# (runs.headline_lam) in eval.json's summary.
 SUMMARY_KEYS = ("accuracy", "aligned", "conflicting", "unbiased_equivalent", "worst_class")
 
 
@@ -61,10 +62,13 @@ def _mean(values):
 
 
 def _summary(config, per_replica: list) -> dict:
-  """Grid point 0, averaged over its seeds (the same replicas results.json's 'accuracy' uses)."""
-  first = [r for r in per_replica if r["replica"] < config.num_seeds]
-  out = {name: {k: _mean([r["splits"][name][k] for r in first]) for k in SUMMARY_KEYS}
-         for name in first[0]["splits"]}
+  """The headline grid point, averaged over its seeds (the replicas of results.json's
+  'accuracy')."""
+  g = runs.lam_grid(config).index(runs.headline_lam(config))
+  first = [r for r in per_replica if r["replica"] // config.num_seeds == g]
+  out = {"headline_lam": runs.headline_lam(config)}
+  out.update({name: {k: _mean([r["splits"][name][k] for r in first]) for k in SUMMARY_KEYS}
+         for name in first[0]["splits"]})
   swaps = [r["color_swap"] for r in first]
   out["color_swap_3_brown_pred_8"] = _mean([cs["three_brown"]["p_pred_8"] for cs in swaps])
   out["color_swap_3_brown_pred_3"] = _mean([cs["three_brown"]["p_pred_3"] for cs in swaps])

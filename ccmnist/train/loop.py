@@ -3,6 +3,7 @@
 What the workdir holds and how replicas map to seeds and lambdas: train/runs.py.
 """
 
+import contextlib
 import functools
 import json
 import pathlib
@@ -10,6 +11,7 @@ import time
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -31,11 +33,13 @@ class NonFiniteLossError(FloatingPointError):
 
 # ---------------------------------------------------------------- data on device
 
-def device_splits(splits: dict, eval_batch_size: int):
-  """Train arrays on device, and each eval split padded to whole eval batches."""
-  tr = splits["train"]
-  train = {"images": jnp.asarray(tr["images"]), "labels": jnp.asarray(tr["labels"]),
-           "cf_images": jnp.asarray(tr["cf_images"])}
+def device_splits(splits: dict, eval_batch_size: int, *, with_train: bool = True):
+  """Train arrays on device (None unless with_train), and each eval split padded to whole eval
+  batches."""
+  tr, train = splits["train"], None
+  if with_train:
+    train = {"images": jnp.asarray(tr["images"]), "labels": jnp.asarray(tr["labels"]),
+             "cf_images": jnp.asarray(tr["cf_images"])}
   evals = {}
   for name in splits_lib.SPLIT_NAMES:
     if name not in splits:
@@ -107,20 +111,67 @@ def _read_metrics(path: pathlib.Path, upto_epoch: int) -> list:
   return [r for r in rows if r["epoch"] <= upto_epoch]
 
 
+def _claim(config, workdir) -> pathlib.Path:
+  """claim_workdir, process 0 first: it writes (or checks) config.json and holds the workdir;
+  the other processes check config.json once process 0 has written it."""
+  if jax.process_count() == 1:
+    return workdir_lib.claim_workdir(config, workdir)
+  error = None
+  if parallel.is_writer():
+    try:
+      workdir_lib.claim_workdir(config, workdir, writer=True)
+    except Exception as e:  # pylint: disable=broad-except  # Re-raised below, once all know.
+      error = e
+  # A barrier that also tells every process whether process 0 succeeded, so none waits forever.
+  ok = bool(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
+  if error is not None:
+    raise error
+  if not ok:
+    raise parallel.PeerError(f"Process 0 could not claim {workdir}; its log says why.")
+  return workdir_lib.claim_workdir(config, workdir, writer=False)
+
+
+def _training_step(config, state, train_split, train_data, lams, step_kw) -> tuple:
+  """(step_fn, state, place_orders, local): step_fn(state, orders, s) -> (state, metrics) runs
+  step s of an epoch whose orders place_orders(epoch_orders(...)) made; local(tree) gives the
+  host-readable copy of the step's outputs."""
+  if jax.process_count() > 1:  # Each process feeds its devices' share of every batch.
+    step_fn, state = parallel.setup_processes(config, state, train_split, lams, **step_kw)
+    return step_fn, state, np.asarray, parallel.local_copy
+  train_fn, place_orders = step_lib.make_train_step(**step_kw), (lambda orders: orders)
+  if config.train.data_parallel:  # The batch split over every device.
+    train_fn, state, train_data, lams, place_orders = parallel.setup(
+        config, state, train_data, lams, **step_kw)
+  step_fn = lambda state, orders, s: train_fn(state, train_data, orders, lams)
+  return step_fn, state, place_orders, lambda tree: tree
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   """Trains every replica of `config`, evaluating each epoch; returns results.json's dict.
 
-  Resumes from the last checkpoint in workdir; a finished run returns its results at once.
+  Resumes from the last checkpoint in workdir that restores; a finished run returns its results
+  at once. Several processes (jax.distributed) train one run together, each feeding its share
+  of every batch; only process 0 writes files other than checkpoints (docs/multihost.md).
   """
   runs.check_config(config)
-  workdir = workdir_lib.claim_workdir(config, workdir)
+  workdir = _claim(config, workdir)
+  try:
+    return _train_and_evaluate(config, workdir)
+  finally:
+    if parallel.is_writer():
+      workdir_lib.release_workdir(workdir)
+
+
+def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
   results_path = workdir / "results.json"
-  if results_path.exists():
+  if parallel.same_on_all_processes(results_path.exists(), "whether the run has finished"):
     return json.loads(results_path.read_text())
+  writer, multiprocess = parallel.is_writer(), jax.process_count() > 1
 
   t_data = time.perf_counter()
   splits = splits_lib.get_splits(config.data)
-  train_data, evals = device_splits(splits, config.train.eval_batch_size)
+  train_data, evals = device_splits(splits, config.train.eval_batch_size,
+                                    with_train=not multiprocess)
   logging.info("Data ready in %.1fs: %s", time.perf_counter() - t_data,
                {k: len(v["labels"]) for k, v in splits.items()})
 
@@ -130,38 +181,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   warmup_steps = config.loss.warmup_epochs * steps if config.loss.name == "consistency" else 0
   step_kw = dict(model=model, loss_name=config.loss.name, warmup_steps=warmup_steps,
                  steps_per_epoch=steps, grad_scale=config.loss.grad_scale)
-  train_fn = step_lib.make_train_step(**step_kw)
   eval_fn = step_lib.make_eval_step(model=model)
 
-  state = runs.init_state(config, model, tx)
-  place_orders = lambda orders: orders
-  data_parallel = config.train.data_parallel
-  if data_parallel:  # The batch split over every device.
-    train_fn, state, train_data, lams, place_orders = parallel.setup(
-        config, state, train_data, lams, **step_kw)
+  step_fn, state, place_orders, local = _training_step(
+      config, runs.init_state(config, model, tx), splits["train"], train_data, lams, step_kw)
   mngr = runs.checkpoint_manager(workdir)
-  start_epoch = 0
-  if mngr.latest_step() is not None:
-    start_epoch = mngr.latest_step()
-    state = mngr.restore(start_epoch, args=ocp.args.StandardRestore(state))
+  start_epoch, state, bad = runs.restore_latest(mngr, state)
+  for step in bad:  # Unreadable, and about to be written again.
+    logging.warning("Deleting unreadable checkpoint %s.", mngr.directory / str(step))
+    mngr.delete(step)
+  start_epoch = start_epoch or 0
+  if start_epoch:
     logging.info("Resumed from the checkpoint after epoch %d.", start_epoch)
   metrics_path = workdir / "metrics.jsonl"
   history = _read_metrics(metrics_path, start_epoch)
-  io.write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+  if writer:
+    io.write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
 
   n_train, k = config.data.train_size, len(reps)
   total_steps = steps * config.train.epochs
   log_every = max(1, config.train.log_every_steps)
+  bound_queue = config.train.data_parallel
   t_run, done_since_start = time.perf_counter(), 0
-  with summaries.writers(workdir, k) as tb:
+  tensorboard = summaries.writers(workdir, k) if writer else contextlib.nullcontext([])
+  with tensorboard as tb:
     for epoch in range(start_epoch + 1, config.train.epochs + 1):
       orders = place_orders(epoch_orders(config, epoch, n_train, steps))
       t_epoch, step_metrics = time.perf_counter(), []
       for s in range(steps):
-        state, m = train_fn(state, train_data, orders, lams)
+        state, m = step_fn(state, orders, s)
         step_metrics.append(m)
         done_since_start += 1
-        if data_parallel:
+        if bound_queue:
           parallel.limit_in_flight(step_metrics)
         if (s + 1) % log_every == 0 or s + 1 == steps:
           jax.block_until_ready(m["loss"])  # On one device the only sync: on logging steps.
@@ -169,31 +220,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
           rate = done_since_start * config.train.batch_size * k / elapsed
           left = total_steps - ((epoch - 1) * steps + s + 1)
           logging.info("epoch %d/%d step %d/%d  loss %.4f  %.0f img/s  ETA %.0fs",
-                       epoch, config.train.epochs, s + 1, steps, float(np.mean(m["loss"])), rate,
-                       left * config.train.batch_size * k / max(rate, 1e-9))
-      stacked = jax.device_get(jax.tree_util.tree_map(lambda *x: jnp.stack(x, 1), *step_metrics))
+                       epoch, config.train.epochs, s + 1, steps, float(np.mean(local(m)["loss"])),
+                       rate, left * config.train.batch_size * k / max(rate, 1e-9))
+      stacked = jax.device_get(
+          jax.tree_util.tree_map(lambda *x: jnp.stack(x, 1), *local(step_metrics)))
       _check_finite(stacked["loss"], (epoch - 1) * steps + 1)
       train_time = time.perf_counter() - t_epoch
       last = epoch == config.train.epochs
       # The train split costs as much as both test sets: by default only after the last epoch.
+      # Several processes: each evaluates on its own device, with its copy of the params.
       every = config.train.eval_train_every_epoch
       accuracy, preds = evaluate_all(
-          eval_fn, state.params, {n: v for n, v in evals.items() if n != "train" or last or every},
+          eval_fn, local(state.params),
+          {n: v for n, v in evals.items() if n != "train" or last or every},
           config.train.eval_batch_size)
-      if last:
+      if last and writer:
         runs.save_predictions(workdir, preds)
       row = {"epoch": epoch, "step": epoch * steps,
              **{f"train_{name}": np.mean(v, axis=1).tolist() for name, v in stacked.items()},
              "accuracy": accuracy, "epoch_time_s": train_time,
              "train_img_per_s": steps * config.train.batch_size * k / train_time}
       history.append(row)
-      mngr.save(epoch, args=ocp.args.StandardSave(state))
+      mngr.save(epoch, args=ocp.args.StandardSave(state))  # Every process: orbax coordinates.
       mngr.wait_until_finished()
-      with metrics_path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+      if writer:
+        with metrics_path.open("a") as f:
+          f.write(json.dumps(row) + "\n")
       summaries.write_row(tb, row)
       logging.info("epoch %d: %s", epoch, {n: np.round(v, 4).tolist() for n, v in accuracy.items()})
 
   results = runs.summarize(config, history)
-  io.write_json(results_path, results)
+  if writer:
+    io.write_json(results_path, results)
   return results

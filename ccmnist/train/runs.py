@@ -14,6 +14,7 @@ share seeds, which makes lambda comparisons paired.
 
 import pathlib
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -54,6 +55,13 @@ def replica_of(config, lam: float, seed_index: int = 0) -> int:
   return grid.index(lam) * config.num_seeds + seed_index
 
 
+def headline_lam(config) -> float:
+  """The grid point a run's headline numbers stand for: config.loss.lam when the grid holds it
+  (a method's own setting), else the grid's first point."""
+  grid = lam_grid(config)
+  return float(config.loss.lam) if config.loss.lam in grid else grid[0]
+
+
 def check_config(config) -> None:
   """Fails at once, with what to fix, on bad values."""
   losses.check_loss_name(config.loss.name)
@@ -61,6 +69,7 @@ def check_config(config) -> None:
   splits_lib.check_data_config(config.data)
   if config.optim.name not in optim.OPTIMIZERS:
     raise ValueError(f"Unknown optimizer {config.optim.name!r}; use one of {optim.OPTIMIZERS}.")
+  optim.make_schedule(config.optim, 1)  # A bad lr or schedule fails before anything is written.
   if config.train.epochs < 1 or config.train.batch_size < 1:
     raise ValueError("config.train.epochs and config.train.batch_size must be >= 1.")
   if config.train.batch_size > config.data.train_size:
@@ -74,6 +83,9 @@ def check_config(config) -> None:
     raise ValueError(f"config.loss.grad_scale must be one of {tuple(losses.GRAD_SCALES)}.")
   if config.train.data_parallel:
     parallel.check_batch_size(config.train.batch_size, jax.device_count())
+  elif jax.process_count() > 1:
+    raise ValueError(f"{jax.process_count()} processes train one run only data-parallel; set "
+                     "config.train.data_parallel=True (or run a single process).")
   replicas(config)
 
 
@@ -105,6 +117,53 @@ def checkpoint_manager(workdir) -> ocp.CheckpointManager:
       options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
 
 
+class CheckpointError(RuntimeError):
+  """No checkpoint of a workdir restores."""
+
+
+def _first_line(error: Exception) -> str:
+  """The error's type and the start of its message, on one line."""
+  text = str(error).strip().splitlines()
+  line = (text[0] if text else "").split(" See full TensorStore details")[0]
+  return f"{type(error).__name__}: {line[:160]}{'...' if len(line) > 160 else ''}"
+
+
+def restore_latest(mngr: ocp.CheckpointManager, target) -> tuple:
+  """(step, state, bad_steps): the newest checkpoint that restores into `target`'s structure.
+
+  A checkpoint that does not restore (a truncated or corrupt file) is skipped with a warning
+  and the one before it tried; bad_steps lists the skipped ones. (None, target, []) when there
+  is no checkpoint; CheckpointError, naming the bad directory and how to recover, when there
+  are some and none restores. Several processes: every one calls this, and they agree on the
+  latest step and on each checkpoint's verdict (parallel.same_on_all_processes).
+  """
+  steps = sorted(mngr.all_steps(), reverse=True)
+  parallel.same_on_all_processes(steps[0] if steps else -1,
+                                 f"the latest checkpoint in {mngr.directory}")
+  bad, error = [], None
+  for step in steps:
+    try:
+      state, error = mngr.restore(step, args=ocp.args.StandardRestore(target)), None
+    except Exception as e:  # pylint: disable=broad-except  # TensorStore raises bare Exception.
+      state, error = None, e
+    parallel.same_on_all_processes(error is None, f"whether checkpoint {step} restores")
+    if error is None:
+      return step, state, bad
+    logging.warning("Checkpoint %s does not restore (%s); trying the one before it.",
+                    mngr.directory / str(step), _first_line(error))
+    bad.append(step)
+  if not bad:
+    return None, target, []
+  root = pathlib.Path(mngr.directory)
+  where = root / str(bad[0]) if len(bad) == 1 else root
+  what = (f"Checkpoint {where} does not restore" if len(bad) == 1 else
+          f"No checkpoint in {where} restores")
+  finished = root.parent / "results.json"
+  also = f" and {finished}" if finished.exists() else ""  # Else a rerun would not retrain.
+  raise CheckpointError(f"{what} ({_first_line(error)}); if its files are damaged, delete "
+                        f"{where}{also} and rerun the training to restart that run.")
+
+
 # ---------------------------------------------------------------- outputs
 
 def save_predictions(workdir, preds: dict) -> None:
@@ -120,7 +179,8 @@ def load_predictions(workdir) -> dict:
 
 
 def summarize(config, history: list) -> dict:
-  """results.json: accuracy of grid point 0 (mean over seeds), per-grid-point mean/std."""
+  """results.json: the headline accuracy at headline_lam (mean over seeds), and per grid
+  point mean/std and per-seed values."""
   final = history[-1]["accuracy"]
   reps = replicas(config)
 
@@ -133,9 +193,11 @@ def summarize(config, history: list) -> dict:
     idx = [r["replica"] for r in reps if r["replica"] // config.num_seeds == g]
     grid.append({"lam": lam, "accuracy": {n: over_seeds([v[i] for i in idx])
                                           for n, v in final.items()}})
+  head = grid[lam_grid(config).index(headline_lam(config))]
   return {
-      "accuracy": {n: s["mean"] for n, s in grid[0]["accuracy"].items()},
-      "accuracy_std": {n: s["std"] for n, s in grid[0]["accuracy"].items()},
+      "headline_lam": head["lam"],
+      "accuracy": {n: s["mean"] for n, s in head["accuracy"].items()},
+      "accuracy_std": {n: s["std"] for n, s in head["accuracy"].items()},
       "grid": grid,
       "replicas": [{**r, "accuracy": {n: v[r["replica"]] for n, v in final.items()}}
                    for r in reps],
@@ -151,19 +213,26 @@ def load_config(workdir) -> ml_collections.ConfigDict:
 
 
 def load_run(workdir, *, replica: int | None = 0):
-  """(model, params, config) of the latest checkpoint in a training workdir.
+  """(model, params, config) of the latest checkpoint that restores in a training workdir.
 
   params are replica `replica`'s (default the first); replica=None gives the stacked [K, ...]
   params of every replica (see `replicas(config)` for their seeds and lambdas).
   """
   config = load_config(workdir)
   model, tx, _ = build(config)
+  # On this process's first device, whatever devices and processes wrote the checkpoint.
+  here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here),
+      jax.eval_shape(lambda: init_state(config, model, tx)))
   mngr = checkpoint_manager(workdir)
-  if mngr.latest_step() is None:
+  try:
+    step, state, _ = restore_latest(mngr, abstract)
+  finally:
+    mngr.close()
+  if step is None:
     raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints: the run has not finished "
                             "an epoch yet.")
-  abstract = jax.eval_shape(lambda: init_state(config, model, tx))
-  state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(abstract))
   params = state.params
   if replica is not None:
     if not 0 <= replica < len(replicas(config)):

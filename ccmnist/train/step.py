@@ -19,6 +19,16 @@ class TrainState(train_state.TrainState):
   pass
 
 
+def images_per_example(loss_name: str) -> int:
+  """Images one example costs a step: the consistency loss also runs its counterfactual."""
+  return 2 if loss_name == "consistency" else 1
+
+
+def batch_keys(loss_name: str) -> tuple:
+  """The arrays of an example that the loss `loss_name` reads."""
+  return ("images", "labels", "cf_images") if loss_name == "consistency" else ("images", "labels")
+
+
 def gather_batch(data, idx):
   """Images of one batch as float32 pixels, gathered on device from the resident split."""
   batch = {"images": data["images"][idx].astype(jnp.float32), "labels": data["labels"][idx]}
@@ -52,15 +62,26 @@ def num_passes(batch_size: int, images_per_example: int) -> int:
 def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
                steps_per_epoch: int, warmup_steps: int = 0, grad_scale: str = "unit",
                axis_name=None):
-  """One optimizer step; returns (state, metrics).
+  """One optimizer step on resident data; returns (state, metrics).
 
   `order` [steps_per_epoch, batch] holds the epoch's example indices; the batch is row
   state.step % steps_per_epoch, so the loop passes the same array every step (no host sync).
-  axis_name: None, or the mesh axis that `order`'s batch is split over, inside shard_map
+  The rest as batch_step.
+  """
+  return batch_step(state, gather_batch(data, order[state.step % steps_per_epoch]), lam,
+                    model=model, loss_name=loss_name, warmup_steps=warmup_steps,
+                    grad_scale=grad_scale, axis_name=axis_name)
+
+
+def batch_step(state, batch, lam, *, model: nn.Module, loss_name: str, warmup_steps: int = 0,
+               grad_scale: str = "unit", axis_name=None):
+  """One optimizer step on `batch` ({'images', 'labels'[, 'cf_images']}); returns (state, metrics).
+
+  axis_name: None, or the mesh axis that the batch is split over, inside shard_map
   (train/parallel.py): each device computes its share of the batch, in passes, and gradients
   and metrics are averaged over the axis, so every device applies the same update.
   """
-  batch = gather_batch(data, order[state.step % steps_per_epoch])
+  batch = {k: v.astype(jnp.float32) if k.endswith("images") else v for k, v in batch.items()}
   consistency_on = (state.step >= warmup_steps).astype(jnp.float32)
 
   def loss_fn(params, batch):
@@ -70,9 +91,8 @@ def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
         cf_images=batch.get("cf_images"), name=loss_name, lam=lam,
         consistency_on=consistency_on, grad_scale=grad_scale)
 
-  size = order.shape[1]
-  images_per_example = 2 if loss_name == "consistency" else 1
-  passes = num_passes(size, images_per_example)
+  size = batch["labels"].shape[0]
+  passes = num_passes(size, images_per_example(loss_name))
   n = size // passes
   # Unrolled: a lax.scan over the slices runs much slower on XLA:CPU (docs/perf.md).
   per_pass = [jax.value_and_grad(loss_fn, has_aux=True)(

@@ -4,6 +4,8 @@ A write goes to a temporary file beside the target, then `os.replace`s it, so a 
 resumed run) sees the old file or the new one, never a partial one.
 """
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -12,16 +14,77 @@ import pathlib
 import numpy as np
 
 
+# The write errors a user can fix, and how.
+_HOW_TO_FIX = {
+    errno.ENOSPC: "the disk is full; free space or choose a --workdir on another disk",
+    errno.EDQUOT: "the disk quota is exceeded; free space or choose a --workdir on another disk",
+    errno.EFBIG: "the file would exceed the file-size limit (`ulimit -f`) or the file system's; "
+                 "raise the limit or choose a --workdir on another file system",
+    errno.EACCES: "permission denied; choose a --workdir you may write to, or fix its "
+                  "permissions",
+    errno.EPERM: "operation not permitted; choose a --workdir you may write to, or fix its "
+                 "permissions or attributes (chattr)",
+    errno.EROFS: "the file system is read-only; choose a writable --workdir",
+}
+
+
+class WriteError(OSError):
+  """A file could not be written (disk full, read-only, no permission); the file that was there
+  before is intact. str() is the one-line message."""
+
+  def __str__(self):
+    return self.strerror
+
+
+def how_to_fix(e: OSError) -> str | None:
+  """What a user can do about a file-system error (None when it is not one of those)."""
+  return _HOW_TO_FIX.get(e.errno)
+
+
+def describe_os_error(e: OSError, path=None) -> str | None:
+  """A one-line message for a write error the user can fix (None for other errors)."""
+  how = how_to_fix(e)
+  if how is None:
+    return None
+  where = path or e.filename or "a file"
+  return f"cannot write {where}: {how}."
+
+
+@contextlib.contextmanager
+def explained_write_errors(path):
+  """Re-raises a fixable OSError of the block (describe_os_error) as a WriteError naming path.
+
+  For blocks that change no existing file in place (an atomic write, creating a file).
+  """
+  try:
+    yield
+  except WriteError:
+    raise
+  except OSError as e:
+    message = describe_os_error(e, path)
+    if message is None:
+      raise
+    raise WriteError(e.errno, f"{message} Files written before are intact.", str(path)) from e
+
+
 def _atomic(path, write) -> pathlib.Path:
-  """Calls write(tmp_path), then renames tmp_path to path; returns path."""
+  """Calls write(tmp_path), then renames tmp_path to path; returns path.
+
+  Raises WriteError (an OSError) saying how to fix a full disk, a file-size limit, a read-only
+  file system or a missing permission; the old file at `path`, if any, is left as it was.
+  """
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp{path.suffix}")  # Same suffix: np.savez keeps it.
   try:
-    write(tmp)
-    os.replace(tmp, path)
+    with explained_write_errors(path):
+      path.parent.mkdir(parents=True, exist_ok=True)
+      write(tmp)
+      os.replace(tmp, path)
   finally:
-    tmp.unlink(missing_ok=True)
+    try:
+      tmp.unlink(missing_ok=True)
+    except OSError:  # A read-only directory: there is no temporary file to remove either.
+      pass
   return path
 
 
