@@ -256,6 +256,10 @@ def _table(header, rows) -> list:
   return lines + [""]
 
 
+def _heading(lines, title: str, intro: str) -> None:
+  lines += [f"## {title}", "", intro, ""]
+
+
 def _fig(lines, workdir, rel, caption):
   if (pathlib.Path(workdir) / rel).exists():
     lines += [f"![{caption}]({rel})", f"*{caption}*", ""]
@@ -299,9 +303,9 @@ def section_gradcam(res, lines, workdir):
   interp = res.get("interpret")
   if not interp:
     return
-  lines += ["## 3. Grad-CAM: where the models look", "",
-            "Activation spread = entropy (nats) of the normalized Grad-CAM map of the predicted "
-            "class, mean over the hard test set (max log 784 = 6.66: uniform).", ""]
+  _heading(lines, "3. Grad-CAM: where the models look",
+           "Activation spread = entropy (nats) of the normalized Grad-CAM map of the predicted "
+           "class, mean over the hard test set (max log 784 = 6.66: uniform).")
   rows = []
   for name, m in interp["models"].items():
     run = res["runs"].get(name)
@@ -407,8 +411,8 @@ def _null_cell(value, null: dict | None, *, digits=2) -> str:
 
 
 def section_representation(res, lines, workdir):
-  interp = res.get("interpret")
-  if not interp:
+  models = (res.get("interpret") or {}).get("models")
+  if not models:
     return
   lines += ["## 8. Where the models represent and use color, against a null", "",
             "Each measure beside the same number for randomly initialized networks of the same "
@@ -420,7 +424,7 @@ def section_representation(res, lines, workdir):
             "A channel is called color- or shape-selective only beyond the null's range. "
             "Recolor: share of predictions that change when the input is recolored.", ""]
   rows = []
-  for name, m in interp["models"].items():
+  for name, m in models.items():
     rep = m.get("representation")
     if not rep:
       continue
@@ -441,7 +445,7 @@ def section_representation(res, lines, workdir):
        "Probes and invariance per layer, each model beside its null")
   _fig(lines, workdir, "interpret/figures/invariance_channels.png",
        "Per-channel invariance ratios against the null's range")
-  for name in interp["models"]:
+  for name in models:
     _fig(lines, workdir, f"interpret/figures/featviz_{name}_conv0.png",
          f"Feature visualization, {name}, conv0")
 
@@ -450,13 +454,12 @@ def section_attack_anatomy(res, lines, workdir):
   att = res.get("attack")
   if not att:
     return
-  lines += ["## 9. Minimal epsilon and perturbation anatomy, against a null", "",
-            "Minimal ε: per image, the smallest Linf budget at which targeted PGD succeeds "
-            "(bisection; scale-free). Color-shift share: the energy of δ explained by the stroke "
-            "mask times one RGB vector per image, beside random-sign perturbations of the same "
-            "budget clipped the same way (null). The study says the cheater's perturbations "
-            "are a color shift of the stroke and the debiased model's have spatial structure.",
-            ""]
+  _heading(lines, "9. Minimal epsilon and perturbation anatomy, against a null",
+           "Minimal ε: per image, the smallest Linf budget at which targeted PGD succeeds "
+           "(bisection; scale-free). Color-shift share: the energy of δ explained by the stroke "
+           "mask times one RGB vector per image, beside random-sign perturbations of the same "
+           "budget clipped the same way (null). The study says the cheater's perturbations "
+           "are a color shift of the stroke and the debiased model's have spatial structure.")
   rows = []
   for name, m in att["models"].items():
     me, an = m["min_eps"], m["anatomy"]
