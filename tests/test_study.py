@@ -237,3 +237,16 @@ def test_the_report_lists_verdicts_that_differ_from_another_profile(tiny_study, 
     with cfg.unlocked():
       cfg.compare_with, cfg.only = "", ""
     study.run_study(cfg, workdir)  # The report as the other tests expect it.
+
+
+def test_one_seed_differences_within_the_test_sets_noise_are_no_finding():
+  res = _res({"gradient_penalty": {0.0: [0.0350], 0.1: [0.0353]},
+              "counterfactual": {0.0: [0.25], 0.5: [0.80]}}, [0.95], {})
+  assert holds(res)["gp vs its lambda 0"] is True  # Without a test-set size: by sign alone.
+  res["config"] = {"data": {"test_size": 10_000}}
+  got = {c: f for c, f in zip(CLAIMS, report_lib.findings(res))}
+  assert got["gp vs its lambda 0"]["holds"] is None
+  assert "sampling noise" in got["gp vs its lambda 0"]["strength"]
+  assert got["cf vs its lambda 0"]["holds"] is True  # 55 points: far beyond the noise.
+  # The noise floor itself: two rates of 0.5 on 100 items differ by sqrt(0.5/100) = 0.0707 SE.
+  assert verdicts.sampling_se(0.5, 0.5, 100) == pytest.approx(np.sqrt(0.5 / 100))

@@ -175,12 +175,18 @@ def _both(first: tuple, second: tuple) -> tuple:
   return first[0] and second[0], second[1]
 
 
-def _compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct):
-  """A finding on the paired difference b - a (a = the control, b = the method)."""
+def _compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None):
+  """A finding on the paired difference b - a (a = the control, b = the method); n_items: how
+  many test items each rate was measured on (its sampling noise bounds a one-seed verdict)."""
   measured = (f"{runs[0]} {fmt_value(a)}, {runs[1]} {fmt_value(b)}"
               if a is not None and b is not None else "n/a")
-  return _finding(claim, rule, runs, measured, [a, b], lambda: verdicts.decide(
-      verdicts.paired_difference(a, b), direction=direction))
+
+  def decision():
+    sampling = (verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), n_items)
+                if n_items else None)
+    return verdicts.decide(verdicts.paired_difference(a, b), direction=direction,
+                           sampling=sampling)
+  return _finding(claim, rule, runs, measured, [a, b], decision)
 
 
 def findings(res) -> list:
@@ -192,6 +198,8 @@ def findings(res) -> list:
   ε); the study's target-probability criterion is shown beside.
   """
   eps = claims.PGD_EPS
+  n_test = ((res.get("config") or {}).get("data") or {}).get("test_size")
+  n_attacked = (res.get("attack") or {}).get("num_images")
   hard = lambda name, lam=None: _seed_values(res, name, "test_hard", lam)
   easy = _seed_values(res, "cheater", "test_easy")
   cf_lam = (res["runs"].get("counterfactual") or {}).get("downstream_lam")
@@ -212,12 +220,13 @@ def findings(res) -> list:
                lambda: verdicts.threshold(hard("counterfactual"), at_least=0.7)),
       _compare("Consistency training, not its optimizer, removes the shortcut",
                f"test_hard: {cf} > {cf0} (λ = 0: the same Adam, data, epochs)", [cf0, cf],
-               hard("counterfactual", 0.0), hard("counterfactual"), direction=1),
+               hard("counterfactual", 0.0), hard("counterfactual"), direction=1, n_items=n_test),
       _compare("The input-gradient penalty helps on the hard set (the study: it sits between "
                "the cheater and consistency)",
                f"test_hard: {gp} > gradient_penalty@0 (λ = 0: the same SGD, noise-free data, "
                "epochs)", ["gradient_penalty@0", gp],
-               hard("gradient_penalty", 0.0), hard("gradient_penalty"), direction=1),
+               hard("gradient_penalty", 0.0), hard("gradient_penalty"), direction=1,
+               n_items=n_test),
       _finding("Plain ERM learns the shortcut whatever the optimizer: with Adam (the study "
                "implies the shortcut is the data's doing)", "erm_adam: test_hard <= 50%",
                ["erm_adam"], f"test_hard {_pct(hard('erm_adam'))}", [hard("erm_adam")],
@@ -228,14 +237,15 @@ def findings(res) -> list:
       _compare("(new) The optimizer moves the hard-set accuracy of plain ERM",
                "test_hard: erm_adam > cheater (ERM, the same data and epochs; Adam vs the "
                "study's SGD)", ["cheater", "erm_adam"], hard("cheater"), hard("erm_adam"),
-               direction=1),
+               direction=1, n_items=n_test),
   ]
   att = {m: _attack_values(res, m, eps) for m in ("cheater", "counterfactual", cf0)}
   get = lambda m, k: att[m] and att[m][k]
   out.append(_compare(
       f"The debiased model is harder to attack (targeted PGD, ε {eps}): argmax success",
       f"argmax success: counterfactual < {cf0} (both Adam); study's pair and p > 0.9 beside",
-      [cf0, cf], get(cf0, "argmax"), get("counterfactual", "argmax"), direction=-1))
+      [cf0, cf], get(cf0, "argmax"), get("counterfactual", "argmax"), direction=-1,
+      n_items=n_attacked))
   out[-1]["measured"] += (f"; study's criterion p > 0.9: {cf0} {_pct(get(cf0, 'prob'))}, "
                           f"{cf} {_pct(get('counterfactual', 'prob'))}; study's pair: cheater "
                           f"{_pct(get('cheater', 'prob'))} vs {cf} "

@@ -27,11 +27,19 @@ def paired_difference(a, b) -> dict:
   return {"mean": float(d.mean()), "se": se, "n": int(d.size), "values": d.tolist()}
 
 
-def decide(diff: dict, *, direction: int) -> tuple:
+def sampling_se(a: float, b: float, n: int) -> float:
+  """Standard error of the difference of two accuracies (rates) measured on n items each: the
+  noise of the test set itself, a floor for a one-seed comparison (it ignores the positive
+  correlation of two models on the same items, so it errs on the large side)."""
+  return math.sqrt((a * (1 - a) + b * (1 - b)) / n)
+
+
+def decide(diff: dict, *, direction: int, sampling: float | None = None) -> tuple:
   """(holds, strength) of the claim "b - a has the sign of `direction`" (+1 or -1).
 
   holds is True or False when the difference is resolved, None when it lies within 2 standard
-  errors (not a finding either way).
+  errors (not a finding either way). sampling: the test set's own standard error of the
+  difference (sampling_se); with one seed a difference within 2 of it is no finding either.
   """
   if direction not in (1, -1):
     raise ValueError(f"direction must be +1 or -1; got {direction}.")
@@ -39,6 +47,9 @@ def decide(diff: dict, *, direction: int) -> tuple:
   if diff["mean"] == 0:
     return None, (INDICATIVE if diff["n"] == 1 else f"{diff['n']} seeds") + ": no difference"
   if diff["n"] == 1:
+    if sampling is not None and abs(diff["mean"]) <= 2 * sampling:
+      return None, (f"{INDICATIVE}; difference {diff['mean']:+.4f} within 2 SE "
+                    f"({2 * sampling:.4f}) of the test set's sampling noise")
     return m > 0, INDICATIVE
   margin = 2 * diff["se"]
   strength = (f"{diff['n']} seeds: mean difference {diff['mean']:+.4f}, "
