@@ -2,8 +2,8 @@
 
 Runs in its own virtual environment (PyTorch is never a dependency of ccmnist):
 
-  python3 -m venv /work/torchenv && /work/torchenv/bin/pip install torch==2.13.0 numpy
-  /work/torchenv/bin/python benchmarks/pytorch_baseline.py [--quick] [--repeats=3]
+  python3 -m venv ~/torch-venv && ~/torch-venv/bin/pip install torch==2.13.0 numpy
+  ~/torch-venv/bin/python benchmarks/pytorch_baseline.py [--quick] [--repeats=3]
 
 The workloads mirror ccmnist/bench.py: the study's CheaterCNN (ccmnist/models/cnn.py: conv
 3->8 k9 s2 p4, ReLU; conv 8->16 k5 s2 p2, ReLU; conv 16->16 k3 s1 p1, ReLU; dense 784->10, on

@@ -1,6 +1,6 @@
 """JAX (`python -m launch.bench`) against PyTorch (benchmarks/pytorch_baseline.py), alternated.
 
-  python benchmarks/side_by_side.py --repeats=5 --torch_python=/work/torchenv/bin/python \
+  python benchmarks/side_by_side.py --repeats=5 --torch_python=~/torch-venv/bin/python \
       --json_out=/tmp/ccmnist/side_by_side.json
 
 Each of `--repeats` alternations runs one JAX process then one PyTorch process (each measuring
@@ -113,11 +113,12 @@ def main(argv=None):
                  help="Repeats inside each process (its medians are what is compared).")
   p.add_argument("--quick", action="store_true", help="Both sides' --quick (noisier).")
   p.add_argument("--jax_python", default=sys.executable)
-  p.add_argument("--torch_python", default="/work/torchenv/bin/python")
+  p.add_argument("--torch_python", default="~/torch-venv/bin/python")
   p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads.")
   p.add_argument("--timeout_s", type=float, default=600, help="Per process.")
   p.add_argument("--json_out", default="", help="Write every measurement here too.")
   a = p.parse_args(argv)
+  a.torch_python = str(pathlib.Path(a.torch_python).expanduser())
   if a.repeats < 1 or a.inner_repeats < 1:
     p.error("--repeats and --inner_repeats must be at least 1.")
   if not pathlib.Path(a.torch_python).exists():
