@@ -76,7 +76,7 @@ class TrainWorkload:
     self.state = runs.init_state(config, model, tx)
     self.orders = loop.epoch_orders(config, 1, n, self.spe)
     self.lams = jnp.full((config.num_seeds,), 0.1, jnp.float32)
-    static = dict(model=model, loss_name=config.loss.name, steps_per_epoch=self.spe)
+    static = runs.step_kwargs(config, model, self.spe)
     if data_parallel:  # The batch split over every device, as --config.train.data_parallel.
       self.fn, self.state, self.data, self.lams, place = parallel.setup(
           config, self.state, data, self.lams, **static)

@@ -35,8 +35,12 @@ def data_config(size: str | None = "full") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.source = "mnist"  # or 'synthetic': tiny bar digits for smoke tests, no MNIST needed.
   c.data_dir = ""  # A directory of MNIST IDX files; empty: $CCMNIST_DATA_DIR, cache, mirror.
-  c.coloring = "foreground"  # or 'background'
-  c.palette = None  # None: the study's palette; else 10 RGB triples.
+  # 'foreground', 'background', or 'lff': LfF/DFA's Colored MNIST (the digit times a jittered
+  # color on black; no noise_sigma or bg_low/bg_high; ccmnist/data/coloring.py).
+  c.coloring = "foreground"
+  c.palette = None  # None: the mode's palette (LfF's for 'lff'); else 10 RGB triples.
+  c.color_std = 0.005  # 'lff' only: the per-image color jitter std (LfF severity 4).
+  c.grayscale = False  # True: every image made grey after coloring (the grayscale oracle).
   c.rho_train = 0.95
   c.rho_test_easy = 0.95
   c.rho_test_hard = 0.0
@@ -48,6 +52,7 @@ def data_config(size: str | None = "full") -> ml_collections.ConfigDict:
   c.test_size = 10_000
   c.val_size = 0  # Held out from the training digits, colored like train (rho_train).
   c.val_unbiased_size = 0  # Held out too, uniformly random colors (rho 0.1).
+  c.val_balanced_size = 0  # Held out too, half aligned (rho 0.5): group-balanced subsets (DFR).
   if size == "tiny":
     c.source = "synthetic"
     c.train_size, c.test_size = 512, 100
@@ -69,8 +74,10 @@ def train_config(size: str | None = "full") -> ml_collections.ConfigDict:
   # conv_impl: 's2d' (fastest on XLA:CPU), 'lax' or 'patches'; same numbers
   # (ccmnist/models/layers.py).
   c.model = ml_collections.ConfigDict(dict(name="cheater", conv_impl="s2d"))
+  # name: a method of ccmnist/train/methods; settings: its own settings (empty: its defaults).
   c.loss = ml_collections.ConfigDict(dict(
-      name="erm", lam=0.0, lam_grid=(), warmup_epochs=0, grad_scale="unit"))
+      name="erm", lam=0.0, lam_grid=(), warmup_epochs=0, grad_scale="unit",
+      settings=ml_collections.ConfigDict()))
   c.optim = ml_collections.ConfigDict(dict(
       name="sgd", lr=1e-3, momentum=0.0, weight_decay=0.0, schedule="constant",
       warmup_steps=0))

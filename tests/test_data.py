@@ -18,6 +18,8 @@ from ccmnist.plots import grid
 from configs import common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# The study's modes; 'lff' (no noise_sigma, black background) is tested in test_data_protocols.py.
+STUDY_MODES = ("foreground", "background")
 
 
 def test_palette_is_the_studys():
@@ -46,7 +48,7 @@ def test_foreground_formula_on_hand_made_digit():
   assert blue[0, 0, 1].tolist() == [0, 0, 255]
 
 
-@pytest.mark.parametrize("mode", coloring.MODES)
+@pytest.mark.parametrize("mode", STUDY_MODES)
 def test_pure_stroke_and_empty_pixel_are_exact(mode):
   """Grey 255 is exactly the stroke's color and grey 0 exactly the background, for every color
   and background level (no rounding may drop a level there)."""
@@ -86,7 +88,7 @@ def test_noise_sigma_is_per_pixel_and_channel():
   assert not np.all(diff[..., 0] == diff[..., 1])  # Independent per channel.
 
 
-@pytest.mark.parametrize("mode", coloring.MODES)
+@pytest.mark.parametrize("mode", STUDY_MODES)
 def test_coloring_same_on_any_core_count_and_chunks_differ(mode, monkeypatch):
   """Chunks run on threads, each with its own generator: the images depend on the generator
   passed in only, not on the core count; and no two chunks repeat each other's noise."""
@@ -101,7 +103,7 @@ def test_coloring_same_on_any_core_count_and_chunks_differ(mode, monkeypatch):
   assert not np.array_equal(first, second)
 
 
-@pytest.mark.parametrize("mode", coloring.MODES)
+@pytest.mark.parametrize("mode", STUDY_MODES)
 @pytest.mark.parametrize("noise_sigma", [0.0, 0.02])
 def test_coloring_kernel_computes_the_formula(mode, noise_sigma):
   """The jitted chunk against the same float32 formula as numpy operations on the same random

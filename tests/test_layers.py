@@ -18,7 +18,7 @@ LAYERS = (
     ("eval", "interpret", "attacks"),
     ("layout",),
     ("report",),
-    ("study", "bench"),
+    ("study", "bench", "benchmark"),
 )
 LAYER_OF = {part: i for i, parts in enumerate(LAYERS) for part in parts}
 

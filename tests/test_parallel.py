@@ -111,7 +111,7 @@ _DP_SCRIPT = textwrap.dedent("""
     c = cfg(True)
     model, tx, steps = runs.build(c)
     mesh = parallel.make_mesh()
-    fn = parallel.make_train_step(mesh, model=model, loss_name="erm", steps_per_epoch=steps)
+    fn = parallel.make_train_step(mesh, **runs.step_kwargs(c, model, steps))
     state = parallel.put(runs.init_state(c, model, tx), parallel.replicated(mesh))
     data = {"images": jnp.zeros((512, 28, 28, 3), jnp.uint8),
             "labels": jnp.zeros(512, jnp.int32)}

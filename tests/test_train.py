@@ -101,7 +101,7 @@ def test_train_step_lowers_loss(loss_name):
           "labels": jnp.asarray(np.arange(16) % 10, jnp.int32),
           "cf_images": jnp.asarray(rng.integers(0, 256, (16, 28, 28, 3), dtype=np.uint8))}
   order = jnp.arange(16)[None, None, :]  # [K=1, steps_per_epoch=1, batch=16]: the same batch.
-  fn = step_lib.make_train_step(model=model, loss_name=loss_name, steps_per_epoch=1)
+  fn = step_lib.make_train_step(**runs.step_kwargs(c, model, 1))
   lam = jnp.asarray([0.1])
   first = None
   for _ in range(5):
@@ -135,7 +135,7 @@ def test_step_in_slices_equals_one_pass(loss_name, monkeypatch):
   out = {}
   for limit in (0, 8 if loss_name == "consistency" else 4):
     monkeypatch.setattr(step_lib, "PASS_IMAGES", limit)
-    fn = step_lib.make_train_step(model=model, loss_name=loss_name, steps_per_epoch=1)
+    fn = step_lib.make_train_step(**runs.step_kwargs(c, model, 1))
     state = jax.tree_util.tree_map(jnp.copy, state0)  # The step donates its state.
     out[limit] = fn(state, data, order, jnp.asarray([0.5]))
   (s_one, m_one), (s_sliced, m_sliced) = out.values()
@@ -167,10 +167,10 @@ def test_resume_equals_uninterrupted(straight, tmp_path, monkeypatch):
   class Killed(Exception):
     pass
 
-  def orders_then_die(config, epoch, n, steps):
+  def orders_then_die(config, epoch, *args):
     if epoch == 2:
       raise Killed()
-    return real_orders(config, epoch, n, steps)
+    return real_orders(config, epoch, *args)
 
   monkeypatch.setattr(loop, "epoch_orders", orders_then_die)
   with pytest.raises(Killed):

@@ -3,7 +3,12 @@
 A split is a dict of numpy arrays: `images` uint8[N,28,28,3], `labels` int32[N], `colors`
 int32[N] (palette ids) and `aligned` bool[N] (color == label); the train split also carries
 `cf_images` / `cf_colors`, the counterfactual partner of every image (same grey digit, another
-color, fresh background and noise).
+color, fresh background and noise), and `grey` uint8[N,28,28], its grey digits (for recoloring
+during training: coloring.recolor_fn).
+
+Held out from the training digits, in this order, when sized > 0: `val` (colored like train),
+`val_unbiased` (rho 0.1: uniformly random colors) and `val_balanced` (rho 0.5: half aligned, so
+a group-balanced subsample keeps most of it; groups.balanced_subset).
 """
 
 import hashlib
@@ -25,13 +30,18 @@ from ccmnist.data import palette as palette_lib
 from ccmnist.util import io
 
 # Bump when the way splits are generated changes, so stale caches are not reused.
-SPLITS_VERSION = 5
+SPLITS_VERSION = 6
 # Data-config fields that change the arrays (and so the cache key).
 KEY_FIELDS = ("coloring", "rho_train", "rho_test_easy", "rho_test_hard", "noise_sigma",
               "bg_low", "bg_high", "seed", "train_size", "test_size", "val_size",
-              "val_unbiased_size", "palette", "source")
-# Every split a data config can hold, in report order (val and val_unbiased when sized > 0).
-SPLIT_NAMES = ("train", "test_easy", "test_hard", "val", "val_unbiased")
+              "val_unbiased_size", "palette", "source", "color_std", "grayscale",
+              "val_balanced_size")
+# Fields newer than some saved configs, and the value a config without them means.
+FIELD_DEFAULTS = {"color_std": coloring.COLOR_STD, "grayscale": False, "val_balanced_size": 0}
+# Every split a data config can hold, in report order (the val splits when sized > 0).
+SPLIT_NAMES = ("train", "test_easy", "test_hard", "val", "val_unbiased", "val_balanced")
+# The held-out splits' colors: rho_train for val; fixed rhos for the others.
+HELDOUT_RHO = {"val_unbiased": 0.1, "val_balanced": 0.5}
 
 
 def check_rho(rho: float) -> float:
@@ -59,8 +69,14 @@ def assign_colors(labels, rho: float, rng: np.random.Generator) -> np.ndarray:
   return np.where(keep, labels, different_colors(labels, rng)).astype(np.int32)
 
 
+def field(cfg, name: str):
+  """cfg[name], or FIELD_DEFAULTS[name] for a config saved before the field existed."""
+  return cfg.get(name, FIELD_DEFAULTS[name]) if name in FIELD_DEFAULTS else cfg[name]
+
+
 def make_split(grey, labels, rho, rng, *, cfg, palette, with_counterfactuals=False):
-  """Colors grey digits with correlation rho; returns the split dict."""
+  """Colors grey digits with correlation rho; returns the split dict (with counterfactuals, also
+  the grey digits: the train split's `grey`)."""
   colors = assign_colors(labels, rho, rng)
   kw = coloring_kwargs(cfg, palette=palette)
   split = dict(images=coloring.colorize(grey, colors, rng, **kw), labels=labels.astype(np.int32),
@@ -68,6 +84,7 @@ def make_split(grey, labels, rho, rng, *, cfg, palette, with_counterfactuals=Fal
   if with_counterfactuals:
     split["cf_colors"] = different_colors(colors, rng)
     split["cf_images"] = coloring.colorize(grey, split["cf_colors"], rng, **kw)
+    split["grey"] = np.asarray(grey, np.uint8)
   return split
 
 
@@ -83,25 +100,37 @@ def check_data_config(cfg) -> None:
                      f"{coloring.MODES}.")
   if cfg.source not in ("mnist", "synthetic"):
     raise ValueError(f"config.data.source={cfg.source!r}; use 'mnist' or 'synthetic'.")
-  n_heldout = cfg.val_size + cfg.val_unbiased_size
-  if min(cfg.train_size, cfg.test_size, cfg.val_size, cfg.val_unbiased_size) < 0:
+  n_vb = field(cfg, "val_balanced_size")
+  n_heldout = cfg.val_size + cfg.val_unbiased_size + n_vb
+  if min(cfg.train_size, cfg.test_size, cfg.val_size, cfg.val_unbiased_size, n_vb) < 0:
     raise ValueError("config.data sizes must be >= 0.")
   if cfg.train_size + n_heldout > mnist.NUM_EXAMPLES["train"]:
-    raise ValueError(f"train_size + val_size + val_unbiased_size = {cfg.train_size + n_heldout}"
-                     f" exceeds the {mnist.NUM_EXAMPLES['train']} MNIST training digits.")
+    raise ValueError(f"train_size + val_size + val_unbiased_size + val_balanced_size = "
+                     f"{cfg.train_size + n_heldout} exceeds the {mnist.NUM_EXAMPLES['train']} "
+                     f"MNIST training digits.")
+  color_std = field(cfg, "color_std")
+  if not (isinstance(color_std, (int, float)) and 0 <= color_std <= 1):
+    raise ValueError(f"config.data.color_std={color_std!r}: the 'lff' color jitter's std, in "
+                     f"[0, 1] color units (LfF severities: 0.05, 0.02, 0.01, 0.005, 0.002).")
+  if not isinstance(field(cfg, "grayscale"), bool):
+    raise ValueError(f"config.data.grayscale={field(cfg, 'grayscale')!r}; use True or False.")
   if cfg.test_size > mnist.NUM_EXAMPLES["test"] or cfg.test_size < 1 or cfg.train_size < 1:
     raise ValueError("config.data.test_size must be in [1, 10000] and train_size >= 1.")
-  palette_lib.check_palette(palette_of(cfg))
+  if cfg.coloring == "lff":
+    palette_lib.palette_levels(palette_of(cfg))
+  else:
+    palette_lib.check_palette(palette_of(cfg))
 
 
 def palette_of(cfg) -> np.ndarray:
-  return palette_lib.PALETTE_RGB if cfg.palette is None else np.asarray(cfg.palette)
+  """The config's palette; None: the coloring mode's own (coloring.config_palette)."""
+  return coloring.config_palette(cfg)
 
 
 def coloring_kwargs(cfg, *, palette=None) -> dict:
-  """The keyword arguments of coloring.colorize that a data config sets."""
-  return dict(mode=cfg.coloring, palette=palette_of(cfg) if palette is None else palette,
-              noise_sigma=cfg.noise_sigma, bg_range=(cfg.bg_low, cfg.bg_high))
+  """The keyword arguments of coloring.colorize that a data config sets
+  (coloring.config_kwargs)."""
+  return coloring.config_kwargs(cfg, palette=palette)
 
 
 def synthetic_digits(n: int, rng: np.random.Generator):
@@ -130,12 +159,18 @@ def build_splits(cfg) -> dict:
   train_grey, train_labels = load_grey(cfg, "train")
   test_grey, test_labels = load_grey(cfg, "test")
   # One Generator per split, each seeded from (seed, split index): splits are independent,
-  # so changing one split's size does not change the others' colors.
+  # so changing one split's size does not change the others' colors. A new split's name goes
+  # at the end, so that no other split's index moves.
   rngs = {name: np.random.default_rng([cfg.seed, i]) for i, name in enumerate(
-      ("order", "train", "test_easy", "test_hard", "val", "val_unbiased", "test_order"))}
+      ("order", "train", "test_easy", "test_hard", "val", "val_unbiased", "test_order",
+       "val_balanced"))}
   order = rngs["order"].permutation(len(train_labels))
-  n_tr, n_v, n_vu = (min(cfg.train_size, len(order)), cfg.val_size, cfg.val_unbiased_size)
-  tr, va, vu = order[:n_tr], order[n_tr:n_tr + n_v], order[n_tr + n_v:n_tr + n_v + n_vu]
+  n_tr = min(cfg.train_size, len(order))
+  sizes = {"val": cfg.val_size, "val_unbiased": cfg.val_unbiased_size,
+           "val_balanced": field(cfg, "val_balanced_size")}
+  tr, heldout, start = order[:n_tr], {}, n_tr
+  for name, n in sizes.items():
+    heldout[name], start = order[start:start + n], start + n
   test_idx = np.sort(rngs["test_order"].permutation(len(test_labels))[:cfg.test_size])
   tg, tl = test_grey[test_idx], test_labels[test_idx]
   make = lambda g, y, rho, name, **kw: make_split(g, y, rho, rngs[name], cfg=cfg, palette=pal,
@@ -146,16 +181,17 @@ def build_splits(cfg) -> dict:
       "test_easy": make(tg, tl, cfg.rho_test_easy, "test_easy"),
       "test_hard": make(tg, tl, cfg.rho_test_hard, "test_hard"),
   }
-  if n_v:
-    splits["val"] = make(train_grey[va], train_labels[va], cfg.rho_train, "val")
-  if n_vu:
-    splits["val_unbiased"] = make(train_grey[vu], train_labels[vu], 0.1, "val_unbiased")
+  for name, idx in heldout.items():
+    if sizes[name]:
+      splits[name] = make(train_grey[idx], train_labels[idx],
+                          HELDOUT_RHO.get(name, cfg.rho_train), name)
   return splits
 
 
 def cache_key(cfg) -> str:
-  fields = {k: (list(map(list, cfg[k])) if k == "palette" and cfg[k] is not None else cfg[k])
-            for k in KEY_FIELDS}
+  fields = {k: field(cfg, k) for k in KEY_FIELDS}
+  if fields["palette"] is not None:
+    fields["palette"] = np.asarray(fields["palette"]).tolist()
   blob = json.dumps({"version": SPLITS_VERSION, **fields}, sort_keys=True)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -6,10 +6,11 @@ import jax
 
 from ccmnist.models.cnn import MLP
 from ccmnist.models.cnn import CheaterCNN
+from ccmnist.models.cnn import LfFMLP
 from ccmnist.models.cnn import ShapeCNN
 from ccmnist.models.cnn import dummy_input
 
-MODELS = {"cheater": CheaterCNN, "shape_cnn": ShapeCNN, "mlp": MLP}
+MODELS = {"cheater": CheaterCNN, "shape_cnn": ShapeCNN, "mlp": MLP, "lff_mlp": LfFMLP}
 
 
 def get_model(name: str, **kwargs):
@@ -41,5 +42,5 @@ def param_count(params) -> int:
   return sum(x.size for x in jax.tree_util.tree_leaves(params))
 
 
-__all__ = ["CheaterCNN", "ShapeCNN", "MLP", "MODELS", "get_model", "init_params",
+__all__ = ["CheaterCNN", "ShapeCNN", "MLP", "LfFMLP", "MODELS", "get_model", "init_params",
            "layer_shapes", "param_count"]

@@ -64,6 +64,29 @@ class MLP(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+class LfFMLP(nn.Module):
+  """The MLP of LfF and DFA's Colored MNIST: 3 hidden layers of 100, ReLU, a linear head.
+
+  As alinlab/LfF module/mlp.py (commit e66796e): Linear(2352, 100), ReLU, Linear(100, 100),
+  ReLU, Linear(100, 100), ReLU, Linear(100, 10), PyTorch's default init (TorchDense), no
+  dropout or normalization. Their input is ToTensor's [0, 1] divided by 255 once more in the
+  model, so the network sees pixels / 255**2: pixel_scale keeps that (set 1 / 255 for [0, 1]).
+  DFA (kakaoenterprise/Learning-Debiased-Disentangled) narrows the last hidden layer to 16:
+  hidden=(100, 100, 16). Each hidden pre-activation is exposed as dense0, dense1, ...
+  """
+  num_classes: int = 10
+  hidden: tuple = (100, 100, 100)
+  pixel_scale: float = 1.0 / (255.0 * 255.0)
+  conv_impl: str = "s2d"  # Unused; accepted so every model takes the same keywords.
+
+  @nn.compact
+  def __call__(self, x_NHWC):
+    x = (x_NHWC * self.pixel_scale).reshape(x_NHWC.shape[0], -1)
+    for i, h in enumerate(self.hidden):
+      x = nn.relu(expose(self, f"dense{i}", TorchDense(h, x.shape[-1], name=f"Dense_{i}")(x)))
+    return TorchDense(self.num_classes, x.shape[-1], name=f"Dense_{len(self.hidden)}")(x)
+
+
 def input_shape(batch: int = 1):
   return (batch, 28, 28, 3)
 

@@ -33,13 +33,13 @@ class NonFiniteLossError(FloatingPointError):
 
 # ---------------------------------------------------------------- data on device
 
-def device_splits(splits: dict, eval_batch_size: int, *, with_train: bool = True):
-  """Train arrays on device (None unless with_train), and each eval split padded to whole eval
-  batches."""
+def device_splits(splits: dict, eval_batch_size: int, *, with_train: bool = True,
+                  train_keys=("images", "labels", "cf_images")):
+  """The train arrays `train_keys` on device (None unless with_train), and each eval split
+  padded to whole eval batches."""
   tr, train = splits["train"], None
   if with_train:
-    train = {"images": jnp.asarray(tr["images"]), "labels": jnp.asarray(tr["labels"]),
-             "cf_images": jnp.asarray(tr["cf_images"])}
+    train = {k: jnp.asarray(tr[k]) for k in train_keys if k != "index"}
   evals = {}
   for name in splits_lib.SPLIT_NAMES:
     if name not in splits:
@@ -81,16 +81,24 @@ def replica_keys(config):
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _orders(key_data_K, epoch, n: int, steps: int, batch: int):
+def _orders(key_data_K, epoch, n: int, steps: int, batch: int, weights=None):
   def one(key_data):
     key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(key_data), 1), epoch)
-    return jax.random.permutation(key, n)[:steps * batch].reshape(steps, batch)
+    if weights is None:
+      return jax.random.permutation(key, n)[:steps * batch].reshape(steps, batch)
+    return jax.random.choice(key, n, (steps, batch), replace=True, p=weights)
   return jax.vmap(one)(key_data_K)
 
 
-def epoch_orders(config, epoch: int, n: int, steps: int):
-  """[K, steps, batch] example indices of one epoch; replica r's from key(seed_r)."""
-  return _orders(replica_keys(config), jnp.int32(epoch), n, steps, config.train.batch_size)
+def epoch_orders(config, epoch: int, n: int, steps: int, weights=None):
+  """[K, steps, batch] example indices of one epoch; replica r's from key(seed_r).
+
+  weights: None (every example once, in a random order), or [n] probabilities: examples drawn
+  with replacement (a method's sample_weights).
+  """
+  weights = None if weights is None else jnp.asarray(weights, jnp.float32)
+  return _orders(replica_keys(config), jnp.int32(epoch), n, steps, config.train.batch_size,
+                 weights)
 
 
 # ---------------------------------------------------------------- the loop
@@ -170,21 +178,24 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
 
   t_data = time.perf_counter()
   splits = splits_lib.get_splits(config.data)
+  model, tx, steps = runs.build(config)
+  step_kw = runs.step_kwargs(config, model, steps)
+  method = step_kw["method"]
   train_data, evals = device_splits(splits, config.train.eval_batch_size,
-                                    with_train=not multiprocess)
+                                    with_train=not multiprocess, train_keys=method.batch_keys)
+  extra = runs.init_extra(config, splits["train"])
+  weights = (None if method.sample_weights is None else
+             method.sample_weights(config, splits["train"]))
   logging.info("Data ready in %.1fs: %s", time.perf_counter() - t_data,
                {k: len(v["labels"]) for k, v in splits.items()})
 
-  model, tx, steps = runs.build(config)
   reps = runs.replicas(config)
   lams = jnp.asarray([r["lam"] for r in reps], jnp.float32)
-  warmup_steps = config.loss.warmup_epochs * steps if config.loss.name == "consistency" else 0
-  step_kw = dict(model=model, loss_name=config.loss.name, warmup_steps=warmup_steps,
-                 steps_per_epoch=steps, grad_scale=config.loss.grad_scale)
   eval_fn = step_lib.make_eval_step(model=model)
 
   step_fn, state, place_orders, local = _training_step(
-      config, runs.init_state(config, model, tx), splits["train"], train_data, lams, step_kw)
+      config, runs.init_state(config, model, tx, extra), splits["train"], train_data, lams,
+      step_kw)
   mngr = runs.checkpoint_manager(workdir)
   start_epoch, state, bad = runs.restore_latest(mngr, state)
   for step in bad:  # Unreadable, and about to be written again.
@@ -206,7 +217,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
   tensorboard = summaries.writers(workdir, k) if writer else contextlib.nullcontext([])
   with tensorboard as tb:
     for epoch in range(start_epoch + 1, config.train.epochs + 1):
-      orders = place_orders(epoch_orders(config, epoch, n_train, steps))
+      orders = place_orders(epoch_orders(config, epoch, n_train, steps, weights))
       t_epoch, step_metrics = time.perf_counter(), []
       for s in range(steps):
         state, m = step_fn(state, orders, s)

@@ -194,7 +194,7 @@ def setup_processes(config, state, train_split: dict, lams, **static):
   static = {k: v for k, v in static.items() if k != "steps_per_epoch"}
   fn = make_batch_train_step(mesh, **static)
   lams = put(lams, rep)
-  sharding, keys = batch_sharding(mesh), step_lib.batch_keys(static["loss_name"])
+  sharding, keys = batch_sharding(mesh), static["method"].batch_keys
   step_fn = lambda state, orders, s: fn(state, feed(train_split, orders[:, s], sharding, keys),
                                         lams)
   return step_fn, put(state, rep)

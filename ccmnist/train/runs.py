@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from ccmnist import models
 from ccmnist.data import splits as splits_lib
 from ccmnist.train import losses
+from ccmnist.train import methods
 from ccmnist.train import optim
 from ccmnist.train import parallel
 from ccmnist.train import step as step_lib
@@ -64,7 +65,8 @@ def headline_lam(config) -> float:
 
 def check_config(config) -> None:
   """Fails at once, with what to fix, on bad values."""
-  losses.check_loss_name(config.loss.name)
+  method = methods.get(config.loss.name)
+  methods.settings_of(config)
   models.get_model(config.model.name, conv_impl=config.model.conv_impl)
   splits_lib.check_data_config(config.data)
   if config.optim.name not in optim.OPTIMIZERS:
@@ -81,6 +83,11 @@ def check_config(config) -> None:
     raise ValueError("config.loss.warmup_epochs must be >= 0.")
   if config.loss.grad_scale not in losses.GRAD_SCALES:
     raise ValueError(f"config.loss.grad_scale must be one of {tuple(losses.GRAD_SCALES)}.")
+  if config.train.data_parallel and not shardable(method):
+    raise ValueError(f"Method {method.name!r} keeps per-replica state or reads rows by index, "
+                     "which data-parallel training does not shard; set "
+                     "config.train.data_parallel=False.")
+  method.check(config)
   if config.train.data_parallel:
     parallel.check_batch_size(config.train.batch_size, jax.device_count())
   elif jax.process_count() > 1:
@@ -89,16 +96,39 @@ def check_config(config) -> None:
   replicas(config)
 
 
+def shardable(method) -> bool:
+  """Whether data-parallel training computes `method` exactly: a mean over examples, no state,
+  no rows by index."""
+  return (method.sliceable and method.init_extra is methods.base.no_extra
+          and "index" not in method.batch_keys)
+
+
 def build(config):
-  """(model, tx, steps_per_epoch) of a config."""
+  """(model, tx, steps_per_epoch) of a config: the method's model (methods.Method.wrap_model)."""
   model = models.get_model(config.model.name, conv_impl=config.model.conv_impl)
+  wrap = methods.get(config.loss.name).wrap_model
+  model = wrap(model) if wrap else model
   steps = config.data.train_size // config.train.batch_size
   tx = optim.make_optimizer(config.optim, steps * config.train.epochs)
   return model, tx, steps
 
 
-def init_state(config, model, tx):
-  """Replica-stacked TrainState: replica r initialized from key(seed_r).
+def step_kwargs(config, model, steps_per_epoch: int) -> dict:
+  """The static settings of a run's train step (step.make_train_step's keywords)."""
+  return dict(model=model, method=methods.get(config.loss.name),
+              settings=methods.settings_of(config), steps_per_epoch=steps_per_epoch,
+              warmup_steps=config.loss.warmup_epochs * steps_per_epoch)
+
+
+def init_extra(config, train_split) -> dict:
+  """The method's state of every replica, [K, ...] on device (train_split: the host arrays)."""
+  extra = methods.get(config.loss.name).init_extra(config, train_split, replicas(config))
+  return jax.tree_util.tree_map(jnp.asarray, extra)
+
+
+def init_state(config, model, tx, extra=None):
+  """Replica-stacked TrainState: replica r initialized from key(seed_r); extra: the method's
+  state [K, ...] (init_extra), {} when None.
 
   Replicas are initialized one by one with the model's cached, jitted init (the same values a
   vmapped init gives): a vmapped init is a new program per config, slow to compile on XLA:CPU
@@ -107,8 +137,8 @@ def init_state(config, model, tx):
   keys = [jax.random.fold_in(jax.random.key(r["seed"]), 0) for r in replicas(config)]
   params = [models.init_params(model, k) for k in keys]
   params = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *params)
-  create = lambda p: step_lib.TrainState.create(apply_fn=None, params=p, tx=tx)
-  return jax.jit(jax.vmap(create))(params)
+  create = lambda p, e: step_lib.TrainState.create(apply_fn=None, params=p, tx=tx, extra=e)
+  return jax.jit(jax.vmap(create))(params, {} if extra is None else extra)
 
 
 def checkpoint_manager(workdir) -> ocp.CheckpointManager:
@@ -212,6 +242,20 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   return workdir_lib.load_config(workdir, kind="training")
 
 
+def _saved_extra(mngr):
+  """Zeros shaped like the method state of the newest checkpoint whose metadata reads ({} when
+  none): what the state is made of without recomputing it (a method may derive it from a
+  reference run)."""
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      path = pathlib.Path(mngr.directory) / str(step) / "default"
+      tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree["extra"]
+    except Exception:  # pylint: disable=broad-except  # A damaged one: restore_latest says so.
+      continue
+    return jax.tree_util.tree_map(lambda m: np.zeros(m.shape, m.dtype), tree)
+  return {}
+
+
 def load_run(workdir, *, replica: int | None = 0):
   """(model, params, config) of the latest checkpoint that restores in a training workdir.
 
@@ -222,11 +266,12 @@ def load_run(workdir, *, replica: int | None = 0):
   model, tx, _ = build(config)
   # On this process's first device, whatever devices and processes wrote the checkpoint.
   here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here),
-      jax.eval_shape(lambda: init_state(config, model, tx)))
   mngr = checkpoint_manager(workdir)
   try:
+    extra = _saved_extra(mngr)
+    abstract = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here),
+        jax.eval_shape(lambda: init_state(config, model, tx, extra)))
     step, state, _ = restore_latest(mngr, abstract)
   finally:
     mngr.close()

@@ -5,6 +5,7 @@ hyper-parameter grid points), so K runs are one compiled program.
 """
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -12,36 +13,27 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from ccmnist.train import losses
 
 
 class TrainState(train_state.TrainState):
-  pass
-
-
-def images_per_example(loss_name: str) -> int:
-  """Images one example costs a step: the consistency loss also runs its counterfactual."""
-  return 2 if loss_name == "consistency" else 1
-
-
-def batch_keys(loss_name: str) -> tuple:
-  """The arrays of an example that the loss `loss_name` reads."""
-  return ("images", "labels", "cf_images") if loss_name == "consistency" else ("images", "labels")
+  """params, opt_state and step as flax's, plus `extra`: the method's own state
+  (methods/base.py), {} for most."""
+  extra: Any = None
 
 
 def gather_batch(data, idx):
-  """Images of one batch as float32 pixels, gathered on device from the resident split."""
-  batch = {"images": data["images"][idx].astype(jnp.float32), "labels": data["labels"][idx]}
-  if "cf_images" in data:
-    batch["cf_images"] = data["cf_images"][idx].astype(jnp.float32)
-  return batch
+  """One batch of the resident train arrays: every array's rows idx (images as float32
+  pixels), and 'index', the rows themselves."""
+  batch = {k: v[idx].astype(jnp.float32) if k.endswith("images") else v[idx]
+           for k, v in data.items()}
+  return {**batch, "index": idx}
 
 
 # Most images in one forward/backward pass of a train step. A larger batch is computed in equal
-# slices whose gradients are averaged: every loss here is a mean over examples, so the gradient
-# is the same up to float rounding. On XLA:CPU small passes keep their activations in cache, so
-# a large batch runs faster as several (docs/perf.md). None: 64 on the CPU, the whole batch
-# elsewhere; 0: always the whole batch.
+# slices whose gradients are averaged: a sliceable method's loss is a mean over examples, so the
+# gradient is the same up to float rounding. On XLA:CPU small passes keep their activations in
+# cache, so a large batch runs faster as several (docs/perf.md). None: 64 on the CPU, the whole
+# batch elsewhere; 0: always the whole batch.
 PASS_IMAGES = None
 
 
@@ -59,9 +51,8 @@ def num_passes(batch_size: int, images_per_example: int) -> int:
   return batch_size
 
 
-def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
-               steps_per_epoch: int, warmup_steps: int = 0, grad_scale: str = "unit",
-               axis_name=None):
+def train_step(state, data, order, lam, *, model: nn.Module, method, settings,
+               steps_per_epoch: int, warmup_steps: int = 0, axis_name=None):
   """One optimizer step on resident data; returns (state, metrics).
 
   `order` [steps_per_epoch, batch] holds the epoch's example indices; the batch is row
@@ -69,39 +60,43 @@ def train_step(state, data, order, lam, *, model: nn.Module, loss_name: str,
   The rest as batch_step.
   """
   return batch_step(state, gather_batch(data, order[state.step % steps_per_epoch]), lam,
-                    model=model, loss_name=loss_name, warmup_steps=warmup_steps,
-                    grad_scale=grad_scale, axis_name=axis_name)
+                    model=model, method=method, settings=settings, warmup_steps=warmup_steps,
+                    axis_name=axis_name)
 
 
-def batch_step(state, batch, lam, *, model: nn.Module, loss_name: str, warmup_steps: int = 0,
-               grad_scale: str = "unit", axis_name=None):
-  """One optimizer step on `batch` ({'images', 'labels'[, 'cf_images']}); returns (state, metrics).
+def batch_step(state, batch, lam, *, model: nn.Module, method, settings, warmup_steps: int = 0,
+               axis_name=None):
+  """One optimizer step of `method` (methods.Method) on `batch`; returns (state, metrics).
 
+  settings: the method's settings (methods.settings_of), a dict or tuple of items.
   axis_name: None, or the mesh axis that the batch is split over, inside shard_map
   (train/parallel.py): each device computes its share of the batch, in passes, and gradients
   and metrics are averaged over the axis, so every device applies the same update.
   """
   batch = {k: v.astype(jnp.float32) if k.endswith("images") else v for k, v in batch.items()}
-  consistency_on = (state.step >= warmup_steps).astype(jnp.float32)
+  settings = dict(settings)
 
   def loss_fn(params, batch):
-    logit_fn = lambda x: model.apply({"params": params}, x)
-    return losses.total_loss(
-        logit_fn=logit_fn, images=batch["images"], labels=batch["labels"],
-        cf_images=batch.get("cf_images"), name=loss_name, lam=lam,
-        consistency_on=consistency_on, grad_scale=grad_scale)
+    loss, aux, extra = method.loss(model=model, params=params, batch=batch, lam=lam,
+                                   extra=state.extra, step=state.step,
+                                   warmup_steps=warmup_steps, settings=settings)
+    return loss, (aux, extra)
 
   size = batch["labels"].shape[0]
-  passes = num_passes(size, images_per_example(loss_name))
+  passes = num_passes(size, method.images_per_example) if method.sliceable else 1
   n = size // passes
   # Unrolled: a lax.scan over the slices runs much slower on XLA:CPU (docs/perf.md).
-  per_pass = [jax.value_and_grad(loss_fn, has_aux=True)(
+  outs = [jax.value_and_grad(loss_fn, has_aux=True)(
       state.params, jax.tree_util.tree_map(lambda a, i=i: a[i * n:(i + 1) * n], batch))
-              for i in range(passes)]
-  (loss, aux), grads = jax.tree_util.tree_map(lambda *v: sum(v) / passes, *per_pass)
+          for i in range(passes)]
+  mean = lambda *v: sum(v) / passes
+  loss = mean(*[loss for (loss, _), _ in outs])
+  aux = jax.tree_util.tree_map(mean, *[aux for (_, (aux, _)), _ in outs])
+  grads = jax.tree_util.tree_map(mean, *[grads for _, grads in outs])
+  extra = outs[0][0][1][1] if passes == 1 else state.extra  # Sliceable: left unchanged.
   if axis_name is not None:  # Equal shares: the mean of the devices' means is the batch mean.
     (loss, aux), grads = jax.lax.pmean(((loss, aux), grads), axis_name)
-  state = state.apply_gradients(grads=grads)
+  state = state.apply_gradients(grads=grads).replace(extra=extra)
   return state, {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads)}
 
 

@@ -1,0 +1,1 @@
+"""The debiasing benchmark: methods, protocols and ratios compared, with published numbers."""

@@ -1,0 +1,36 @@
+"""Training methods by name: METHODS[config.loss.name] -> base.Method.
+
+Adding one: a module with a pure loss and its Method (base.py says what the step gives it),
+registered below; tests/test_methods.py runs every registered method through the generic checks.
+"""
+
+from ccmnist.train.methods import base
+from ccmnist.train.methods import consistency
+from ccmnist.train.methods import erm
+from ccmnist.train.methods import gradient_penalty
+
+Method = base.Method
+
+METHODS = {m.name: m for m in (
+    erm.METHOD, gradient_penalty.METHOD, gradient_penalty.COLOR_METHOD, consistency.METHOD)}
+
+
+def get(name: str) -> base.Method:
+  if name not in METHODS:
+    raise ValueError(f"Unknown loss {name!r}; known losses: {', '.join(METHODS)}.")
+  return METHODS[name]
+
+
+def settings_of(config) -> dict:
+  """The method's settings: its defaults, overridden by config.loss.settings, and grad_scale."""
+  method = get(config.loss.name)
+  given = dict(config.loss.get("settings", None) or {})
+  unknown = sorted(set(given) - set(method.defaults))
+  if unknown:
+    known = ", ".join(sorted(method.defaults)) or "none"
+    raise ValueError(f"config.loss.settings.{unknown[0]} is not a setting of {method.name!r} "
+                     f"(its settings: {known}).")
+  return {"grad_scale": config.loss.grad_scale, **method.defaults, **given}
+
+
+__all__ = ["METHODS", "Method", "get", "settings_of"]

@@ -1,0 +1,82 @@
+"""What a training method is: a pure loss, the arrays it reads, and the state it keeps.
+
+A method plugs into the one jitted train step (train/step.py) without the step knowing its
+internals. The step calls, for one replica and one batch,
+
+  loss(model=, params=, batch=, lam=, extra=, step=, warmup_steps=, settings=)
+      -> (loss, aux, extra)
+
+and differentiates `loss` with respect to `params`:
+  batch    {key: [B, ...]} for every key of `batch_keys`: the train split's arrays gathered at
+           the batch's rows (images and cf_images as float32 pixels), and 'index', the rows.
+  lam      the replica's grid value (config.loss.lam_grid): the method's main hyper-parameter,
+           traced, so a grid trains in one program. `lam_means` says what it is.
+  extra    the method's own state for this replica (group weights, a loss moving average, fixed
+           per-example weights, environments, a random key): a pytree the method returns
+           updated, checkpointed with the params. `init_extra` makes it for every replica.
+  step     the optimizer step (traced int), warmup_steps = config.loss.warmup_epochs x steps
+           per epoch, for methods that switch a term on late.
+  settings the method's fixed settings: its `defaults` overridden by config.loss.settings
+           (a plain dict, static).
+aux holds float scalars (at least 'ce', 'penalty', 'accuracy'); they become train metrics.
+
+A method is `sliceable` when its loss is a mean over examples and it leaves `extra` unchanged:
+only then may a batch be computed in slices whose gradients are averaged (step.num_passes).
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def no_extra(config, train_split, reps) -> dict:
+  """The state of a method that keeps none."""
+  del config, train_split, reps
+  return {}
+
+
+def no_check(config) -> None:
+  del config
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Method:
+  """A training method; see the module docstring for the loss's contract.
+
+  name: its config.loss.name. summary / paper / knows / lam_means: documentation printed by the
+  benchmark (what it does, the paper, what it needs to know about the bias, what lam is).
+  batch_keys: the train arrays a batch carries ('index' for the rows themselves).
+  images_per_example: forward passes one example costs (2 when a partner image is also run).
+  defaults: its settings and their defaults (config.loss.settings overrides them).
+  init_extra(config, train_split, reps) -> pytree with a leading [K] replica axis (numpy).
+  sample_weights(config, train_split) -> [N] probabilities of drawing each example into a batch
+    (drawn with replacement), or None for the default: every example once per epoch.
+  check(config): raises ValueError, saying what to fix, on settings the method cannot use.
+  wrap_model(model) -> the module the method trains (LfF trains a second, biased model beside
+    the one evaluated), or None.
+  """
+  name: str
+  loss: Callable[..., tuple]
+  summary: str = ""
+  paper: str = ""
+  knows: str = "nothing about the bias"
+  lam_means: str = "unused"
+  batch_keys: tuple = ("images", "labels")
+  images_per_example: int = 1
+  sliceable: bool = True
+  defaults: Any = dataclasses.field(default_factory=dict)
+  init_extra: Callable[..., Any] = no_extra
+  sample_weights: Callable[..., Any] | None = None
+  check: Callable[[Any], None] = no_check
+  wrap_model: Callable[[nn.Module], nn.Module] | None = None
+
+
+def logit_fn(model: nn.Module, params) -> Callable:
+  """x -> logits of `model` with `params`."""
+  return lambda x: model.apply({"params": params}, x)
+
+
+def accuracy(logits, labels):
+  return jnp.mean(jnp.argmax(logits, -1) == labels)
