@@ -5,14 +5,22 @@ registered below; tests/test_methods.py runs every registered method through the
 """
 
 from ccmnist.train.methods import base
+from ccmnist.train.methods import cf_augment
 from ccmnist.train.methods import consistency
 from ccmnist.train.methods import erm
 from ccmnist.train.methods import gradient_penalty
+from ccmnist.train.methods import groupdro
+from ccmnist.train.methods import irm
+from ccmnist.train.methods import recolor
+from ccmnist.train.methods import reweight
+from ccmnist.train.methods import vrex
 
 Method = base.Method
 
 METHODS = {m.name: m for m in (
-    erm.METHOD, gradient_penalty.METHOD, gradient_penalty.COLOR_METHOD, consistency.METHOD)}
+    erm.METHOD, gradient_penalty.METHOD, gradient_penalty.COLOR_METHOD, consistency.METHOD,
+    groupdro.METHOD, reweight.METHOD, reweight.SAMPLING_METHOD, irm.METHOD, vrex.METHOD,
+    cf_augment.METHOD, recolor.METHOD)}
 
 
 def get(name: str) -> base.Method:
@@ -22,7 +30,8 @@ def get(name: str) -> base.Method:
 
 
 def settings_of(config) -> dict:
-  """The method's settings: its defaults, overridden by config.loss.settings, and grad_scale."""
+  """The method's settings: its defaults, overridden by config.loss.settings; and the run's
+  grad_scale and data config (`data`), which a loss cannot otherwise see."""
   method = get(config.loss.name)
   given = dict(config.loss.get("settings", None) or {})
   unknown = sorted(set(given) - set(method.defaults))
@@ -30,7 +39,7 @@ def settings_of(config) -> dict:
     known = ", ".join(sorted(method.defaults)) or "none"
     raise ValueError(f"config.loss.settings.{unknown[0]} is not a setting of {method.name!r} "
                      f"(its settings: {known}).")
-  return {"grad_scale": config.loss.grad_scale, **method.defaults, **given}
+  return {"grad_scale": config.loss.grad_scale, **method.defaults, **given, "data": config.data}
 
 
 __all__ = ["METHODS", "Method", "get", "settings_of"]
