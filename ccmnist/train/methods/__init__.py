@@ -7,10 +7,13 @@ registered below; tests/test_methods.py runs every registered method through the
 from ccmnist.train.methods import base
 from ccmnist.train.methods import cf_augment
 from ccmnist.train.methods import consistency
+from ccmnist.train.methods import eiil
 from ccmnist.train.methods import erm
 from ccmnist.train.methods import gradient_penalty
 from ccmnist.train.methods import groupdro
 from ccmnist.train.methods import irm
+from ccmnist.train.methods import jtt
+from ccmnist.train.methods import lff
 from ccmnist.train.methods import recolor
 from ccmnist.train.methods import reweight
 from ccmnist.train.methods import vrex
@@ -20,7 +23,8 @@ Method = base.Method
 METHODS = {m.name: m for m in (
     erm.METHOD, gradient_penalty.METHOD, gradient_penalty.COLOR_METHOD, consistency.METHOD,
     groupdro.METHOD, reweight.METHOD, reweight.SAMPLING_METHOD, irm.METHOD, vrex.METHOD,
-    cf_augment.METHOD, recolor.METHOD)}
+    cf_augment.METHOD, recolor.METHOD,
+    jtt.METHOD, lff.METHOD, eiil.METHOD)}
 
 
 def get(name: str) -> base.Method:

@@ -1,0 +1,198 @@
+"""DFR: the head found in any model, the logistic-regression fit against known answers, and a
+refit workdir that depends on the balanced subset only and reads like a training run."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from ccmnist import models
+from ccmnist.data import groups
+from ccmnist.data import splits as splits_lib
+from ccmnist.train import dfr
+from ccmnist.train import loop
+from ccmnist.train import runs
+from ccmnist.train.methods import lff
+from configs import common
+
+
+@pytest.mark.parametrize("name,path", [("cheater", ("Dense_0",)), ("shape_cnn", ("Dense_1",)),
+                                       ("mlp", ("Dense_2",)), ("lff_mlp", ("Dense_3",)),
+                                       ("lff_pair", ("Dense_0",))])
+def test_head_features_times_the_head_are_the_logits(name, path):
+  model = (lff.wrap_model(models.get_model("cheater")) if name == "lff_pair" else
+           models.get_model(name))
+  params = models.init_params(model, jax.random.key(0))
+  assert dfr.head_path(model, params) == path
+  x = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (3, 28, 28, 3)), jnp.float32)
+  feats = jax.jit(lambda p, x: dfr.head_features(model, p, x))(params, x)
+  head = dfr.get_path(params, path)
+  assert feats.shape == (3, head["kernel"].shape[0])
+  np.testing.assert_allclose(feats @ head["kernel"] + head["bias"],
+                             model.apply({"params": params}, x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_without_a_linear_head_is_refused():
+  class Tanh(models.MLP):
+    def __call__(self, x):
+      return jnp.tanh(super().__call__(x))
+  model = Tanh()
+  with pytest.raises(ValueError, match="does not return a Dense layer's output"):
+    dfr.head_path(model, models.init_params(model, jax.random.key(0)))
+
+
+def symmetric_answer(reg):
+  """Two points x = 3 (class 1) and 5 (class 0), standardized to -1 and +1: by symmetry the
+  kernel is (a, -a) and the logit gap 2a; the optimum of log(1 + e^(-2a)) + reg a^2 solves
+  reg a = sigmoid(-2a) (bisection)."""
+  lo, hi = 0.0, 100.0
+  for _ in range(200):
+    mid = (lo + hi) / 2
+    lo, hi = (mid, hi) if reg * mid < 1 / (1 + np.exp(2 * mid)) else (lo, mid)
+  return lo
+
+
+@pytest.mark.parametrize("mode", ["map", "vmap"])
+def test_fit_matches_known_logistic_regression_answers(mode, monkeypatch):
+  monkeypatch.setattr(dfr, "FIT_MAP", mode)
+  x = np.array([[[3.0], [5.0]]], np.float32)  # One seed, two examples, one feature.
+  y = np.array([[1, 0]])
+  regs = (0.5, 0.1)
+  kernel, bias = dfr.fit_heads(x, y, regs, num_classes=2, steps=50)
+  assert kernel.shape == (2, 1, 2) and bias.shape == (2, 2)
+  for g, reg in enumerate(regs):
+    a = symmetric_answer(reg)
+    # On raw features: z = x - 4, so the kernel is (a, -a) and the bias folds in the mean.
+    np.testing.assert_allclose(kernel[g, 0], [a, -a], rtol=1e-4)
+    np.testing.assert_allclose(bias[g] - bias[g].mean(), [-4 * a, 4 * a], rtol=1e-4)
+
+  # Several classes: the fit is the regularized optimum (zero gradient), and weaker
+  # regularization fits the subset closer.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 120, 6)).astype(np.float32) * [1, 2, 3, 1, 5, 0] + 7
+  y = rng.integers(0, 4, (2, 120))
+  kernel, bias = dfr.fit_heads(x, y, (1e-1, 1e-3), num_classes=4, steps=100)
+  for r in range(4):
+    g, s = divmod(r, 2)
+    mean, std = dfr.standardizer(jnp.asarray(x[s]))
+    np.testing.assert_array_equal(std[-1], 1.0)  # The constant feature.
+    z = (x[s] - mean) / std
+    head = (kernel[r] * std[:, None], bias[r] + mean @ kernel[r])  # Back to standardized.
+    grad = jax.grad(dfr.objective)(head, z, y[s], (1e-1, 1e-3)[g])
+    assert max(float(jnp.abs(v).max()) for v in grad) < 1e-4
+    np.testing.assert_allclose(kernel[r][-1], 0.0, atol=1e-6)  # Regularized to 0.
+  ce = lambda r: float(dfr.objective((kernel[r], bias[r]), x[r % 2], y[r % 2], 0.0))
+  assert ce(2) < ce(0) and ce(3) < ce(1)
+
+
+# ---------------------------------------------------------------- the workdir
+
+@pytest.fixture(scope="module", name="base")
+def fixture_base(tmp_path_factory):
+  """A tiny ERM run of two seeds whose data holds a val_balanced split."""
+  c = common.train_config("tiny")
+  c.data.train_size, c.data.val_balanced_size = 384, 200
+  c.num_seeds = 2
+  c.loss.settings = ml_collections.ConfigDict()
+  c.lock()
+  workdir = tmp_path_factory.mktemp("base")
+  loop.train_and_evaluate(c, workdir)
+  return workdir, c
+
+
+def test_refit_writes_a_training_workdir_that_changes_only_the_head(base, tmp_path):
+  base_dir, c = base
+  results = dfr.refit(base_dir, tmp_path / "dfr", reg_grid=(0.1, 0.001), steps=30)
+  out = tmp_path / "dfr"
+  config = runs.load_config(out)
+  assert config.dfr.base == str(base_dir.resolve()) and tuple(config.dfr.reg_grid) == (0.1, 0.001)
+  assert [(r["seed"], r["lam"]) for r in runs.replicas(config)] == [
+      (0, 0.1), (1, 0.1), (0, 0.001), (1, 0.001)]
+  assert [g["lam"] for g in results["grid"]] == [0.1, 0.001]
+  assert set(results["accuracy"]) == {"train", "test_easy", "test_hard", "val_balanced"}
+  assert json.loads((out / "results.json").read_text()) == results
+  rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+  assert len(rows) == 1 and rows[0]["accuracy"]["test_hard"] == [
+      r["accuracy"]["test_hard"] for r in results["replicas"]]
+
+  model, params, _ = runs.load_run(out, replica=None)
+  _, base_params, _ = runs.load_run(base_dir, replica=None)
+  refit = dict(np.load(out / "refit.npz"))
+  for name in base_params:
+    for leaf in base_params[name]:
+      got = np.asarray(params[name][leaf])
+      if name == "Dense_0":
+        np.testing.assert_array_equal(got, refit[leaf])
+        assert not np.allclose(got[:2], np.asarray(base_params[name][leaf]))
+      else:  # Replica g * 2 + s holds seed s's layer, as the base trained it.
+        np.testing.assert_array_equal(got, np.asarray(base_params[name][leaf])[[0, 1, 0, 1]])
+  # The predictions are the refit model's.
+  preds = runs.load_predictions(out)
+  splits = splits_lib.get_splits(c.data)
+  for r in range(4):
+    p = jax.tree_util.tree_map(lambda a, r=r: a[r], params)
+    logits = model.apply({"params": p}, jnp.asarray(splits["test_hard"]["images"], jnp.float32))
+    assert np.mean(np.argmax(logits, -1) == preds["test_hard"][r]) > 0.99
+    acc = np.mean(preds["test_hard"][r] == splits["test_hard"]["labels"])
+    assert results["replicas"][r]["accuracy"]["test_hard"] == pytest.approx(acc)
+
+  # Each seed's subset is balanced over the 20 groups.
+  held = splits["val_balanced"]
+  for rows in refit["rows"]:
+    counts = groups.group_counts(held["labels"][rows], held["aligned"][rows])
+    assert len(set(counts.tolist())) == 1 and counts[0] >= 1
+  assert not np.array_equal(refit["rows"][0], refit["rows"][1])
+
+  # Finished: returned at once, not refit (a fit would fail here).
+  def no_fit(*a, **k):
+    raise AssertionError("refit again")
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(dfr, "fit_heads", no_fit)
+    assert dfr.refit(base_dir, out, reg_grid=(0.1, 0.001), steps=30) == results
+  with pytest.raises(ValueError, match="different config"):
+    dfr.refit(base_dir, out, reg_grid=(0.1,), steps=30)
+
+
+def test_refit_depends_on_the_balanced_subset_only(base, tmp_path, monkeypatch):
+  base_dir, c = base
+  fit = lambda name: (dfr.refit(base_dir, tmp_path / name, reg_grid=(0.01,), steps=30),
+                      dict(np.load(tmp_path / name / "refit.npz")))[1]
+  first = fit("a")
+  real = splits_lib.get_splits(c.data)
+  rows = first["rows"]
+  outside = np.setdiff1d(np.arange(len(real["val_balanced"]["labels"])), rows.ravel())[0]
+
+  def changed(row):
+    def get_splits(cfg, **kw):
+      out = {k: dict(v) for k, v in real.items()}
+      images = out["val_balanced"]["images"].copy()
+      images[row] = 255 - images[row]
+      out["val_balanced"]["images"] = images
+      return out
+    return get_splits
+
+  monkeypatch.setattr(splits_lib, "get_splits", changed(outside))
+  same = fit("b")
+  np.testing.assert_array_equal(same["kernel"], first["kernel"])
+  np.testing.assert_array_equal(same["rows"], rows)
+  monkeypatch.setattr(splits_lib, "get_splits", changed(rows[0][0]))
+  other = fit("c")
+  assert not np.allclose(other["kernel"][0], first["kernel"][0])
+
+
+def test_refit_refuses_bad_arguments(base, tmp_path):
+  base_dir, _ = base
+  with pytest.raises(ValueError, match="reg_grid must be a non-empty"):
+    dfr.refit(base_dir, tmp_path / "x", reg_grid=())
+  with pytest.raises(ValueError, match="held-out split"):
+    dfr.refit(base_dir, tmp_path / "x", reg_grid=(0.1,), split="train")
+  with pytest.raises(ValueError, match="no 'val_unbiased' split"):
+    dfr.refit(base_dir, tmp_path / "x", reg_grid=(0.1,), split="val_unbiased")
+  with pytest.raises(ValueError, match="per_group must be >= 1"):
+    dfr.refit(base_dir, tmp_path / "x", reg_grid=(0.1,), per_group=0)
+  with pytest.raises(ValueError, match="the base run's own"):
+    dfr.refit(base_dir, base_dir, reg_grid=(0.1,))
+  assert not (tmp_path / "x").exists()

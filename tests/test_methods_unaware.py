@@ -1,0 +1,353 @@
+"""The methods that do not know the bias (JTT, LfF, EIIL): hand-computed losses and updates, the
+reference run they read, and K replicas in one run equal single runs."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from ccmnist import models
+from ccmnist.data import splits as splits_lib
+from ccmnist.train import loop
+from ccmnist.train import losses
+from ccmnist.train import methods
+from ccmnist.train import runs
+from ccmnist.train import step as step_lib
+from ccmnist.train.methods import eiil
+from ccmnist.train.methods import irm
+from ccmnist.train.methods import jtt
+from ccmnist.train.methods import lff
+from configs import common
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """Single runs of one method share one compiled program: XLA's persistent cache."""
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+           "jax_persistent_cache_min_entry_size_bytes")
+  old = {n: getattr(jax.config, n) for n in names}
+  jax.config.update(names[0], str(tmp_path_factory.mktemp("xla_cache")))
+  jax.config.update(names[1], 0.0)
+  jax.config.update(names[2], 0)
+  yield
+  for n, v in old.items():
+    jax.config.update(n, v)
+
+
+def tiny_config(name, *, seed=0, num_seeds=1, lam=0.0, grid=(), lock=True, **settings):
+  c = common.train_config("tiny")
+  c.data.train_size = 128
+  c.seed, c.num_seeds, c.loss.name, c.loss.lam, c.loss.lam_grid = seed, num_seeds, name, lam, grid
+  c.loss.settings = ml_collections.ConfigDict(settings)
+  if lock:
+    c.lock()
+  return c
+
+
+@pytest.fixture(scope="module", name="reference")
+def fixture_reference(tmp_path_factory):
+  """An ERM identification run of seeds 0 and 1: (workdir, config)."""
+  workdir = tmp_path_factory.mktemp("reference")
+  c = tiny_config("erm", num_seeds=2)
+  loop.train_and_evaluate(c, workdir)
+  return workdir, c
+
+
+def train_split(config):
+  return splits_lib.get_splits(config.data)["train"]
+
+
+# ---------------------------------------------------------------- JTT
+
+def test_jtt_upweights_exactly_the_reference_errors(reference):
+  ref, _ = reference
+  preds = runs.load_predictions(ref)["train"]
+  c = tiny_config("jtt", seed=1, num_seeds=1, lam=4.0, reference=str(ref))
+  split = train_split(c)
+  errors = jtt.init_extra(c, split, runs.replicas(c))["errors"]
+  want = preds[1] != split["labels"]  # Seed 1 is the reference's replica 1.
+  assert errors.shape == (1, 128) and errors.dtype == bool
+  np.testing.assert_array_equal(errors[0], want)
+  assert 0 < want.sum() < 128  # Some errors, some not: the check can tell them apart.
+  # Two seeds read two replicas, in order.
+  c2 = tiny_config("jtt", num_seeds=2, lam=4.0, reference=str(ref))
+  np.testing.assert_array_equal(jtt.init_extra(c2, split, runs.replicas(c2))["errors"],
+                                preds != split["labels"][None])
+
+  # The loss: mean(w * CE) / mean_train(w), w = lam on the errors, 1 elsewhere.
+  model = models.get_model("cheater")
+  params = models.init_params(model, jax.random.key(0))
+  rows = np.concatenate([np.flatnonzero(want)[:3], np.flatnonzero(~want)[:5]])
+  batch = {"images": jnp.asarray(split["images"][rows], jnp.float32),
+           "labels": jnp.asarray(split["labels"][rows]), "index": jnp.asarray(rows)}
+  value, aux, extra = jtt.loss(model=model, params=params, batch=batch, lam=4.0,
+                               extra={"errors": jnp.asarray(errors[0])}, step=0, warmup_steps=0,
+                               settings={})
+  ce = np.asarray(losses.cross_entropy(
+      logits=model.apply({"params": params}, batch["images"]), labels=batch["labels"],
+      reduction="none"))
+  w = np.array([4.0] * 3 + [1.0] * 5)
+  mean_w = (4.0 * want.sum() + (~want).sum()) / 128
+  assert float(value) == pytest.approx(np.mean(w * ce) / mean_w, rel=1e-5)
+  assert float(aux["upweighted"]) == pytest.approx(3 / 8)
+  assert float(aux["ce"]) == pytest.approx(ce.mean(), rel=1e-5)
+  np.testing.assert_array_equal(extra["errors"], errors[0])  # Fixed weights: sliceable.
+
+
+def test_jtt_refuses_a_mismatched_reference(reference, tmp_path):
+  ref, _ = reference
+  c = tiny_config("jtt", seed=0, num_seeds=3, lam=4.0, reference=str(ref))
+  with pytest.raises(ValueError, match=r"no replica with seed 2 \(its seeds: 0, 1\)"):
+    jtt.init_extra(c, train_split(c), runs.replicas(c))
+  c = tiny_config("jtt", lam=4.0, lock=False, reference=str(ref))
+  c.data.rho_train = 0.9
+  with pytest.raises(ValueError, match=r"other data \(rho_train: 0.95 \(reference\) vs 0.9"):
+    jtt.init_extra(c, train_split(c), runs.replicas(c))
+  with pytest.raises(ValueError, match="is not a training workdir"):
+    jtt.init_extra(tiny_config("jtt", lam=4.0, reference=str(tmp_path)), None, [{"seed": 0}])
+  with pytest.raises(ValueError, match="needs a reference run: set config.loss.settings.ref"):
+    runs.check_config(tiny_config("jtt", lam=4.0))
+  with pytest.raises(ValueError, match="lambda_up, >= 1"):
+    runs.check_config(tiny_config("jtt", lam=0.5, reference=str(ref)))
+  # A missing reference fails before anything is written.
+  c = tiny_config("jtt", lam=4.0, reference=str(tmp_path / "nope"))
+  with pytest.raises(ValueError, match="nope/config.json not found"):
+    loop.train_and_evaluate(c, tmp_path / "run")
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ---------------------------------------------------------------- LfF
+
+def test_gce_value_and_gradient_equal_their_closed_forms():
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(5, 4)).astype(np.float32) * 2
+  y = np.array([0, 3, 1, 1, 2])
+  q = 0.7
+  p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+  p_y = p[np.arange(5), y]
+  gce = lambda z: lff.generalized_cross_entropy(logits=z, labels=jnp.asarray(y), q=q,
+                                                reduction="sum")
+  assert float(gce(jnp.asarray(z))) == pytest.approx(np.sum((1 - p_y ** q) / q), rel=1e-5)
+  # d/dz (1 - p_y^q) / q = -p_y^(q-1) dp_y/dz = p_y^q (p - onehot_y).
+  want = p_y[:, None] ** q * (p - np.eye(4)[y])
+  np.testing.assert_allclose(jax.grad(gce)(jnp.asarray(z)), want, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(jax.jit(jax.grad(gce))(jnp.asarray(z)), want, rtol=1e-5, atol=1e-7)
+  # q -> 0 is CE.
+  small = lff.generalized_cross_entropy(logits=jnp.asarray(z), labels=jnp.asarray(y), q=1e-4)
+  assert float(small) == pytest.approx(np.mean(-np.log(p_y)), rel=1e-3)
+
+
+def test_lff_averages_and_weights_by_hand():
+  ema, seen = jnp.zeros(4), jnp.zeros(4, bool)
+  ema, seen = lff.ema_update(ema, seen, jnp.array([0, 2]), jnp.array([2.0, 4.0]), 0.7)
+  np.testing.assert_allclose(ema, [2.0, 0.0, 4.0, 0.0])  # The first update sets the value.
+  ema, seen = lff.ema_update(ema, seen, jnp.array([2, 3]), jnp.array([1.0, 3.0]), 0.7)
+  np.testing.assert_allclose(ema, [2.0, 0.0, 0.7 * 4 + 0.3 * 1, 3.0], rtol=1e-6)
+  np.testing.assert_array_equal(seen, [True, False, True, True])
+  # Normalized by each class's largest average: classes [0, 0, 1, 1].
+  ema_b, ema_d = jnp.array([2.0, 4.0, 1.0, 0.5]), jnp.array([1.0, 1.0, 3.0, 1.0])
+  labels, rows = jnp.array([0, 0, 1, 1]), jnp.array([0, 3])
+  lb = lff.class_normalized(ema_b, labels, rows, 2)
+  ld = lff.class_normalized(ema_d, labels, rows, 2)
+  np.testing.assert_allclose(lb, [2 / 4, 0.5 / 1])
+  np.testing.assert_allclose(ld, [1 / 1, 1 / 3])
+  np.testing.assert_allclose(lff.difficulty_weights(lb, ld), [0.5 / 1.5, 0.5 / (0.5 + 1 / 3)],
+                             rtol=1e-6)
+
+
+def test_lff_trains_both_models_and_weights_the_debiased_update():
+  c = tiny_config("lff", lock=False)
+  c.model.name = "lff_mlp"  # Small and quick to compile.
+  c.lock()
+  model, tx, _ = runs.build(c)
+  plain = models.get_model("lff_mlp")
+  params = models.init_params(model, jax.random.key(0))
+  assert set(params) == set(models.init_params(plain, jax.random.key(0))) | {"biased"}
+  split = train_split(c)
+  x = jnp.asarray(split["images"][:8], jnp.float32)
+  debiased = {k: v for k, v in params.items() if k != "biased"}
+  for a, b in zip(jax.tree_util.tree_leaves(debiased),  # A seed starts it as the plain model.
+                  jax.tree_util.tree_leaves(models.init_params(plain, jax.random.key(0)))):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(model.apply({"params": params}, x),
+                                plain.apply({"params": debiased}, x))  # Evaluated: debiased.
+  assert not np.allclose(model.apply({"params": params}, x),
+                         plain.apply({"params": params["biased"]}, x))
+
+  # One step from averages that make the weights differ by example.
+  rows = np.arange(8)
+  y = jnp.asarray(split["labels"][rows])
+  extra = lff.init_extra(c, split, [0])
+  extra = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0]), extra)
+  rng = np.random.default_rng(1)
+  extra.update(ema_b=jnp.asarray(rng.uniform(0.1, 3, 128), jnp.float32),
+               ema_d=jnp.asarray(rng.uniform(0.1, 3, 128), jnp.float32),
+               seen=jnp.ones(128, bool))
+  batch = {"images": x, "labels": y, "index": jnp.asarray(rows)}
+  settings = methods.settings_of(c)
+  grads, new_extra = jax.grad(
+      lambda p: lff.loss(model=model, params=p, batch=batch, lam=0.0, extra=extra, step=0,
+                         warmup_steps=0, settings=settings)[::2], has_aux=True)(params)
+  ce = lambda p: losses.cross_entropy(logits=plain.apply({"params": p}, x), labels=y,
+                                      reduction="none")
+  # The averages and weights, by hand.
+  ema_b = 0.7 * extra["ema_b"][rows] + 0.3 * ce(params["biased"])
+  ema_d = 0.7 * extra["ema_d"][rows] + 0.3 * ce(debiased)
+  np.testing.assert_allclose(new_extra["ema_b"][rows], ema_b, rtol=1e-5)
+  np.testing.assert_allclose(new_extra["ema_d"][8:], extra["ema_d"][8:])
+  labels_all = np.asarray(split["labels"])
+  peak = lambda e: np.array([np.max(np.asarray(e)[labels_all == k]) for k in range(10)])
+  lb = ema_b / peak(new_extra["ema_b"])[np.asarray(y)]
+  ld = ema_d / peak(new_extra["ema_d"])[np.asarray(y)]
+  w = lb / (lb + ld + 1e-8)
+  assert np.ptp(np.asarray(w)) > 0.1
+  want_d = jax.grad(lambda p: jnp.mean(w * ce(p)))(debiased)
+  want_b = jax.grad(lambda p: lff.generalized_cross_entropy(
+      logits=plain.apply({"params": p}, x), labels=y, q=0.7))(params["biased"])
+  unweighted = jax.grad(lambda p: jnp.mean(ce(p)))(debiased)
+  for name in debiased:
+    for leaf in ("kernel", "bias"):
+      np.testing.assert_allclose(grads[name][leaf], want_d[name][leaf], rtol=2e-4, atol=1e-7)
+      np.testing.assert_allclose(grads["biased"][name][leaf], want_b[name][leaf], rtol=2e-4,
+                                 atol=1e-7)
+  assert not np.allclose(grads["Dense_3"]["kernel"], unweighted["Dense_3"]["kernel"],
+                         rtol=0.05)
+  # Through the train step, both models move.
+  state = runs.init_state(c, model, tx, {k: v[None] for k, v in extra.items()})
+  state = jax.tree_util.tree_map(lambda a: a[0], state)
+  moved, _ = step_lib.batch_step(state, batch, jnp.float32(0.0), model=model,
+                                 method=methods.get("lff"), settings=settings)
+  for part in (lambda p: p["Dense_3"], lambda p: p["biased"]["Dense_3"]):
+    assert not np.allclose(part(moved.params)["kernel"], part(state.params)["kernel"],
+                           rtol=0, atol=1e-7)
+  assert int(moved.extra["seen"].sum()) == 128
+
+
+def test_lff_settings_checked():
+  with pytest.raises(ValueError, match="GCE's exponent lies in"):
+    runs.check_config(tiny_config("lff", q=0.0))
+  with pytest.raises(ValueError, match="decay lies in"):
+    runs.check_config(tiny_config("lff", alpha=1.0))
+
+
+# ---------------------------------------------------------------- EIIL
+
+def spurious_case(n=400, seed=0):
+  """(logits, labels, follows): a reference that predicts a spurious attribute; half the
+  examples' labels agree with it (`follows`), half do not."""
+  rng = np.random.default_rng(seed)
+  attr = rng.integers(0, 10, n)
+  follows = np.arange(n) % 2 == 0
+  labels = np.where(follows, attr, (attr + rng.integers(1, 10, n)) % 10)
+  logits = 3.0 * np.eye(10)[attr] + 0.3 * rng.normal(size=(n, 10))
+  return jnp.asarray(logits, jnp.float32), jnp.asarray(labels, jnp.int32), follows
+
+
+def hard_penalty(logits, labels, envs):
+  return np.mean([float(irm.irm_penalty(logits, labels, envs == e)) for e in (0, 1)])
+
+
+def test_environment_inference_separates_a_spurious_rule():
+  logits, labels, follows = spurious_case()
+  envs = np.asarray(eiil.infer_environments(logits, labels, steps=2000, lr=0.01,
+                                            key=jax.random.key(0)))
+  agreement = np.mean(envs == follows)
+  assert max(agreement, 1 - agreement) > 0.95
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    assert hard_penalty(logits, labels, envs) > 3 * hard_penalty(
+        logits, labels, rng.random(len(follows)) < 0.5)
+  # The per-example scale gradient is d/dw CE(w z, y) at 1 = p . z - z_y.
+  p = jax.nn.softmax(logits)
+  want = np.sum(p * logits, 1) - np.asarray(logits)[np.arange(400), labels]
+  np.testing.assert_allclose(eiil.scale_gradients(logits, labels), want, rtol=1e-5, atol=1e-6)
+
+
+def test_eiil_environments_from_the_reference(reference):
+  ref, _ = reference
+  c = tiny_config("eiil", num_seeds=2, lam=2.0, grid=(2.0, 4.0), reference=str(ref),
+                  ei_steps=300, ei_lr=0.01)
+  split = train_split(c)
+  envs = eiil.init_extra(c, split, runs.replicas(c))["envs"]
+  assert envs.shape == (4, 128) and set(np.unique(envs)) == {0, 1}
+  np.testing.assert_array_equal(envs[2:], envs[:2])  # Grid points of a seed share them.
+  model, params, _ = runs.load_run(ref, replica=None)
+  for r in range(2):
+    z = model.apply({"params": jax.tree_util.tree_map(lambda a, r=r: a[r], params)},
+                    jnp.asarray(split["images"], jnp.float32))
+    want = eiil.infer_environments(z, jnp.asarray(split["labels"]), steps=300, lr=0.01,
+                                   key=jax.random.fold_in(jax.random.key(r), 3))
+    np.testing.assert_array_equal(envs[r], np.asarray(want, np.int32))
+  with pytest.raises(ValueError, match="ei_steps=0"):
+    runs.check_config(tiny_config("eiil", reference=str(ref), ei_steps=0))
+
+
+def test_eiil_trains_irm_on_the_inferred_environments():
+  logits, labels, follows = spurious_case(n=16)
+  model = FixedLogits(np.asarray(logits))
+  envs = jnp.asarray(follows.astype(np.int32))
+  batch = {"images": jnp.zeros((16, 28, 28, 3)), "labels": labels, "index": jnp.arange(16)}
+  kw = dict(model=model, params={}, batch=batch, lam=5.0, extra={"envs": envs}, step=3,
+            warmup_steps=2, settings=dict(eiil.DEFAULTS))
+  value, aux, _ = eiil.loss(**kw)
+  ce = losses.cross_entropy(logits=logits, labels=labels, reduction="none")
+  risks = [float(jnp.mean(ce[envs == e])) for e in (0, 1)]
+  penalty = hard_penalty(logits, labels, np.asarray(envs))
+  assert float(aux["penalty"]) == pytest.approx(penalty, rel=1e-5)
+  assert float(value) == pytest.approx((np.mean(risks) + 5.0 * penalty) / 5.0, rel=1e-5)
+  value, _, _ = eiil.loss(**{**kw, "step": 1})  # Before warmup ends: weight 1.
+  assert float(value) == pytest.approx(np.mean(risks) + penalty, rel=1e-5)
+
+
+class FixedLogits:
+  """A stand-in model whose apply returns fixed logits."""
+
+  def __init__(self, logits):
+    self.logits = jnp.asarray(logits)
+
+  def apply(self, variables, x):
+    del variables, x
+    return self.logits
+
+
+# ---------------------------------------------------------------- K replicas = single runs
+
+GRIDS = {"jtt": (2.0, 6.0), "lff": (0.0, 1.0), "eiil": (1.0, 8.0)}
+
+
+def run_config(name, reference, *, seed, num_seeds, lam, grid=()):
+  settings = {"lff": {}, "jtt": {"reference": str(reference)},
+              "eiil": {"reference": str(reference), "ei_steps": 200, "ei_lr": 0.01}}[name]
+  c = tiny_config(name, seed=seed, num_seeds=num_seeds, lam=lam, grid=grid, lock=False,
+                  **settings)
+  c.loss.warmup_epochs = 1 if name == "eiil" else 0  # Both sides of the anneal.
+  c.lock()
+  return c
+
+
+@pytest.mark.parametrize("name", sorted(GRIDS))
+def test_replicas_equal_single_runs(name, reference, tmp_path):
+  ref, _ = reference
+  grid = GRIDS[name]
+  both = run_config(name, ref, seed=0, num_seeds=2, lam=grid[0], grid=grid)
+  loop.train_and_evaluate(both, tmp_path / "k4")
+  model, p_all, _ = runs.load_run(tmp_path / "k4", replica=None)
+  for r in runs.replicas(both):
+    workdir = pathlib.Path(tmp_path / f"single{r['replica']}")
+    loop.train_and_evaluate(run_config(name, ref, seed=r["seed"], num_seeds=1, lam=r["lam"]),
+                            workdir)
+    _, p_one, _ = runs.load_run(workdir)
+    for a, b in zip(jax.tree_util.tree_leaves(p_all), jax.tree_util.tree_leaves(p_one)):
+      np.testing.assert_allclose(np.asarray(a)[r["replica"]], np.asarray(b), rtol=1e-5,
+                                 atol=1e-6)
+  leaf = np.asarray(jax.tree_util.tree_leaves(p_all)[-1])  # Replica = grid point * 2 + seed.
+  assert not np.allclose(leaf[0], leaf[1])  # Seeds differ.
+  if methods.get(name).lam_means != "unused":  # And so do grid points, where lam is used.
+    assert not np.allclose(leaf[0], leaf[2])
+  if name == "lff":  # The biased model trained too.
+    init = runs.init_state(both, model, runs.build(both)[1]).params
+    assert not np.allclose(p_all["biased"]["Dense_0"]["kernel"],
+                           init["biased"]["Dense_0"]["kernel"])
