@@ -23,18 +23,7 @@ from ccmnist.train.methods import lff
 from configs import common
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-  """Single runs of one method share one compiled program: XLA's persistent cache."""
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
-  old = {n: getattr(jax.config, n) for n in names}
-  jax.config.update(names[0], str(tmp_path_factory.mktemp("xla_cache")))
-  jax.config.update(names[1], 0.0)
-  jax.config.update(names[2], 0)
-  yield
-  for n, v in old.items():
-    jax.config.update(n, v)
+pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 
 def tiny_config(name, *, seed=0, num_seeds=1, lam=0.0, grid=(), lock=True, **settings):

@@ -38,18 +38,7 @@ def params_close(a, b, **kw):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-  """Runs of one config in this module compile once: XLA's persistent cache, keyed by HLO."""
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
-  old = {n: getattr(jax.config, n) for n in names}
-  jax.config.update(names[0], str(tmp_path_factory.mktemp("xla_cache")))
-  jax.config.update(names[1], 0.0)
-  jax.config.update(names[2], 0)
-  yield
-  for n, v in old.items():
-    jax.config.update(n, v)
+pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 
 @pytest.fixture(scope="module", name="straight")
