@@ -6,8 +6,8 @@ import pytest
 
 from configs import common
 
-CONFIGS = ("attack", "cheater", "color_gradient_penalty", "counterfactual", "data", "erm_adam",
-           "gradient_penalty", "interpret", "study")
+CONFIGS = ("attack", "benchmark", "cheater", "color_gradient_penalty", "counterfactual", "data",
+           "erm_adam", "gradient_penalty", "interpret", "study")
 
 
 def test_parse_arg_defaults_bare_values_and_keys():

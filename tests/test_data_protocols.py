@@ -152,24 +152,43 @@ def test_to_grayscale_floors_the_channel_mean():
 
 
 @pytest.mark.parametrize("mode", ["foreground", "lff"])
-def test_grayscale_splits_are_the_colored_ones_made_grey(mode):
-  """Same random draws: every split's images and cf_images are exactly the colored build's,
-  greyed; labels and colors unchanged."""
+def test_grayscale_splits_are_white_digits_made_grey(mode):
+  """Same random draws: every split's images and cf_images are the build with every digit
+  painted white, greyed; labels and colors unchanged."""
   cfg = common.data_config("tiny")
   cfg.coloring, cfg.val_unbiased_size = mode, 30
-  colored = splits.build_splits(cfg)
-  cfg.grayscale = True
+  cfg.palette = [[255, 255, 255]] * 10
+  white = splits.build_splits(cfg)
+  cfg.palette, cfg.grayscale = None, True
   grey = splits.build_splits(cfg)
   assert splits.coloring_kwargs(cfg)["grayscale"] is True
-  assert set(grey) == set(colored) == {"train", "test_easy", "test_hard", "val_unbiased"}
+  assert set(grey) == set(white) == {"train", "test_easy", "test_hard", "val_unbiased"}
   for name, split in grey.items():
     for key in ("images", "cf_images"):
       if key in split:
-        np.testing.assert_array_equal(split[key], coloring.to_grayscale(colored[name][key]))
+        np.testing.assert_array_equal(split[key], coloring.to_grayscale(white[name][key]))
         assert np.all(split[key] == split[key][..., :1])
     for key in ("labels", "colors", "aligned"):
-      np.testing.assert_array_equal(split[key], colored[name][key])
+      np.testing.assert_array_equal(split[key], white[name][key])
   assert splits.cache_key(cfg) != splits.cache_key(common.data_config("tiny"))
+
+
+@pytest.mark.parametrize("mode", ["foreground", "lff"])
+def test_grayscale_images_carry_no_color(mode):
+  """The same digits and random draws under two different color ids give the same grey image
+  (greying the colored image would keep each hue's brightness: a color cue)."""
+  cfg = common.data_config("tiny")
+  cfg.coloring, cfg.grayscale = mode, True
+  grey, _ = splits.synthetic_digits(40, np.random.default_rng(0))
+  kw = splits.coloring_kwargs(cfg)
+  a = coloring.colorize(grey, np.zeros(40, np.int32), np.random.default_rng(1), **kw)
+  b = coloring.colorize(grey, np.full(40, 7, np.int32), np.random.default_rng(1), **kw)
+  np.testing.assert_array_equal(a, b)
+  cfg.grayscale = False
+  kw = splits.coloring_kwargs(cfg)
+  a = coloring.colorize(grey, np.zeros(40, np.int32), np.random.default_rng(1), **kw)
+  b = coloring.colorize(grey, np.full(40, 7, np.int32), np.random.default_rng(1), **kw)
+  assert not np.array_equal(coloring.to_grayscale(a), coloring.to_grayscale(b))  # The leak.
 
 
 # ---------------------------------------------------------------- val_balanced and train grey

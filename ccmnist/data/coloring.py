@@ -11,9 +11,11 @@ stays black (grey 0) and there is no pixel noise; truncated to uint8. Their std,
 Disentangled) ships the images prebuilt; its loader is LfF's. Neither normalizes beyond
 ToTensor's / 255 (their MLP divides by 255 once more: models/cnn.py LfFMLP).
 
-`grayscale=True` (any mode) turns the colored image grey after coloring: floor of the channel
-mean on all three channels. `recolor_fn(data_cfg)` is the same coloring in pure JAX, for
-recoloring inside a jitted train step.
+`config.data.grayscale=True` (any mode) paints every digit white, whatever its color id, then
+makes the image grey (floor of the channel mean on all three channels): the colors carry no
+information, so a grey image's brightness says nothing of its label either.
+`recolor_fn(data_cfg)` is the same coloring in pure JAX, for recoloring inside a jitted train
+step.
 
 All functions are vectorized over the batch; randomness comes only from the numpy Generator
 passed in, so the same generator state gives bit-identical images. Digits are colored in chunks
@@ -247,8 +249,10 @@ def colorize(grey, colors, rng, *, mode="foreground", grayscale=False, **kwargs)
 # ---------------------------------------------------------------- from a data config
 
 def config_palette(cfg) -> np.ndarray:
-  """The palette a data config colors with: config.data.palette, else the mode's own
-  (LFF_PALETTE for 'lff', the study's PALETTE_RGB otherwise)."""
+  """The palette a data config colors with: white for every digit when grayscale, else
+  config.data.palette, else the mode's own (LFF_PALETTE for 'lff', the study's PALETTE_RGB)."""
+  if cfg.get("grayscale", False):  # One color for all: greying alone keeps each hue's brightness.
+    return np.full((palette_lib.NUM_COLORS, 3), 255, np.uint8)
   if cfg.palette is not None:
     return np.asarray(cfg.palette)
   return palette_lib.LFF_PALETTE if cfg.coloring == "lff" else palette_lib.PALETTE_RGB

@@ -30,7 +30,7 @@ from ccmnist.data import palette as palette_lib
 from ccmnist.util import io
 
 # Bump when the way splits are generated changes, so stale caches are not reused.
-SPLITS_VERSION = 6
+SPLITS_VERSION = 7
 # Data-config fields that change the arrays (and so the cache key).
 KEY_FIELDS = ("coloring", "rho_train", "rho_test_easy", "rho_test_hard", "noise_sigma",
               "bg_low", "bg_high", "seed", "train_size", "test_size", "val_size",

@@ -1,0 +1,111 @@
+"""What each run cost, and what another profile's runs would cost at the same rates.
+
+A run's cost is its wall time: a fixed part (compiling, data, evaluation, checkpoints) plus its
+training examples (steps x batch x epochs x replicas) at its steady rate, read from the epochs
+after the first (the first epoch also compiles the step). A planned run is priced at the rate
+measured for its model and method; a method not measured on that model at the model's ERM rate
+times the method's cost relative to ERM on the models where both were measured.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+
+from ccmnist.train import runs as runs_lib
+
+TIME_FILE = "benchmark_time.json"
+
+
+def examples(config) -> int:
+  """Training examples of a run over every replica and epoch."""
+  steps = config.data.train_size // config.train.batch_size
+  return steps * config.train.batch_size * config.train.epochs * len(runs_lib.replicas(config))
+
+
+def steady_rate(run_dir) -> tuple:
+  """(examples/s over every replica, whether it excludes the compiling first epoch) from
+  metrics.jsonl; (None, False) without one."""
+  path = pathlib.Path(run_dir) / "metrics.jsonl"
+  if not path.exists():
+    return None, False
+  rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  rates = [r["train_img_per_s"] for r in rows if "train_img_per_s" in r]
+  if not rates:
+    return None, False
+  steady = rates[1:] or rates
+  return float(np.median(steady)), len(rates) > 1
+
+
+def run_cost(run_dir, config, wall_s: float | None) -> dict:
+  """{'wall_s', 'train_time_s', 'examples', 'rate', 'rate_steady', 'fixed_s'} of one run."""
+  rate, steady = steady_rate(run_dir)
+  n = examples(config)
+  train_time = None
+  path = pathlib.Path(run_dir) / "results.json"
+  if path.exists():
+    train_time = json.loads(path.read_text()).get("train_time_s")
+  fixed = None
+  if wall_s is not None and rate:
+    fixed = max(0.0, wall_s - n / rate)
+  return {"wall_s": wall_s, "train_time_s": train_time, "examples": n, "rate": rate,
+          "rate_steady": steady, "fixed_s": fixed}
+
+
+def _median(values):
+  values = [v for v in values if v is not None]
+  return float(np.median(values)) if values else None
+
+
+def rates(measured: list) -> dict:
+  """{'rate': {(model, loss): examples/s}, 'fixed': {model: s}, 'relative': {loss: x ERM},
+  'refit': {model: s}} from measured costs ({'model', 'loss', 'kind', **run_cost})."""
+  trained = [m for m in measured if m["kind"] == "train" and m.get("rate")]
+  rate = {}
+  for key in {(m["model"], m["loss"]) for m in trained}:
+    rate[key] = _median([m["rate"] for m in trained if (m["model"], m["loss"]) == key])
+  fixed = {model: _median([m["fixed_s"] for m in trained if m["model"] == model])
+           for model in {m["model"] for m in trained}}
+  relative = {}
+  for loss in {m["loss"] for m in trained}:
+    ratios = [rate[(model, loss)] / rate[(model, "erm")] for model, other in rate
+              if other == loss and (model, "erm") in rate]
+    relative[loss] = _median(ratios)
+  refits = [m for m in measured if m["kind"] != "train" and m.get("wall_s") is not None]
+  refit = {model: _median([m["wall_s"] for m in refits if m["model"] == model])
+           for model in {m["model"] for m in refits}}
+  return {"rate": rate, "fixed": fixed, "relative": relative, "refit": refit}
+
+
+def price(run: dict, table: dict) -> float | None:
+  """Seconds a planned run ({'model', 'loss', 'kind', 'examples'}) costs at `table`'s rates;
+  None when its model (or, for a refit, any refit) was not measured."""
+  model, loss = run["model"], run["loss"]
+  if run["kind"] != "train":
+    if model in table["refit"]:
+      return table["refit"][model]
+    return max(table["refit"].values()) if table["refit"] else None
+  rate = table["rate"].get((model, loss))
+  if rate is None and (model, "erm") in table["rate"] and table["relative"].get(loss):
+    rate = table["rate"][(model, "erm")] * table["relative"][loss]
+  if rate is None:
+    return None
+  return (table["fixed"].get(model) or 0.0) + run["examples"] / rate
+
+
+def project(measured: list, planned: list) -> dict:
+  """The planned runs priced at the measured rates: {'total_s', 'runs', 'priced',
+  'unpriced' (keys of runs with no measured rate), 'by_model' {model: s}}."""
+  table = rates(measured)
+  total, by_model, unpriced = 0.0, {}, []
+  for run in planned:
+    s = price(run, table)
+    if s is None:
+      unpriced.append(run["key"])
+      continue
+    total += s
+    by_model[run["model"]] = by_model.get(run["model"], 0.0) + s
+  return {"total_s": total, "runs": len(planned), "priced": len(planned) - len(unpriced),
+          "unpriced": unpriced, "by_model": by_model,
+          "rates": {f"{model}/{loss}": r for (model, loss), r in table["rate"].items()},
+          "relative_to_erm": table["relative"]}

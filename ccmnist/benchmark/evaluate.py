@@ -1,0 +1,83 @@
+"""The benchmark's measures of a run, from its predictions.npz and its data's split arrays.
+
+Per replica: accuracy on the unbiased test set (test_easy, colors uniform: rho 0.1), on its
+bias-aligned and bias-conflicting examples, its worst group (group = digit x aligned, 20 groups),
+the all-conflicting test_hard, and the two validation sets a selection may read (val, colored
+like train; val_unbiased, rho 0.1). Pure numpy apart from evaluate_run, which reads and writes.
+"""
+
+import pathlib
+
+import numpy as np
+
+from ccmnist.data import groups
+from ccmnist.eval import metrics
+from ccmnist.train import runs as runs_lib
+from ccmnist.util import io
+
+# Every measure of a replica, in report order.
+MEASURES = ("unbiased", "aligned", "conflicting", "worst_group", "test_hard", "val",
+            "val_unbiased")
+EVAL_FILE = "benchmark_eval.json"
+
+
+def worst_group_accuracy(preds, labels, aligned) -> float | None:
+  """The lowest accuracy over the (digit, aligned) groups that hold examples; None for none."""
+  preds, labels = np.asarray(preds), np.asarray(labels)
+  ids = groups.group_ids(labels, aligned)
+  correct = preds == labels
+  accs = [float(correct[ids == g].mean()) for g in range(groups.NUM_GROUPS) if (ids == g).any()]
+  return min(accs) if accs else None
+
+
+def replica_measures(preds: dict, splits: dict) -> dict:
+  """{measure: value or None} of one replica; preds: {split: [n] predicted digits}."""
+  out = dict.fromkeys(MEASURES)
+  test = splits["test_easy"]
+  if "test_easy" in preds:
+    p = np.asarray(preds["test_easy"])
+    out["unbiased"] = metrics.accuracy(p, test["labels"])
+    out.update(metrics.group_accuracy(p, test["labels"], test["aligned"]))
+    out["worst_group"] = worst_group_accuracy(p, test["labels"], test["aligned"])
+  for name in ("test_hard", "val", "val_unbiased"):
+    if name in preds and name in splits:
+      out[name] = metrics.accuracy(np.asarray(preds[name]), splits[name]["labels"])
+  return out
+
+
+def _check_shapes(preds: dict, splits: dict, k: int) -> None:
+  for name, p in preds.items():
+    if name in splits and np.shape(p) != (k, len(splits[name]["labels"])):
+      raise ValueError(f"predictions of split {name} have shape {np.shape(p)}, not "
+                       f"({k}, {len(splits[name]['labels'])}): the run's predictions.npz does "
+                       "not belong to this data; delete the run's directory and rerun.")
+
+
+def run_measures(preds: dict, splits: dict, reps: list, num_seeds: int) -> dict:
+  """{'replicas': [...], 'grid': [{'lam', 'seeds', 'measures': {m: [per seed]}}]}.
+
+  preds: {split: [K, n]}; reps: runs.replicas(config) (replica r = grid point r // num_seeds,
+  seed r % num_seeds).
+  """
+  _check_shapes(preds, splits, len(reps))
+  per = [{**r, "measures": replica_measures({n: p[r["replica"]] for n, p in preds.items()},
+                                            splits)} for r in reps]
+  grid = []
+  for g in range(len(reps) // num_seeds):
+    rows = [p for p in per if p["replica"] // num_seeds == g]
+    grid.append({"lam": rows[0]["lam"], "seeds": [p["seed"] for p in rows],
+                 "measures": {m: [p["measures"][m] for p in rows] for m in MEASURES}})
+  return {"replicas": per, "grid": grid}
+
+
+def evaluate_run(run_dir, splits: dict) -> dict:
+  """Measures of a finished training workdir -> run_dir/benchmark_eval.json (returned)."""
+  run_dir = pathlib.Path(run_dir)
+  preds = runs_lib.load_predictions(run_dir)
+  if not preds:
+    raise FileNotFoundError(f"{run_dir / 'predictions.npz'} not found: the run has not "
+                            "finished; run the benchmark's train stage first.")
+  config = runs_lib.load_config(run_dir)
+  out = run_measures(preds, splits, runs_lib.replicas(config), config.num_seeds)
+  io.write_json(run_dir / EVAL_FILE, out)
+  return out

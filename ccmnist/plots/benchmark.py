@@ -1,0 +1,74 @@
+"""Figures of the debiasing benchmark: arrays in, matplotlib Figure out."""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.lines as mlines  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# One color per method in every benchmark figure; related methods share a hue (consistency and
+# its ablation cf_augment, the two group-balancing ones).
+METHOD_COLORS = {
+    "erm": "#000000", "gradient_penalty": "#ff7f0e", "consistency": "#2ca02c",
+    "cf_augment": "#98df8a", "groupdro": "#d62728", "reweight": "#9467bd",
+    "balanced_sampling": "#c5b0d5", "dfr": "#e377c2", "irm": "#393b79", "vrex": "#17becf",
+    "jtt": "#8c564b", "lff": "#1f77b4", "eiil": "#e7ba52", "random_recolor": "#bcbd22",
+    "grayscale": "#7f7f7f", "identify": "#ad494a",
+}
+_OTHER_COLORS = ("#637939", "#7b4173", "#843c39", "#5254a3")
+
+
+def method_color(name: str):
+  """The color of a benchmark entry in every figure (a stable pick for names not listed)."""
+  return METHOD_COLORS.get(name) or _OTHER_COLORS[sum(map(ord, name)) % len(_OTHER_COLORS)]
+
+
+def accuracy_vs_ratio_figure(panels: dict, *, titles: dict | None = None,
+                             ylabel: str = "unbiased test accuracy (%)"):
+  """One panel per key of `panels` ({panel: {method: (ratios, means, stds)}}, accuracies in
+  [0, 1], None where a method has no number), accuracy against the bias-conflicting ratio (log
+  axis, in percent), one line and color per method; one legend of every method of any panel.
+  titles: {method: label}."""
+  titles = titles or {}
+  names = list(dict.fromkeys(m for series in panels.values() for m in series))
+  n = max(1, len(panels))
+  cols = min(n, 2)
+  rows = math.ceil(n / cols)
+  ncol = min(3, max(1, len(names)))
+  legend_in = 0.22 * math.ceil(len(names) / ncol) + 0.3  # Inches below the panels.
+  height = 3.9 * rows + legend_in
+  fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, height), squeeze=False)
+  for ax, (panel, series) in zip(axes.flat, panels.items()):
+    ratios_all = set()
+    for name, (ratios, means, stds) in series.items():
+      keep = [i for i, m in enumerate(means) if m is not None]
+      if not keep:
+        continue
+      x = np.asarray([100 * ratios[i] for i in keep])
+      y = np.asarray([100 * means[i] for i in keep])
+      e = np.asarray([100 * (stds[i] or 0.0) for i in keep])
+      ratios_all.update(x.tolist())
+      ax.errorbar(x, y, yerr=e, color=method_color(name), marker="o", ms=4, lw=1.4, capsize=2,
+                  ls="--" if name == "grayscale" else "-")
+    ax.set_xscale("log")
+    ticks = sorted(ratios_all)
+    if ticks:
+      ax.set_xticks(ticks)
+      ax.set_xticklabels([f"{t:g}%" for t in ticks])
+      ax.minorticks_off()
+    ax.set_xlabel("bias-conflicting share of the training set")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.set_title(panel, fontsize=10)
+  for ax in list(axes.flat)[len(panels):]:
+    ax.axis("off")
+  handles = [mlines.Line2D([], [], color=method_color(m), marker="o", ms=4,
+                           ls="--" if m == "grayscale" else "-", label=titles.get(m, m))
+             for m in names]
+  fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+  fig.tight_layout(rect=(0, legend_in / height, 1, 1))
+  return fig

@@ -1,0 +1,182 @@
+"""The debiasing benchmark: every method of the zoo x two data protocols x bias-conflicting ratios.
+
+  python -m launch.benchmark --config=configs/benchmark.py:quick --workdir=/tmp/ccmnist/bench_quick
+  python -m launch.benchmark --config=configs/benchmark.py:full --workdir=/tmp/ccmnist/bench_full
+  python -m launch.benchmark --config=configs/benchmark.py:quick --config.methods=erm,groupdro \
+      --workdir=DIR
+  python -m launch.benchmark --config=configs/benchmark.py:quick --config.only=train --workdir=DIR
+
+Each training program is one (protocol, model, ratio, method) with its seeds x lambda grid as K
+replicas; a run DIR/runs/<protocol>/<model>/rho<rho_train>/<entry>/ is an ordinary training
+workdir. Stages: train -> evaluate -> select -> report (DIR/benchmark.md, DIR/results.json).
+
+Protocols:
+  study  the study's data: stroke coloring on a noisy grey background, its palette; Adam lr 1e-3,
+         batch 64 (the optimizer the study's own debiasing run trains with: with the study's
+         plain SGD at lr 1e-3 plain ERM does not leave its initial plateau, which would make
+         every method look like an optimizer effect); CheaterCNN (full: also ShapeCNN and MLP).
+  lff    LfF / DFA's Colored MNIST: the digit times a jittered color on black; their MLP 3x100,
+         and their optimizer, batch and epochs (ccmnist/benchmark/published.py, PROTOCOLS).
+Every protocol evaluates: test_easy at rho 0.1 (colors uniform: the UNBIASED test set), test_hard
+(rho 0: every color conflicts), val (held out, colored like train), val_unbiased (small, rho 0.1)
+and val_balanced (rho 0.5: the held-out set DFR refits on).
+
+Sizes: 'full' the benchmark (3 seeds, ratios 5%, 2%, 1%, 0.5%, 2-3 grid points per method with
+a hyper-parameter, 52,000 training digits, the study's 10 epochs and LfF's 100); 'quick' minutes
+on a 2-core CPU (2 seeds, ratios 5% and 1%, 1-2 grid points, 10,000 training digits, 3 and 20
+epochs, the CheaterCNN alone in the study protocol; the full profile's other models are priced
+by a short cost probe each); 'tiny' synthetic digits, for tests.
+"""
+
+import ml_collections
+
+from ccmnist.benchmark import published
+from configs import common
+
+# Bias-conflicting fraction of the training set; rho_train = 1 - ratio.
+RATIOS = {"full": (0.05, 0.02, 0.01, 0.005), "quick": (0.05, 0.01), "tiny": (0.05,)}
+SEEDS = {"full": 3, "quick": 2, "tiny": 2}
+# Held-out digits (from MNIST's training set) and the test digits.
+SIZES = {
+    "full": dict(train_size=52_000, val_size=5_000, val_unbiased_size=1_000,
+                 val_balanced_size=2_000, test_size=10_000),
+    "quick": dict(train_size=10_000, val_size=1_000, val_unbiased_size=500,
+                  val_balanced_size=1_000, test_size=2_000),
+    "tiny": dict(train_size=400, val_size=60, val_unbiased_size=40, val_balanced_size=60,
+                 test_size=100),
+}
+# Every method of the zoo, in report order.
+ZOO = ("erm", "gradient_penalty", "consistency", "groupdro", "reweight", "balanced_sampling",
+       "dfr", "irm", "vrex", "jtt", "lff", "eiil", "random_recolor", "cf_augment", "grayscale")
+
+
+def _entry(loss, grid=(0.0,), *, title="", settings=None, data=None, needs="", needs_setting="",
+           kind="train", warmup_epochs=0, epochs_fraction=1.0, knows="", oracle=False):
+  """One method of the benchmark's table.
+
+  loss: its config.loss.name; grid: its lambda grid (what lambda means: the method's lam_means);
+  settings: config.loss.settings; data: data-config overrides (the grayscale oracle's);
+  needs: an entry whose run (same protocol, model, ratio, data and seeds) is trained first;
+  needs_setting: the setting that receives that run's workdir ('' when none does); kind: 'train'
+  (train_and_evaluate) or 'dfr' (a last-layer refit of the needed run, lambda grid = its
+  regularization grid); warmup_epochs: config.loss.warmup_epochs; epochs_fraction: the share of
+  the protocol's epochs the run trains (an identification run's early stop); knows: what it
+  knows about the bias when not its method's `knows` (data overrides know something too);
+  oracle: it knows what no practitioner does (the report ranks it apart).
+  """
+  return ml_collections.ConfigDict(dict(
+      loss=loss, lam_grid=tuple(float(g) for g in grid), title=title or loss,
+      settings=ml_collections.ConfigDict(settings or {}),
+      data=ml_collections.ConfigDict(data or {}), needs=needs, needs_setting=needs_setting,
+      kind=kind, warmup_epochs=warmup_epochs, epochs_fraction=epochs_fraction, knows=knows,
+      oracle=oracle))
+
+
+def zoo(size: str) -> ml_collections.ConfigDict:
+  """The method table of a size: entry name -> _entry(...). A new method is one entry here.
+
+  Each quick grid is a subset of the full one; the IRM family's is its weakest penalty, since
+  the stronger ones collapse the few epochs of quick to chance. A method whose lambda is unused
+  has one point.
+  """
+  full = size == "full"
+  pick = lambda full_grid, quick_grid: full_grid if full else quick_grid
+  z = ml_collections.ConfigDict()
+  z.erm = _entry("erm", title="ERM")
+  z.gradient_penalty = _entry("gradient_penalty", pick((10.0, 100.0, 1000.0), (100.0,)),
+                              title="input-gradient penalty (the study's)")
+  z.consistency = _entry("consistency", pick((0.1, 0.5, 2.0), (0.5, 2.0)),
+                         title="counterfactual consistency (the study's)")
+  z.groupdro = _entry("groupdro", pick((0.001, 0.01, 0.1), (0.01, 0.1)), title="Group DRO")
+  z.reweight = _entry("reweight", title="group reweighting")
+  z.balanced_sampling = _entry("balanced_sampling", title="group-balanced sampling")
+  # DFR's lambda: the L2 strength per example of the refit (sklearn's C = 1 / (lambda * n)).
+  z.dfr = _entry("dfr", pick((1e-3, 1e-2, 1e-1), (1e-3, 1e-2)), title="DFR (last layer refit)",
+                 needs="erm", kind="dfr")
+  z.irm = _entry("irm", pick((10.0, 100.0, 1000.0), (10.0,)), title="IRMv1", warmup_epochs=1)
+  z.vrex = _entry("vrex", pick((10.0, 100.0, 1000.0), (10.0,)), title="V-REx", warmup_epochs=1)
+  z.jtt = _entry("jtt", pick((5.0, 20.0, 50.0), (20.0,)), title="JTT", needs="identify",
+                 needs_setting="reference")
+  z.lff = _entry("lff", title="LfF")
+  z.eiil = _entry("eiil", pick((10.0, 100.0, 1000.0), (10.0,)), title="EIIL", needs="identify",
+                  needs_setting="reference", warmup_epochs=1)
+  z.random_recolor = _entry("random_recolor", title="random recoloring")
+  z.cf_augment = _entry("cf_augment", title="counterfactual augmentation (no consistency)")
+  z.grayscale = _entry("erm", title="grayscale oracle (ERM on grey digits)",
+                       data={"grayscale": True}, oracle=True,
+                       knows="that the bias is color: train and test digits are made grey")
+  # Not a method: the ERM run that JTT and EIIL read their bias identification from, trained
+  # for a fifth of the epochs (JTT's early-stopped identification model).
+  z.identify = _entry("erm", title="ERM identification run (JTT, EIIL)", epochs_fraction=0.2)
+  return z
+
+
+def _protocol(size: str, *, title, data, models, optim, train, follows=""):
+  return ml_collections.ConfigDict(dict(
+      title=title, data=data, models=models, optim=ml_collections.ConfigDict(optim),
+      train=ml_collections.ConfigDict(train), follows=follows))
+
+
+def _data(size: str, **overrides) -> ml_collections.ConfigDict:
+  d = common.data_config(None if size == "full" else size)
+  d.update(SIZES[size])
+  d.rho_test_easy = 0.1  # Uniform colors: the unbiased test set.
+  d.rho_test_hard = 0.0
+  d.update(overrides)
+  return d
+
+
+def _train(epochs: int, batch_size: int, size: str) -> dict:
+  return dict(epochs=epochs, batch_size=batch_size,
+              eval_batch_size=50 if size == "tiny" else 1000,
+              log_every_steps=8 if size == "tiny" else 1000, data_parallel=False,
+              eval_train_every_epoch=False)
+
+
+def protocols(size: str) -> ml_collections.ConfigDict:
+  lff = published.PROTOCOLS["lff"]
+  p = ml_collections.ConfigDict()
+  p.study = _protocol(
+      size, title="the study's data (stroke coloring on a noisy grey background)",
+      data=_data(size),
+      models="cheater,shape_cnn,mlp" if size == "full" else "cheater",
+      optim=dict(name="adam", lr=1e-3, momentum=0.0, weight_decay=0.0, schedule="constant",
+                 warmup_steps=0),
+      train=_train({"full": 10, "quick": 3, "tiny": 2}[size], 64 if size != "tiny" else 32, size))
+  p.lff = _protocol(
+      size, title="LfF / DFA Colored MNIST (jittered color on black, MLP 3x100)",
+      data=_data(size, coloring="lff"), models="lff_mlp",
+      optim=dict(name=lff["optimizer"].lower(), lr=lff["lr"], momentum=0.0,
+                 weight_decay=lff["weight_decay"], schedule=lff["lr_schedule"], warmup_steps=0),
+      train=_train({"full": lff["epochs"], "quick": 20, "tiny": 3}[size],
+                   lff["batch_size"] if size != "tiny" else 32, size),
+      follows="lff")
+  return p
+
+
+def build(size: str) -> ml_collections.ConfigDict:
+  """The unlocked benchmark config of a size (one of common.SIZES)."""
+  c = ml_collections.ConfigDict()
+  c.size = size
+  c.seed = 0
+  c.num_seeds = SEEDS[size]
+  c.only = ""  # A comma-separated list of stages ('train,evaluate'); '' runs them all.
+  c.methods = ",".join(ZOO)  # The entries of `zoo` to run and report, in order.
+  c.ratios = RATIOS[size]
+  c.run_protocols = "study,lff"  # The protocols of `protocols` to run and report, in order.
+  c.protocols = protocols(size)
+  c.zoo = zoo(size)
+  # Which full-size runs the cost projection prices (from this profile's measured costs).
+  c.project_to = ml_collections.ConfigDict()
+  return c
+
+
+def get_config(arg=None):
+  size = common.parse_arg(arg).size
+  c = build(size)
+  full = build("full")
+  c.project_to = ml_collections.ConfigDict(dict(
+      num_seeds=full.num_seeds, methods=full.methods, ratios=full.ratios,
+      run_protocols=full.run_protocols, protocols=full.protocols, zoo=full.zoo))
+  c.lock()
+  return c

@@ -1,0 +1,359 @@
+"""The debiasing benchmark: the tiny profile end to end, resume, selection, evaluation, errors."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ccmnist.benchmark import cost
+from ccmnist.benchmark import evaluate
+from ccmnist.benchmark import plan
+from ccmnist.benchmark import report
+from ccmnist.benchmark import run
+from ccmnist.benchmark import select
+from ccmnist.plots import benchmark as bench_plots
+from ccmnist.train import dfr
+from ccmnist.train import loop
+from ccmnist.train import runs as runs_lib
+from configs import benchmark as bench_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# A plain baseline, a method that needs an identification run, and a refit of the ERM run.
+METHODS = "erm,jtt,dfr"
+
+
+def tiny_config():
+  c = bench_config.get_config("tiny")
+  with c.unlocked():
+    c.methods = METHODS
+    # One cheap model to probe for the projection (the full profile's ShapeCNN is slow here).
+    c.project_to.protocols.study.models = "cheater,mlp"
+  return c
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("benchmark")
+  cfg = tiny_config()
+  times = run.run_benchmark(cfg, workdir)
+  return cfg, workdir, times
+
+
+def test_every_stage_ran_and_the_report_says_what_it_measured(tiny_bench):
+  cfg, workdir, times = tiny_bench
+  assert set(times) == set(run.STAGES)
+  md = (workdir / "benchmark.md").read_text()
+  assert "This is the TINY profile" in md
+  for heading in ("## What the measurements say", "## Protocol `study`, model `cheater`",
+                  "## Protocol `lff`, model `lff_mlp`", "## The methods and what each knows",
+                  "## Cost", "## How this was made"):
+    assert heading in md, heading
+  assert md.index("`study`, model") < md.index("`lff`, model")  # run_protocols' order.
+  assert "unbiased test set" in md and "No published number is quoted yet" in md
+  assert "github.com/alinlab/LfF" in md and "config.py:37,65" in md  # Their settings, sourced.
+  assert "Projected cost of the `full` profile" in md
+  links = re.findall(r"\]\(([^)]+)\)", md)
+  assert links and all((workdir / link).exists() for link in links), links
+
+
+def test_results_hold_every_run_with_three_selections(tiny_bench):
+  cfg, workdir, _ = tiny_bench
+  res = json.loads((workdir / "results.json").read_text())
+  runs = plan.all_runs(cfg)
+  assert [r.entry for r in runs[:4]] == ["erm", "identify", "jtt", "dfr"]  # Needs first.
+  assert set(res["runs"]) == {r.key for r in runs}
+  for r in runs:
+    got = res["runs"][r.key]
+    assert got["status"] == "done", (r.key, got)
+    k = cfg.num_seeds * len(cfg.zoo[r.entry].lam_grid)
+    assert got["num_replicas"] == k and len(got["replicas"]) == k
+    assert set(got["selection"]) == {"val", "val_unbiased", "oracle"}
+    for sel in got["selection"].values():
+      assert sel["seeds"] == [0, 1] and len(sel["measures"]["unbiased"]["values"]) == 2
+    assert got["cost"]["wall_s"] > 0 and got["cost"]["examples"] > 0
+  # The oracle picks the best unbiased accuracy of the grid: never below the others.
+  for got in res["runs"].values():
+    o = got["selection"]["oracle"]["measures"]["unbiased"]["mean"]
+    assert all(o >= s["measures"]["unbiased"]["mean"] for s in got["selection"].values())
+
+
+def test_measures_match_the_training_runs_own_accuracies(tiny_bench):
+  cfg, workdir, _ = tiny_bench
+  for r in plan.all_runs(cfg):
+    rdir = plan.run_dir(workdir, r)
+    own = json.loads((rdir / "results.json").read_text())["replicas"]
+    ev = json.loads((rdir / evaluate.EVAL_FILE).read_text())["replicas"]
+    for a, b in zip(own, ev):
+      assert b["measures"]["unbiased"] == pytest.approx(a["accuracy"]["test_easy"], abs=1e-6)
+      assert b["measures"]["test_hard"] == pytest.approx(a["accuracy"]["test_hard"], abs=1e-6)
+      assert b["measures"]["val"] == pytest.approx(a["accuracy"]["val"], abs=1e-6)
+
+
+def test_dependent_runs_read_the_run_they_need(tiny_bench):
+  cfg, workdir, _ = tiny_bench
+  jtt = plan.Run("study", "cheater", 0.05, "jtt")
+  ident, erm = plan.needed_run(cfg, jtt), plan.Run("study", "cheater", 0.05, "erm")
+  jcfg = runs_lib.load_config(plan.run_dir(workdir, jtt))
+  assert jcfg.loss.settings.reference == str(plan.run_dir(workdir, ident).resolve())
+  icfg = runs_lib.load_config(plan.run_dir(workdir, ident))
+  assert icfg.train.epochs == 1 and icfg.data.to_dict() == jcfg.data.to_dict()
+  dcfg = runs_lib.load_config(plan.run_dir(workdir, plan.Run("study", "cheater", 0.05, "dfr")))
+  assert dcfg.dfr.base == str(plan.run_dir(workdir, erm).resolve())
+  assert tuple(dcfg.loss.lam_grid) == tuple(cfg.zoo.dfr.lam_grid)
+
+
+def test_statements_compare_runs_that_differ_in_one_thing(tiny_bench):
+  cfg, workdir, _ = tiny_bench
+  res = json.loads((workdir / "results.json").read_text())
+  assert res["findings"]
+  for f in res["findings"]:
+    a, b = f["a"].split("/"), f["b"].split("/")
+    differ = [i for i in range(4) if a[i] != b[i]]
+    assert differ == [3], f  # The method (entry) alone: one ratio in tiny.
+    assert f["diff"]["n"] == cfg.num_seeds
+  proj = res["cost"]["projection"]
+  assert proj["runs"] > proj["priced"] > 0 and proj["total_s"] > 0
+  assert "mlp" in proj["by_model"]  # Priced from its cost probe.
+  assert (workdir / "cost_probe" / "study" / "mlp" / "results.json").exists()
+
+
+def test_a_second_call_trains_nothing_and_other_configs_are_refused(tiny_bench, monkeypatch):
+  cfg, workdir, _ = tiny_bench
+  before = json.loads((workdir / "results.json").read_text())
+  stages = json.loads((workdir / "stages.json").read_text())
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("a finished run was trained again")
+  monkeypatch.setattr(loop, "train_and_evaluate", no_training)
+  monkeypatch.setattr(dfr, "refit", no_training)
+  run.run_benchmark(cfg, workdir)
+  after = json.loads((workdir / "results.json").read_text())
+  assert after["runs"] == before["runs"]
+  assert json.loads((workdir / "stages.json").read_text())["train"] == stages["train"]
+  with cfg.unlocked():
+    cfg.only = "report"  # `only` selects stages; it is not part of what is computed.
+  run.run_benchmark(cfg, workdir)
+  other = tiny_config()
+  with other.unlocked():
+    other.num_seeds = 1
+  with pytest.raises(ValueError, match="different config"):
+    run.run_benchmark(other, workdir)
+
+
+def test_a_diverged_run_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
+  cfg = tiny_config()
+  with cfg.unlocked():
+    cfg.methods = "erm,jtt"
+    cfg.run_protocols = "lff"
+    cfg.only = "train"
+    cfg.project_to = type(cfg.project_to)()
+
+  def diverge(config, workdir):
+    raise loop.NonFiniteLossError("Loss became nan at step 3 (replica 0); lower the rate.")
+  monkeypatch.setattr(loop, "train_and_evaluate", diverge)
+  run.run_benchmark(cfg, tmp_path)
+  erm = plan.Run("lff", "lff_mlp", 0.05, "erm")
+  ident = plan.Run("lff", "lff_mlp", 0.05, "identify")
+  jtt = plan.Run("lff", "lff_mlp", 0.05, "jtt")
+  assert "Loss became nan" in json.loads(
+      (plan.run_dir(tmp_path, erm) / report.FAILED_FILE).read_text())["error"]
+  assert "identify run" in json.loads(
+      (plan.run_dir(tmp_path, jtt) / report.FAILED_FILE).read_text())["error"]
+  assert run.finished(tmp_path, ident)
+  res = report.collect(cfg, tmp_path)
+  assert res["runs"][erm.key]["status"] == "failed"
+  assert report.cell_unbiased(res["runs"][erm.key]) == "diverged"
+
+
+# ---------------------------------------------------------------- pure pieces
+
+def _grid(points):
+  """A hand-made run_measures grid: points = [{measure: per-seed values}]."""
+  out = []
+  for g, measures in enumerate(points):
+    full = {m: measures.get(m, [0.5, 0.5]) for m in evaluate.MEASURES}
+    out.append({"lam": float(g), "seeds": [0, 1], "measures": full})
+  return out
+
+
+def test_each_selection_picks_the_grid_point_its_criterion_prefers():
+  grid = _grid([
+      {"val": [0.99, 0.97], "val_unbiased": [0.2, 0.3], "unbiased": [0.25, 0.35]},
+      {"val": [0.90, 0.92], "val_unbiased": [0.6, 0.5], "unbiased": [0.50, 0.56]},
+      {"val": [0.80, 0.82], "val_unbiased": [0.5, 0.55], "unbiased": [0.70, 0.60]},
+  ])
+  got = select.select(grid)
+  assert {w: s["lam"] for w, s in got.items()} == {"val": 0.0, "val_unbiased": 1.0,
+                                                   "oracle": 2.0}
+  assert got["val"]["score"] == pytest.approx(0.98)
+  assert got["val_unbiased"]["measures"]["unbiased"]["mean"] == pytest.approx(0.53)
+  assert got["val_unbiased"]["measures"]["unbiased"]["std"] == pytest.approx(
+      np.std([0.50, 0.56], ddof=1))
+  assert got["oracle"]["measures"]["unbiased"]["values"] == [0.70, 0.60]
+  # A tie goes to the first point; a point missing a seed's criterion is no candidate.
+  tie = _grid([{"val": [0.5, 0.7]}, {"val": [0.6, 0.6]}, {"val": [0.9, None]}])
+  assert select.select(tie)["val"]["lam"] == 0.0
+  none = _grid([{"val_unbiased": [None, None]}])
+  assert "val_unbiased" not in select.select(none)
+
+
+def _splits():
+  lab = np.array([0, 0, 1, 1, 2, 2], np.int32)
+  al = np.array([True, False, True, False, True, False])
+  return {"test_easy": {"labels": lab, "aligned": al},
+          "test_hard": {"labels": lab, "aligned": np.zeros(6, bool)},
+          "val": {"labels": lab[:4], "aligned": al[:4]},
+          "val_unbiased": {"labels": lab[:2], "aligned": al[:2]}}
+
+
+def test_group_accuracies_of_hand_made_predictions():
+  splits = _splits()
+  wrong = np.array([0, 0, 1, 0, 2, 1])  # Right on every aligned digit, 1 of 3 conflicting.
+  right = splits["test_easy"]["labels"]
+  got = evaluate.replica_measures({"test_easy": wrong, "test_hard": right,
+                                   "val": np.array([0, 1, 1, 1]), "val_unbiased": [1, 1]},
+                                  splits)
+  assert got["unbiased"] == pytest.approx(4 / 6)
+  assert got["aligned"] == 1.0 and got["conflicting"] == pytest.approx(1 / 3)
+  assert got["worst_group"] == 0.0  # Digit 1's and digit 2's conflicting examples.
+  assert got["test_hard"] == 1.0 and got["val"] == 0.75 and got["val_unbiased"] == 0.0
+  # Four replicas = 2 grid points x 2 seeds; replica r is grid point r // 2, seed r % 2.
+  preds = {"test_easy": np.stack([wrong, right, right, wrong])}
+  reps = [{"replica": r, "seed": r % 2, "lam": [0.1, 0.5][r // 2]} for r in range(4)]
+  out = evaluate.run_measures(preds, splits, reps, num_seeds=2)
+  assert [p["lam"] for p in out["grid"]] == [0.1, 0.5]
+  assert out["grid"][0]["measures"]["unbiased"] == pytest.approx([4 / 6, 1.0])
+  assert out["grid"][1]["measures"]["worst_group"] == [1.0, 0.0]
+  assert out["grid"][0]["measures"]["val"] == [None, None]  # No predictions of it.
+  with pytest.raises(ValueError, match="does not belong to this data"):
+    evaluate.run_measures({"test_easy": np.zeros((4, 5), int)}, splits, reps, num_seeds=2)
+
+
+def _res(values: dict) -> dict:
+  """A hand-made collect() result: {run key: per-seed val-selected unbiased accuracies}."""
+  runs = {}
+  for key, v in values.items():
+    runs[key] = {"selection": {"val": {"measures": {"unbiased": {"values": v}}}}}
+  return {"runs": runs}
+
+
+def test_comparisons_are_findings_only_beyond_the_seed_spread():
+  a, b = "study/cheater/rho0.99/erm", "study/cheater/rho0.99/groupdro"
+  ahead = report.compare(_res({a: [0.30, 0.32, 0.31], b: [0.50, 0.53, 0.51]}), a, b,
+                         differ_in="the method", kind="lead")
+  assert ahead["holds"] is True and ahead["diff"]["mean"] == pytest.approx(0.2033, abs=1e-4)
+  behind = report.compare(_res({a: [0.50, 0.52, 0.51], b: [0.30, 0.33, 0.31]}), a, b,
+                          differ_in="the method", kind="lead")
+  assert behind["holds"] is False
+  noisy = report.compare(_res({a: [0.30, 0.50, 0.40], b: [0.45, 0.35, 0.42]}), a, b,
+                         differ_in="the method", kind="lead")
+  assert noisy["holds"] is None and "within 2 SE" in noisy["strength"]
+  text = report.statement({**noisy, "cell": "study/cheater/rho0.99"}, {"groupdro": "Group DRO"})
+  assert "within the seed spread" in text and "not a finding" in text
+  assert report.compare(_res({a: [0.3]}), a, b, differ_in="", kind="lead") is None
+
+
+def test_the_projection_prices_planned_runs_at_measured_rates():
+  measured = [
+      {"model": "cheater", "loss": "erm", "kind": "train", "rate": 1000.0, "fixed_s": 2.0,
+       "wall_s": 12.0},
+      {"model": "cheater", "loss": "consistency", "kind": "train", "rate": 500.0,
+       "fixed_s": 4.0, "wall_s": 24.0},
+      {"model": "mlp", "loss": "erm", "kind": "train", "rate": 4000.0, "fixed_s": 1.0,
+       "wall_s": 3.0},
+      {"model": "cheater", "loss": "dfr", "kind": "dfr", "rate": None, "fixed_s": None,
+       "wall_s": 5.0}]
+  planned = [
+      {"key": "a", "model": "cheater", "loss": "erm", "kind": "train", "examples": 10_000},
+      {"key": "b", "model": "mlp", "loss": "consistency", "kind": "train", "examples": 8_000},
+      {"key": "c", "model": "shape_cnn", "loss": "erm", "kind": "train", "examples": 1},
+      {"key": "d", "model": "mlp", "loss": "dfr", "kind": "dfr", "examples": 0}]
+  got = cost.project(measured, planned)
+  # a: 3 + 10000 / 1000 (fixed: the median of cheater's 2 and 4); b: mlp's ERM rate at
+  # consistency's cost relative to ERM on the cheater (0.5x); d: the refit measured elsewhere.
+  assert got["by_model"]["cheater"] == pytest.approx(3.0 + 10.0)
+  assert got["by_model"]["mlp"] == pytest.approx(1.0 + 8000 / 2000 + 5.0)
+  assert got["unpriced"] == ["c"] and got["priced"] == 3 and got["runs"] == 4
+
+
+def test_run_order_and_directories():
+  cfg = bench_config.get_config("full")
+  runs = plan.all_runs(cfg)
+  assert len(runs) == 4 * (3 + 1) * 16  # ratios x models x (the 15 methods + identify).
+  cell = [r.entry for r in runs if r.cell == "study/cheater/rho0.995"]
+  assert cell.index("identify") < cell.index("jtt") and cell.index("erm") < cell.index("dfr")
+  assert str(plan.run_dir("D", runs[0])) == "D/runs/study/cheater/rho0.95/erm"
+  assert plan.rho_of(0.005) == 0.995 and plan.Run("lff", "lff_mlp", 0.02, "lff").rho == 0.98
+  assert bench_config.get_config("quick").ratios == (0.05, 0.01)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("ratios", (0.05, 1.5), "bias-conflicting fraction"),
+    ("ratios", (0.05, 0.05), "twice"),
+    ("methods", "erm,nonsense", "not entries of config.zoo"),
+    ("run_protocols", "study,imagenet", "run_protocols"),
+    ("only", "train,nonsense", "unknown stages"),
+    ("num_seeds", 0, "num_seeds"),
+])
+def test_bad_configs_fail_before_anything_is_written(tmp_path, field, value, match):
+  cfg = tiny_config()
+  with cfg.unlocked():
+    cfg[field] = value
+  with pytest.raises(ValueError, match=match):
+    run.run_benchmark(cfg, tmp_path / "w")
+  assert not (tmp_path / "w").exists()
+
+
+def test_bad_entries_fail_with_what_to_fix():
+  cfg = tiny_config()
+  with cfg.unlocked():
+    cfg.zoo.identify.needs = "jtt"  # jtt needs identify.
+  with pytest.raises(ValueError, match="circle"):
+    plan.check_config(cfg)
+  cfg = tiny_config()
+  with cfg.unlocked():
+    cfg.protocols.lff.data.val_balanced_size = 0
+  with pytest.raises(ValueError, match="val_balanced_size > 0"):
+    plan.check_config(cfg)
+  cfg = tiny_config()
+  with cfg.unlocked():
+    cfg.zoo.jtt.lam_grid = (0.5,)
+  with pytest.raises(ValueError, match="benchmark run study/cheater/rho0.95/jtt"):
+    plan.check_config(cfg)
+
+
+def test_a_bad_config_on_the_command_line_is_one_line(tmp_path):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.benchmark", "--config=configs/benchmark.py:tiny",
+       "--config.ratios=(0.05,2.0)", f"--workdir={tmp_path / 'w'}"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: config.ratios holds 2.0") and "Traceback" not in proc.stderr
+  assert not (tmp_path / "w").exists()
+
+
+def test_every_method_has_its_own_color_and_the_legend_hides_none():
+  colors = [bench_plots.method_color(m) for m in bench_config.ZOO]
+  assert len(set(colors)) == len(colors)
+  panels = {"a / m": {"erm": ([0.01, 0.05], [0.2, 0.3], [0.01, 0.02]),
+                      "lff": ([0.01, 0.05], [None, None], [None, None])}}
+  fig = bench_plots.accuracy_vs_ratio_figure(panels, titles={"erm": "ERM"})
+  labels = [t.get_text() for t in fig.legends[0].get_texts()]
+  assert labels == ["ERM", "lff"]
+
+
+def test_the_eta_prices_each_run_at_its_own_models_rate():
+  left = [plan.Run("study", "cheater", 0.05, "erm"), plan.Run("lff", "lff_mlp", 0.05, "erm"),
+          plan.Run("study", "shape_cnn", 0.05, "erm")]
+  work = {left[0].key: 1000.0, left[1].key: 4000.0, left[2].key: 300.0}
+  spent = {"cheater": [2000.0, 4.0], "lff_mlp": [8000.0, 2.0]}
+  # 1000 at 500/s, 4000 at 4000/s, and the unseen model at the overall 10000 / 6 s.
+  assert run.eta(left, work, spent) == pytest.approx(2.0 + 1.0 + 300 * 6 / 10000)
+  assert run.eta(left, work, {}) == 0.0
