@@ -16,15 +16,21 @@ out or fails is reported as such and the rest still run):
              entry included);
   bench_lax  the same with --conv_impl=lax, skipped while launch.bench has no such flag;
   study      python -m launch.study --config=configs/study.py:full (3 seeds);
-  benchmark  python -m launch.benchmark --config=configs/benchmark.py:quick, skipped while
-             launch/benchmark.py does not exist.
+  benchmark  python -m launch.benchmark --config=configs/benchmark.py:full on the LfF protocol
+             for ERM, GroupDRO, JTT and LfF (BENCHMARK_ARGS; --cpu-smoke: the tiny profile),
+             skipped while launch/benchmark.py does not exist. Last, it also gets the time the
+             parts before it left unused of their limits (never past the total): it does not
+             finish in one call, and every second buys runs. Its per-run log lines become a
+             table (run, seconds, img/s) in the summary and status.json.
 
 The output folder holds at most 8 flat files, so that a device run's $OUT comes back whole:
-summary.md (one page), status.json (the same, for programs), bench.json, bench_lax.json,
-stages.json, report.md (the study's), artifacts.tar.gz (the study's and benchmark's small files,
-without checkpoints or arrays, and every part's full log) and logs.txt (each part's log tail).
-The summary and status are rewritten after every part, so a run killed from outside still leaves
-what it had. Bulky work (the study's workdir, checkpoints) goes to --scratch.
+summary.md (one page), status.json (the same, for programs; the study's and the benchmark's
+stage times and the benchmark's runs too), bench.json, bench_lax.json, report.md (the study's),
+benchmark.md (the benchmark's, once it completed), artifacts.tar.gz (the study's and benchmark's
+small files, results.json included, without checkpoints, arrays or compiled programs, and every
+part's full log) and logs.txt (each part's log tail). The summary and status are rewritten after
+every part, so a run killed from outside still leaves what it had. Bulky work (the study's
+workdir, checkpoints) goes to --scratch.
 
 Only the standard library is used here: the script must start on a machine where the project's
 own requirements are not installed yet. Exit status: 0 when every part that ran ended ok (skips
@@ -54,22 +60,38 @@ import zipfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PARTS = ("install", "device", "bench", "bench_lax", "study", "benchmark")
-# Seconds per part. The real limits add up to the 8 minutes one accelerator call is sized for;
-# the benchmark, last and newest, gets what the others leave of the total.
-LIMITS = {"install": 30, "device": 45, "bench": 90, "bench_lax": 75, "study": 240,
-          "benchmark": 60}
+# Seconds per part, adding up to the 8 minutes one accelerator call is sized for (a 10-minute
+# command, the device's start and the transfers inside a 15-minute budget). The study keeps
+# one and a half times its goal, so a miss is still measured; the benchmark, last, gets its own
+# limit plus what the others leave unused.
+LIMITS = {"install": 20, "device": 45, "bench": 75, "bench_lax": 60, "study": 180,
+          "benchmark": 100}
 TOTAL_LIMIT = 480
 # --cpu-smoke runs small parts on a shared CPU; its limits only need to catch a hang.
 SMOKE_LIMITS = {"install": 60, "device": 90, "bench": 400, "bench_lax": 400, "study": 600,
                 "benchmark": 300}
 SMOKE_TOTAL_LIMIT = 1800
+# The part that inherits the time the parts before it left unused of their limits.
+HEIR = "benchmark"
+# The benchmark part: the full profile's LfF protocol (MLP 3x100, 100 epochs, 4 ratios, 3
+# seeds) for four methods; the config's variant (full, or tiny for --cpu-smoke) goes before.
+BENCHMARK_ARGS = ("--config.run_protocols=lff", "--config.methods=erm,groupdro,jtt,lff")
+# --cpu-smoke: one cheap model for the cost probe of the study protocol (ShapeCNN is slow on a
+# CPU); the probe itself is still exercised.
+BENCHMARK_SMOKE_ARGS = ("--config.project_to.protocols.study.models=cheater",)
 MIN_PART_S = 5  # A part is not started with less than this left of the total.
 KILL_GRACE_S = 10
 MAX_OUT_FILES = 8  # What a device run's $OUT brings back (flat files, at most this many).
 MAX_ARTIFACTS_BYTES = 15 * 2 ** 20
 LOG_TAIL_LINES = 60
-OUT_FILES = ("summary.md", "status.json", "bench.json", "bench_lax.json", "stages.json",
-             "report.md", "artifacts.tar.gz", "logs.txt")
+OUT_FILES = ("summary.md", "status.json", "bench.json", "bench_lax.json", "report.md",
+             "benchmark.md", "artifacts.tar.gz", "logs.txt")
+# Written by earlier versions of this script (the study's stage times are in status.json now):
+# removed too, so that nothing of an earlier run passes for this one's.
+OLD_OUT_FILES = ("stages.json",)
+# Left out of artifacts.tar.gz: the benchmark's persistent XLA cache is large and of no use
+# off its machine.
+ARTIFACT_SKIP_DIRS = ("checkpoints", "compilation_cache")
 
 # Wheels carried to the accelerator: the project's requirements its image lacks. Their own
 # requirements are carried too unless named in ACCELERATOR_HAS, the part of the project's
@@ -175,7 +197,8 @@ def bench_conv_flag(repo: pathlib.Path) -> str | None:
 
 def plan(repo: pathlib.Path, scratch: pathlib.Path, *, python: str, smoke: bool,
          limits: dict) -> list:
-  """The parts to run: dicts of name, argv (None for the install and skipped parts), limit, note."""
+  """The parts to run: dicts of name, argv (None for the install and skipped parts), limit_s,
+  note, and inherits (whether the part also gets the time earlier parts left unused)."""
   bench = [python, "-m", "launch.bench"] + (["--quick", "--repeats=1"] if smoke else [])
   variant = "tiny" if smoke else "full"
   parts = [dict(name="install", argv=None, note="pip install .whl/*.whl"),
@@ -193,16 +216,18 @@ def plan(repo: pathlib.Path, scratch: pathlib.Path, *, python: str, smoke: bool,
                                         f"--config=configs/study.py:{variant}",
                                         f"--workdir={scratch / 'study'}"],
                     note=f"configs/study.py:{variant}"))
+  config = f"configs/benchmark.py:{variant}"
   if (repo / "launch" / "benchmark.py").is_file():
-    parts.append(dict(name="benchmark", argv=[python, "-m", "launch.benchmark",
-                                              "--config=configs/benchmark.py:quick",
-                                              f"--workdir={scratch / 'benchmark'}"],
-                      note="configs/benchmark.py:quick"))
+    parts.append(dict(name="benchmark", argv=[
+        python, "-m", "launch.benchmark", f"--config={config}", *BENCHMARK_ARGS,
+        *(BENCHMARK_SMOKE_ARGS if smoke else ()), f"--workdir={scratch / 'benchmark'}"],
+                      note=f"{config}, LfF protocol: ERM, GroupDRO, JTT, LfF"))
   else:
     parts.append(dict(name="benchmark", argv=None,
                       note="skipped: launch/benchmark.py does not exist yet"))
   for p in parts:
     p["limit_s"] = limits[p["name"]]
+    p["inherits"] = p["name"] == HEIR
   return parts
 
 
@@ -291,6 +316,52 @@ def parse_probe(log_text: str) -> dict:
   return {}
 
 
+# The benchmark's progress lines (ccmnist/benchmark/run.py, stage_train; absl's prefix before).
+_BENCH_RUN = re.compile(r"\[benchmark train (\d+)/(\d+)\] (\S+) (done|failed) in ([0-9.]+)s "
+                        r"\(([0-9.]+) img/s\)")
+_BENCH_PLAN = re.compile(r"\[benchmark train\] (\d+) runs, (\d+) finished before, (\d+) to train")
+_BENCH_PROBE = re.compile(r"\[benchmark train\] cost probe (\S+) in ([0-9.]+)s")
+_BENCH_ANY = re.compile(r"\[benchmark train[ \]]")
+# ccmnist/train/loop.py's progress line, logged at the end of every epoch of a run.
+_EPOCH = re.compile(r"\bepoch (\d+)/(\d+) step (\d+)/(\d+)\s+loss \S+\s+([0-9.]+) img/s")
+
+
+def parse_benchmark_log(log_text: str) -> dict:
+  """The benchmark's training progress from its log.
+
+  Returns {'runs': [{'index', 'of', 'run', 'status' ('done'|'failed'), 'seconds', 'img_per_s'}]
+  in log order, 'planned' (runs in the config, None before its first line), 'finished_before'
+  (runs a resumed workdir held), 'probes': [{'probe', 'seconds'}], 'in_progress' (None, or the
+  last epoch line after the last of those: {'what', 'epoch', 'epochs', 'img_per_s'}, what a
+  killed part was doing)}.
+  """
+  out = {"runs": [], "planned": None, "finished_before": None, "probes": [], "in_progress": None}
+  last_epoch = None
+  for line in log_text.splitlines():
+    if m := _EPOCH.search(line):
+      last_epoch = {"epoch": int(m[1]), "epochs": int(m[2]), "img_per_s": float(m[5])}
+      continue
+    if not _BENCH_ANY.search(line):
+      continue
+    last_epoch = None  # A run or probe ended (or none began yet): no epoch is in progress.
+    if m := _BENCH_RUN.search(line):
+      out["runs"].append({"index": int(m[1]), "of": int(m[2]), "run": m[3], "status": m[4],
+                          "seconds": float(m[5]), "img_per_s": float(m[6])})
+    elif m := _BENCH_PLAN.search(line):
+      out["planned"], out["finished_before"] = int(m[1]), int(m[2])
+    elif m := _BENCH_PROBE.search(line):
+      out["probes"].append({"probe": m[1], "seconds": float(m[2])})
+  if last_epoch:
+    runs, planned = out["runs"], out["planned"]
+    if planned is not None and (out["finished_before"] or 0) + len(runs) >= planned:
+      what = "a cost probe"
+    else:
+      what = f"run {runs[-1]['index'] + 1 if runs else (out['finished_before'] or 0) + 1}"
+      what += f"/{planned}" if planned is not None else ""
+    out["in_progress"] = {"what": what, **last_epoch}
+  return out
+
+
 def is_gpu(probe: dict) -> bool:
   return probe.get("platform") == "gpu"
 
@@ -341,7 +412,7 @@ def _device_line(d: dict) -> str:
   return d.get("description") or f"{d.get('count', '?')} x {d.get('platform')}:{d.get('kind')}"
 
 
-def accelerator_banner(probe: dict, benches: dict, stages) -> list:
+def accelerator_banner(probe: dict, benches: dict, stages, benchmark_stages=None) -> list:
   """Lines that stop a CPU (or mixed) run from being read as an accelerator result."""
   lines = []
   if not probe:
@@ -357,23 +428,28 @@ def accelerator_banner(probe: dict, benches: dict, stages) -> list:
     if b and probe and platform != probe.get("platform"):
       lines.append(f"> **DEVICE MISMATCH.** {name}.json ran on `{platform}`, the probe saw "
                    f"`{probe.get('platform')}`.")
-  kinds = {v.get("device") for v in (stages or {}).values() if isinstance(v, dict)}
-  if probe and kinds and kinds != {probe.get("kind")}:
-    lines.append(f"> **DEVICE MISMATCH.** The study's stages ran on {sorted(map(str, kinds))}, "
-                 f"the probe saw `{probe.get('kind')}`.")
+  for what, times in (("study", stages), ("benchmark", benchmark_stages)):
+    kinds = {v.get("device") for v in (times or {}).values() if isinstance(v, dict)}
+    if probe and kinds and kinds != {probe.get("kind")}:
+      lines.append(f"> **DEVICE MISMATCH.** The {what}'s stages ran on "
+                   f"{sorted(map(str, kinds))}, the probe saw `{probe.get('kind')}`.")
   return lines
 
 
-def summary_markdown(status: dict, *, bench=None, bench_lax=None, stages=None) -> str:
-  """summary.md from status (see main) and the parts' outputs (each None when absent)."""
+def summary_markdown(status: dict, *, bench=None, bench_lax=None, stages=None,
+                     benchmark=None) -> str:
+  """summary.md from status (see main) and the parts' outputs (each None when absent;
+  benchmark: benchmark_outcome's dict)."""
   probe = status.get("probe") or {}
   parts = status.get("parts") or []
   by_name = {p["name"]: p for p in parts}
   out = [f"# Accelerator check, {status.get('started', '?')}", ""]
-  out += accelerator_banner(probe, {"bench": bench, "bench_lax": bench_lax}, stages)
+  out += accelerator_banner(probe, {"bench": bench, "bench_lax": bench_lax}, stages,
+                            (benchmark or {}).get("stages"))
   if status.get("smoke"):
     out.append("> **CPU SMOKE RUN.** Reduced parts (bench --quick --repeats=1, "
-               "configs/study.py:tiny): a test of this script, not a measurement.")
+               "configs/study.py:tiny, configs/benchmark.py:tiny): a test of this script, not "
+               "a measurement.")
   if out[-1] != "":
     out.append("")
   mods = probe.get("modules") or {}
@@ -404,11 +480,7 @@ def summary_markdown(status: dict, *, bench=None, bench_lax=None, stages=None) -
           else "## Study (configs/study.py:tiny)", ""]
   out += _study_section(stages, by_name.get("study"), smoke=status.get("smoke"))
   out += ["", "## Debiasing benchmark", ""]
-  b = by_name.get("benchmark") or {}
-  note = b.get("note", "")
-  out.append(note if note.startswith(b.get("status", "")) else
-             f"{b.get('status', 'not run')}: {note}"
-             + (f", {b['wall_s']:.0f} s" if b.get("status") == "ok" else ""))
+  out += _benchmark_section(benchmark, by_name.get("benchmark"))
   out += ["", f"Files here: {', '.join(status.get('files') or [])}. Full logs in "
           "artifacts.tar.gz (logs/), tails in logs.txt.", ""]
   return "\n".join(out)
@@ -522,16 +594,56 @@ def _study_section(stages, part, *, smoke=False) -> list:
   return rows
 
 
+def _benchmark_section(outcome, part) -> list:
+  part = part or {}
+  note, state = part.get("note", ""), part.get("status", "not run")
+  if state in ("skipped", "not_run") or not part:
+    return [note if note.startswith(state) else f"{state}: {note}"]
+  rows = [f"{note}: **{state}** after {_num(part.get('wall_s'), '{:.0f}')} s"
+          + (f" (its limit {part['limit_s']:.0f} s plus {part['inherited_s']:.0f} s the parts "
+             "before it left unused)" if part.get("inherited_s") else "") + "."]
+  outcome = outcome or {}
+  runs = outcome.get("runs") or []
+  if not runs:
+    rows.append("No run finished; see logs.txt.")
+  else:
+    done = [r for r in runs if r["status"] == "done"]
+    planned = outcome.get("planned")
+    rows += ["", f"{len(done)} of {planned if planned is not None else '?'} runs done"
+             + (f", {len(runs) - len(done)} failed" if len(runs) > len(done) else "")
+             + f", {sum(r['seconds'] for r in runs):.0f} s in all. Seconds: a run's wall "
+             "time (compiles, per-epoch evaluation and checkpoints included); img/s: its "
+             "training examples over every replica times its method's images per example "
+             "(LfF's 2), over those seconds.",
+             "", "| run | seconds | img/s |", "|---|---|---|"]
+    rows += [f"| {r['run']}{' (failed)' if r['status'] == 'failed' else ''} | "
+             f"{r['seconds']:.1f} | {_num(r['img_per_s'])} |" for r in runs]
+  rows += [f"| cost probe {p['probe']} | {p['seconds']:.1f} | |"
+           for p in outcome.get("probes") or []]
+  if outcome.get("in_progress"):
+    ip = outcome["in_progress"]
+    rows += ["", f"Stopped during {ip['what']}, after epoch {ip['epoch']}/{ip['epochs']} "
+                 f"({_num(ip['img_per_s'])} img/s so far)."]
+  if outcome.get("stages"):
+    rows += ["", "| stage | seconds | device |", "|---|---|---|"]
+    rows += [f"| {k} | {_num(v.get('seconds'), '{:.1f}')} | {v.get('device', '')} |"
+             for k, v in outcome["stages"].items() if isinstance(v, dict)]
+  if outcome.get("completed"):
+    rows += ["", "Completed: benchmark.md here, results.json in artifacts.tar.gz (benchmark/)."]
+  return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # Collecting the outputs.
 
 
 def _small_files(root: pathlib.Path):
-  """Files of a workdir worth keeping: no checkpoints, no arrays, no locks."""
+  """Files of a workdir worth keeping: no checkpoints, no compiled programs, no arrays, no
+  locks."""
   for path in sorted(root.rglob("*")):
     rel = path.relative_to(root)
-    if path.is_file() and "checkpoints" not in rel.parts and path.suffix not in (".npz", ".npy",
-                                                                                   ".lock"):
+    if (path.is_file() and not set(ARTIFACT_SKIP_DIRS) & set(rel.parts)
+        and path.suffix not in (".npz", ".npy", ".lock")):
       yield path, rel
 
 
@@ -581,12 +693,26 @@ def _copy(src: pathlib.Path, dst: pathlib.Path) -> bool:
   return True
 
 
+def benchmark_outcome(scratch: pathlib.Path):
+  """What the benchmark part left: its log's runs (parse_benchmark_log), its stage times, and
+  whether it completed (benchmark.md and results.json written); None before it started."""
+  log = scratch / "logs" / "benchmark.log"
+  if not log.is_file():
+    return None
+  work = scratch / "benchmark"
+  return {**parse_benchmark_log(log.read_text(encoding="utf-8", errors="replace")),
+          "stages": read_json(work / "stages.json"),
+          "completed": (work / "benchmark.md").is_file() and (work / "results.json").is_file()}
+
+
 def collect(out: pathlib.Path, scratch: pathlib.Path, status: dict, *, final: bool) -> str:
   """Copies the parts' outputs into out, rewrites status.json and summary.md; returns it."""
   _copy(scratch / "bench" / "bench.json", out / "bench.json")
   _copy(scratch / "bench_lax" / "bench.json", out / "bench_lax.json")
-  _copy(scratch / "study" / "stages.json", out / "stages.json")
   _copy(scratch / "study" / "report.md", out / "report.md")
+  _copy(scratch / "benchmark" / "benchmark.md", out / "benchmark.md")
+  status["study_stages"] = read_json(scratch / "study" / "stages.json")
+  status["benchmark"] = benchmark_outcome(scratch)
   write_logs_tail(out, scratch / "logs", status["parts"])
   if final:
     status["artifacts"] = write_artifacts(out, scratch)
@@ -595,7 +721,7 @@ def collect(out: pathlib.Path, scratch: pathlib.Path, status: dict, *, final: bo
   _write_text(out / "status.json", json.dumps(status, indent=1, allow_nan=True) + "\n")
   text = summary_markdown(status, bench=read_json(out / "bench.json"),
                           bench_lax=read_json(out / "bench_lax.json"),
-                          stages=read_json(out / "stages.json"))
+                          stages=status["study_stages"], benchmark=status["benchmark"])
   _write_text(out / "summary.md", text)
   return text
 
@@ -613,11 +739,22 @@ def _interrupt(signum, frame):
   raise Interrupted(signal.Signals(signum).name)
 
 
-def _run_one(part, entry, status, args, *, env, scratch, site, python, deadline, total):
-  """Runs (or skips) one part, filling entry; returns the parts' environment."""
+def unused_s(part: dict, entry: dict) -> float:
+  """Seconds of its limit a finished (or skipped, or not run) part left unused."""
+  return max(0.0, part["limit_s"] - (entry.get("wall_s") or 0.0))
+
+
+def _run_one(part, entry, status, args, *, env, scratch, site, python, deadline, total,
+             unused=0.0):
+  """Runs (or skips) one part, filling entry; returns the parts' environment. unused: what the
+  parts before it left of their limits, added to the limit of a part that inherits it."""
   name = part["name"]
   logs = scratch / "logs"
-  timeout = part_timeout(part["limit_s"], deadline, time.monotonic())
+  limit = part["limit_s"]
+  if part.get("inherits") and unused > 0:
+    limit += unused
+    entry["inherited_s"] = unused
+  timeout = part_timeout(limit, deadline, time.monotonic())
   if status.get("stop"):
     entry.update(status="not_run", wall_s=0.0, note=status["stop"])
   elif timeout is None:
@@ -657,11 +794,11 @@ def run_check(args) -> int:
   out = pathlib.Path(args.out_dir) if args.out_dir else default_out_dir()
   out = out.resolve()
   out.mkdir(parents=True, exist_ok=True)
-  stray = [p.name for p in out.iterdir() if p.name not in OUT_FILES]
+  stray = [p.name for p in out.iterdir() if p.name not in OUT_FILES + OLD_OUT_FILES]
   if stray:
     print(f"warning: {out} also holds {stray}; a device run brings back at most "
           f"{MAX_OUT_FILES} files", file=sys.stderr)
-  for name in OUT_FILES:  # Nothing of an earlier run may pass for this one's.
+  for name in OUT_FILES + OLD_OUT_FILES:  # Nothing of an earlier run may pass for this one's.
     (out / name).unlink(missing_ok=True)
   scratch = pathlib.Path(args.scratch or tempfile.mkdtemp(prefix="accelerator_check_")).resolve()
   scratch.mkdir(parents=True, exist_ok=True)
@@ -682,6 +819,7 @@ def run_check(args) -> int:
             "parts": [], "accelerator": False}
   env = None
   rc = 0
+  unused = 0.0
   previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
   try:
     for part in parts:
@@ -691,7 +829,7 @@ def run_check(args) -> int:
       t_part = time.monotonic()
       try:
         env = _run_one(part, entry, status, args, env=env, scratch=scratch, site=site,
-                       python=python, deadline=deadline, total=total)
+                       python=python, deadline=deadline, total=total, unused=unused)
       except (KeyboardInterrupt, Interrupted) as e:
         entry.update(status="interrupted", wall_s=time.monotonic() - t_part,
                      note=f"the check itself was stopped ({type(e).__name__})")
@@ -701,6 +839,7 @@ def run_check(args) -> int:
       print(f"[accelerator_check] {part['name']}: {entry['status']} "
             f"({entry.get('wall_s', 0):.1f} s) {entry.get('note', '')}", flush=True)
       status["parts"].append(entry)
+      unused += unused_s(part, entry)
       status["wall_s"] = time.monotonic() - t_start
       collect(out, scratch, status, final=False)
   finally:
@@ -831,7 +970,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--prepare", action="store_true", help="here, with a network: download the "
                  "wheels the accelerator lacks into .whl/ and MNIST into .mnist/, then stop")
   p.add_argument("--cpu-smoke", action="store_true", help="small parts (bench --quick "
-                 "--repeats=1, configs/study.py:tiny) with limits that only catch hangs")
+                 "--repeats=1, configs/study.py:tiny, configs/benchmark.py:tiny) with limits "
+                 "that only catch hangs")
   p.add_argument("--limit", action="append", metavar="PART=SECONDS",
                  help=f"a part's time limit (parts: {', '.join(PARTS)}); repeatable")
   p.add_argument("--total-limit", type=float, default=None,
