@@ -5,6 +5,7 @@ import pathlib
 import shutil
 
 import jax
+import numpy as np
 import pytest
 
 
@@ -37,3 +38,36 @@ def compilation_cache(tmp_path_factory):
   yield
   for n, v in old.items():
     jax.config.update(n, v)
+
+
+def assert_replicas_equal_single_runs(make, grid, workdir, *, lam_used: bool):
+  """Trains 2 seeds x `grid` as K replicas of one run, then each replica alone; asserts replica
+  r's final params equal its single run's, that seeds differ and (lam_used) grid points too.
+
+  make(seed=, num_seeds=, lam=, grid=) -> a locked training config. Returns (config, model,
+  stacked params) of the K-replica run.
+  """
+  from ccmnist.train import loop  # pylint: disable=import-outside-toplevel
+  from ccmnist.train import runs  # pylint: disable=import-outside-toplevel
+  workdir = pathlib.Path(workdir)
+  both = make(seed=0, num_seeds=2, lam=grid[0], grid=grid)
+  loop.train_and_evaluate(both, workdir / "k4")
+  model, p_all, _ = runs.load_run(workdir / "k4", replica=None)
+  for r in runs.replicas(both):
+    single = workdir / f"single{r['replica']}"
+    loop.train_and_evaluate(make(seed=r["seed"], num_seeds=1, lam=r["lam"], grid=()), single)
+    _, p_one, _ = runs.load_run(single)
+    for a, b in zip(jax.tree_util.tree_leaves(p_all), jax.tree_util.tree_leaves(p_one)):
+      np.testing.assert_allclose(np.asarray(a)[r["replica"]], np.asarray(b), rtol=1e-5,
+                                 atol=1e-6)
+  leaf = np.asarray(jax.tree_util.tree_leaves(p_all)[-1])  # Replica = grid point * 2 + seed.
+  assert not np.allclose(leaf[0], leaf[1])  # Seeds differ.
+  if lam_used:  # And so do grid points.
+    assert not np.allclose(leaf[0], leaf[2])
+  return both, model, p_all
+
+
+@pytest.fixture(name="replicas_equal_single_runs")
+def fixture_replicas_equal_single_runs():
+  """assert_replicas_equal_single_runs, for the method test files."""
+  return assert_replicas_equal_single_runs

@@ -1,7 +1,7 @@
 """The methods that know the groups or environments, counterfactual augmentation and random
 recoloring: hand-computed losses and updates, and K replicas in one run equal single runs."""
 
-import pathlib
+import functools
 
 import flax.linen as nn
 import jax
@@ -354,19 +354,6 @@ def run_config(name, *, seed, num_seeds, lam, grid=()):
 
 
 @pytest.mark.parametrize("name", sorted(GRIDS))
-def test_replicas_equal_single_runs(name, tmp_path):
-  grid = GRIDS[name]
-  both = run_config(name, seed=0, num_seeds=2, lam=grid[0], grid=grid)
-  loop.train_and_evaluate(both, tmp_path / "k4")
-  _, p_all, _ = runs.load_run(tmp_path / "k4", replica=None)
-  for r in runs.replicas(both):
-    workdir = pathlib.Path(tmp_path / f"single{r['replica']}")
-    loop.train_and_evaluate(run_config(name, seed=r["seed"], num_seeds=1, lam=r["lam"]), workdir)
-    _, p_one, _ = runs.load_run(workdir)
-    for a, b in zip(jax.tree_util.tree_leaves(p_all), jax.tree_util.tree_leaves(p_one)):
-      np.testing.assert_allclose(np.asarray(a)[r["replica"]], np.asarray(b), rtol=1e-5,
-                                 atol=1e-6)
-  leaf = np.asarray(jax.tree_util.tree_leaves(p_all)[-1])  # Replica = grid point * 2 + seed.
-  assert not np.allclose(leaf[0], leaf[1])  # Seeds differ.
-  if methods.get(name).lam_means != "unused":  # And so do grid points, where lam is used.
-    assert not np.allclose(leaf[0], leaf[2])
+def test_replicas_equal_single_runs(name, tmp_path, replicas_equal_single_runs):
+  replicas_equal_single_runs(functools.partial(run_config, name), GRIDS[name], tmp_path,
+                             lam_used=methods.get(name).lam_means != "unused")

@@ -80,3 +80,9 @@ def logit_fn(model: nn.Module, params) -> Callable:
 
 def accuracy(logits, labels):
   return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def ce_metrics(ce, logits, labels, penalty=None) -> dict:
+  """The aux every method reports: the mean CE, its penalty (0 when it has none), accuracy."""
+  return {"ce": jnp.mean(ce), "penalty": jnp.zeros(()) if penalty is None else penalty,
+          "accuracy": accuracy(logits, labels)}

@@ -20,10 +20,8 @@ def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   labels = jnp.concatenate([batch["labels"], batch["labels"]])
   logits = base.logit_fn(model, params)(images)
   ce = losses.cross_entropy(logits=logits, labels=labels)
-  n = batch["labels"].shape[0]
-  aux = {"ce": ce, "penalty": jnp.zeros(()),
-         "accuracy": base.accuracy(logits[:n], batch["labels"])}
-  return ce, aux, extra
+  n = batch["labels"].shape[0]  # Accuracy on the originals.
+  return ce, base.ce_metrics(ce, logits[:n], batch["labels"]), extra
 
 
 METHOD = base.Method(

@@ -13,7 +13,7 @@ maximize the IRMv1 penalty of the two soft environments,
   mean_e (d/dw R_e(w) at w = 1)^2,  R_1(w) = 1/N sum_i q_i CE(w z_i, y_i), R_2 with 1 - q_i,
 
 by Adam on u (init N(0, 1)) for ei_steps steps at rate ei_lr; then e_i = 1 where q_i > 0.5,
-kept in extra['envs'] [K, N]. Training is IRMv1 on those environments (irm.loss): mean risk
+kept in extra['envs'] [K, N]. Training is IRMv1 on those environments (irm.objective): mean risk
 of the environments + pw * mean penalty, pw = lam from config.loss.warmup_epochs on and 1
 before, the loss divided by pw when pw > 1. lam is that penalty weight.
 
@@ -89,7 +89,8 @@ def reference_logits(config, train_split, reps) -> np.ndarray:
 
 def init_extra(config, train_split, reps) -> dict:
   """envs [K, N] int32: the inferred environment of every train example, per replica."""
-  given = {**DEFAULTS, **dict(config.loss.get("settings", None) or {})}
+  from ccmnist.train import methods  # pylint: disable=import-outside-toplevel  # The registry.
+  given = methods.settings_of(config)
   seeds = sorted({r["seed"] for r in reps})  # Grid points of one seed share its environments.
   logits = reference_logits(config, train_split, [{"seed": s} for s in seeds])
   keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3) for s in seeds])
@@ -108,7 +109,8 @@ def init_extra(config, train_split, reps) -> dict:
 
 def check(config) -> None:
   jtt.reference_of(config)  # The reference itself may not be trained yet: init_extra reads it.
-  given = {**DEFAULTS, **dict(config.loss.get("settings", None) or {})}
+  from ccmnist.train import methods  # pylint: disable=import-outside-toplevel  # The registry.
+  given = methods.settings_of(config)
   if int(given["ei_steps"]) < 1 or not float(given["ei_lr"]) > 0:
     raise ValueError(f"config.loss.settings.ei_steps={given['ei_steps']} and ei_lr="
                      f"{given['ei_lr']}: the environment inference needs >= 1 step and a rate "
@@ -116,10 +118,9 @@ def check(config) -> None:
 
 
 def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
-  # IRMv1 on the inferred environments; irm.loss reads only their number from the scales.
-  return irm.loss(model=model, params=params, batch=batch, lam=lam, extra=extra, step=step,
-                  warmup_steps=warmup_steps,
-                  settings={**settings, "env_conflict_scales": (1.0,) * NUM_ENVS})
+  del settings
+  return irm.objective(model=model, params=params, batch=batch, lam=lam, extra=extra, step=step,
+                       warmup_steps=warmup_steps, n_envs=NUM_ENVS)
 
 
 METHOD = base.Method(

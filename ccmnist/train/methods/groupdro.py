@@ -71,8 +71,7 @@ def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   q = jax.lax.stop_gradient(
       update_weights(extra["q"], group_loss, lam, extra["adjustment"]))
   robust = jnp.sum(q * group_loss)
-  aux = {"ce": jnp.mean(ce), "penalty": jnp.zeros(()),
-         "accuracy": base.accuracy(logits, batch["labels"]),
+  aux = {**base.ce_metrics(ce, logits, batch["labels"]),
          "worst_group_loss": jnp.max(jnp.where(counts > 0, group_loss, -jnp.inf)),
          "max_group_weight": jnp.max(q)}
   return robust, aux, {**extra, "q": q}

@@ -59,9 +59,9 @@ def num_envs(settings) -> int:
   return len(settings["env_conflict_scales"])
 
 
-def env_risks(ce, envs, settings):
+def env_risks(ce, envs, n_envs: int):
   """(risks [E], present [E]): the mean CE of each environment's rows, and whether it has any."""
-  risks, counts = groupdro.group_means(ce, envs, num_envs(settings))
+  risks, counts = groupdro.group_means(ce, envs, n_envs)
   return risks, counts > 0
 
 
@@ -93,17 +93,21 @@ def batch_terms(model, params, batch, extra):
   return logits, ce, extra["envs"][batch["index"]]
 
 
-def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
+def objective(*, model, params, batch, lam, extra, step, warmup_steps, n_envs: int):
+  """IRMv1 on the n_envs environments extra['envs'] gives each row: (loss, aux, extra)."""
   logits, ce, envs = batch_terms(model, params, batch, extra)
-  risks, present = env_risks(ce, envs, settings)
+  risks, present = env_risks(ce, envs, n_envs)
   penalties = jnp.stack([irm_penalty(logits, batch["labels"], envs == e)
-                         for e in range(num_envs(settings))])
+                         for e in range(n_envs)])
   penalty = present_mean(penalties, present)
   weight, divisor = penalty_weight(lam, step, warmup_steps)
   total = (present_mean(risks, present) + weight * penalty) / divisor
-  aux = {"ce": jnp.mean(ce), "penalty": penalty,
-         "accuracy": base.accuracy(logits, batch["labels"])}
-  return total, aux, extra
+  return total, base.ce_metrics(ce, logits, batch["labels"], penalty), extra
+
+
+def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
+  return objective(model=model, params=params, batch=batch, lam=lam, extra=extra, step=step,
+                   warmup_steps=warmup_steps, n_envs=num_envs(settings))
 
 
 ENV_KNOWS = "environments: train examples split by how often their color conflicts with the digit"

@@ -113,8 +113,7 @@ def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   errors = extra["errors"][batch["index"]]
   mean_weight = 1.0 + (lam - 1.0) * jnp.mean(extra["errors"].astype(jnp.float32))
   total = jnp.mean(weights(errors, lam) * ce) / mean_weight
-  return total, {"ce": jnp.mean(ce), "penalty": jnp.zeros(()),
-                 "accuracy": base.accuracy(logits, batch["labels"]),
+  return total, {**base.ce_metrics(ce, logits, batch["labels"]),
                  "upweighted": jnp.mean(errors.astype(jnp.float32))}, extra
 
 

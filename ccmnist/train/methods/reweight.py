@@ -47,9 +47,7 @@ def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   logits = base.logit_fn(model, params)(batch["images"])
   ce = losses.cross_entropy(logits=logits, labels=batch["labels"], reduction="none")
   weighted = jnp.mean(extra["weights"][batch["index"]] * ce)
-  aux = {"ce": jnp.mean(ce), "penalty": jnp.zeros(()),
-         "accuracy": base.accuracy(logits, batch["labels"])}
-  return weighted, aux, extra
+  return weighted, base.ce_metrics(ce, logits, batch["labels"]), extra
 
 
 def sample_weights(config, train_split) -> np.ndarray:

@@ -31,7 +31,7 @@ def risk_variance(risks, present):
 
 def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   logits, ce, envs = irm.batch_terms(model, params, batch, extra)
-  risks, present = irm.env_risks(ce, envs, settings)
+  risks, present = irm.env_risks(ce, envs, irm.num_envs(settings))
   penalty = risk_variance(risks, present)
   weight, divisor = irm.penalty_weight(lam, step, warmup_steps)
   total = (irm.present_mean(risks, present) + weight * penalty) / divisor
