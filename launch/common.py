@@ -5,6 +5,7 @@
 """
 
 import logging as py_logging
+import os
 import re
 import sys
 
@@ -61,6 +62,18 @@ def error_line(e: BaseException) -> str:
   return "error: " + " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
+def write_error_line(line: str):
+  """Writes line to stderr in one system call, on a line of its own: threads of the checkpoint
+  library may still be printing their own noise, a piece at a time."""
+  try:
+    fd = sys.stderr.fileno()
+  except (AttributeError, ValueError, OSError):  # A stream with no file (a captured one).
+    print(line, file=sys.stderr, flush=True)
+    return
+  sys.stderr.flush()
+  os.write(fd, f"\n{line}\n".encode())
+
+
 def _flag_error_line(e: Exception, argv) -> str:
   """One line for an error while parsing the command line."""
   if isinstance(e, (AttributeError, KeyError)):  # ml_collections: an override of no field.
@@ -113,7 +126,7 @@ def _one_line_errors(main):
       if _VERBOSE.value or flags.FLAGS["pdb_post_mortem"].value:
         raise
       logging.flush()
-      print(error_line(e), file=sys.stderr, flush=True)
+      write_error_line(error_line(e))
       sys.exit(2)
   return wrapped
 

@@ -350,3 +350,18 @@ def test_verbose_prints_the_traceback(tmp_path):
       capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode != 0 and "Traceback" in proc.stderr
   assert "FileNotFoundError" in proc.stderr and "is not a training workdir" in proc.stderr
+
+
+def test_error_line_starts_its_own_line_after_a_partial_one():
+  """Another thread (the checkpoint library's) may have left half a line on stderr when the
+  error comes: the error still gets a line of its own, whole."""
+  script = ("import os\nfrom launch import common\n"
+            "def main(argv):\n"
+            "  os.write(2, b'      half a line of noise')\n"
+            "  raise ValueError('x is bad; set x')\n"
+            "common.run(main)\n")
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                        timeout=120, check=False)
+  assert proc.returncode == 2, proc.stderr
+  assert "error: x is bad; set x" in proc.stderr.splitlines(), proc.stderr
+  assert "Traceback" not in proc.stderr
