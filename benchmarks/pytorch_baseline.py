@@ -18,6 +18,12 @@ gathered per step, and
     batch 200, and a last forward to score the result.
 Every workload runs `repeats` times interleaved and reports the median, as ccmnist.bench does.
 The JSON line uses bench.json's keys (train_img_per_s, eval_img_per_s, pgd_img_per_s).
+
+`--epoch_npz=FILE` instead trains real epochs, as `launch.train` does, on a train split saved as
+.npz (images [N, 28, 28, 3] uint8, labels [N]; `side_by_side.py --real_epoch` writes the quick
+config's): the images held in memory as uint8 NCHW, every epoch a fresh permutation, each step
+gathering its batch, converting it to float and taking an ERM SGD step; the last partial batch
+dropped; evaluation excluded. It prints each epoch's img/s (the first includes warm-up).
 """
 
 import argparse
@@ -162,16 +168,49 @@ def run(repeats: int, train_images: int, eval_batches: int = 5) -> dict:
   }
 
 
+def train_epochs(npz: str, *, epochs: int, batch: int, lr: float) -> dict:
+  """ERM SGD epochs on a saved train split; {'epoch_img_per_s': [...], ...} (see the docstring)."""
+  with np.load(npz) as f:
+    images = torch.from_numpy(np.ascontiguousarray(f["images"].transpose(0, 3, 1, 2)))
+    labels = torch.from_numpy(f["labels"].astype(np.int64))
+  model = CheaterCNN()
+  opt = torch.optim.SGD(model.parameters(), lr=lr)
+  n, rates = len(labels), []
+  steps = n // batch
+  for _ in range(epochs):
+    t = time.perf_counter()
+    order = torch.randperm(n)
+    losses = []
+    for s in range(steps):
+      idx = order[s * batch:(s + 1) * batch]
+      opt.zero_grad(set_to_none=True)
+      loss = F.cross_entropy(model(images[idx].float()), labels[idx])
+      loss.backward()
+      opt.step()
+      losses.append(loss.detach())
+    torch.stack(losses).mean().item()  # As launch.train reads its epoch's losses.
+    rates.append(steps * batch / (time.perf_counter() - t))
+  return {"torch_version": torch.__version__, "threads": torch.get_num_threads(),
+          "train_size": n, "batch": batch, "lr": lr, "epoch_img_per_s": rates}
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--repeats", type=int, default=3, help="Interleaved repeats; medians reported.")
   p.add_argument("--quick", action="store_true",
                  help="1280 images per train measurement, as `launch.bench --quick`.")
   p.add_argument("--threads", type=int, default=2)
+  p.add_argument("--epoch_npz", default="", help="Train real epochs on this split instead.")
+  p.add_argument("--epochs", type=int, default=4)
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--lr", type=float, default=1e-2)
   a = p.parse_args()
   torch.set_num_threads(a.threads)
   torch.manual_seed(0)
-  print(json.dumps(run(a.repeats, 1280 if a.quick else 5120)))
+  if a.epoch_npz:
+    print(json.dumps(train_epochs(a.epoch_npz, epochs=a.epochs, batch=a.batch, lr=a.lr)))
+  else:
+    print(json.dumps(run(a.repeats, 1280 if a.quick else 5120)))
 
 
 if __name__ == "__main__":

@@ -114,8 +114,8 @@ def test_bad_training_config_writes_nothing_in_a_new_workdir(tmp_path, overrides
   assert not any(tmp_path.iterdir())
 
 
-def test_batch_not_divisible_by_the_devices():
-  check_error(lambda: parallel.check_batch_size(33, 2), ".", ValueError,
+def test_batch_not_divisible_by_the_devices(tmp_path):
+  check_error(lambda: parallel.check_batch_size(33, 2), tmp_path, ValueError,
               r"batch_size=33 is not a multiple of 2", r"pick a batch size divisible by 2")
 
 

@@ -57,6 +57,31 @@ def test_conv_impl_matches_flax(impl, geometry):
   np.testing.assert_allclose(penalty_grad(ours), penalty_grad(ref), rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("q", [1, 2, 3])
+@pytest.mark.parametrize("width", [11, 12])  # Output widths 7 and 8: q divides one, not both.
+def test_column_phase_conv_is_the_plain_conv(q, width):
+  """q adjacent output columns as q * O channels: the same conv, including where q does not
+  divide the output width (the last group's extra columns are cut off)."""
+  rng = np.random.default_rng(q)
+  x = jnp.asarray(rng.normal(size=(2, 9, width, 5)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 5, 5, 4)), jnp.float32)
+  want = jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  got = layers.column_phase_conv(x, k, q)
+  assert got.shape == want.shape == (2, 7, width - 4, 4)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_column_phase_conv_picks_q_from_the_output_features():
+  """None: 16 // O columns per position (a conv with 8 features runs as one with 16)."""
+  x = jnp.zeros((1, 6, 10, 3))
+  conv = lambda o: [e for e in jax.make_jaxpr(layers.column_phase_conv)(
+      x, jnp.zeros((3, 3, 3, o))).eqns if e.primitive.name == "conv_general_dilated"]
+  (eight,), (sixteen,) = conv(8), conv(16)
+  assert eight.params["window_strides"] == (1, 2) and eight.invars[1].aval.shape[-1] == 16
+  assert sixteen.params["window_strides"] == (1, 1) and sixteen.invars[1].aval.shape[-1] == 16
+
+
 def test_phase_input_grad_finite_differences():
   """Directional derivative of <conv(x), r> along a random dx, against the input gradient."""
   cin, cout, k, s, p, h = GEOMETRIES[0]

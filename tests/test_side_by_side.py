@@ -79,3 +79,65 @@ def test_format_table_rows():
   assert len(lines) == 2 + len(sbs.WORKLOADS)
   assert lines[2] == "| erm_b64 | 150 | 100 | 1.50 (1.50-1.50) |"
   assert "1 alternations" in lines[0]
+
+
+_OPS_PATH = _PATH.parent / "conv_ops.py"
+_ops_spec = importlib.util.spec_from_file_location("conv_ops", _OPS_PATH)
+conv_ops = importlib.util.module_from_spec(_ops_spec)
+_ops_spec.loader.exec_module(conv_ops)
+
+
+def test_ops_per_s_is_a_rate_so_ratios_read_torch_ms_over_jax_ms():
+  jax_runs = [sbs.ops_per_s({"ms": {"a": 2.0, "b": 1.0}})]
+  torch_runs = [sbs.ops_per_s({"ms": {"a": 1.0, "b": 3.0}})]
+  assert jax_runs[0] == {"a": 500.0, "b": 1000.0}
+  r = sbs.ratios(jax_runs, torch_runs, keys=("a", "b"))
+  assert r["a"] == pytest.approx([0.5]) and r["b"] == pytest.approx([3.0])
+  table = sbs.format_table(sbs.summary(jax_runs, torch_runs, keys=("a", "b")), n=1, ops=True)
+  assert "| a | 2.000 | 1.000 | 0.50 (0.50-0.50) |" in table.splitlines()
+  with pytest.raises(ValueError, match="ms per op"):
+    sbs.ops_per_s({"img_per_s": {}})
+
+
+def test_epoch_rates_skip_the_first_epoch_and_sort_by_epoch():
+  metrics = "\n".join(json.dumps({"epoch": e, "train_img_per_s": v})
+                      for e, v in ((2, 30.0), (1, 5.0), (4, 34.0), (3, 10.0))) + "\n"
+  rates = sbs.jax_epoch_rates(metrics)
+  assert rates == [5.0, 30.0, 10.0, 34.0]
+  assert sbs.epoch_img_per_s(rates) == {"later_epochs": 30.0, "first_epoch": 5.0}
+  with pytest.raises(ValueError, match="at least 2"):
+    sbs.epoch_img_per_s([5.0])
+
+
+def test_conv_ops_names_every_conv_op_and_forward_only_at_the_eval_batch():
+  names = conv_ops.op_names()
+  assert len(names) == len(set(names)) == 3 * 3 * 2 + 3
+  assert "conv0_dx_b64" in names and "conv2_dk_b256" in names
+  assert "conv1_fwd_b1000" in names and "conv1_dk_b1000" not in names
+
+
+def test_conv_ops_measure_calls_each_op_images_over_batch_times():
+  counts = {"conv0_fwd_b64": 0, "conv0_fwd_b1000": 0}
+  ops = {name: (lambda name=name: counts.__setitem__(name, counts[name] + 1)) for name in counts}
+  ms = conv_ops.measure(ops, lambda out: out, repeats=3, images=640)
+  assert set(ms) == set(counts) and all(v >= 0 for v in ms.values())
+  # Two warm-up calls, then 3 repeats of max(4, 640 // batch) calls.
+  assert counts == {"conv0_fwd_b64": 2 + 3 * 10, "conv0_fwd_b1000": 2 + 3 * 4}
+
+
+def test_conv_ops_jax_side_times_the_model_convs_true_derivatives():
+  """Each timed JAX op is the conv, or its exact input or kernel gradient (jax.vjp of
+  lax.conv_general_dilated), on the op's own inputs."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from ccmnist.models import layers  # pylint: disable=import-outside-toplevel
+  ops, wait, versions = conv_ops.jax_ops((2,))
+  assert set(ops) == set(conv_ops.op_names((2,))) and "jax_version" in versions
+  for _, conv, x, k, dy in conv_ops.inputs((2,)):
+    _, _, _, s, p = conv_ops._shapes(conv, 2)  # pylint: disable=protected-access
+    y, vjp = jax.vjp(lambda x, k, s=s, p=p: layers._lax_conv(x, k, s, p), x, k)  # pylint: disable=protected-access
+    dx, dk = vjp(dy)
+    name = conv[0]
+    np.testing.assert_allclose(wait(ops[f"{name}_fwd_b2"]()), y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(wait(ops[f"{name}_dx_b2"]()), dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(wait(ops[f"{name}_dk_b2"]()), dk, rtol=1e-4, atol=1e-4)

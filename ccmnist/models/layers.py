@@ -44,13 +44,44 @@ def _phase_kernel(kernel_HWIO, stride: int):
   return kp.reshape(m, s, m, s, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(m, m, s * s * c, o)
 
 
+# Fewest output features a small conv runs with: a conv with fewer (the study's first layer has
+# 8) computes q = 16 // features adjacent output columns per position instead, as q * features
+# channels. XLA:CPU's conv (Eigen's matrix product over image patches) runs a product this
+# narrow slowly, and one twice as wide in less time (docs/perf.md).
+_MIN_CONV_FEATURES = 16
+
+
+def column_phase_conv(x_NHWC, kernel_HWIO, q: int | None = None):
+  """The stride-1 VALID conv of x with kernel, computed as a conv of stride (1, q) whose
+  q * O output channels are q adjacent output columns: output column q*v + e is
+  sum_j kernel[:, j] x[:, q*v + e + j], so column group v reads the kernel shifted right by e
+  for its channel group e. The same products and sums as the plain conv.
+
+  q: columns per position; None picks _MIN_CONV_FEATURES // O (1: the plain conv).
+  """
+  n, h, w, c = x_NHWC.shape
+  kh, kw, _, o = kernel_HWIO.shape
+  q = max(1, _MIN_CONV_FEATURES // o) if q is None else q
+  if q == 1:
+    return _lax_conv(x_NHWC, kernel_HWIO, 1, 0)
+  oh, ow = h - kh + 1, w - kw + 1
+  groups = -(-ow // q)
+  # [kh, kw + q - 1, C, q, O]: channel group e holds the kernel shifted right by e columns.
+  kq = jnp.stack([jnp.pad(kernel_HWIO, ((0, 0), (e, q - 1 - e), (0, 0), (0, 0)))
+                  for e in range(q)], axis=3).reshape(kh, kw + q - 1, c, q * o)
+  x = jnp.pad(x_NHWC, ((0, 0), (0, 0), (0, q * groups + kw - 1 - w), (0, 0)))
+  y = jax.lax.conv_general_dilated(x, kq, (1, q), "VALID", dimension_numbers=_DIMS)
+  return y.reshape(n, oh, groups * q, o)[:, :, :ow]
+
+
 def space_to_depth_conv(x_NHWC, kernel_HWIO, stride: int, padding: int):
   """A stride-s conv as a stride-1 conv over the s*s phases of the padded input.
 
   Phase (a, b) of the input holds pixels (s*u + a, s*v + b); the kernel is zero-padded to a
   multiple of s and split the same way, so every output is the same sum of products, in
   another order. XLA:CPU runs it faster than the strided conv when the input has few channels
-  (the study's first layer: 3 -> 12 phase channels; docs/perf.md).
+  (the study's first layer: 3 -> 12 phase channels; docs/perf.md). The stride-1 conv is a
+  column_phase_conv, for the few output features.
   """
   n, h, w, c = x_NHWC.shape
   s, k = stride, kernel_HWIO.shape[0]
@@ -62,7 +93,7 @@ def space_to_depth_conv(x_NHWC, kernel_HWIO, stride: int, padding: int):
                     (0, 0, 0)))
   xs = xp.reshape(n, hp // s, s, wp // s, s, c).transpose(0, 1, 3, 2, 4, 5)
   xs = xs.reshape(n, hp // s, wp // s, s * s * c)
-  return _lax_conv(xs, _phase_kernel(kernel_HWIO, s), 1, 0)
+  return column_phase_conv(xs, _phase_kernel(kernel_HWIO, s))
 
 
 def phase_input_grad(dy_NHWC, kernel_HWIO, stride: int, padding: int, x_shape):
