@@ -55,7 +55,8 @@ def column_phase_conv(x_NHWC, kernel_HWIO, q: int | None = None):
   """The stride-1 VALID conv of x with kernel, computed as a conv of stride (1, q) whose
   q * O output channels are q adjacent output columns: output column q*v + e is
   sum_j kernel[:, j] x[:, q*v + e + j], so column group v reads the kernel shifted right by e
-  for its channel group e. The same products and sums as the plain conv.
+  for its channel group e. Every output is the plain conv's sum of products, plus products
+  with the shifted kernel's zero columns.
 
   q: columns per position; None picks _MIN_CONV_FEATURES // O (1: the plain conv).
   """
