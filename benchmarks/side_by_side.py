@@ -163,13 +163,17 @@ def run_torch_ops(python: str, inner: int, threads: int, timeout: float) -> dict
                                f"--threads={threads}"], timeout))
 
 
-def write_quick_train_split(python: str, path: pathlib.Path, timeout: float):
-  """The train split of configs/cheater.py:quick as .npz (images, labels), for the baseline."""
-  code = ("import sys, numpy as np; from configs import cheater; "
-          "from ccmnist.data import splits; "
-          "t = splits.get_splits(cheater.get_config('quick').data)['train']; "
-          "np.savez(sys.argv[1], images=t['images'], labels=t['labels'])")
-  _run([python, "-c", code, str(path)], timeout)
+def write_quick_train_split(python: str, path: pathlib.Path, timeout: float) -> dict:
+  """Writes the train split of configs/cheater.py:quick as .npz (images, labels), for the
+  baseline; returns that config's batch size and SGD learning rate, which the baseline trains
+  with."""
+  code = ("import json, sys, numpy as np; from configs import cheater; "
+          "from ccmnist.data import splits; c = cheater.get_config('quick'); "
+          "assert (c.loss.name, c.optim.name, c.optim.momentum) == ('erm', 'sgd', 0.0), c; "
+          "t = splits.get_splits(c.data)['train']; "
+          "np.savez(sys.argv[1], images=t['images'], labels=t['labels']); "
+          "print(json.dumps({'batch': c.train.batch_size, 'lr': c.optim.lr}))")
+  return parse_json_line(_run([python, "-c", code, str(path)], timeout))
 
 
 def run_jax_epochs(python: str, epochs: int, timeout: float) -> dict:
@@ -180,10 +184,12 @@ def run_jax_epochs(python: str, epochs: int, timeout: float) -> dict:
   return {"epoch_img_per_s": rates}
 
 
-def run_torch_epochs(python: str, npz: pathlib.Path, epochs: int, threads: int,
+def run_torch_epochs(python: str, npz: pathlib.Path, setting: dict, epochs: int, threads: int,
                      timeout: float) -> dict:
+  """The baseline's epochs on npz at `setting` (write_quick_train_split's batch and lr)."""
   return parse_json_line(_run([python, str(BASELINE), f"--epoch_npz={npz}", f"--epochs={epochs}",
-                               "--batch=64", "--lr=0.01", f"--threads={threads}"], timeout))
+                               f"--batch={setting['batch']}", f"--lr={setting['lr']}",
+                               f"--threads={threads}"], timeout))
 
 
 def main(argv=None):
@@ -216,15 +222,14 @@ def main(argv=None):
   jax_raw, torch_raw = [], []
   with tempfile.TemporaryDirectory(prefix="side_by_side_split_") as split_dir:
     npz = pathlib.Path(split_dir) / "train.npz"
-    if a.real_epoch:
-      write_quick_train_split(a.jax_python, npz, a.timeout_s)
+    setting = write_quick_train_split(a.jax_python, npz, a.timeout_s) if a.real_epoch else {}
     for r in range(a.repeats):
       if a.ops:
         jax_raw.append(run_jax_ops(a.jax_python, a.inner_repeats, a.timeout_s))
         torch_raw.append(run_torch_ops(a.torch_python, a.inner_repeats, a.threads, a.timeout_s))
       elif a.real_epoch:
         jax_raw.append(run_jax_epochs(a.jax_python, a.epochs, a.timeout_s))
-        torch_raw.append(run_torch_epochs(a.torch_python, npz, a.epochs, a.threads,
+        torch_raw.append(run_torch_epochs(a.torch_python, npz, setting, a.epochs, a.threads,
                                           a.timeout_s))
       else:
         jax_raw.append(run_jax(a.jax_python, a.inner_repeats, a.quick, a.timeout_s))
