@@ -42,7 +42,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.success = ml_collections.ConfigDict(dict(threshold=0.9, criterion="prob"))  # or 'argmax'.
   # batching: 'vmap' (all epsilons in every step; accelerators) or 'map' (one after another
   # inside the same program: the working set of one epsilon, which can suit a small CPU;
-  # launch.bench measures the sweep against one epsilon).
+  # launch.speed measures the sweep against one epsilon).
   c.sweep = ml_collections.ConfigDict(dict(epsilons=(5.0, 7.5, 10.0, 12.75, 15.0, 20.0),
                                            batching="vmap"))
   # Bisection on [0, eps_max]; 30 steps of 1.5 travel 45 pixels, enough for eps_max 30.

@@ -1,4 +1,4 @@
-"""scripts/accelerator_check.py: limits, the kill at a limit, the plan, the summary and the output
+"""tools/accelerator_check.py: limits, the kill at a limit, the plan, the summary and the output
 folder, end to end with a fake interpreter standing in for every part (no jax work, no network)."""
 
 import ast
@@ -19,7 +19,7 @@ import zipfile
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "accelerator_check.py"
+SCRIPT = REPO / "tools" / "accelerator_check.py"
 
 
 def _load():
@@ -122,9 +122,9 @@ def test_run_part_ok_and_failed(tmp_path):
 def _fake_repo(root: pathlib.Path, *, conv_flag: bool, benchmark: bool) -> pathlib.Path:
   (root / "launch").mkdir(parents=True)
   flag = '_C = flags.DEFINE_string(\n    "conv_impl", None, "")\n' if conv_flag else ""
-  (root / "launch" / "bench.py").write_text("from absl import flags\n" + flag)
+  (root / "launch" / "speed.py").write_text("from absl import flags\n" + flag)
   if benchmark:
-    (root / "launch" / "benchmark.py").write_text("")
+    (root / "launch" / "zoo.py").write_text("")
   return root
 
 
@@ -145,15 +145,15 @@ def test_plan_benchmark_part_runs_the_full_lff_protocol_for_four_methods(tmp_pat
   parts = ac.plan(repo, tmp_path / "s", python="py", smoke=False, limits=limits)
   assert [p["name"] for p in parts][-2:] == ["study", "benchmark"]  # The study keeps its time.
   bench = parts[-1]
-  assert bench["argv"] == ["py", "-m", "launch.benchmark", "--config=configs/benchmark.py:full",
+  assert bench["argv"] == ["py", "-m", "launch.zoo", "--config=configs/zoo.py:full",
                            "--config.run_protocols=lff",
                            "--config.methods=erm,groupdro,jtt,lff",
                            f"--workdir={tmp_path / 's' / 'benchmark'}"]
   assert bench["limit_s"] == 123 and bench["inherits"] is True
   assert [p["name"] for p in parts if p["inherits"]] == ["benchmark"]
-  assert "configs/benchmark.py:full" in bench["note"]
+  assert "configs/zoo.py:full" in bench["note"]
   smoke = ac.plan(repo, tmp_path / "s", python="py", smoke=True, limits=ac.SMOKE_LIMITS)[-1]
-  assert smoke["argv"][3:6] == ["--config=configs/benchmark.py:tiny",
+  assert smoke["argv"][3:6] == ["--config=configs/zoo.py:tiny",
                                 "--config.run_protocols=lff",
                                 "--config.methods=erm,groupdro,jtt,lff"]
   assert "--config.project_to.protocols.study.models=cheater" in smoke["argv"]
@@ -161,9 +161,9 @@ def test_plan_benchmark_part_runs_the_full_lff_protocol_for_four_methods(tmp_pat
 
 
 def test_benchmark_overrides_name_fields_and_entries_of_the_real_config():
-  """The part's --config.* overrides, applied to configs/benchmark.py: a renamed field or
+  """The part's --config.* overrides, applied to configs/zoo.py: a renamed field or
   method would otherwise first fail on the accelerator."""
-  from configs import benchmark as config_file  # pylint: disable=g-import-not-at-top
+  from configs import zoo as config_file  # pylint: disable=g-import-not-at-top
   for variant, extra in (("full", ()), ("tiny", ac.BENCHMARK_SMOKE_ARGS)):
     c = config_file.get_config(variant)
     for arg in ac.BENCHMARK_ARGS + extra:
@@ -185,8 +185,8 @@ def test_plan_runs_lax_and_benchmark_when_present_and_shrinks_for_smoke(tmp_path
   parts = {p["name"]: p for p in ac.plan(repo, tmp_path, python="py", smoke=True,
                                           limits=ac.SMOKE_LIMITS)}
   assert "--conv_impl=lax" in parts["bench_lax"]["argv"]
-  assert parts["benchmark"]["argv"][:4] == ["py", "-m", "launch.benchmark",
-                                            "--config=configs/benchmark.py:tiny"]
+  assert parts["benchmark"]["argv"][:4] == ["py", "-m", "launch.zoo",
+                                            "--config=configs/zoo.py:tiny"]
   assert "--config=configs/study.py:tiny" in parts["study"]["argv"]
   assert {"--quick", "--repeats=1"} <= set(parts["bench"]["argv"])
   assert parts["bench"]["argv"][-1] != parts["bench_lax"]["argv"][-1]  # Own workdirs.
@@ -194,7 +194,7 @@ def test_plan_runs_lax_and_benchmark_when_present_and_shrinks_for_smoke(tmp_path
 
 # A benchmark part's log as absl writes it, killed during its fourth run: hand-made.
 BENCHMARK_LOG_KILLED = """\
-$ python -m launch.benchmark --config=configs/benchmark.py:full --workdir=/s/benchmark
+$ python -m launch.zoo --config=configs/zoo.py:full --workdir=/s/benchmark
 I1202 10:00:01.000001 7 run.py:250] [benchmark 1/4] stage train ...
 I1202 10:00:01.100000 7 run.py:109] [benchmark train] 20 runs, 0 finished before, 20 to train
 I1202 10:00:09.000000 7 loop.py:233] epoch 1/100 step 203/203  loss 2.1000  51234 img/s  ETA 99s
@@ -262,7 +262,7 @@ def _format_strings(path: pathlib.Path, start: str) -> str:
 def test_parser_reads_the_lines_the_benchmark_and_loop_really_log():
   """The parser against the format strings of ccmnist/ itself, so a changed log line fails
   here and not, silently, on the accelerator."""
-  run_py = REPO / "ccmnist" / "benchmark" / "run.py"
+  run_py = REPO / "ccmnist" / "zoo" / "stages.py"
   lines = [
       _format_strings(run_py, "[benchmark train] %d runs") % (20, 0, 20),
       _format_strings(REPO / "ccmnist" / "train" / "loop.py", "epoch %d/%d step") % (
@@ -337,25 +337,25 @@ def test_summary_reports_a_timed_out_study_and_missing_outputs():
     if p["name"] == "study":
       p.update(status="timeout", wall_s=240.0, note="configs/study.py:full")
     if p["name"] == "bench_lax":
-      p.update(status="skipped", note="skipped: launch.bench has no --conv_impl flag yet")
+      p.update(status="skipped", note="skipped: launch.speed has no --conv_impl flag yet")
     if p["name"] == "benchmark":
-      p.update(status="skipped", note="skipped: launch/benchmark.py does not exist yet")
+      p.update(status="skipped", note="skipped: launch/zoo.py does not exist yet")
   text = ac.summary_markdown(status, bench=None, stages={"data": {"seconds": 3.0,
                                                                   "device": "cpu"}})
   assert "**timeout** after 240 s" in text and "| data | 3.0 | cpu |" in text
   assert "no K=8 entry" in text and "no --conv_impl flag yet" in text
-  assert "\nskipped: launch/benchmark.py does not exist yet\n" in text
+  assert "\nskipped: launch/zoo.py does not exist yet\n" in text
 
 
 def test_summary_of_a_cut_benchmark_has_its_runs_and_where_it_stopped():
   status = _status("gpu", "NVIDIA H200")
   part = next(p for p in status["parts"] if p["name"] == "benchmark")
   part.update(status="timeout", wall_s=245.3, limit_s=100, timeout_s=245.0, inherited_s=145.0,
-              note="configs/benchmark.py:full, LfF protocol: ERM, GroupDRO, JTT, LfF")
+              note="configs/zoo.py:full, LfF protocol: ERM, GroupDRO, JTT, LfF")
   outcome = {**ac.parse_benchmark_log(BENCHMARK_LOG_KILLED), "stages": None, "completed": False}
   text = ac.summary_markdown(status, benchmark=outcome)
   section = text[text.index("## Debiasing benchmark"):]
-  assert ("configs/benchmark.py:full, LfF protocol: ERM, GroupDRO, JTT, LfF: **timeout** after "
+  assert ("configs/zoo.py:full, LfF protocol: ERM, GroupDRO, JTT, LfF: **timeout** after "
           "245 s (its limit 100 s plus 145 s the parts before it left unused).") in section
   assert "2 of 20 runs done, 1 failed, 101 s in all." in section
   assert "| run | seconds | img/s |" in section
@@ -389,7 +389,7 @@ if module == "pip":
   sys.exit(0)
 work = pathlib.Path(flags["workdir"])
 work.mkdir(parents=True, exist_ok=True)
-if module == "launch.bench":
+if module == "launch.speed":
   ips = 2000.0 if "conv_impl" in flags else 1000.0
   (work / "bench.json").write_text(json.dumps({{
       "device": {{"platform": os.environ["FAKE_PLATFORM"], "kind": "fake"}},
@@ -406,7 +406,7 @@ elif module == "launch.study":
   (work / "runs" / "cheater" / "results.json").write_text("{{}}")
   print("study running", flush=True)
   time.sleep(float(os.environ.get("FAKE_STUDY_SLEEP", "0")))
-elif module == "launch.benchmark":
+elif module == "launch.zoo":
   (work / "compilation_cache").mkdir()
   (work / "compilation_cache" / "jit_step").write_bytes(b"x" * 1000)
   log = "I1202 10:00:00.000000 7 run.py:1] "
@@ -502,7 +502,7 @@ def test_end_to_end_gpu_run_ok_and_a_rerun_replaces_everything(fake, monkeypatch
   assert "NOT AN ACCELERATOR" not in (fake["out"] / "summary.md").read_text()
   # A second run without the bench's lax flag must not show the first run's bench_lax.json,
   # nor the stages.json an earlier version of the script wrote.
-  (fake["repo"] / "launch" / "bench.py").write_text("")
+  (fake["repo"] / "launch" / "speed.py").write_text("")
   (fake["out"] / "stages.json").write_text("{}")
   assert _main(fake) == 0
   assert not (fake["out"] / "bench_lax.json").exists()
@@ -613,7 +613,7 @@ def test_wheel_requirements_skip_extras(tmp_path):
 def test_carried_folders_are_ignored_and_the_wrapper_runs():
   lines = (REPO / ".gitignore").read_text().splitlines()
   assert "/.whl/" in lines and "/.mnist/" in lines
-  res = subprocess.run([str(REPO / "scripts" / "accelerator_check.sh"), "--help"],
+  res = subprocess.run([str(REPO / "tools" / "accelerator_check.sh"), "--help"],
                        env=dict(os.environ, PYTHON=sys.executable), capture_output=True,
                        text=True, timeout=60, check=False)
   assert res.returncode == 0 and "--cpu-smoke" in res.stdout

@@ -14,7 +14,7 @@ from ccmnist import models
 from ccmnist import plots
 from ccmnist.data import splits as splits_lib
 from ccmnist.eval import metrics
-from ccmnist.eval import probe
+from ccmnist.eval import color_swap
 from ccmnist.plots import eval as eval_plots
 from ccmnist.train import loop
 from ccmnist.train import runs
@@ -59,13 +59,13 @@ def test_confusion_and_worst_class():
 def test_swap_matrices():
   digits = np.repeat(np.arange(10), 20)
   colors = np.tile(np.repeat(np.arange(10), 2), 10)
-  by_color = probe.swap_matrices(colors, digits, colors)
+  by_color = color_swap.swap_matrices(colors, digits, colors)
   np.testing.assert_array_equal(by_color["p_color"], np.ones((10, 10)))
   np.testing.assert_array_equal(by_color["p_digit"], np.eye(10))
-  by_shape = probe.swap_matrices(digits, digits, colors)
+  by_shape = color_swap.swap_matrices(digits, digits, colors)
   np.testing.assert_array_equal(by_shape["p_digit"], np.ones((10, 10)))
   half = np.where(np.arange(200) % 2 == 0, digits, colors)  # one of each pair follows color
-  m = probe.swap_matrices(half, digits, colors)
+  m = color_swap.swap_matrices(half, digits, colors)
   off = ~np.eye(10, dtype=bool)
   np.testing.assert_allclose(m["p_digit"][off], 0.5)
   np.testing.assert_allclose(m["p_color"][off], 0.5)
@@ -79,9 +79,9 @@ def test_color_swap_images_deterministic_and_colored():
   grey[labels == 5] = 0  # No stroke: pure background.
   grey[labels == 5, 10:18, 10:18] = 255
   rng.shuffle(labels)
-  a = probe.color_swap_images(grey, labels, n_per_digit=3, seed=1)
-  b = probe.color_swap_images(grey, labels, n_per_digit=3, seed=1)
-  c = probe.color_swap_images(grey, labels, n_per_digit=3, seed=2)
+  a = color_swap.color_swap_images(grey, labels, n_per_digit=3, seed=1)
+  b = color_swap.color_swap_images(grey, labels, n_per_digit=3, seed=1)
+  c = color_swap.color_swap_images(grey, labels, n_per_digit=3, seed=2)
   np.testing.assert_array_equal(a[0], b[0])
   assert not np.array_equal(a[0], c[0])
   images, digits, colors = a
@@ -91,7 +91,7 @@ def test_color_swap_images_deterministic_and_colored():
   stroke = images[:, 12:16, 12:16].reshape(300, -1, 3).mean(1)
   np.testing.assert_allclose(stroke, palette.PALETTE_RGB[colors], atol=8)
   with pytest.raises(ValueError, match="n_per_digit"):
-    probe.color_swap_images(grey, labels, n_per_digit=5)
+    color_swap.color_swap_images(grey, labels, n_per_digit=5)
 
 
 def test_predict_pads_without_recompiling(caplog):

@@ -18,7 +18,7 @@ LAYERS = (
     ("eval", "interpret", "attacks"),
     ("layout",),
     ("report",),
-    ("study", "bench", "benchmark"),
+    ("study", "speed", "zoo"),
 )
 LAYER_OF = {part: i for i, parts in enumerate(LAYERS) for part in parts}
 

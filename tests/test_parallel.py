@@ -121,10 +121,10 @@ _DP_SCRIPT = textwrap.dedent("""
       # The first conv's output, [batch, 14, 14, 8]: which batch sizes the program computes.
       return hlo, sorted({int(b) for b in re.findall(r"f32\\[(\\d+),14,14,8\\]", hlo)})
     hlo, batches = conv_batches(32)
-    from ccmnist import bench
+    from ccmnist import speed
     data["cf_images"] = data["images"]
     from configs import common
-    flops = [bench.TrainWorkload(bench.workload_config(common.train_config(None), "erm", 64),
+    flops = [speed.TrainWorkload(speed.workload_config(common.train_config(None), "erm", 64),
                                  data=data, steps=1, data_parallel=dp).flops_per_step
              for dp in (False, True)]
     seeds_differ = float(np.max(np.abs(np.asarray(p1["Dense_0"]["bias"][0]
@@ -155,7 +155,7 @@ def test_data_parallel_equals_one_device(tmp_path):
   assert out["all_reduce"] and out["conv_batches"] == [8]
   # 512 = 128 per device, computed in passes of 64 as on one device (step.PASS_IMAGES).
   assert out["conv_batches_512"] == [64]
-  # launch.bench --data_parallel counts every device's flops, not one device's share.
+  # launch.speed --data_parallel counts every device's flops, not one device's share.
   one, split = out["bench_flops"]
   assert split == pytest.approx(one, rel=0.05)
 

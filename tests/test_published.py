@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ccmnist.benchmark import published
+from ccmnist.zoo import published
 
 SOURCE_PART = re.compile(r"^(\S+\.(py|md|sh):\d+(-\d+)?(,\d+(-\d+)?)*( \(.+\))?|github\.com/\S+)$")
 

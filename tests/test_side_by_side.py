@@ -1,4 +1,4 @@
-"""benchmarks/side_by_side.py's arithmetic and parsing on fake outputs (no torch, no JAX run)."""
+"""tools/side_by_side.py's arithmetic and parsing on fake outputs (no torch, no JAX run)."""
 
 import importlib.util
 import json
@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "side_by_side.py"
+_PATH = pathlib.Path(__file__).resolve().parent.parent / "tools" / "side_by_side.py"
 _spec = importlib.util.spec_from_file_location("side_by_side", _PATH)
 sbs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sbs)

@@ -9,8 +9,8 @@ from ccmnist.eval.metrics import unbiased_equivalent
 from ccmnist.eval.metrics import worst_class_accuracy
 from ccmnist.eval.predict import make_forward
 from ccmnist.eval.predict import predict_logits
-from ccmnist.eval.probe import color_swap_images
-from ccmnist.eval.probe import color_swap_probe
+from ccmnist.eval.color_swap import color_swap_images
+from ccmnist.eval.color_swap import color_swap_probe
 from ccmnist.eval.run import evaluate_params
 from ccmnist.eval.run import evaluate_run
 from ccmnist.eval.run import read_curves

@@ -12,7 +12,7 @@ from ccmnist import plots
 from ccmnist.data import splits as splits_lib
 from ccmnist.eval import metrics
 from ccmnist.eval import predict as predict_lib
-from ccmnist.eval import probe
+from ccmnist.eval import color_swap
 from ccmnist.plots import eval as eval_plots
 from ccmnist.train import runs
 from ccmnist.util import io
@@ -110,7 +110,7 @@ def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
         **r,
         "splits": evaluate_params(forward, params, splits, batch_size=batch_size,
                                   known_preds={n: p[r["replica"]] for n, p in preds_K.items()}),
-        "color_swap": probe.color_swap_probe(forward, params, grey, labels,
+        "color_swap": color_swap.color_swap_probe(forward, params, grey, labels,
                                              n_per_digit=n_per_digit, seed=probe_seed,
                                              batch_size=batch_size, **coloring_kw),
     })

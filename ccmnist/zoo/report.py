@@ -14,11 +14,11 @@ import numpy as np
 
 from ccmnist import layout
 from ccmnist import plots
-from ccmnist.benchmark import cost as cost_lib
-from ccmnist.benchmark import evaluate
-from ccmnist.benchmark import plan
-from ccmnist.benchmark import published
-from ccmnist.plots import benchmark as bench_plots
+from ccmnist.zoo import cost as cost_lib
+from ccmnist.zoo import evaluate
+from ccmnist.zoo import plan
+from ccmnist.zoo import published
+from ccmnist.plots import zoo as zoo_plots
 from ccmnist.report import report as study_report
 from ccmnist.report import verdicts
 from ccmnist.train import methods as methods_lib
@@ -317,7 +317,7 @@ def section_header(res, bench, lines):
   if bench.size != "full":
     lines += [f"> **This is the {bench.size.upper()} profile**, not the benchmark: {seeds}, "
               f"ratios {', '.join(pct(r) for r in bench.ratios)}, fewer digits and epochs and "
-              "smaller grids than `configs/benchmark.py:full` (settings below). Its numbers show "
+              "smaller grids than `configs/zoo.py:full` (settings below). Its numbers show "
               "the pipeline end to end and roughly where methods stand; the full profile's are "
               "the results.", ""]
   lines += [f"Each cell: accuracy in % as mean ± std over {seeds}, at the grid point chosen on "
@@ -399,7 +399,7 @@ def section_published(res, bench, protocol: str, lines):
             f"`{theirs['repo']}`)", ""]
   tables = published.tables()
   if not tables:
-    lines += ["No published number is quoted yet: `ccmnist/benchmark/published.py` holds only "
+    lines += ["No published number is quoted yet: `ccmnist/zoo/published.py` holds only "
               "numbers read in a named source, and lists what it could not read:", ""]
     lines += [f"- {text}" for text in published.UNQUOTED.values()] + [""]
   ran = {published_ratio(r) for r in bench.ratios} - {None}
@@ -514,7 +514,7 @@ def section_cost(res, bench, lines):
 def section_made(res, bench, lines):
   env = res["environment"]
   lines += ["## How this was made", "",
-            f"- `python -m launch.benchmark --config=configs/benchmark.py:{bench.size} "
+            f"- `python -m launch.zoo --config=configs/zoo.py:{bench.size} "
             f"--workdir=DIR` (the whole config is in `config.json`; every run is a training "
             "workdir under `runs/<protocol>/<model>/rho<rho_train>/<entry>/`).",
             f"- jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, Python "
@@ -560,7 +560,7 @@ def write_report(bench, workdir, *, figure: bool = True) -> dict:
   workdir = pathlib.Path(workdir)
   res = collect(bench, workdir)
   if figure:
-    fig = bench_plots.accuracy_vs_ratio_figure(figure_panels(res, bench),
+    fig = zoo_plots.accuracy_vs_ratio_figure(figure_panels(res, bench),
                                                titles=titles_of(bench))
     plots.save_figure(fig, workdir / FIGURE)
   io.write_json(workdir / "results.json", res, indent=1)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ccmnist import bench
+from ccmnist import speed
 from configs import common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -21,12 +21,12 @@ TINY = dict(repeats=1, train_images=1, pgd_steps=1, coloring_n=200, eval_batches
 @pytest.fixture(scope="module", name="results")
 def fixture_results():
   # Not the config's default conv impl, so the option is seen to reach the models.
-  return bench.run_benchmark(common.train_config(), conv_impl="lax", **TINY)
+  return speed.run_speed(common.train_config(), conv_impl="lax", **TINY)
 
 
 def test_results_have_every_key_and_positive_numbers(results):
   assert {"erm_b64", "erm_b256", "gradient_penalty_b64", "consistency_b64"} <= set(
-      bench.workload_names())
+      speed.workload_names())
   assert set(results["train_img_per_s"]) == {"erm_b64", "gradient_penalty_b64", "consistency_b64"}
   for key in results["train_img_per_s"]:
     assert results["train_img_per_s"][key] > 0
@@ -42,30 +42,30 @@ def test_results_have_every_key_and_positive_numbers(results):
           results["train_flops_per_step"]["erm_b64"])
   assert results["conv_impl"] == "lax" != common.train_config().model.conv_impl
   json.dumps(results, allow_nan=True)
-  assert "coloring 70k digits" in bench.format_table(results)
+  assert "coloring 70k digits" in speed.format_table(results)
 
 
 def test_workloads_derive_from_the_base_config_and_leave_it_alone():
   base = common.train_config()
   before = base.to_dict()
-  c = bench.workload_config(base, "gradient_penalty", 256, num_seeds=8)
+  c = speed.workload_config(base, "gradient_penalty", 256, num_seeds=8)
   assert (c.loss.name, c.loss.lam, c.train.batch_size, c.num_seeds) == (
       "gradient_penalty", 0.1, 256, 8)
   assert c.optim == base.optim and c.model == base.model
   assert base.to_dict() == before
   with pytest.raises(ValueError, match="conv_impl"):
-    bench.run_benchmark(base, conv_impl="winograd", **TINY)
+    speed.run_speed(base, conv_impl="winograd", **TINY)
   assert base.to_dict() == before
 
 
 def test_library_takes_its_config_as_an_argument():
-  code = inspect.getsource(bench).split('"""', 2)[2]  # After the module docstring.
+  code = inspect.getsource(speed).split('"""', 2)[2]  # After the module docstring.
   assert "import configs" not in code and "from configs" not in code
 
 
 def test_entrypoint_writes_bench_json(tmp_path, monkeypatch):
-  """launch.bench with the run stubbed out: the JSON file is written and the table printed."""
-  from launch import bench as launch_bench  # pylint: disable=import-outside-toplevel
+  """launch.speed with the run stubbed out: the JSON file is written and the table printed."""
+  from launch import speed as launch_speed  # pylint: disable=import-outside-toplevel
   fake = {"device": {"description": "1 x cpu:cpu"}, "train_img_per_s": {"erm_b64": 1.0},
           "train_compile_s": {"erm_b64": 1.0}, "train_achieved_flop_per_s": {"erm_b64": 1.0},
           "train_fraction_of_peak": {"erm_b64": 0.1}, "peak_flop_per_s": 1.0,
@@ -74,20 +74,20 @@ def test_entrypoint_writes_bench_json(tmp_path, monkeypatch):
           "k8_sequential_s": 1.0,
           "k8_vmapped_s": 1.0}
   calls = []
-  monkeypatch.setattr(bench, "run_benchmark",
+  monkeypatch.setattr(speed, "run_speed",
                       lambda base_config, **kw: calls.append((base_config, kw)) or fake)
   for flag, want in (("", None), ("--conv_impl=patches", "patches")):
     monkeypatch.setattr(sys, "argv", ["bench", f"--workdir={tmp_path}"] + ([flag] if flag else []))
     with pytest.raises(SystemExit) as e:
-      launch_bench.common.run(launch_bench.main)
+      launch_speed.common.run(launch_speed.main)
     assert e.value.code in (None, 0)
-    assert json.loads((tmp_path / "bench.json").read_text()) == fake
+    assert json.loads((tmp_path / "speed.json").read_text()) == fake
     base_config, kw = calls[-1]
     assert kw["conv_impl"] == want
     assert base_config.model.name == "cheater" and base_config.train.batch_size == 64
 
 
 def test_entrypoint_help_runs():
-  proc = subprocess.run([sys.executable, "-m", "launch.bench", "--helpshort"], cwd=REPO,
+  proc = subprocess.run([sys.executable, "-m", "launch.speed", "--helpshort"], cwd=REPO,
                         capture_output=True, text=True, timeout=120, check=False)
   assert "--workdir" in proc.stdout + proc.stderr

@@ -1,15 +1,15 @@
 """Runs the debiasing benchmark (resumable); writes DIR/benchmark.md and DIR/results.json.
 
-  python -m launch.benchmark --config=configs/benchmark.py:quick --workdir=workdirs/bench_quick
-  python -m launch.benchmark --config=configs/benchmark.py:full --workdir=workdirs/bench_full
+  python -m launch.zoo --config=configs/zoo.py:quick --workdir=workdirs/bench_quick
+  python -m launch.zoo --config=configs/zoo.py:full --workdir=workdirs/bench_full
 """
 
 from absl import flags
 
-from ccmnist.benchmark import run
+from ccmnist.zoo import stages
 from launch import common
 
-_CONFIG = common.define_config_file("config", "configs/benchmark.py:quick")
+_CONFIG = common.define_config_file("config", "configs/zoo.py:quick")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory of the benchmark.",
                                required=True)
 _COMPILATION_CACHE = flags.DEFINE_bool(
@@ -20,7 +20,7 @@ _COMPILATION_CACHE = flags.DEFINE_bool(
 def main(argv):
   del argv
   common.setup_logging()
-  run.run_benchmark(_CONFIG.value, _WORKDIR.value, compilation_cache=_COMPILATION_CACHE.value)
+  stages.run_zoo(_CONFIG.value, _WORKDIR.value, compilation_cache=_COMPILATION_CACHE.value)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The CheaterCNN's conv ops one at a time, in JAX (ccmnist's own forms) or PyTorch; one JSON line.
 
-  python benchmarks/conv_ops.py --side=jax                                # ccmnist's environment
-  ~/torch-venv/bin/python benchmarks/conv_ops.py --side=torch --threads=2
+  python tools/conv_ops.py --side=jax                                # ccmnist's environment
+  ~/torch-venv/bin/python tools/conv_ops.py --side=torch --threads=2
 
 A train step is made of these ops, so timing each alone on both sides says where a step's time
 goes and which side's kernels are faster, apart from the runtime around them: for each of the

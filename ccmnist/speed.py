@@ -1,4 +1,4 @@
-"""Speed and scale benchmark: run_benchmark(base_config, ...) -> dict, format_table(dict) -> str.
+"""Speed and scale benchmark: run_speed(base_config, ...) -> dict, format_table(dict) -> str.
 
 base_config is a training config (configs/common.py's train_config()); every workload is it
 with the loss, batch size and replica count set, and conv_impl, when given, replacing its
@@ -133,7 +133,7 @@ def device_info() -> dict:
           "description": f"{jax.device_count()} x {d.platform}:{d.device_kind}"}
 
 
-def run_benchmark(base_config, *, repeats: int = 3, train_images: int = 5120,
+def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
                   batch_sizes=BATCH_SIZES, losses=LOSSES, pgd_steps: int = PGD["steps"],
                   coloring_n: int = 70_000, eval_batches: int = 5, k8_steps: int = 10,
                   matmul_n: int = 2048, data_parallel: bool = False,
@@ -256,7 +256,7 @@ def run_benchmark(base_config, *, repeats: int = 3, train_images: int = 5120,
 
 
 def format_table(r: dict) -> str:
-  """A plain-text table of run_benchmark's results."""
+  """A plain-text table of run_speed's results."""
   rows = [("device", r["device"]["description"]),
           ("train", "data-parallel over every device" if r.get("train_data_parallel")
            else "one device"), ("conv impl", r.get("conv_impl", "")), ("", "")]

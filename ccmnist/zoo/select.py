@@ -11,7 +11,7 @@ seeds of every measure there, with the per-seed values that verdicts pair across
 
 import numpy as np
 
-from ccmnist.benchmark import evaluate
+from ccmnist.zoo import evaluate
 from ccmnist.util import stats
 
 # Selection -> the measure it maximizes.

@@ -1,17 +1,17 @@
-"""Speed benchmark on whatever device JAX sees; writes DIR/bench.json and prints a table.
+"""Speed benchmark on whatever device JAX sees; writes DIR/speed.json and prints a table.
 
-  python -m launch.bench --workdir=/tmp/ccmnist/bench
-  python -m launch.bench --workdir=/tmp/ccmnist/bench_quick --quick
-  python -m launch.bench --workdir=/tmp/ccmnist/bench_lax --conv_impl=lax
+  python -m launch.speed --workdir=/tmp/ccmnist/bench
+  python -m launch.speed --workdir=/tmp/ccmnist/bench_quick --quick
+  python -m launch.speed --workdir=/tmp/ccmnist/bench_lax --conv_impl=lax
   XLA_FLAGS=--xla_force_host_platform_device_count=2 \
-    python -m launch.bench --workdir=/tmp/ccmnist/bench_dp2 --data_parallel
+    python -m launch.speed --workdir=/tmp/ccmnist/bench_dp2 --data_parallel
 """
 
 import pathlib
 
 from absl import flags
 
-from ccmnist import bench
+from ccmnist import speed
 from ccmnist.models import layers
 from ccmnist.util import io
 from configs import common as config_common
@@ -32,11 +32,11 @@ def main(argv):
   del argv
   common.setup_logging()
   kw = dict(train_images=1280, pgd_steps=30, coloring_n=7_000, k8_steps=5) if _QUICK.value else {}
-  results = bench.run_benchmark(config_common.train_config(), repeats=_REPEATS.value,
+  results = speed.run_speed(config_common.train_config(), repeats=_REPEATS.value,
                                 data_parallel=_DATA_PARALLEL.value,
                                 conv_impl=_CONV_IMPL.value or None, **kw)
-  io.write_json(pathlib.Path(_WORKDIR.value) / "bench.json", results)
-  print(bench.format_table(results))
+  io.write_json(pathlib.Path(_WORKDIR.value) / "speed.json", results)
+  print(speed.format_table(results))
 
 
 if __name__ == "__main__":

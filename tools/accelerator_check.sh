@@ -2,9 +2,9 @@
 # The accelerator check (issue 20); everything is in accelerator_check.py, which needs only the
 # standard library, so it starts before the carried wheels are installed. See docs/accelerator.md.
 #
-#   scripts/accelerator_check.sh --prepare          # here, with a network: .whl/ and .mnist/
-#   scripts/accelerator_check.sh [OUT_DIR]          # on the accelerator (default $OUT)
-#   scripts/accelerator_check.sh --cpu-smoke DIR    # the whole pipeline at a small size
+#   tools/accelerator_check.sh --prepare          # here, with a network: .whl/ and .mnist/
+#   tools/accelerator_check.sh [OUT_DIR]          # on the accelerator (default $OUT)
+#   tools/accelerator_check.sh --cpu-smoke DIR    # the whole pipeline at a small size
 #
 # PYTHON picks the interpreter (default: python3, the one that holds jax).
 set -u

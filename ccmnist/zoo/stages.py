@@ -19,11 +19,11 @@ from absl import logging
 import jax
 
 from ccmnist import layout
-from ccmnist.benchmark import cost as cost_lib
-from ccmnist.benchmark import evaluate
-from ccmnist.benchmark import plan
-from ccmnist.benchmark import report
-from ccmnist.benchmark import select as select_lib
+from ccmnist.zoo import cost as cost_lib
+from ccmnist.zoo import evaluate
+from ccmnist.zoo import plan
+from ccmnist.zoo import report
+from ccmnist.zoo import select as select_lib
 from ccmnist.data import splits as splits_lib
 from ccmnist.train import dfr
 from ccmnist.train import loop
@@ -214,7 +214,7 @@ def check_stage_inputs(bench, workdir, stages: tuple) -> None:
                        "(--config.only=evaluate,select, or --config.only='' for all).")
 
 
-def run_benchmark(bench, workdir, *, compilation_cache: bool = False) -> dict:
+def run_zoo(bench, workdir, *, compilation_cache: bool = False) -> dict:
   """Runs (or resumes) every selected stage; returns {stage: seconds} of stages.json.
 
   compilation_cache: keep compiled programs in DIR/compilation_cache (use_compilation_cache;

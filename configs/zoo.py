@@ -1,10 +1,10 @@
 """The debiasing benchmark: every method of the zoo x two data protocols x bias-conflicting ratios.
 
-  python -m launch.benchmark --config=configs/benchmark.py:quick --workdir=/tmp/ccmnist/bench_quick
-  python -m launch.benchmark --config=configs/benchmark.py:full --workdir=/tmp/ccmnist/bench_full
-  python -m launch.benchmark --config=configs/benchmark.py:quick --config.methods=erm,groupdro \
+  python -m launch.zoo --config=configs/zoo.py:quick --workdir=/tmp/ccmnist/bench_quick
+  python -m launch.zoo --config=configs/zoo.py:full --workdir=/tmp/ccmnist/bench_full
+  python -m launch.zoo --config=configs/zoo.py:quick --config.methods=erm,groupdro \
       --workdir=DIR
-  python -m launch.benchmark --config=configs/benchmark.py:quick --config.only=train --workdir=DIR
+  python -m launch.zoo --config=configs/zoo.py:quick --config.only=train --workdir=DIR
 
 Each training program is one (protocol, model, ratio, method) with its seeds x lambda grid as K
 replicas; a run DIR/runs/<protocol>/<model>/rho<rho_train>/<entry>/ is an ordinary training
@@ -16,7 +16,7 @@ Protocols:
          plain SGD at lr 1e-3 plain ERM does not leave its initial plateau, which would make
          every method look like an optimizer effect); CheaterCNN (full: also ShapeCNN and MLP).
   lff    LfF / DFA's Colored MNIST: the digit times a jittered color on black; their MLP 3x100,
-         and their optimizer, batch and epochs (ccmnist/benchmark/published.py, PROTOCOLS).
+         and their optimizer, batch and epochs (ccmnist/zoo/published.py, PROTOCOLS).
 Every protocol evaluates: test_easy at rho 0.1 (colors uniform: the UNBIASED test set), test_hard
 (rho 0: every color conflicts), val (held out, colored like train), val_unbiased (small, rho 0.1)
 and val_balanced (rho 0.5: the held-out set DFR refits on).
@@ -30,7 +30,7 @@ by a short cost probe each); 'tiny' synthetic digits, for tests.
 
 import ml_collections
 
-from ccmnist.benchmark import published
+from ccmnist.zoo import published
 from configs import common
 
 # Bias-conflicting fraction of the training set; rho_train = 1 - ratio.

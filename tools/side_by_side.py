@@ -1,9 +1,9 @@
-"""JAX (`python -m launch.bench`) against PyTorch (benchmarks/pytorch_baseline.py), alternated.
+"""JAX (`python -m launch.speed`) against PyTorch (tools/pytorch_baseline.py), alternated.
 
-  python benchmarks/side_by_side.py --repeats=5 --torch_python=~/torch-venv/bin/python \
+  python tools/side_by_side.py --repeats=5 --torch_python=~/torch-venv/bin/python \
       --json_out=/tmp/ccmnist/side_by_side.json
-  python benchmarks/side_by_side.py --ops ...         # each conv op alone (conv_ops.py)
-  python benchmarks/side_by_side.py --real_epoch ...  # launch.train epochs on the quick config
+  python tools/side_by_side.py --ops ...         # each conv op alone (conv_ops.py)
+  python tools/side_by_side.py --real_epoch ...  # launch.train epochs on the quick config
 
 Each of `--repeats` alternations runs one JAX process then one PyTorch process (each measuring
 every workload `--inner_repeats` times interleaved and reporting medians), so a load change
@@ -12,7 +12,7 @@ and the median and range of the per-alternation JAX / PyTorch ratios, with the 1
 average at start and end. Needs only the standard library itself; run it from the repository
 root with the ccmnist environment's python (or pass --jax_python).
 
---ops alternates benchmarks/conv_ops.py on both sides instead: per conv op (forward, input
+--ops alternates tools/conv_ops.py on both sides instead: per conv op (forward, input
 gradient, kernel gradient, per batch size) the median ms of each side and the median and range
 of the per-alternation PyTorch ms / JAX ms (above 1: JAX's op is faster).
 
@@ -36,8 +36,8 @@ import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-BASELINE = REPO / "benchmarks" / "pytorch_baseline.py"
-CONV_OPS = REPO / "benchmarks" / "conv_ops.py"
+BASELINE = REPO / "tools" / "pytorch_baseline.py"
+CONV_OPS = REPO / "tools" / "conv_ops.py"
 TRAIN_WORKLOADS = tuple(f"{loss}_b{b}" for loss in ("erm", "gradient_penalty", "consistency")
                         for b in (64, 256))
 WORKLOADS = (*TRAIN_WORKLOADS, "eval", "pgd")
@@ -47,7 +47,7 @@ EPOCH_KEYS = ("later_epochs", "first_epoch")
 
 
 def img_per_s(result: dict) -> dict:
-  """{workload: img/s} from a bench.json-shaped dict (launch.bench's or the baseline's)."""
+  """{workload: img/s} from a bench.json-shaped dict (launch.speed's or the baseline's)."""
   try:
     out = {k: float(result["train_img_per_s"][k]) for k in TRAIN_WORKLOADS}
     out["eval"], out["pgd"] = float(result["eval_img_per_s"]), float(result["pgd_img_per_s"])
@@ -142,7 +142,7 @@ def _run(cmd: list, timeout: float) -> str:
 
 def run_jax(python: str, inner: int, quick: bool, timeout: float) -> dict:
   with tempfile.TemporaryDirectory(prefix="side_by_side_") as d:
-    _run([python, "-m", "launch.bench", f"--workdir={d}", f"--repeats={inner}",
+    _run([python, "-m", "launch.speed", f"--workdir={d}", f"--repeats={inner}",
           *(["--quick"] if quick else [])], timeout)
     return json.loads((pathlib.Path(d) / "bench.json").read_text())
 
@@ -217,7 +217,7 @@ def main(argv=None):
     p.error("--epochs must be at least 2: the first includes compiling.")
   if not pathlib.Path(a.torch_python).exists():
     p.error(f"--torch_python {a.torch_python} does not exist; create it as "
-            "benchmarks/README.md says.")
+            "tools/README.md says.")
   load_start, t0 = os.getloadavg(), time.time()
   jax_raw, torch_raw = [], []
   with tempfile.TemporaryDirectory(prefix="side_by_side_split_") as split_dir:

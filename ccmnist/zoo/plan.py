@@ -14,7 +14,7 @@
   DIR/stages.json           wall time of each stage
   DIR/results.json, DIR/benchmark.md, DIR/figures/
 
-A benchmark config (configs/benchmark.py) holds `protocols` (data, models, optimizer, epochs),
+A benchmark config (configs/zoo.py) holds `protocols` (data, models, optimizer, epochs),
 `run_protocols` (those that run, in order), `zoo` (entry -> method, lambda grid, settings, data
 overrides, what it needs), `methods` (the entries that run, in order), `ratios`
 (bias-conflicting fractions of train) and `num_seeds`.

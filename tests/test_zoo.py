@@ -10,17 +10,17 @@ import sys
 import numpy as np
 import pytest
 
-from ccmnist.benchmark import cost
-from ccmnist.benchmark import evaluate
-from ccmnist.benchmark import plan
-from ccmnist.benchmark import report
-from ccmnist.benchmark import run
-from ccmnist.benchmark import select
-from ccmnist.plots import benchmark as bench_plots
+from ccmnist.zoo import cost
+from ccmnist.zoo import evaluate
+from ccmnist.zoo import plan
+from ccmnist.zoo import report
+from ccmnist.zoo import stages
+from ccmnist.zoo import select
+from ccmnist.plots import zoo as zoo_plots
 from ccmnist.train import dfr
 from ccmnist.train import loop
 from ccmnist.train import runs as runs_lib
-from configs import benchmark as bench_config
+from configs import zoo as zoo_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # A plain baseline, a method that needs an identification run, and a refit of the ERM run.
@@ -28,7 +28,7 @@ METHODS = "erm,jtt,dfr"
 
 
 def tiny_config():
-  c = bench_config.get_config("tiny")
+  c = zoo_config.get_config("tiny")
   with c.unlocked():
     c.methods = METHODS
     # One cheap model to probe for the projection (the full profile's ShapeCNN is slow here).
@@ -40,13 +40,13 @@ def tiny_config():
 def tiny_bench(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("benchmark")
   cfg = tiny_config()
-  times = run.run_benchmark(cfg, workdir)
+  times = stages.run_zoo(cfg, workdir)
   return cfg, workdir, times
 
 
 def test_every_stage_ran_and_the_report_says_what_it_measured(tiny_bench):
   cfg, workdir, times = tiny_bench
-  assert set(times) == set(run.STAGES)
+  assert set(times) == set(stages.STAGES)
   md = (workdir / "benchmark.md").read_text()
   assert "This is the TINY profile" in md
   for heading in ("## What the measurements say", "## Protocol `study`, model `cheater`",
@@ -125,24 +125,24 @@ def test_statements_compare_runs_that_differ_in_one_thing(tiny_bench):
 def test_a_second_call_trains_nothing_and_other_configs_are_refused(tiny_bench, monkeypatch):
   cfg, workdir, _ = tiny_bench
   before = json.loads((workdir / "results.json").read_text())
-  stages = json.loads((workdir / "stages.json").read_text())
+  stage_times = json.loads((workdir / "stages.json").read_text())
 
   def no_training(*args, **kwargs):
     raise AssertionError("a finished run was trained again")
   monkeypatch.setattr(loop, "train_and_evaluate", no_training)
   monkeypatch.setattr(dfr, "refit", no_training)
-  run.run_benchmark(cfg, workdir)
+  stages.run_zoo(cfg, workdir)
   after = json.loads((workdir / "results.json").read_text())
   assert after["runs"] == before["runs"]
-  assert json.loads((workdir / "stages.json").read_text())["train"] == stages["train"]
+  assert json.loads((workdir / "stages.json").read_text())["train"] == stage_times["train"]
   with cfg.unlocked():
     cfg.only = "report"  # `only` selects stages; it is not part of what is computed.
-  run.run_benchmark(cfg, workdir)
+  stages.run_zoo(cfg, workdir)
   other = tiny_config()
   with other.unlocked():
     other.num_seeds = 1
   with pytest.raises(ValueError, match="different config"):
-    run.run_benchmark(other, workdir)
+    stages.run_zoo(other, workdir)
 
 
 def test_a_diverged_run_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
@@ -156,7 +156,7 @@ def test_a_diverged_run_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
   def diverge(config, workdir):
     raise loop.NonFiniteLossError("Loss became nan at step 3 (replica 0); lower the rate.")
   monkeypatch.setattr(loop, "train_and_evaluate", diverge)
-  run.run_benchmark(cfg, tmp_path)
+  stages.run_zoo(cfg, tmp_path)
   erm = plan.Run("lff", "lff_mlp", 0.05, "erm")
   ident = plan.Run("lff", "lff_mlp", 0.05, "identify")
   jtt = plan.Run("lff", "lff_mlp", 0.05, "jtt")
@@ -164,7 +164,7 @@ def test_a_diverged_run_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
       (plan.run_dir(tmp_path, erm) / report.FAILED_FILE).read_text())["error"]
   assert "identify run" in json.loads(
       (plan.run_dir(tmp_path, jtt) / report.FAILED_FILE).read_text())["error"]
-  assert run.finished(tmp_path, ident)
+  assert stages.finished(tmp_path, ident)
   res = report.collect(cfg, tmp_path)
   assert res["runs"][erm.key]["status"] == "failed"
   assert report.cell_unbiased(res["runs"][erm.key]) == "diverged"
@@ -282,14 +282,14 @@ def test_the_projection_prices_planned_runs_at_measured_rates():
 
 
 def test_run_order_and_directories():
-  cfg = bench_config.get_config("full")
+  cfg = zoo_config.get_config("full")
   runs = plan.all_runs(cfg)
   assert len(runs) == 4 * (3 + 1) * 16  # ratios x models x (the 15 methods + identify).
   cell = [r.entry for r in runs if r.cell == "study/cheater/rho0.995"]
   assert cell.index("identify") < cell.index("jtt") and cell.index("erm") < cell.index("dfr")
   assert str(plan.run_dir("D", runs[0])) == "D/runs/study/cheater/rho0.95/erm"
   assert plan.rho_of(0.005) == 0.995 and plan.Run("lff", "lff_mlp", 0.02, "lff").rho == 0.98
-  assert bench_config.get_config("quick").ratios == (0.05, 0.01)
+  assert zoo_config.get_config("quick").ratios == (0.05, 0.01)
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -305,7 +305,7 @@ def test_bad_configs_fail_before_anything_is_written(tmp_path, field, value, mat
   with cfg.unlocked():
     cfg[field] = value
   with pytest.raises(ValueError, match=match):
-    run.run_benchmark(cfg, tmp_path / "w")
+    stages.run_zoo(cfg, tmp_path / "w")
   assert not (tmp_path / "w").exists()
 
 
@@ -330,7 +330,7 @@ def test_bad_entries_fail_with_what_to_fix():
 def test_a_bad_config_on_the_command_line_is_one_line(tmp_path):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   proc = subprocess.run(
-      [sys.executable, "-m", "launch.benchmark", "--config=configs/benchmark.py:tiny",
+      [sys.executable, "-m", "launch.zoo", "--config=configs/zoo.py:tiny",
        "--config.ratios=(0.05,2.0)", f"--workdir={tmp_path / 'w'}"],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2, proc.stderr
@@ -340,11 +340,11 @@ def test_a_bad_config_on_the_command_line_is_one_line(tmp_path):
 
 
 def test_every_method_has_its_own_color_and_the_legend_hides_none():
-  colors = [bench_plots.method_color(m) for m in bench_config.ZOO]
+  colors = [zoo_plots.method_color(m) for m in zoo_config.ZOO]
   assert len(set(colors)) == len(colors)
   panels = {"a / m": {"erm": ([0.01, 0.05], [0.2, 0.3], [0.01, 0.02]),
                       "lff": ([0.01, 0.05], [None, None], [None, None])}}
-  fig = bench_plots.accuracy_vs_ratio_figure(panels, titles={"erm": "ERM"})
+  fig = zoo_plots.accuracy_vs_ratio_figure(panels, titles={"erm": "ERM"})
   labels = [t.get_text() for t in fig.legends[0].get_texts()]
   assert labels == ["ERM", "lff"]
 
@@ -355,5 +355,5 @@ def test_the_eta_prices_each_run_at_its_own_models_rate():
   work = {left[0].key: 1000.0, left[1].key: 4000.0, left[2].key: 300.0}
   spent = {"cheater": [2000.0, 4.0], "lff_mlp": [8000.0, 2.0]}
   # 1000 at 500/s, 4000 at 4000/s, and the unseen model at the overall 10000 / 6 s.
-  assert run.eta(left, work, spent) == pytest.approx(2.0 + 1.0 + 300 * 6 / 10000)
-  assert run.eta(left, work, {}) == 0.0
+  assert stages.eta(left, work, spent) == pytest.approx(2.0 + 1.0 + 300 * 6 / 10000)
+  assert stages.eta(left, work, {}) == 0.0

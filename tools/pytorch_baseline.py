@@ -1,11 +1,11 @@
-"""PyTorch CPU baseline of `launch.bench`'s workloads; prints one JSON line of img/s.
+"""PyTorch CPU baseline of `launch.speed`'s workloads; prints one JSON line of img/s.
 
 Runs in its own virtual environment (PyTorch is never a dependency of ccmnist):
 
   python3 -m venv ~/torch-venv && ~/torch-venv/bin/pip install torch==2.13.0 numpy
-  ~/torch-venv/bin/python benchmarks/pytorch_baseline.py [--quick] [--repeats=3]
+  ~/torch-venv/bin/python tools/pytorch_baseline.py [--quick] [--repeats=3]
 
-The workloads mirror ccmnist/bench.py: the study's CheaterCNN (ccmnist/models/cnn.py: conv
+The workloads mirror ccmnist/speed.py: the study's CheaterCNN (ccmnist/models/cnn.py: conv
 3->8 k9 s2 p4, ReLU; conv 8->16 k5 s2 p2, ReLU; conv 16->16 k3 s1 p1, ReLU; dense 784->10, on
 pixels divided by 255), 2 threads, plain SGD (lr 1e-3), random uint8 data resident in memory and
 gathered per step, and
@@ -198,7 +198,7 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--repeats", type=int, default=3, help="Interleaved repeats; medians reported.")
   p.add_argument("--quick", action="store_true",
-                 help="1280 images per train measurement, as `launch.bench --quick`.")
+                 help="1280 images per train measurement, as `launch.speed --quick`.")
   p.add_argument("--threads", type=int, default=2)
   p.add_argument("--epoch_npz", default="", help="Train real epochs on this split instead.")
   p.add_argument("--epochs", type=int, default=4)

@@ -1,10 +1,10 @@
 """The accelerator check: bench, the full study and the debiasing benchmark, one output folder.
 
-  scripts/accelerator_check.sh --prepare           # here, with a network: fills .whl/ and .mnist/
-  scripts/accelerator_check.sh [OUT_DIR]           # on the accelerator (OUT_DIR: $OUT, else
+  tools/accelerator_check.sh --prepare           # here, with a network: fills .whl/ and .mnist/
+  tools/accelerator_check.sh [OUT_DIR]           # on the accelerator (OUT_DIR: $OUT, else
                                                    # ./accelerator_out)
-  scripts/accelerator_check.sh --cpu-smoke DIR     # every part at a small size (tests the script)
-  scripts/accelerator_check.sh --limit study=300 --total-limit 540 DIR
+  tools/accelerator_check.sh --cpu-smoke DIR     # every part at a small size (tests the script)
+  tools/accelerator_check.sh --limit study=300 --total-limit 540 DIR
 
 Parts, in order, each under its own time limit and all under one total limit (a part that times
 out or fails is reported as such and the rest still run):
@@ -12,13 +12,13 @@ out or fails is reported as such and the rest still run):
              project's requirements and reach no network), skipped when .whl/ holds none;
   device     what jax.devices() is, the versions, and that MNIST loads from $CCMNIST_DATA_DIR
              (default: the carried .mnist/) alone; a CPU is reported loudly and the run goes on;
-  bench      python -m launch.bench (default conv formulation; its K=8 vmapped-vs-sequential
+  bench      python -m launch.speed (default conv formulation; its K=8 vmapped-vs-sequential
              entry included);
-  bench_lax  the same with --conv_impl=lax, skipped while launch.bench has no such flag;
+  bench_lax  the same with --conv_impl=lax, skipped while launch.speed has no such flag;
   study      python -m launch.study --config=configs/study.py:full (3 seeds);
-  benchmark  python -m launch.benchmark --config=configs/benchmark.py:full on the LfF protocol
+  benchmark  python -m launch.zoo --config=configs/zoo.py:full on the LfF protocol
              for ERM, GroupDRO, JTT and LfF (BENCHMARK_ARGS; --cpu-smoke: the tiny profile),
-             skipped while launch/benchmark.py does not exist. Last, it also gets the time the
+             skipped while launch/zoo.py does not exist. Last, it also gets the time the
              parts before it left unused of their limits (never past the total): it does not
              finish in one call, and every second buys runs. Its per-run log lines become a
              table (run, seconds, img/s) in the summary and status.json.
@@ -187,8 +187,8 @@ def default_out_dir(environ=None) -> pathlib.Path:
 
 
 def bench_conv_flag(repo: pathlib.Path) -> str | None:
-  """The launch.bench flag that picks the conv formulation, None while it has none."""
-  path = repo / "launch" / "bench.py"
+  """The launch.speed flag that picks the conv formulation, None while it has none."""
+  path = repo / "launch" / "speed.py"
   text = path.read_text(encoding="utf-8") if path.is_file() else ""
   if re.search(r"DEFINE_\w+\(\s*[\"']conv_impl[\"']", text):
     return "--conv_impl=lax"
@@ -199,7 +199,7 @@ def plan(repo: pathlib.Path, scratch: pathlib.Path, *, python: str, smoke: bool,
          limits: dict) -> list:
   """The parts to run: dicts of name, argv (None for the install and skipped parts), limit_s,
   note, and inherits (whether the part also gets the time earlier parts left unused)."""
-  bench = [python, "-m", "launch.bench"] + (["--quick", "--repeats=1"] if smoke else [])
+  bench = [python, "-m", "launch.speed"] + (["--quick", "--repeats=1"] if smoke else [])
   variant = "tiny" if smoke else "full"
   parts = [dict(name="install", argv=None, note="pip install .whl/*.whl"),
            dict(name="device", argv=[python, "-c", PROBE],
@@ -211,20 +211,20 @@ def plan(repo: pathlib.Path, scratch: pathlib.Path, *, python: str, smoke: bool,
       name="bench_lax",
       argv=bench + [f"--workdir={scratch / 'bench_lax'}", conv_flag] if conv_flag else None,
       note="conv formulation lax" if conv_flag else
-      "skipped: launch.bench has no --conv_impl flag yet"))
+      "skipped: launch.speed has no --conv_impl flag yet"))
   parts.append(dict(name="study", argv=[python, "-m", "launch.study",
                                         f"--config=configs/study.py:{variant}",
                                         f"--workdir={scratch / 'study'}"],
                     note=f"configs/study.py:{variant}"))
-  config = f"configs/benchmark.py:{variant}"
-  if (repo / "launch" / "benchmark.py").is_file():
+  config = f"configs/zoo.py:{variant}"
+  if (repo / "launch" / "zoo.py").is_file():
     parts.append(dict(name="benchmark", argv=[
-        python, "-m", "launch.benchmark", f"--config={config}", *BENCHMARK_ARGS,
+        python, "-m", "launch.zoo", f"--config={config}", *BENCHMARK_ARGS,
         *(BENCHMARK_SMOKE_ARGS if smoke else ()), f"--workdir={scratch / 'benchmark'}"],
                       note=f"{config}, LfF protocol: ERM, GroupDRO, JTT, LfF"))
   else:
     parts.append(dict(name="benchmark", argv=None,
-                      note="skipped: launch/benchmark.py does not exist yet"))
+                      note="skipped: launch/zoo.py does not exist yet"))
   for p in parts:
     p["limit_s"] = limits[p["name"]]
     p["inherits"] = p["name"] == HEIR
@@ -316,7 +316,7 @@ def parse_probe(log_text: str) -> dict:
   return {}
 
 
-# The benchmark's progress lines (ccmnist/benchmark/run.py, stage_train; absl's prefix before).
+# The benchmark's progress lines (ccmnist/zoo/stages.py, stage_train; absl's prefix before).
 _BENCH_RUN = re.compile(r"\[benchmark train (\d+)/(\d+)\] (\S+) (done|failed) in ([0-9.]+)s "
                         r"\(([0-9.]+) img/s\)")
 _BENCH_PLAN = re.compile(r"\[benchmark train\] (\d+) runs, (\d+) finished before, (\d+) to train")
@@ -448,7 +448,7 @@ def summary_markdown(status: dict, *, bench=None, bench_lax=None, stages=None,
                             (benchmark or {}).get("stages"))
   if status.get("smoke"):
     out.append("> **CPU SMOKE RUN.** Reduced parts (bench --quick --repeats=1, "
-               "configs/study.py:tiny, configs/benchmark.py:tiny): a test of this script, not "
+               "configs/study.py:tiny, configs/zoo.py:tiny): a test of this script, not "
                "a measurement.")
   if out[-1] != "":
     out.append("")
@@ -970,7 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--prepare", action="store_true", help="here, with a network: download the "
                  "wheels the accelerator lacks into .whl/ and MNIST into .mnist/, then stop")
   p.add_argument("--cpu-smoke", action="store_true", help="small parts (bench --quick "
-                 "--repeats=1, configs/study.py:tiny, configs/benchmark.py:tiny) with limits "
+                 "--repeats=1, configs/study.py:tiny, configs/zoo.py:tiny) with limits "
                  "that only catch hangs")
   p.add_argument("--limit", action="append", metavar="PART=SECONDS",
                  help=f"a part's time limit (parts: {', '.join(PARTS)}); repeatable")
