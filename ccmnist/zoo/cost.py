@@ -13,8 +13,19 @@ import pathlib
 import numpy as np
 
 from ccmnist.train import runs as runs_lib
+from ccmnist.util import io
 
 TIME_FILE = "benchmark_time.json"
+PLAN_FILE = "train_plan.json"
+
+
+def write_plan(workdir, runs, probes) -> None:
+  """DIR/train_plan.json: the key of every run in training order and every cost probe
+  (protocol/model), written before any trains, so that a benchmark stopped part way says what it
+  had left; each run's cost is then in its dir (TIME_FILE, metrics.jsonl)."""
+  io.write_json(pathlib.Path(workdir) / PLAN_FILE,
+                {"runs": [r.key for r in runs], "probes": [f"{p}/{m}" for p, m in probes]},
+                indent=1)
 
 
 def examples(config) -> int:

@@ -103,6 +103,7 @@ def eta(left: list, work: dict, spent: dict) -> float:
 
 def stage_train(bench, workdir) -> bool:
   runs = plan.all_runs(bench)
+  cost_lib.write_plan(workdir, runs, plan.probes(bench))
   todo = [r for r in runs if not finished(workdir, r)]
   work = {r.key: _work(bench, r, workdir) for r in todo}
   total_work, spent, t_start = sum(work.values()), {}, time.perf_counter()
