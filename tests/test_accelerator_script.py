@@ -1,7 +1,7 @@
-"""tools/accelerator_check.py: limits, the kill at a limit, the plan, the summary and the output
-folder, end to end with a fake interpreter standing in for every part (no jax work, no network)."""
+"""tools/accelerator_check.py: limits, the kill at a limit, the plan, the zoo's files read as the
+zoo really writes them, the summary and the output folder, end to end with a fake interpreter
+standing in for every part (no network)."""
 
-import ast
 import gzip
 import hashlib
 import importlib.util
@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,17 +23,18 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tools" / "accelerator_check.py"
 
 
-def _load():
-  spec = importlib.util.spec_from_file_location("accelerator_check", SCRIPT)
+def _load(path: pathlib.Path):
+  spec = importlib.util.spec_from_file_location(path.stem, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
 
 
-ac = _load()
+ac = _load(SCRIPT)
+sbs = _load(REPO / "tools" / "side_by_side.py")
 
 
-def _bench(platform="cpu", kind="cpu", ips=1000.0, **extra):
+def _speed(platform="cpu", kind="cpu", ips=1000.0, **extra):
   return {"device": {"platform": platform, "kind": kind, "count": 1,
                      "description": f"1 x {platform}:{kind}"},
           "jax_version": "0.0.0", "repeats": 3,
@@ -55,8 +57,8 @@ def _status(platform="cpu", kind="cpu", **extra):
 
 def test_parse_limits_overrides_and_rejects_bad_values():
   before = dict(ac.LIMITS)
-  limits = ac.parse_limits(["study=300", "bench=1.5"], ac.LIMITS)
-  assert limits["study"] == 300 and limits["bench"] == 1.5
+  limits = ac.parse_limits(["study=300", "speed=1.5"], ac.LIMITS)
+  assert limits["study"] == 300 and limits["speed"] == 1.5
   assert limits["device"] == ac.LIMITS["device"]
   assert ac.LIMITS == before  # The defaults are not changed in place.
   for bad in ("studdy=3", "study", "study=0", "study=-1", "study=x", "study=inf", "study=nan"):
@@ -72,7 +74,7 @@ def test_real_limits_fit_one_device_call():
   assert set(ac.LIMITS) == set(ac.PARTS) == set(ac.SMOKE_LIMITS)
   # The study keeps a margin over its goal, so a miss is measured, not cut off.
   assert ac.LIMITS["study"] >= 1.5 * ac.GOALS["study_s"]
-  assert ac.LIMITS["benchmark"] > 0 and ac.PARTS[-1] == ac.HEIR == "benchmark"
+  assert ac.LIMITS["zoo"] > 0 and ac.PARTS[-1] == ac.HEIR == "zoo"
 
 
 def test_part_timeout_is_cut_to_the_total_and_not_started_near_it():
@@ -119,54 +121,35 @@ def test_run_part_ok_and_failed(tmp_path):
   assert missing["status"] == "failed"
 
 
-def _fake_repo(root: pathlib.Path, *, conv_flag: bool, benchmark: bool) -> pathlib.Path:
-  (root / "launch").mkdir(parents=True)
-  flag = '_C = flags.DEFINE_string(\n    "conv_impl", None, "")\n' if conv_flag else ""
-  (root / "launch" / "speed.py").write_text("from absl import flags\n" + flag)
-  if benchmark:
-    (root / "launch" / "zoo.py").write_text("")
-  return root
-
-
-def test_plan_skips_what_does_not_exist_yet(tmp_path):
-  repo = _fake_repo(tmp_path / "r", conv_flag=False, benchmark=False)
-  parts = {p["name"]: p for p in ac.plan(repo, tmp_path, python="py", smoke=False,
-                                          limits=ac.LIMITS)}
-  assert list(parts) == list(ac.PARTS)
-  assert parts["bench_lax"]["argv"] is None and "no --conv_impl" in parts["bench_lax"]["note"]
-  assert parts["benchmark"]["argv"] is None and "does not exist" in parts["benchmark"]["note"]
-  assert "--config=configs/study.py:full" in parts["study"]["argv"]
-  assert "--quick" not in parts["bench"]["argv"]
-
-
-def test_plan_benchmark_part_runs_the_full_lff_protocol_for_four_methods(tmp_path):
-  repo = _fake_repo(tmp_path / "r", conv_flag=False, benchmark=True)
-  limits = ac.parse_limits(["benchmark=123"], ac.LIMITS)
-  parts = ac.plan(repo, tmp_path / "s", python="py", smoke=False, limits=limits)
-  assert [p["name"] for p in parts][-2:] == ["study", "benchmark"]  # The study keeps its time.
-  bench = parts[-1]
-  assert bench["argv"] == ["py", "-m", "launch.zoo", "--config=configs/zoo.py:full",
-                           "--config.run_protocols=lff",
-                           "--config.methods=erm,groupdro,jtt,lff",
-                           f"--workdir={tmp_path / 's' / 'benchmark'}"]
-  assert bench["limit_s"] == 123 and bench["inherits"] is True
-  assert [p["name"] for p in parts if p["inherits"]] == ["benchmark"]
-  assert "configs/zoo.py:full" in bench["note"]
-  smoke = ac.plan(repo, tmp_path / "s", python="py", smoke=True, limits=ac.SMOKE_LIMITS)[-1]
-  assert smoke["argv"][3:6] == ["--config=configs/zoo.py:tiny",
-                                "--config.run_protocols=lff",
+def test_plan_zoo_part_runs_the_full_lff_protocol_for_four_methods(tmp_path):
+  limits = ac.parse_limits(["zoo=123"], ac.LIMITS)
+  parts = ac.plan(tmp_path / "s", python="py", smoke=False, limits=limits)
+  assert [p["name"] for p in parts] == list(ac.PARTS)  # The study keeps its time.
+  zoo = parts[-1]
+  assert zoo["argv"] == ["py", "-m", "launch.zoo", "--config=configs/zoo.py:full",
+                         "--config.run_protocols=lff", "--config.methods=erm,groupdro,jtt,lff",
+                         f"--workdir={tmp_path / 's' / 'zoo'}"]
+  assert zoo["limit_s"] == 123 and zoo["inherits"] is True
+  assert [p["name"] for p in parts if p["inherits"]] == ["zoo"]
+  assert "configs/zoo.py:full" in zoo["note"]
+  by_name = {p["name"]: p for p in parts}
+  assert "--config=configs/study.py:full" in by_name["study"]["argv"]
+  assert "--quick" not in by_name["speed"]["argv"]
+  assert by_name["speed_lax"]["argv"][-1] == "--conv_impl=lax"
+  smoke = ac.plan(tmp_path / "s", python="py", smoke=True, limits=ac.SMOKE_LIMITS)[-1]
+  assert smoke["argv"][3:6] == ["--config=configs/zoo.py:tiny", "--config.run_protocols=lff",
                                 "--config.methods=erm,groupdro,jtt,lff"]
   assert "--config.project_to.protocols.study.models=cheater" in smoke["argv"]
-  assert smoke["limit_s"] == ac.SMOKE_LIMITS["benchmark"]
+  assert smoke["limit_s"] == ac.SMOKE_LIMITS["zoo"]
 
 
-def test_benchmark_overrides_name_fields_and_entries_of_the_real_config():
+def test_zoo_overrides_name_fields_and_entries_of_the_real_config():
   """The part's --config.* overrides, applied to configs/zoo.py: a renamed field or
   method would otherwise first fail on the accelerator."""
   from configs import zoo as config_file  # pylint: disable=g-import-not-at-top
-  for variant, extra in (("full", ()), ("tiny", ac.BENCHMARK_SMOKE_ARGS)):
-    c = config_file.get_config(variant)
-    for arg in ac.BENCHMARK_ARGS + extra:
+  for profile, extra in (("full", ()), ("tiny", ac.ZOO_SMOKE_ARGS)):
+    c = config_file.get_config(profile)
+    for arg in ac.ZOO_ARGS + extra:
       path, _, value = arg[len("--config."):].partition("=")
       *parents, leaf = path.split(".")
       node = c
@@ -180,110 +163,125 @@ def test_benchmark_overrides_name_fields_and_entries_of_the_real_config():
   assert c.project_to.protocols.study.models == "cheater"
 
 
-def test_plan_runs_lax_and_benchmark_when_present_and_shrinks_for_smoke(tmp_path):
-  repo = _fake_repo(tmp_path / "r", conv_flag=True, benchmark=True)
-  parts = {p["name"]: p for p in ac.plan(repo, tmp_path, python="py", smoke=True,
+def test_plan_shrinks_for_smoke(tmp_path):
+  parts = {p["name"]: p for p in ac.plan(tmp_path, python="py", smoke=True,
                                           limits=ac.SMOKE_LIMITS)}
-  assert "--conv_impl=lax" in parts["bench_lax"]["argv"]
-  assert parts["benchmark"]["argv"][:4] == ["py", "-m", "launch.zoo",
-                                            "--config=configs/zoo.py:tiny"]
+  assert "--conv_impl=lax" in parts["speed_lax"]["argv"]
+  assert parts["zoo"]["argv"][:4] == ["py", "-m", "launch.zoo", "--config=configs/zoo.py:tiny"]
   assert "--config=configs/study.py:tiny" in parts["study"]["argv"]
-  assert {"--quick", "--repeats=1"} <= set(parts["bench"]["argv"])
-  assert parts["bench"]["argv"][-1] != parts["bench_lax"]["argv"][-1]  # Own workdirs.
+  assert {"--quick", "--repeats=1"} <= set(parts["speed"]["argv"])
+  assert parts["speed"]["argv"][-1] != parts["speed_lax"]["argv"][-2]  # Own workdirs.
 
 
-# A benchmark part's log as absl writes it, killed during its fourth run: hand-made.
-BENCHMARK_LOG_KILLED = """\
-$ python -m launch.zoo --config=configs/zoo.py:full --workdir=/s/benchmark
-I1202 10:00:01.000001 7 run.py:250] [benchmark 1/4] stage train ...
-I1202 10:00:01.100000 7 run.py:109] [benchmark train] 20 runs, 0 finished before, 20 to train
-I1202 10:00:09.000000 7 loop.py:233] epoch 1/100 step 203/203  loss 2.1000  51234 img/s  ETA 99s
-I1202 10:00:10.000000 7 loop.py:263] epoch 1: {'test_easy': [0.5, 0.5]}
-I1202 10:00:31.000000 7 run.py:116] [benchmark train 1/20] lff/lff_mlp/rho0.95/erm done in \
-30.2s (516238 img/s); 1/20 runs done, 30s so far, ETA 9m 40s
-I1202 10:01:40.000000 7 run.py:116] [benchmark train 2/20] lff/lff_mlp/rho0.95/groupdro done \
-in 68.9s (678823 img/s); 2/20 runs done, 1m 39s so far, ETA 9m 02s
-W1202 10:01:41.000000 7 run.py:85] [benchmark] lff/lff_mlp/rho0.95/identify diverged: step 4
-I1202 10:01:42.000000 7 run.py:116] [benchmark train 3/20] lff/lff_mlp/rho0.95/identify failed \
-in 1.5s (2078720 img/s); 3/20 runs done, 1m 41s so far, ETA 8m 50s
-I1202 10:01:50.000000 7 loop.py:233] epoch 1/100 step 203/203  loss 2.3026  40000 img/s  ETA 120s
-I1202 10:01:51.000000 7 loop.py:233] epoch 2/100 step 203/203  loss nan  41000 img/s  ETA 118s
-
-[accelerator_check] killed at its limit of 245 s
-"""
+def _tiny_zoo_config(methods: str):
+  """configs/zoo.py:tiny's LfF protocol, its train stage alone, for `methods`."""
+  from configs import zoo as config_file  # pylint: disable=g-import-not-at-top
+  c = config_file.get_config("tiny")
+  with c.unlocked():
+    c.methods, c.run_protocols, c.only = methods, "lff", "train"
+    c.project_to.protocols.study.models = "mlp"  # One cheap cost probe.
+  return c
 
 
-def test_parse_benchmark_log_gives_each_finished_run_and_what_was_cut():
-  got = ac.parse_benchmark_log(BENCHMARK_LOG_KILLED)
-  assert got["runs"] == [
-      {"index": 1, "of": 20, "run": "lff/lff_mlp/rho0.95/erm", "status": "done",
-       "seconds": 30.2, "img_per_s": 516238.0},
-      {"index": 2, "of": 20, "run": "lff/lff_mlp/rho0.95/groupdro", "status": "done",
-       "seconds": 68.9, "img_per_s": 678823.0},
-      {"index": 3, "of": 20, "run": "lff/lff_mlp/rho0.95/identify", "status": "failed",
-       "seconds": 1.5, "img_per_s": 2078720.0}]
-  assert (got["planned"], got["finished_before"], got["probes"]) == (20, 0, [])
-  assert got["in_progress"] == {"what": "run 4/20", "epoch": 2, "epochs": 100,
-                                "img_per_s": 41000.0}
+@pytest.fixture(name="tiny_zoo", scope="module")
+def fixture_tiny_zoo(tmp_path_factory):
+  """A real zoo's train stage: one run and one cost probe, as the library writes them."""
+  from ccmnist.zoo import stages  # pylint: disable=g-import-not-at-top
+  c = _tiny_zoo_config("erm")
+  work = tmp_path_factory.mktemp("zoo")
+  return c, work, stages.run_zoo(c, work)
 
 
-def test_parse_benchmark_log_of_a_completed_run_has_probes_and_nothing_in_progress():
-  log = (
-      "I1202 10:00:01.1 7 run.py:109] [benchmark train] 2 runs, 1 finished before, 1 to train\n"
-      "I1202 10:00:02.0 7 loop.py:233] epoch 3/3 step 12/12  loss 0.5000  900 img/s  ETA 0s\n"
-      "I1202 10:00:03.0 7 run.py:116] [benchmark train 2/2] lff/lff_mlp/rho0.95/lff done in "
-      "4.0s (1500 img/s); 2/2 runs done, 4s so far, ETA 0s\n"
-      "I1202 10:00:04.0 7 loop.py:233] epoch 2/2 step 64/64  loss 1.0000  700 img/s  ETA 0s\n"
-      "I1202 10:00:05.0 7 run.py:131] [benchmark train] cost probe study/cheater in 9.5s\n"
-      "I1202 10:00:06.0 7 run.py:135] [benchmark train] 1 runs trained in 14s (286 img/s "
-      "overall)\n"
-      "I1202 10:00:07.0 7 run.py:262] [benchmark 4/4] stage report done in 0.3s\n")
-  got = ac.parse_benchmark_log(log)
-  assert [(r["run"], r["seconds"], r["img_per_s"]) for r in got["runs"]] == [
-      ("lff/lff_mlp/rho0.95/lff", 4.0, 1500.0)]
-  assert (got["planned"], got["finished_before"]) == (2, 1)
-  assert got["probes"] == [{"probe": "study/cheater", "seconds": 9.5}]
-  assert got["in_progress"] is None
-  # A probe cut off after every run: not taken for a run.
-  cut = ac.parse_benchmark_log(log.split("I1202 10:00:05.0")[0])
-  assert cut["in_progress"] == {"what": "a cost probe", "epoch": 2, "epochs": 2,
-                                "img_per_s": 700.0}
-  assert ac.parse_benchmark_log("no benchmark here\n") == {
-      "runs": [], "planned": None, "finished_before": None, "probes": [], "in_progress": None}
+def test_zoo_outcome_reads_what_a_real_zoo_writes(tiny_zoo, tmp_path):
+  """The file names are the library's, and each number is the one the library reads back: the
+  wall time the report prices with, the steady rate of ccmnist/zoo/cost.py."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from ccmnist.train import runs as runs_lib  # pylint: disable=g-import-not-at-top
+  from ccmnist.zoo import cost, plan, report  # pylint: disable=g-import-not-at-top
+  c, work, times = tiny_zoo
+  assert (ac.ZOO_PLAN, ac.ZOO_TIME, ac.ZOO_FAILED) == (
+      cost.PLAN_FILE, cost.TIME_FILE, report.FAILED_FILE)
+  got = ac.zoo_outcome(work)
+  runs = plan.all_runs(c)
+  assert got["planned"] == len(runs) == 1
+  assert [r["key"] for r in got["runs"]] == [r.key for r in runs]
+  rdir = plan.run_dir(work, runs[0])
+  epochs = runs_lib.load_config(rdir).train.epochs
+  r = got["runs"][0]
+  assert r["status"] == "done" and "error" not in r
+  assert r["seconds"] == json.loads((rdir / cost.TIME_FILE).read_text())["wall_s"] > 0
+  assert (r["epoch"], r["epochs"]) == (epochs, epochs) and epochs >= 2
+  assert r["examples_per_s"] == pytest.approx(cost.steady_rate(rdir)[0])
+  assert r["device"] == jax.devices()[0].device_kind
+  probes = plan.probes(c)
+  assert probes and [p["key"] for p in got["probes"]] == [f"{p}/{m}" for p, m in probes]
+  assert all(p["status"] == "done" and p["seconds"] > 0 and p["epoch"] == p["epochs"]
+             for p in got["probes"])
+  assert got["in_progress"] is None and got["completed"] is False
+  assert got["stages"] == json.loads((work / "stages.json").read_text())
+  assert got["stages"]["train"]["seconds"] == times["train"]["seconds"]
+  # side_by_side reads the same metrics.jsonl: one rate per epoch.
+  assert len(sbs.jax_epoch_rates((rdir / "metrics.jsonl").read_text())) == epochs
+  # The same zoo stopped during its run's second epoch, its metrics.jsonl cut mid-line.
+  cut = tmp_path / "cut"
+  shutil.copytree(work, cut)
+  cdir = plan.run_dir(cut, runs[0])
+  (cdir / cost.TIME_FILE).unlink()
+  first = (cdir / "metrics.jsonl").read_text().splitlines()[0]
+  (cdir / "metrics.jsonl").write_text(first + "\n" + first[:20])
+  got = ac.zoo_outcome(cut)
+  assert got["runs"] == [] and got["planned"] == 1
+  assert got["in_progress"] == {"what": f"run 1/1 {runs[0].key}", "epoch": 1, "epochs": epochs,
+                                "examples_per_s": json.loads(first)["train_img_per_s"],
+                                "last_examples_per_s": json.loads(first)["train_img_per_s"]}
+  assert ac.zoo_outcome(tmp_path / "absent") is None
 
 
-def _format_strings(path: pathlib.Path, start: str) -> str:
-  """The (implicitly concatenated) string literal of path's source that begins with start."""
-  m = re.search(r'"' + re.escape(start) + r'[^"]*"(?:\s*"[^"]*")*', path.read_text())
-  assert m, f"{path} logs no line beginning {start!r}: update parse_benchmark_log"
-  return ast.literal_eval("(" + m[0] + ")")
+def test_zoo_outcome_reads_real_diverged_runs(tmp_path, monkeypatch):
+  """Runs whose loss diverged (and a run that needs one of them): failed, with the error the
+  zoo recorded, and no wall time."""
+  from ccmnist.train import loop  # pylint: disable=g-import-not-at-top
+  from ccmnist.zoo import stages  # pylint: disable=g-import-not-at-top
+  c = _tiny_zoo_config("erm,jtt")
+  with c.unlocked():
+    c.project_to = type(c.project_to)()
+
+  def diverge(config, workdir):
+    raise loop.NonFiniteLossError("Loss became nan at step 3 (replica 0); lower the rate.")
+  monkeypatch.setattr(loop, "train_and_evaluate", diverge)
+  stages.run_zoo(c, tmp_path)
+  got = ac.zoo_outcome(tmp_path)
+  assert got["planned"] == 3 and got["probes"] == [] and got["in_progress"] is None
+  assert [(r["key"].rsplit("/", 1)[1], r["status"], r["seconds"]) for r in got["runs"]] == [
+      ("erm", "failed", None), ("identify", "failed", None), ("jtt", "failed", None)]
+  assert "Loss became nan" in got["runs"][0]["error"]
+  assert "identify" in got["runs"][2]["error"]
 
 
-def test_parser_reads_the_lines_the_benchmark_and_loop_really_log():
-  """The parser against the format strings of ccmnist/ itself, so a changed log line fails
-  here and not, silently, on the accelerator."""
-  run_py = REPO / "ccmnist" / "zoo" / "stages.py"
-  lines = [
-      _format_strings(run_py, "[benchmark train] %d runs") % (20, 0, 20),
-      _format_strings(REPO / "ccmnist" / "train" / "loop.py", "epoch %d/%d step") % (
-          5, 100, 203, 203, 0.25, 812345.4, 61.0),
-      _format_strings(run_py, "[benchmark train %d/%d]") % (
-          7, 20, "lff/lff_mlp/rho0.98/groupdro", "done", 61.25, 766404.6, 7, 20, "5m 01s",
-          "9m 10s"),
-      _format_strings(run_py, "[benchmark train %d/%d]") % (
-          8, 20, "lff/lff_mlp/rho0.98/identify", "failed", 3.0, 0.0, 8, 20, "5m 04s", "9m"),
-      _format_strings(REPO / "ccmnist" / "train" / "loop.py", "epoch %d/%d step") % (
-          9, 100, 203, 203, 0.25, 812345.4, 61.0),
-      _format_strings(run_py, "[benchmark train] cost probe") % ("study", "mlp", 2.5)]
-  got = ac.parse_benchmark_log("\n".join(f"I1202 10:00:00.000000 7 run.py:1] {x}" for x in lines))
-  assert [(r["index"], r["run"], r["status"], r["seconds"], r["img_per_s"])
-          for r in got["runs"]] == [(7, "lff/lff_mlp/rho0.98/groupdro", "done", 61.2, 766405.0),
-                                    (8, "lff/lff_mlp/rho0.98/identify", "failed", 3.0, 0.0)]
-  assert got["planned"] == 20 and got["probes"] == [{"probe": "study/mlp", "seconds": 2.5}]
-  assert got["in_progress"] is None  # The probe line ended the epochs before it.
-  got = ac.parse_benchmark_log("\n".join(lines[:2]))
-  assert got["in_progress"] == {"what": "run 1/20", "epoch": 5, "epochs": 100,
-                                "img_per_s": 812345.0}
+def _zoo_run(run_dir: pathlib.Path, *, rates, wall=None, error=None, epochs=100):
+  """A zoo run's files, in the format test_zoo_outcome_reads_what_a_real_zoo_writes checks."""
+  run_dir.mkdir(parents=True)
+  (run_dir / "config.json").write_text(json.dumps({"train": {"epochs": epochs}}))
+  (run_dir / "metrics.jsonl").write_text("".join(
+      json.dumps({"epoch": e, "train_img_per_s": r, "epoch_time_s": 1.0}) + "\n"
+      for e, r in enumerate(rates, 1)))
+  if wall is not None:
+    (run_dir / ac.ZOO_TIME).write_text(json.dumps({"wall_s": wall, "device": "NVIDIA H200"}))
+  if error is not None:
+    (run_dir / ac.ZOO_FAILED).write_text(json.dumps({"error": error}))
+
+
+def _cut_zoo(work: pathlib.Path) -> pathlib.Path:
+  """A full zoo stopped during its fourth run of 20: two done, one diverged."""
+  keys = [f"lff/lff_mlp/rho{rho}/{m}" for rho in (0.95, 0.98, 0.99, 0.995)
+          for m in ("erm", "groupdro", "identify", "jtt", "lff")]
+  work.mkdir()
+  (work / ac.ZOO_PLAN).write_text(json.dumps({"runs": keys, "probes": ["study/cheater"]}))
+  _zoo_run(work / "runs" / keys[0], rates=[100.0, 516000.0, 516238.0, 517000.0], wall=30.2)
+  _zoo_run(work / "runs" / keys[1], rates=[100.0, 678823.0], wall=68.9)
+  _zoo_run(work / "runs" / keys[2], rates=[], error="Loss became nan at step 4")
+  _zoo_run(work / "runs" / keys[3], rates=[40000.0, 41000.0])
+  return work
 
 
 def test_part_env_imports_site_then_repo_and_reads_carried_mnist(tmp_path):
@@ -300,27 +298,27 @@ def test_part_env_imports_site_then_repo_and_reads_carried_mnist(tmp_path):
 
 
 def test_summary_refuses_to_claim_a_gpu_result_on_cpu():
-  text = ac.summary_markdown(_status("cpu", "cpu"), bench=_bench(), bench_lax=_bench(ips=500.0))
+  text = ac.summary_markdown(_status("cpu", "cpu"), speed=_speed(), speed_lax=_speed(ips=500.0))
   assert "NOT AN ACCELERATOR RESULT" in text and "NOT A GPU" in text
   no_probe = _status()
   no_probe["probe"] = {}
   assert "NO DEVICE PROBE" in ac.summary_markdown(no_probe)
-  # A bench that ran elsewhere than the probe saw is flagged, never merged silently.
-  text = ac.summary_markdown(_status("gpu", "NVIDIA H200"), bench=_bench("cpu", "cpu"))
+  # A speed run made elsewhere than the probe saw is flagged, never merged silently.
+  text = ac.summary_markdown(_status("gpu", "NVIDIA H200"), speed=_speed("cpu", "cpu"))
   assert "DEVICE MISMATCH" in text and "NOT AN ACCELERATOR RESULT" not in text
   stages = {"data": {"seconds": 1.0, "device": "cpu"}}
   assert "DEVICE MISMATCH" in ac.summary_markdown(_status("gpu", "NVIDIA H200"), stages=stages)
 
 
 def test_summary_of_a_gpu_run_has_every_headline():
-  bench = _bench("gpu", "NVIDIA H200", ips=1000.0)
-  lax = _bench("gpu", "NVIDIA H200", ips=1500.0)
+  speed = _speed("gpu", "NVIDIA H200", ips=1000.0)
+  lax = _speed("gpu", "NVIDIA H200", ips=1500.0)
   stages = {"data": {"seconds": 2.0, "device": "NVIDIA H200"},
             "cheater": {"seconds": 8.0, "device": "NVIDIA H200"}}
   status = _status("gpu", "NVIDIA H200")
   study = next(p for p in status["parts"] if p["name"] == "study")
   study["wall_s"] = 95.0
-  text = ac.summary_markdown(status, bench=bench, bench_lax=lax, stages=stages)
+  text = ac.summary_markdown(status, speed=speed, speed_lax=lax, stages=stages)
   assert "NOT AN ACCELERATOR" not in text and "MISMATCH" not in text
   assert "| train erm_b64 | 1,000 | 1,500 | 1.50x |" in text
   assert "Faster here on training: **lax**" in text
@@ -336,38 +334,42 @@ def test_summary_reports_a_timed_out_study_and_missing_outputs():
   for p in status["parts"]:
     if p["name"] == "study":
       p.update(status="timeout", wall_s=240.0, note="configs/study.py:full")
-    if p["name"] == "bench_lax":
-      p.update(status="skipped", note="skipped: launch.speed has no --conv_impl flag yet")
-    if p["name"] == "benchmark":
-      p.update(status="skipped", note="skipped: launch/zoo.py does not exist yet")
-  text = ac.summary_markdown(status, bench=None, stages={"data": {"seconds": 3.0,
+    if p["name"] == "speed_lax":
+      p.update(status="failed", rc=2, note="conv formulation lax")
+    if p["name"] == "zoo":
+      p.update(status="not_run", note="not run: the total limit of 480 s was reached")
+  text = ac.summary_markdown(status, speed=None, stages={"data": {"seconds": 3.0,
                                                                   "device": "cpu"}})
   assert "**timeout** after 240 s" in text and "| data | 3.0 | cpu |" in text
-  assert "no K=8 entry" in text and "no --conv_impl flag yet" in text
-  assert "\nskipped: launch/zoo.py does not exist yet\n" in text
+  assert "no K=8 entry" in text and "no default speed.json." in text
+  assert "| speed_lax | **failed** (rc 2) |" in text
+  assert "\nnot run: the total limit of 480 s was reached\n" in text
 
 
-def test_summary_of_a_cut_benchmark_has_its_runs_and_where_it_stopped():
+def test_summary_of_a_cut_zoo_has_its_runs_and_where_it_stopped(tmp_path):
   status = _status("gpu", "NVIDIA H200")
-  part = next(p for p in status["parts"] if p["name"] == "benchmark")
+  part = next(p for p in status["parts"] if p["name"] == "zoo")
   part.update(status="timeout", wall_s=245.3, limit_s=100, timeout_s=245.0, inherited_s=145.0,
               note="configs/zoo.py:full, LfF protocol: ERM, GroupDRO, JTT, LfF")
-  outcome = {**ac.parse_benchmark_log(BENCHMARK_LOG_KILLED), "stages": None, "completed": False}
-  text = ac.summary_markdown(status, benchmark=outcome)
-  section = text[text.index("## Debiasing benchmark"):]
+  outcome = ac.zoo_outcome(_cut_zoo(tmp_path / "zoo"))
+  text = ac.summary_markdown(status, zoo=outcome)
+  section = text[text.index("## The zoo"):]
   assert ("configs/zoo.py:full, LfF protocol: ERM, GroupDRO, JTT, LfF: **timeout** after "
           "245 s (its limit 100 s plus 145 s the parts before it left unused).") in section
-  assert "2 of 20 runs done, 1 failed, 101 s in all." in section
-  assert "| run | seconds | img/s |" in section
-  assert "| lff/lff_mlp/rho0.95/erm | 30.2 | 516,238 |" in section
-  assert "| lff/lff_mlp/rho0.95/identify (failed) | 1.5 | 2,078,720 |" in section
-  assert "Stopped during run 4/20, after epoch 2/100 (41,000 img/s so far)." in section
-  assert "Completed" not in section and "MISMATCH" not in text
+  assert "2 of 20 runs done, 1 failed, 99 s in all." in section
+  assert "| run | seconds | epochs | examples/s |" in section
+  # The median of the epochs after the first.
+  assert "| lff/lff_mlp/rho0.95/erm | 30.2 | 4/100 | 516,238 |" in section
+  assert "| lff/lff_mlp/rho0.95/groupdro | 68.9 | 2/100 | 678,823 |" in section
+  assert "| lff/lff_mlp/rho0.95/identify (failed) | n/a | 0/100 | n/a |" in section
+  assert ("Stopped during run 4/20 lff/lff_mlp/rho0.95/jtt, after epoch 2/100 (41,000 "
+          "examples/s in its last epoch).") in section
+  assert "cost probe" not in section and "Completed" not in section and "MISMATCH" not in text
   # Completed on another device than the probe saw: its stages flagged, the report pointed to.
   outcome.update(in_progress=None, completed=True,
                  stages={"train": {"seconds": 200.0, "device": "cpu"}})
-  text = ac.summary_markdown(status, benchmark=outcome)
-  assert "The benchmark's stages ran on ['cpu']" in text and "| train | 200.0 | cpu |" in text
+  text = ac.summary_markdown(status, zoo=outcome)
+  assert "The zoo's stages ran on ['cpu']" in text and "| train | 200.0 | cpu |" in text
   assert "Completed: benchmark.md here" in text and "Stopped during" not in text
 
 
@@ -390,8 +392,10 @@ if module == "pip":
 work = pathlib.Path(flags["workdir"])
 work.mkdir(parents=True, exist_ok=True)
 if module == "launch.speed":
+  if "conv_impl" in flags and os.environ.get("FAKE_LAX_FAILS"):
+    sys.exit("no such conv formulation")
   ips = 2000.0 if "conv_impl" in flags else 1000.0
-  (work / "bench.json").write_text(json.dumps({{
+  (work / "speed.json").write_text(json.dumps({{
       "device": {{"platform": os.environ["FAKE_PLATFORM"], "kind": "fake"}},
       "train_img_per_s": {{"erm_b64": ips}}, "pgd_img_per_s": 10.0,
       "k8_sequential_over_vmapped": 3.5, "k8_sequential_s": 3.5, "k8_vmapped_s": 1.0}}))
@@ -409,15 +413,22 @@ elif module == "launch.study":
 elif module == "launch.zoo":
   (work / "compilation_cache").mkdir()
   (work / "compilation_cache" / "jit_step").write_bytes(b"x" * 1000)
-  log = "I1202 10:00:00.000000 7 run.py:1] "
-  print(log + "[benchmark train] 3 runs, 0 finished before, 3 to train", file=sys.stderr)
-  for i, run in enumerate(("erm", "groupdro"), 1):
-    print(log + f"[benchmark train {{i}}/3] lff/lff_mlp/rho0.95/{{run}} done in {{i}}.5s "
-          f"({{i}}000 img/s); {{i}}/3 runs done, 2s so far, ETA 1s", file=sys.stderr)
-  sleep = float(os.environ.get("FAKE_BENCHMARK_SLEEP", "0"))
+  # The zoo's files as test_zoo_outcome_reads_what_a_real_zoo_writes checks them.
+  runs = [f"lff/lff_mlp/rho0.95/{{m}}" for m in ("erm", "groupdro", "lff")]
+  (work / "train_plan.json").write_text(json.dumps({{"runs": runs, "probes": []}}))
+  def run(key, rates, wall=None):
+    d = work / "runs" / key
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({{"train": {{"epochs": 100}}}}))
+    (d / "metrics.jsonl").write_text("".join(
+        json.dumps({{"epoch": e, "train_img_per_s": r}}) + "\n" for e, r in enumerate(rates, 1)))
+    if wall is not None:
+      (d / "benchmark_time.json").write_text(json.dumps({{"wall_s": wall, "device": "fake"}}))
+  run(runs[0], [10.0, 1000.0], wall=1.5)
+  run(runs[1], [10.0, 2000.0], wall=2.5)
+  sleep = float(os.environ.get("FAKE_ZOO_SLEEP", "0"))
   if sleep:
-    print(log + "epoch 7/100 step 203/203  loss 0.1000  4321 img/s  ETA 9s", file=sys.stderr,
-          flush=True)
+    run(runs[2], [4321.0] * 7)
     time.sleep(sleep)
   (work / "stages.json").write_text(json.dumps({{"train": {{"seconds": 4.0, "device": "fake"}}}}))
   (work / "results.json").write_text("{{}}")
@@ -429,8 +440,8 @@ else:
 
 @pytest.fixture(name="fake")
 def fixture_fake(tmp_path, monkeypatch):
-  repo = _fake_repo(tmp_path / "repo", conv_flag=True, benchmark=True)
-  (repo / ".whl").mkdir()
+  repo = tmp_path / "repo"
+  (repo / ".whl").mkdir(parents=True)
   (repo / ".whl" / "ml_collections-1.1.0-py3-none-any.whl").write_bytes(b"")
   (repo / ".mnist").mkdir()
   python = tmp_path / "fakepython"
@@ -463,8 +474,8 @@ def test_end_to_end_a_timed_out_part_is_reported_and_the_rest_still_runs(fake, m
   assert set(files) == set(ac.OUT_FILES)
   status = json.loads((out / "status.json").read_text())
   got = {p["name"]: p["status"] for p in status["parts"]}
-  assert got == {"install": "ok", "device": "ok", "bench": "ok", "bench_lax": "ok",
-                 "study": "timeout", "benchmark": "ok"}
+  assert got == {"install": "ok", "device": "ok", "speed": "ok", "speed_lax": "ok",
+                 "study": "timeout", "zoo": "ok"}
   assert status["accelerator"] is False
   # The parts import the installed wheels first, then the checkout; MNIST from .mnist/.
   assert status["probe"]["pythonpath"].split(os.pathsep)[:2] == [
@@ -476,17 +487,18 @@ def test_end_to_end_a_timed_out_part_is_reported_and_the_rest_still_runs(fake, m
   assert "| train erm_b64 | 1,000 | 2,000 | 2.00x |" in summary
   assert status["study_stages"]["data"]["seconds"] == 0.5
   assert "| data | 0.5 | fake |" in summary
-  # The benchmark completed: its report here, its runs parsed from its log.
+  # The zoo completed: its report here, its runs read from its workdir.
   assert (out / "benchmark.md").read_text() == "# benchmark\n"
-  assert status["benchmark"]["completed"] is True
-  assert [r["run"] for r in status["benchmark"]["runs"]] == [
+  assert status["zoo"]["completed"] is True and status["zoo"]["planned"] == 3
+  assert [r["key"] for r in status["zoo"]["runs"]] == [
       "lff/lff_mlp/rho0.95/erm", "lff/lff_mlp/rho0.95/groupdro"]
-  assert "| lff/lff_mlp/rho0.95/groupdro | 2.5 | 2,000 |" in summary
+  assert "| lff/lff_mlp/rho0.95/groupdro | 2.5 | 2/100 | 2,000 |" in summary
   with tarfile.open(out / "artifacts.tar.gz") as tar:
     names = set(tar.getnames())
   assert {"study/report.md", "study/figures/a.png", "study/runs/cheater/results.json",
-          "benchmark/results.json", "benchmark/benchmark.md", "logs/study.log",
-          "logs/bench.log", "logs/benchmark.log"} <= names
+          "zoo/results.json", "zoo/benchmark.md", "zoo/train_plan.json",
+          "zoo/runs/lff/lff_mlp/rho0.95/erm/metrics.jsonl", "logs/study.log", "logs/speed.log",
+          "logs/zoo.log"} <= names
   assert not [n for n in names if "checkpoints" in n or "compilation_cache" in n
               or n.endswith(".npz")]
   assert "===== study: timeout" in (out / "logs.txt").read_text()
@@ -500,54 +512,55 @@ def test_end_to_end_gpu_run_ok_and_a_rerun_replaces_everything(fake, monkeypatch
   assert status["accelerator"] is True
   assert all(p["status"] == "ok" for p in status["parts"])
   assert "NOT AN ACCELERATOR" not in (fake["out"] / "summary.md").read_text()
-  # A second run without the bench's lax flag must not show the first run's bench_lax.json,
-  # nor the stages.json an earlier version of the script wrote.
-  (fake["repo"] / "launch" / "speed.py").write_text("")
-  (fake["out"] / "stages.json").write_text("{}")
-  assert _main(fake) == 0
-  assert not (fake["out"] / "bench_lax.json").exists()
-  assert not (fake["out"] / "stages.json").exists()
+  # A second run whose lax part fails must not show the first run's speed_lax.json, nor the
+  # files an earlier version of the script wrote.
+  monkeypatch.setenv("FAKE_LAX_FAILS", "1")
+  for name in ac.OLD_OUT_FILES:
+    (fake["out"] / name).write_text("{}")
+  assert _main(fake) == 1
+  assert not (fake["out"] / "speed_lax.json").exists()
+  assert not [n for n in ac.OLD_OUT_FILES if (fake["out"] / n).exists()]
   status = json.loads((fake["out"] / "status.json").read_text())
-  assert {p["name"]: p["status"] for p in status["parts"]}["bench_lax"] == "skipped"
+  assert {p["name"]: p["status"] for p in status["parts"]}["speed_lax"] == "failed"
 
 
-def test_end_to_end_a_cut_benchmark_brings_back_its_finished_runs(fake, monkeypatch):
-  """Killed at its limit, which the earlier parts' unused time lengthened: the runs it logged
+def test_end_to_end_a_cut_zoo_brings_back_its_finished_runs(fake, monkeypatch):
+  """Killed at its limit, which the earlier parts' unused time lengthened: the runs it finished
   come back in status.json and the summary, and no benchmark.md pretends it completed."""
-  monkeypatch.setenv("FAKE_BENCHMARK_SLEEP", "60")
-  others = [f"{n}=1.5" for n in ac.PARTS if n != "benchmark"]
-  limits = [a for x in others + ["benchmark=1"] for a in ("--limit", x)]
+  monkeypatch.setenv("FAKE_ZOO_SLEEP", "60")
+  others = [f"{n}=1.5" for n in ac.PARTS if n != "zoo"]
+  limits = [a for x in others + ["zoo=1"] for a in ("--limit", x)]
   t0 = time.monotonic()
   assert _main(fake, *limits) == 1
   assert time.monotonic() - t0 < len(ac.PARTS) + ac.KILL_GRACE_S
   status = json.loads((fake["out"] / "status.json").read_text())
   got = {p["name"]: p for p in status["parts"]}
   assert {n: p["status"] for n, p in got.items()} == {
-      "install": "ok", "device": "ok", "bench": "ok", "bench_lax": "ok", "study": "ok",
-      "benchmark": "timeout"}
-  b = got["benchmark"]
-  unused = sum(max(0.0, 1.5 - got[n]["wall_s"]) for n in got if n != "benchmark")
-  assert b["limit_s"] == 1 and b["inherited_s"] == pytest.approx(unused)
-  assert b["timeout_s"] == pytest.approx(1 + unused) and b["wall_s"] >= b["timeout_s"] > 2
-  outcome = status["benchmark"]
-  assert [(r["run"], r["seconds"], r["img_per_s"]) for r in outcome["runs"]] == [
+      "install": "ok", "device": "ok", "speed": "ok", "speed_lax": "ok", "study": "ok",
+      "zoo": "timeout"}
+  z = got["zoo"]
+  unused = sum(max(0.0, 1.5 - got[n]["wall_s"]) for n in got if n != "zoo")
+  assert z["limit_s"] == 1 and z["inherited_s"] == pytest.approx(unused)
+  assert z["timeout_s"] == pytest.approx(1 + unused) and z["wall_s"] >= z["timeout_s"] > 2
+  outcome = status["zoo"]
+  assert [(r["key"], r["seconds"], r["examples_per_s"]) for r in outcome["runs"]] == [
       ("lff/lff_mlp/rho0.95/erm", 1.5, 1000.0), ("lff/lff_mlp/rho0.95/groupdro", 2.5, 2000.0)]
   assert outcome["completed"] is False and outcome["stages"] is None
-  assert outcome["in_progress"] == {"what": "run 3/3", "epoch": 7, "epochs": 100,
-                                    "img_per_s": 4321.0}
+  assert outcome["in_progress"] == {"what": "run 3/3 lff/lff_mlp/rho0.95/lff", "epoch": 7,
+                                    "epochs": 100, "examples_per_s": 4321.0,
+                                    "last_examples_per_s": 4321.0}
   assert not (fake["out"] / "benchmark.md").exists()
   summary = (fake["out"] / "summary.md").read_text()
-  assert "| lff/lff_mlp/rho0.95/erm | 1.5 | 1,000 |" in summary
-  assert "Stopped during run 3/3, after epoch 7/100" in summary
+  assert "| lff/lff_mlp/rho0.95/erm | 1.5 | 2/100 | 1,000 |" in summary
+  assert "Stopped during run 3/3 lff/lff_mlp/rho0.95/lff, after epoch 7/100" in summary
 
 
 def test_require_gpu_stops_after_the_device_part_on_cpu(fake):
   assert _main(fake, "--require-gpu") == 2
   status = json.loads((fake["out"] / "status.json").read_text())
   got = {p["name"]: p["status"] for p in status["parts"]}
-  assert got["device"] == "ok" and {got[n] for n in ("bench", "study", "benchmark")} == {
-      "not_run"}
-  assert not (fake["out"] / "bench.json").exists()
+  assert got["device"] == "ok" and {got[n] for n in ("speed", "study", "zoo")} == {"not_run"}
+  assert not (fake["out"] / "speed.json").exists()
 
 
 def test_total_limit_leaves_later_parts_not_run(fake, monkeypatch):
@@ -556,7 +569,7 @@ def test_total_limit_leaves_later_parts_not_run(fake, monkeypatch):
   assert _main(fake, "--total-limit", "2.5") == 1
   got = {p["name"]: p for p in json.loads((fake["out"] / "status.json").read_text())["parts"]}
   assert got["study"]["status"] == "timeout" and got["study"]["timeout_s"] < 2.5
-  assert got["benchmark"]["status"] == "not_run"
+  assert got["zoo"]["status"] == "not_run"
 
 
 def test_usage_errors_exit_64(fake, capsys):

@@ -13,7 +13,7 @@ _spec.loader.exec_module(sbs)
 
 
 def _result(scale: float) -> dict:
-  """A bench.json-shaped dict: train workload i at 100 * (i + 1) * scale img/s."""
+  """A speed.json-shaped dict: train workload i at 100 * (i + 1) * scale img/s."""
   return {"train_img_per_s": {w: 100.0 * (i + 1) * scale
                               for i, w in enumerate(sbs.TRAIN_WORKLOADS)},
           "eval_img_per_s": 1000.0 * scale, "pgd_img_per_s": 10.0 * scale,

@@ -1,5 +1,6 @@
 """The benchmark runs at a tiny size and writes well-formed JSON (no speed is asserted)."""
 
+import importlib.util
 import inspect
 import json
 import math
@@ -63,8 +64,9 @@ def test_library_takes_its_config_as_an_argument():
   assert "import configs" not in code and "from configs" not in code
 
 
-def test_entrypoint_writes_bench_json(tmp_path, monkeypatch):
-  """launch.speed with the run stubbed out: the JSON file is written and the table printed."""
+def test_entrypoint_writes_the_json_file_the_tools_read(tmp_path, monkeypatch):
+  """launch.speed with the run stubbed out: the JSON file is written, under the name that
+  tools/side_by_side.py and tools/accelerator_check.py read, and the table printed."""
   from launch import speed as launch_speed  # pylint: disable=import-outside-toplevel
   fake = {"device": {"description": "1 x cpu:cpu"}, "train_img_per_s": {"erm_b64": 1.0},
           "train_compile_s": {"erm_b64": 1.0}, "train_achieved_flop_per_s": {"erm_b64": 1.0},
@@ -81,10 +83,22 @@ def test_entrypoint_writes_bench_json(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
       launch_speed.common.run(launch_speed.main)
     assert e.value.code in (None, 0)
-    assert json.loads((tmp_path / "speed.json").read_text()) == fake
+    for name in _tool_file_names():
+      assert json.loads((tmp_path / name).read_text()) == fake
     base_config, kw = calls[-1]
     assert kw["conv_impl"] == want
     assert base_config.model.name == "cheater" and base_config.train.batch_size == 64
+
+
+def _tool_file_names() -> set:
+  """The file name each tool reads launch.speed's results from."""
+  names = set()
+  for tool in ("side_by_side", "accelerator_check"):
+    spec = importlib.util.spec_from_file_location(tool, REPO / "tools" / f"{tool}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names.add(module.SPEED_FILE)
+  return names
 
 
 def test_entrypoint_help_runs():

@@ -1,4 +1,4 @@
-"""The accelerator check: bench, the full study and the debiasing benchmark, one output folder.
+"""The accelerator check: the speed benchmark, the full study and the zoo, one output folder.
 
   tools/accelerator_check.sh --prepare           # here, with a network: fills .whl/ and .mnist/
   tools/accelerator_check.sh [OUT_DIR]           # on the accelerator (OUT_DIR: $OUT, else
@@ -12,25 +12,28 @@ out or fails is reported as such and the rest still run):
              project's requirements and reach no network), skipped when .whl/ holds none;
   device     what jax.devices() is, the versions, and that MNIST loads from $CCMNIST_DATA_DIR
              (default: the carried .mnist/) alone; a CPU is reported loudly and the run goes on;
-  bench      python -m launch.speed (default conv formulation; its K=8 vmapped-vs-sequential
+  speed      python -m launch.speed (default conv formulation; its K=8 vmapped-vs-sequential
              entry included);
-  bench_lax  the same with --conv_impl=lax, skipped while launch.speed has no such flag;
+  speed_lax  the same with --conv_impl=lax;
   study      python -m launch.study --config=configs/study.py:full (3 seeds);
-  benchmark  python -m launch.zoo --config=configs/zoo.py:full on the LfF protocol
-             for ERM, GroupDRO, JTT and LfF (BENCHMARK_ARGS; --cpu-smoke: the tiny profile),
-             skipped while launch/zoo.py does not exist. Last, it also gets the time the
-             parts before it left unused of their limits (never past the total): it does not
-             finish in one call, and every second buys runs. Its per-run log lines become a
-             table (run, seconds, img/s) in the summary and status.json.
+  zoo        python -m launch.zoo --config=configs/zoo.py:full on the LfF protocol for ERM,
+             GroupDRO, JTT and LfF (ZOO_ARGS; --cpu-smoke: the tiny profile). Last, it also gets
+             the time the parts before it left unused of their limits (never past the total): it
+             does not finish in one call, and every second buys runs.
+
+Results are read from the JSON files the parts write, never from their logs: speed.json, the
+study's and the zoo's stages.json, and of the zoo's workdir its train_plan.json and each run's
+benchmark_time.json, failed.json, metrics.jsonl and config.json (zoo_outcome), so a zoo cut at
+its limit still gives a table of its finished runs (run, seconds, epochs, examples/s).
 
 The output folder holds at most 8 flat files, so that a device run's $OUT comes back whole:
-summary.md (one page), status.json (the same, for programs; the study's and the benchmark's
-stage times and the benchmark's runs too), bench.json, bench_lax.json, report.md (the study's),
-benchmark.md (the benchmark's, once it completed), artifacts.tar.gz (the study's and benchmark's
-small files, results.json included, without checkpoints, arrays or compiled programs, and every
-part's full log) and logs.txt (each part's log tail). The summary and status are rewritten after
-every part, so a run killed from outside still leaves what it had. Bulky work (the study's
-workdir, checkpoints) goes to --scratch.
+summary.md (one page), status.json (the same, for programs; the study's and the zoo's stage
+times and the zoo's runs too), speed.json, speed_lax.json, report.md (the study's),
+benchmark.md (the zoo's, once it completed), artifacts.tar.gz (the study's and the zoo's small
+files, results.json included, without checkpoints, arrays or compiled programs, and every part's
+full log) and logs.txt (each part's log tail). The summary and status are rewritten after every
+part, so a run killed from outside still leaves what it had. Bulky work (the study's workdir,
+checkpoints) goes to --scratch.
 
 Only the standard library is used here: the script must start on a machine where the project's
 own requirements are not installed yet. Exit status: 0 when every part that ran ended ok (skips
@@ -51,6 +54,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -59,38 +63,41 @@ import time
 import zipfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-PARTS = ("install", "device", "bench", "bench_lax", "study", "benchmark")
+PARTS = ("install", "device", "speed", "speed_lax", "study", "zoo")
 # Seconds per part, adding up to the 8 minutes one accelerator call is sized for (a 10-minute
 # command, the device's start and the transfers inside a 15-minute budget). The study keeps
-# one and a half times its goal, so a miss is still measured; the benchmark, last, gets its own
+# one and a half times its goal, so a miss is still measured; the zoo, last, gets its own
 # limit plus what the others leave unused.
-LIMITS = {"install": 20, "device": 45, "bench": 75, "bench_lax": 60, "study": 180,
-          "benchmark": 100}
+LIMITS = {"install": 20, "device": 45, "speed": 75, "speed_lax": 60, "study": 180, "zoo": 100}
 TOTAL_LIMIT = 480
 # --cpu-smoke runs small parts on a shared CPU; its limits only need to catch a hang.
-SMOKE_LIMITS = {"install": 60, "device": 90, "bench": 400, "bench_lax": 400, "study": 600,
-                "benchmark": 300}
+SMOKE_LIMITS = {"install": 60, "device": 90, "speed": 400, "speed_lax": 400, "study": 600,
+                "zoo": 300}
 SMOKE_TOTAL_LIMIT = 1800
 # The part that inherits the time the parts before it left unused of their limits.
-HEIR = "benchmark"
-# The benchmark part: the full profile's LfF protocol (MLP 3x100, 100 epochs, 4 ratios, 3
-# seeds) for four methods; the config's variant (full, or tiny for --cpu-smoke) goes before.
-BENCHMARK_ARGS = ("--config.run_protocols=lff", "--config.methods=erm,groupdro,jtt,lff")
+HEIR = "zoo"
+# The zoo part: the full profile's LfF protocol (MLP 3x100, 100 epochs, 4 ratios, 3 seeds) for
+# four methods; the config's profile (full, or tiny for --cpu-smoke) goes before.
+ZOO_ARGS = ("--config.run_protocols=lff", "--config.methods=erm,groupdro,jtt,lff")
 # --cpu-smoke: one cheap model for the cost probe of the study protocol (ShapeCNN is slow on a
 # CPU); the probe itself is still exercised.
-BENCHMARK_SMOKE_ARGS = ("--config.project_to.protocols.study.models=cheater",)
+ZOO_SMOKE_ARGS = ("--config.project_to.protocols.study.models=cheater",)
 MIN_PART_S = 5  # A part is not started with less than this left of the total.
 KILL_GRACE_S = 10
 MAX_OUT_FILES = 8  # What a device run's $OUT brings back (flat files, at most this many).
 MAX_ARTIFACTS_BYTES = 15 * 2 ** 20
 LOG_TAIL_LINES = 60
-OUT_FILES = ("summary.md", "status.json", "bench.json", "bench_lax.json", "report.md",
-             "benchmark.md", "artifacts.tar.gz", "logs.txt")
-# Written by earlier versions of this script (the study's stage times are in status.json now):
-# removed too, so that nothing of an earlier run passes for this one's.
-OLD_OUT_FILES = ("stages.json",)
-# Left out of artifacts.tar.gz: the benchmark's persistent XLA cache is large and of no use
-# off its machine.
+# What the parts write: launch.speed's result, the zoo's report, and of the zoo's workdir (ccmnist/
+# zoo/plan.py's layout) the run list, a finished run's wall time and a diverged run's error.
+SPEED_FILE, ZOO_REPORT = "speed.json", "benchmark.md"
+ZOO_PLAN, ZOO_TIME, ZOO_FAILED = "train_plan.json", "benchmark_time.json", "failed.json"
+OUT_FILES = ("summary.md", "status.json", SPEED_FILE, "speed_lax.json", "report.md", ZOO_REPORT,
+             "artifacts.tar.gz", "logs.txt")
+# Written by earlier versions of this script: removed too, so that nothing of an earlier run
+# passes for this one's.
+OLD_OUT_FILES = ("stages.json", "bench.json", "bench_lax.json")
+# Left out of artifacts.tar.gz: the zoo's persistent XLA cache is large and of no use off its
+# machine.
 ARTIFACT_SKIP_DIRS = ("checkpoints", "compilation_cache")
 
 # Wheels carried to the accelerator: the project's requirements its image lacks. Their own
@@ -110,7 +117,7 @@ PIP_PLATFORM = ("--python-version", "3.12", "--implementation", "cp",
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")
 # NVIDIA H100 / H200 SXM datasheet peaks (dense, without 2:4 sparsity; TFLOP/s), beside the
-# bench's own measured peak.
+# speed benchmark's own measured peak.
 DATASHEET_TFLOPS = {
     "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
     "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
@@ -186,45 +193,26 @@ def default_out_dir(environ=None) -> pathlib.Path:
   return pathlib.Path(environ.get("OUT") or "accelerator_out")
 
 
-def bench_conv_flag(repo: pathlib.Path) -> str | None:
-  """The launch.speed flag that picks the conv formulation, None while it has none."""
-  path = repo / "launch" / "speed.py"
-  text = path.read_text(encoding="utf-8") if path.is_file() else ""
-  if re.search(r"DEFINE_\w+\(\s*[\"']conv_impl[\"']", text):
-    return "--conv_impl=lax"
-  return None
-
-
-def plan(repo: pathlib.Path, scratch: pathlib.Path, *, python: str, smoke: bool,
-         limits: dict) -> list:
-  """The parts to run: dicts of name, argv (None for the install and skipped parts), limit_s,
-  note, and inherits (whether the part also gets the time earlier parts left unused)."""
-  bench = [python, "-m", "launch.speed"] + (["--quick", "--repeats=1"] if smoke else [])
-  variant = "tiny" if smoke else "full"
-  parts = [dict(name="install", argv=None, note="pip install .whl/*.whl"),
-           dict(name="device", argv=[python, "-c", PROBE],
-                note="jax.devices(), MNIST from the data dir"),
-           dict(name="bench", argv=bench + [f"--workdir={scratch / 'bench'}"],
-                note="default conv formulation")]
-  conv_flag = bench_conv_flag(repo)
-  parts.append(dict(
-      name="bench_lax",
-      argv=bench + [f"--workdir={scratch / 'bench_lax'}", conv_flag] if conv_flag else None,
-      note="conv formulation lax" if conv_flag else
-      "skipped: launch.speed has no --conv_impl flag yet"))
-  parts.append(dict(name="study", argv=[python, "-m", "launch.study",
-                                        f"--config=configs/study.py:{variant}",
-                                        f"--workdir={scratch / 'study'}"],
-                    note=f"configs/study.py:{variant}"))
-  config = f"configs/zoo.py:{variant}"
-  if (repo / "launch" / "zoo.py").is_file():
-    parts.append(dict(name="benchmark", argv=[
-        python, "-m", "launch.zoo", f"--config={config}", *BENCHMARK_ARGS,
-        *(BENCHMARK_SMOKE_ARGS if smoke else ()), f"--workdir={scratch / 'benchmark'}"],
-                      note=f"{config}, LfF protocol: ERM, GroupDRO, JTT, LfF"))
-  else:
-    parts.append(dict(name="benchmark", argv=None,
-                      note="skipped: launch/zoo.py does not exist yet"))
+def plan(scratch: pathlib.Path, *, python: str, smoke: bool, limits: dict) -> list:
+  """The parts to run: dicts of name, argv (None for the install part), limit_s, note, and
+  inherits (whether the part also gets the time earlier parts left unused)."""
+  speed = [python, "-m", "launch.speed"] + (["--quick", "--repeats=1"] if smoke else [])
+  profile = "tiny" if smoke else "full"
+  zoo = f"configs/zoo.py:{profile}"
+  parts = [
+      dict(name="install", argv=None, note="pip install .whl/*.whl"),
+      dict(name="device", argv=[python, "-c", PROBE],
+           note="jax.devices(), MNIST from the data dir"),
+      dict(name="speed", argv=speed + [f"--workdir={scratch / 'speed'}"],
+           note="default conv formulation"),
+      dict(name="speed_lax", argv=speed + [f"--workdir={scratch / 'speed_lax'}", "--conv_impl=lax"],
+           note="conv formulation lax"),
+      dict(name="study", argv=[python, "-m", "launch.study", f"--config=configs/study.py:{profile}",
+                               f"--workdir={scratch / 'study'}"],
+           note=f"configs/study.py:{profile}"),
+      dict(name="zoo", argv=[python, "-m", "launch.zoo", f"--config={zoo}", *ZOO_ARGS,
+                             *(ZOO_SMOKE_ARGS if smoke else ()), f"--workdir={scratch / 'zoo'}"],
+           note=f"{zoo}, LfF protocol: ERM, GroupDRO, JTT, LfF")]
   for p in parts:
     p["limit_s"] = limits[p["name"]]
     p["inherits"] = p["name"] == HEIR
@@ -316,49 +304,63 @@ def parse_probe(log_text: str) -> dict:
   return {}
 
 
-# The benchmark's progress lines (ccmnist/zoo/stages.py, stage_train; absl's prefix before).
-_BENCH_RUN = re.compile(r"\[benchmark train (\d+)/(\d+)\] (\S+) (done|failed) in ([0-9.]+)s "
-                        r"\(([0-9.]+) img/s\)")
-_BENCH_PLAN = re.compile(r"\[benchmark train\] (\d+) runs, (\d+) finished before, (\d+) to train")
-_BENCH_PROBE = re.compile(r"\[benchmark train\] cost probe (\S+) in ([0-9.]+)s")
-_BENCH_ANY = re.compile(r"\[benchmark train[ \]]")
-# ccmnist/train/loop.py's progress line, logged at the end of every epoch of a run.
-_EPOCH = re.compile(r"\bepoch (\d+)/(\d+) step (\d+)/(\d+)\s+loss \S+\s+([0-9.]+) img/s")
+def read_jsonl(path: pathlib.Path) -> list:
+  """The rows of a JSON-lines file, [] without one; a line a kill cut short is left out."""
+  try:
+    lines = path.read_text(encoding="utf-8").splitlines()
+  except OSError:
+    return []
+  rows = []
+  for line in lines:
+    try:
+      rows.append(json.loads(line))
+    except ValueError:
+      pass
+  return rows
 
 
-def parse_benchmark_log(log_text: str) -> dict:
-  """The benchmark's training progress from its log.
+def training_progress(run_dir: pathlib.Path) -> dict:
+  """A training workdir's epochs from its metrics.jsonl and config.json: {'epoch' (the last
+  finished), 'epochs' (planned), 'examples_per_s' (steady: the median over the epochs after
+  the first, which compiles, as ccmnist/zoo/cost.py's steady_rate), 'last_examples_per_s'}.
+  Rates are training examples per second over every replica, evaluation excluded."""
+  rows = read_jsonl(run_dir / "metrics.jsonl")
+  rates = [r["train_img_per_s"] for r in rows if "train_img_per_s" in r]
+  train = (read_json(run_dir / "config.json") or {}).get("train") or {}
+  return {"epoch": max((r.get("epoch", 0) for r in rows), default=0),
+          "epochs": train.get("epochs"),
+          "examples_per_s": statistics.median(rates[1:] or rates) if rates else None,
+          "last_examples_per_s": rates[-1] if rates else None}
 
-  Returns {'runs': [{'index', 'of', 'run', 'status' ('done'|'failed'), 'seconds', 'img_per_s'}]
-  in log order, 'planned' (runs in the config, None before its first line), 'finished_before'
-  (runs a resumed workdir held), 'probes': [{'probe', 'seconds'}], 'in_progress' (None, or the
-  last epoch line after the last of those: {'what', 'epoch', 'epochs', 'img_per_s'}, what a
-  killed part was doing)}.
-  """
-  out = {"runs": [], "planned": None, "finished_before": None, "probes": [], "in_progress": None}
-  last_epoch = None
-  for line in log_text.splitlines():
-    if m := _EPOCH.search(line):
-      last_epoch = {"epoch": int(m[1]), "epochs": int(m[2]), "img_per_s": float(m[5])}
-      continue
-    if not _BENCH_ANY.search(line):
-      continue
-    last_epoch = None  # A run or probe ended (or none began yet): no epoch is in progress.
-    if m := _BENCH_RUN.search(line):
-      out["runs"].append({"index": int(m[1]), "of": int(m[2]), "run": m[3], "status": m[4],
-                          "seconds": float(m[5]), "img_per_s": float(m[6])})
-    elif m := _BENCH_PLAN.search(line):
-      out["planned"], out["finished_before"] = int(m[1]), int(m[2])
-    elif m := _BENCH_PROBE.search(line):
-      out["probes"].append({"probe": m[1], "seconds": float(m[2])})
-  if last_epoch:
-    runs, planned = out["runs"], out["planned"]
-    if planned is not None and (out["finished_before"] or 0) + len(runs) >= planned:
-      what = "a cost probe"
-    else:
-      what = f"run {runs[-1]['index'] + 1 if runs else (out['finished_before'] or 0) + 1}"
-      what += f"/{planned}" if planned is not None else ""
-    out["in_progress"] = {"what": what, **last_epoch}
+
+def zoo_outcome(work: pathlib.Path):
+  """What the zoo part left in its workdir, from the files the zoo writes: {'planned' (runs in
+  train_plan.json; None before it was written), 'runs' and 'probes' (those that finished, in
+  training order: the key, 'status' done or failed, wall 'seconds' and 'device' of
+  benchmark_time.json, failed.json's 'error', training_progress), 'in_progress' (the run or
+  probe it was training when stopped: 'what' and training_progress), 'stages' (stages.json),
+  'completed' (its report and results.json written)}; None before the part made its workdir."""
+  if not work.is_dir():
+    return None
+  plan_ = read_json(work / ZOO_PLAN) or {}
+  keys = plan_.get("runs") or []
+  out = {"planned": len(keys) if plan_ else None, "runs": [], "probes": [], "in_progress": None,
+         "stages": read_json(work / "stages.json"),
+         "completed": (work / ZOO_REPORT).is_file() and (work / "results.json").is_file()}
+  todo = [("runs", f"run {i}/{len(keys)} ", key, work / "runs" / key)
+          for i, key in enumerate(keys, 1)]
+  todo += [("probes", "cost probe ", key, work / "cost_probe" / key)
+           for key in plan_.get("probes") or []]
+  for kind, what, key, run_dir in todo:
+    timing, failed = read_json(run_dir / ZOO_TIME), read_json(run_dir / ZOO_FAILED)
+    if timing is not None or failed is not None:
+      timing = timing or {}
+      out[kind].append({"key": key, "status": "failed" if failed is not None else "done",
+                        "seconds": timing.get("wall_s"), "device": timing.get("device"),
+                        **({"error": failed.get("error")} if failed is not None else {}),
+                        **training_progress(run_dir)})
+    elif run_dir.is_dir() and out["in_progress"] is None:
+      out["in_progress"] = {"what": what + key, **training_progress(run_dir)}
   return out
 
 
@@ -412,7 +414,7 @@ def _device_line(d: dict) -> str:
   return d.get("description") or f"{d.get('count', '?')} x {d.get('platform')}:{d.get('kind')}"
 
 
-def accelerator_banner(probe: dict, benches: dict, stages, benchmark_stages=None) -> list:
+def accelerator_banner(probe: dict, speeds: dict, stages, zoo_stages=None) -> list:
   """Lines that stop a CPU (or mixed) run from being read as an accelerator result."""
   lines = []
   if not probe:
@@ -423,12 +425,12 @@ def accelerator_banner(probe: dict, benches: dict, stages, benchmark_stages=None
                  f"`{probe.get('platform', probe.get('error', '?'))}` "
                  f"({probe.get('count', '?')} x {probe.get('kind', '?')}), not a GPU. Every "
                  "number below was measured on that device; do not quote it as a GPU figure.")
-  for name, b in benches.items():
+  for name, b in speeds.items():
     platform = (b or {}).get("device", {}).get("platform")
     if b and probe and platform != probe.get("platform"):
       lines.append(f"> **DEVICE MISMATCH.** {name}.json ran on `{platform}`, the probe saw "
                    f"`{probe.get('platform')}`.")
-  for what, times in (("study", stages), ("benchmark", benchmark_stages)):
+  for what, times in (("study", stages), ("zoo", zoo_stages)):
     kinds = {v.get("device") for v in (times or {}).values() if isinstance(v, dict)}
     if probe and kinds and kinds != {probe.get("kind")}:
       lines.append(f"> **DEVICE MISMATCH.** The {what}'s stages ran on "
@@ -436,18 +438,18 @@ def accelerator_banner(probe: dict, benches: dict, stages, benchmark_stages=None
   return lines
 
 
-def summary_markdown(status: dict, *, bench=None, bench_lax=None, stages=None,
-                     benchmark=None) -> str:
+def summary_markdown(status: dict, *, speed=None, speed_lax=None, stages=None,
+                     zoo=None) -> str:
   """summary.md from status (see main) and the parts' outputs (each None when absent;
-  benchmark: benchmark_outcome's dict)."""
+  zoo: zoo_outcome's dict)."""
   probe = status.get("probe") or {}
   parts = status.get("parts") or []
   by_name = {p["name"]: p for p in parts}
   out = [f"# Accelerator check, {status.get('started', '?')}", ""]
-  out += accelerator_banner(probe, {"bench": bench, "bench_lax": bench_lax}, stages,
-                            (benchmark or {}).get("stages"))
+  out += accelerator_banner(probe, {"speed": speed, "speed_lax": speed_lax}, stages,
+                            (zoo or {}).get("stages"))
   if status.get("smoke"):
-    out.append("> **CPU SMOKE RUN.** Reduced parts (bench --quick --repeats=1, "
+    out.append("> **CPU SMOKE RUN.** Reduced parts (launch.speed --quick --repeats=1, "
                "configs/study.py:tiny, configs/zoo.py:tiny): a test of this script, not "
                "a measurement.")
   if out[-1] != "":
@@ -470,17 +472,17 @@ def summary_markdown(status: dict, *, bench=None, bench_lax=None, stages=None,
     rc = f" (rc {p['rc']})" if p.get("status") == "failed" and p.get("rc") is not None else ""
     out.append(f"| {p['name']} | **{p['status']}**{rc} | {_num(p.get('wall_s'), '{:.1f}')} | "
                f"{_num(p.get('timeout_s', p.get('limit_s')), '{:.0f}')} | {p.get('note', '')} |")
-  out += ["", "## Speed (bench.json, default conv formulation)", ""]
-  out += _bench_section(bench, by_name.get("bench"))
+  out += ["", f"## Speed ({SPEED_FILE}, default conv formulation)", ""]
+  out += _speed_section(speed, by_name.get("speed"))
   out += ["", "## Conv formulation: default against lax", ""]
-  out += _conv_section(bench, bench_lax, by_name.get("bench_lax"))
+  out += _conv_section(speed, speed_lax, by_name.get("speed_lax"))
   out += ["", "## K = 8 seeds: vmapped against 8 runs in a row", ""]
-  out += _k8_section(bench)
+  out += _k8_section(speed)
   out += ["", "## Full study (configs/study.py:full, 3 seeds)" if not status.get("smoke")
           else "## Study (configs/study.py:tiny)", ""]
   out += _study_section(stages, by_name.get("study"), smoke=status.get("smoke"))
-  out += ["", "## Debiasing benchmark", ""]
-  out += _benchmark_section(benchmark, by_name.get("benchmark"))
+  out += ["", "## The zoo (debiasing benchmark)", ""]
+  out += _zoo_section(zoo, by_name.get("zoo"))
   out += ["", f"Files here: {', '.join(status.get('files') or [])}. Full logs in "
           "artifacts.tar.gz (logs/), tails in logs.txt.", ""]
   return "\n".join(out)
@@ -503,53 +505,53 @@ def _missing(part) -> list:
           "see logs.txt."]
 
 
-def _bench_section(bench, part) -> list:
-  if not bench:
+def _speed_section(speed, part) -> list:
+  if not speed:
     return _missing(part)
-  peak = bench.get("peak_flop_per_s")
-  rows = [f"Device {_device_line(bench.get('device'))}, jax {bench.get('jax_version')}, "
-          f"{bench.get('repeats')} repeats (medians).", "",
+  peak = speed.get("peak_flop_per_s")
+  rows = [f"Device {_device_line(speed.get('device'))}, jax {speed.get('jax_version')}, "
+          f"{speed.get('repeats')} repeats (medians).", "",
           "| workload | img/s | compile s | achieved FLOP/s | of measured peak |",
           "|---|---|---|---|---|"]
-  for k, v in (bench.get("train_img_per_s") or {}).items():
-    frac = (bench.get("train_fraction_of_peak") or {}).get(k)
-    compile_s = (bench.get("train_compile_s") or {}).get(k)
-    achieved = (bench.get("train_achieved_flop_per_s") or {}).get(k)
+  for k, v in (speed.get("train_img_per_s") or {}).items():
+    frac = (speed.get("train_fraction_of_peak") or {}).get(k)
+    compile_s = (speed.get("train_compile_s") or {}).get(k)
+    achieved = (speed.get("train_achieved_flop_per_s") or {}).get(k)
     rows.append(f"| train {k} | {_num(v)} | {_num(compile_s, '{:.1f}')} | {_flops(achieved)} | "
                 f"{_num(None if frac is None else 100 * frac, '{:.2f}%')} |")
-  pgd = bench.get("pgd_setting") or {}
-  rows += [f"| eval | {_num(bench.get('eval_img_per_s'))} | | | |",
+  pgd = speed.get("pgd_setting") or {}
+  rows += [f"| eval | {_num(speed.get('eval_img_per_s'))} | | | |",
            f"| PGD (Linf {pgd.get('eps')}, {pgd.get('steps')} steps, batch {pgd.get('batch')}) | "
-           f"{_num(bench.get('pgd_img_per_s'), '{:,.1f}')} | | | |", "",
-           f"Peak: {_flops(peak)}, {bench.get('peak_flop_per_s_method', 'measured')}."]
-  chip, sheet = _datasheet((bench.get("device") or {}).get("kind", ""))
-  best = max((bench.get("train_achieved_flop_per_s") or {}).values(), default=None,
+           f"{_num(speed.get('pgd_img_per_s'), '{:,.1f}')} | | | |", "",
+           f"Peak: {_flops(peak)}, {speed.get('peak_flop_per_s_method', 'measured')}."]
+  chip, sheet = _datasheet((speed.get("device") or {}).get("kind", ""))
+  best = max((speed.get("train_achieved_flop_per_s") or {}).values(), default=None,
              key=lambda x: x if isinstance(x, (int, float)) and math.isfinite(x) else -1)
   if sheet and isinstance(best, (int, float)) and math.isfinite(best):
     rows.append(f"Datasheet ({chip}, dense): " + ", ".join(
         f"{k} {v:g} TFLOP/s (best train workload at {100 * best / (v * 1e12):.3f}%)"
         for k, v in sheet.items()) + ".")
-  rows.append(f"Coloring 70k digits: {_num(bench.get('coloring_s_70k'), '{:.2f}')} s "
-              f"({bench.get('coloring_source')} digits).")
+  rows.append(f"Coloring 70k digits: {_num(speed.get('coloring_s_70k'), '{:.2f}')} s "
+              f"({speed.get('coloring_source')} digits).")
   return rows
 
 
-def _conv_section(bench, lax, part) -> list:
-  if not (bench and lax):
-    return (["no default bench.json."] if not bench else []) + (
+def _conv_section(speed, lax, part) -> list:
+  if not (speed and lax):
+    return ([f"no default {SPEED_FILE}."] if not speed else []) + (
         _missing(part) if not lax else [])
-  default_impl = bench.get("conv_impl", "default")
+  default_impl = speed.get("conv_impl", "default")
   rows = [f"| workload | {default_impl} img/s | lax img/s | lax / {default_impl} |",
           "|---|---|---|---|"]
   ratios = []
-  for k, v in (bench.get("train_img_per_s") or {}).items():
+  for k, v in (speed.get("train_img_per_s") or {}).items():
     w = (lax.get("train_img_per_s") or {}).get(k)
     r = w / v if v and w else None
     if r:
       ratios.append(r)
     rows.append(f"| train {k} | {_num(v)} | {_num(w)} | {_num(r, '{:.2f}x')} |")
   for key, label in (("eval_img_per_s", "eval"), ("pgd_img_per_s", "PGD")):
-    v, w = bench.get(key), lax.get(key)
+    v, w = speed.get(key), lax.get(key)
     r = w / v if v and w else None
     rows.append(f"| {label} | {_num(v)} | {_num(w)} | {_num(r, '{:.2f}x')} |")
   if ratios:
@@ -560,12 +562,12 @@ def _conv_section(bench, lax, part) -> list:
   return rows
 
 
-def _k8_section(bench) -> list:
-  if not bench or bench.get("k8_sequential_over_vmapped") is None:
-    return ["no K=8 entry (no bench.json)."]
-  r = bench["k8_sequential_over_vmapped"]
-  return [f"8 runs in a row / vmapped: **{r:.2f}x** ({bench.get('k8_sequential_s', 0):.2f} s "
-          f"against {bench.get('k8_vmapped_s', 0):.2f} s, {bench.get('k8_steps')} steps each); "
+def _k8_section(speed) -> list:
+  if not speed or speed.get("k8_sequential_over_vmapped") is None:
+    return [f"no K=8 entry (no {SPEED_FILE})."]
+  r = speed["k8_sequential_over_vmapped"]
+  return [f"8 runs in a row / vmapped: **{r:.2f}x** ({speed.get('k8_sequential_s', 0):.2f} s "
+          f"against {speed.get('k8_vmapped_s', 0):.2f} s, {speed.get('k8_steps')} steps each); "
           f"goal at least {GOALS['k8_ratio']:g}x: {_goal(r, GOALS['k8_ratio'], below=False)}."]
 
 
@@ -594,16 +596,16 @@ def _study_section(stages, part, *, smoke=False) -> list:
   return rows
 
 
-def _benchmark_section(outcome, part) -> list:
+def _zoo_section(outcome, part) -> list:
   part = part or {}
   note, state = part.get("note", ""), part.get("status", "not run")
   if state in ("skipped", "not_run") or not part:
-    return [note if note.startswith(state) else f"{state}: {note}"]
+    return [note if note.startswith(state.replace("_", " ")) else f"{state}: {note}"]
   rows = [f"{note}: **{state}** after {_num(part.get('wall_s'), '{:.0f}')} s"
           + (f" (its limit {part['limit_s']:.0f} s plus {part['inherited_s']:.0f} s the parts "
              "before it left unused)" if part.get("inherited_s") else "") + "."]
   outcome = outcome or {}
-  runs = outcome.get("runs") or []
+  runs, probes = outcome.get("runs") or [], outcome.get("probes") or []
   if not runs:
     rows.append("No run finished; see logs.txt.")
   else:
@@ -611,25 +613,28 @@ def _benchmark_section(outcome, part) -> list:
     planned = outcome.get("planned")
     rows += ["", f"{len(done)} of {planned if planned is not None else '?'} runs done"
              + (f", {len(runs) - len(done)} failed" if len(runs) > len(done) else "")
-             + f", {sum(r['seconds'] for r in runs):.0f} s in all. Seconds: a run's wall "
-             "time (compiles, per-epoch evaluation and checkpoints included); img/s: its "
-             "training examples over every replica times its method's images per example "
-             "(LfF's 2), over those seconds.",
-             "", "| run | seconds | img/s |", "|---|---|---|"]
-    rows += [f"| {r['run']}{' (failed)' if r['status'] == 'failed' else ''} | "
-             f"{r['seconds']:.1f} | {_num(r['img_per_s'])} |" for r in runs]
-  rows += [f"| cost probe {p['probe']} | {p['seconds']:.1f} | |"
-           for p in outcome.get("probes") or []]
+             + f", {sum(r['seconds'] or 0 for r in runs):.0f} s in all. Seconds: a run's wall "
+             "time (compiles, per-epoch evaluation and checkpoints included; its "
+             f"{ZOO_TIME}); examples/s: its steady training rate over every replica (the median "
+             "of metrics.jsonl's epochs after the first), the rate benchmark.md's Cost table "
+             "prices runs at."]
+  if runs or probes:
+    rows += ["", "| run | seconds | epochs | examples/s |", "|---|---|---|---|"]
+    rows += [f"| {'cost probe ' if r in probes else ''}{r['key']}"
+             f"{' (failed)' if r['status'] == 'failed' else ''} | "
+             f"{_num(r['seconds'], '{:.1f}')} | {r['epoch']}/{_num(r['epochs'], '{}')} | "
+             f"{_num(r['examples_per_s'])} |" for r in runs + probes]
   if outcome.get("in_progress"):
     ip = outcome["in_progress"]
-    rows += ["", f"Stopped during {ip['what']}, after epoch {ip['epoch']}/{ip['epochs']} "
-                 f"({_num(ip['img_per_s'])} img/s so far)."]
+    rows += ["", f"Stopped during {ip['what']}, after epoch {ip['epoch']}/"
+                 f"{_num(ip['epochs'], '{}')} ({_num(ip['last_examples_per_s'])} examples/s in "
+                 "its last epoch)."]
   if outcome.get("stages"):
     rows += ["", "| stage | seconds | device |", "|---|---|---|"]
     rows += [f"| {k} | {_num(v.get('seconds'), '{:.1f}')} | {v.get('device', '')} |"
              for k, v in outcome["stages"].items() if isinstance(v, dict)]
   if outcome.get("completed"):
-    rows += ["", "Completed: benchmark.md here, results.json in artifacts.tar.gz (benchmark/)."]
+    rows += ["", f"Completed: {ZOO_REPORT} here, results.json in artifacts.tar.gz (zoo/)."]
   return rows
 
 
@@ -648,11 +653,11 @@ def _small_files(root: pathlib.Path):
 
 
 def write_artifacts(out: pathlib.Path, scratch: pathlib.Path) -> str:
-  """artifacts.tar.gz: the study's and benchmark's small files and every full log."""
+  """artifacts.tar.gz: the study's and the zoo's small files and every full log."""
   def build(with_png: bool):
     tmp = out / ".artifacts.tar.gz.tmp"
     with tarfile.open(tmp, "w:gz") as tar:
-      for sub in ("study", "benchmark", "logs"):
+      for sub in ("study", "zoo", "logs"):
         if (scratch / sub).is_dir():
           for path, rel in _small_files(scratch / sub):
             if with_png or path.suffix != ".png":
@@ -693,35 +698,23 @@ def _copy(src: pathlib.Path, dst: pathlib.Path) -> bool:
   return True
 
 
-def benchmark_outcome(scratch: pathlib.Path):
-  """What the benchmark part left: its log's runs (parse_benchmark_log), its stage times, and
-  whether it completed (benchmark.md and results.json written); None before it started."""
-  log = scratch / "logs" / "benchmark.log"
-  if not log.is_file():
-    return None
-  work = scratch / "benchmark"
-  return {**parse_benchmark_log(log.read_text(encoding="utf-8", errors="replace")),
-          "stages": read_json(work / "stages.json"),
-          "completed": (work / "benchmark.md").is_file() and (work / "results.json").is_file()}
-
-
 def collect(out: pathlib.Path, scratch: pathlib.Path, status: dict, *, final: bool) -> str:
   """Copies the parts' outputs into out, rewrites status.json and summary.md; returns it."""
-  _copy(scratch / "bench" / "bench.json", out / "bench.json")
-  _copy(scratch / "bench_lax" / "bench.json", out / "bench_lax.json")
+  _copy(scratch / "speed" / SPEED_FILE, out / SPEED_FILE)
+  _copy(scratch / "speed_lax" / SPEED_FILE, out / "speed_lax.json")
   _copy(scratch / "study" / "report.md", out / "report.md")
-  _copy(scratch / "benchmark" / "benchmark.md", out / "benchmark.md")
+  _copy(scratch / "zoo" / ZOO_REPORT, out / ZOO_REPORT)
   status["study_stages"] = read_json(scratch / "study" / "stages.json")
-  status["benchmark"] = benchmark_outcome(scratch)
+  status["zoo"] = zoo_outcome(scratch / "zoo")
   write_logs_tail(out, scratch / "logs", status["parts"])
   if final:
     status["artifacts"] = write_artifacts(out, scratch)
   status["files"] = sorted({p.name for p in out.iterdir() if p.name in OUT_FILES}
                           | {"summary.md", "status.json"})
   _write_text(out / "status.json", json.dumps(status, indent=1, allow_nan=True) + "\n")
-  text = summary_markdown(status, bench=read_json(out / "bench.json"),
-                          bench_lax=read_json(out / "bench_lax.json"),
-                          stages=status["study_stages"], benchmark=status["benchmark"])
+  text = summary_markdown(status, speed=read_json(out / SPEED_FILE),
+                          speed_lax=read_json(out / "speed_lax.json"),
+                          stages=status["study_stages"], zoo=status["zoo"])
   _write_text(out / "summary.md", text)
   return text
 
@@ -802,7 +795,7 @@ def run_check(args) -> int:
     (out / name).unlink(missing_ok=True)
   scratch = pathlib.Path(args.scratch or tempfile.mkdtemp(prefix="accelerator_check_")).resolve()
   scratch.mkdir(parents=True, exist_ok=True)
-  for sub in ("bench", "bench_lax", "study", "benchmark", "logs", "cache"):
+  for sub in ("speed", "speed_lax", "study", "zoo", "logs", "cache"):
     shutil.rmtree(scratch / sub, ignore_errors=True)
   logs = scratch / "logs"
   logs.mkdir(parents=True)
@@ -811,7 +804,7 @@ def run_check(args) -> int:
 
   t_start = time.monotonic()
   deadline = t_start + total
-  parts = plan(REPO, scratch, python=python, smoke=smoke, limits=limits)
+  parts = plan(scratch, python=python, smoke=smoke, limits=limits)
   status = {"started": datetime.datetime.now(datetime.timezone.utc).strftime(
                 "%Y-%m-%d %H:%M UTC"),
             "smoke": smoke, "total_limit_s": total, "host": socket.gethostname(),
@@ -969,7 +962,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "./accelerator_out)")
   p.add_argument("--prepare", action="store_true", help="here, with a network: download the "
                  "wheels the accelerator lacks into .whl/ and MNIST into .mnist/, then stop")
-  p.add_argument("--cpu-smoke", action="store_true", help="small parts (bench --quick "
+  p.add_argument("--cpu-smoke", action="store_true", help="small parts (launch.speed --quick "
                  "--repeats=1, configs/study.py:tiny, configs/zoo.py:tiny) with limits "
                  "that only catch hangs")
   p.add_argument("--limit", action="append", metavar="PART=SECONDS",

@@ -17,7 +17,7 @@ gathered per step, and
   * PGD at the study setting: Linf eps 12.75, step 1.5, 30 steps, targeted CE, random start,
     batch 200, and a last forward to score the result.
 Every workload runs `repeats` times interleaved and reports the median, as ccmnist.bench does.
-The JSON line uses bench.json's keys (train_img_per_s, eval_img_per_s, pgd_img_per_s).
+The JSON line uses launch.speed's speed.json keys (train_img_per_s, eval_img_per_s, pgd_img_per_s).
 
 `--epoch_npz=FILE` instead trains real epochs, as `launch.train` does, on a train split saved as
 .npz (images [N, 28, 28, 3] uint8, labels [N]; `side_by_side.py --real_epoch` writes the quick

@@ -38,6 +38,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BASELINE = REPO / "tools" / "pytorch_baseline.py"
 CONV_OPS = REPO / "tools" / "conv_ops.py"
+SPEED_FILE = "speed.json"  # What launch.speed writes into its --workdir.
 TRAIN_WORKLOADS = tuple(f"{loss}_b{b}" for loss in ("erm", "gradient_penalty", "consistency")
                         for b in (64, 256))
 WORKLOADS = (*TRAIN_WORKLOADS, "eval", "pgd")
@@ -47,12 +48,12 @@ EPOCH_KEYS = ("later_epochs", "first_epoch")
 
 
 def img_per_s(result: dict) -> dict:
-  """{workload: img/s} from a bench.json-shaped dict (launch.speed's or the baseline's)."""
+  """{workload: img/s} from a speed.json-shaped dict (launch.speed's or the baseline's)."""
   try:
     out = {k: float(result["train_img_per_s"][k]) for k in TRAIN_WORKLOADS}
     out["eval"], out["pgd"] = float(result["eval_img_per_s"]), float(result["pgd_img_per_s"])
   except (KeyError, TypeError, ValueError) as e:
-    raise ValueError(f"Result lacks img/s for workload {e}; expected bench.json's keys "
+    raise ValueError(f"Result lacks img/s for workload {e}; expected {SPEED_FILE}'s keys "
                      "train_img_per_s, eval_img_per_s and pgd_img_per_s.") from e
   return out
 
@@ -144,7 +145,7 @@ def run_jax(python: str, inner: int, quick: bool, timeout: float) -> dict:
   with tempfile.TemporaryDirectory(prefix="side_by_side_") as d:
     _run([python, "-m", "launch.speed", f"--workdir={d}", f"--repeats={inner}",
           *(["--quick"] if quick else [])], timeout)
-    return json.loads((pathlib.Path(d) / "bench.json").read_text())
+    return json.loads((pathlib.Path(d) / SPEED_FILE).read_text())
 
 
 def run_torch(python: str, inner: int, quick: bool, threads: int, timeout: float) -> dict:
