@@ -571,6 +571,15 @@ def _k8_section(speed) -> list:
           f"goal at least {GOALS['k8_ratio']:g}x: {_goal(r, GOALS['k8_ratio'], below=False)}."]
 
 
+def _stage_rows(stages: dict) -> list:
+  """A stages.json (the study's or the zoo's) as a table, with the sum of its stages."""
+  stages = {k: v for k, v in stages.items() if isinstance(v, dict)}
+  rows = ["", "| stage | seconds | device |", "|---|---|---|"]
+  rows += [f"| {k} | {_num(v.get('seconds'), '{:.1f}')} | {v.get('device', '')} |"
+           for k, v in stages.items()]
+  return rows + [f"| sum of stages | {sum(v.get('seconds') or 0 for v in stages.values()):.1f} | |"]
+
+
 def _study_section(stages, part, *, smoke=False) -> list:
   part = part or {}
   rows = []
@@ -585,12 +594,7 @@ def _study_section(stages, part, *, smoke=False) -> list:
   else:
     rows.append("not run.")
   if stages:
-    rows += ["", "| stage | seconds | device |", "|---|---|---|"]
-    for name, v in stages.items():
-      v = v if isinstance(v, dict) else {}
-      rows.append(f"| {name} | {_num(v.get('seconds'), '{:.1f}')} | {v.get('device', '')} |")
-    total = sum(v.get("seconds") or 0 for v in stages.values() if isinstance(v, dict))
-    rows.append(f"| sum of stages | {total:.1f} | |")
+    rows += _stage_rows(stages)
   elif part:
     rows.append("(no stages.json: no stage finished)")
   return rows
@@ -630,9 +634,7 @@ def _zoo_section(outcome, part) -> list:
                  f"{_num(ip['epochs'], '{}')} ({_num(ip['last_examples_per_s'])} examples/s in "
                  "its last epoch)."]
   if outcome.get("stages"):
-    rows += ["", "| stage | seconds | device |", "|---|---|---|"]
-    rows += [f"| {k} | {_num(v.get('seconds'), '{:.1f}')} | {v.get('device', '')} |"
-             for k, v in outcome["stages"].items() if isinstance(v, dict)]
+    rows += _stage_rows(outcome["stages"])
   if outcome.get("completed"):
     rows += ["", f"Completed: {ZOO_REPORT} here, results.json in artifacts.tar.gz (zoo/)."]
   return rows

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator check (issue 20); everything is in accelerator_check.py, which needs only the
+# The accelerator check; everything is in accelerator_check.py, which needs only the
 # standard library, so it starts before the carried wheels are installed. See docs/accelerator.md.
 #
 #   tools/accelerator_check.sh --prepare          # here, with a network: .whl/ and .mnist/
