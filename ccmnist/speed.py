@@ -138,7 +138,7 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
                   coloring_n: int = 70_000, eval_batches: int = 5, k8_steps: int = 10,
                   matmul_n: int = 2048, data_parallel: bool = False,
                   conv_impl: str | None = None) -> dict:
-  """Runs every workload `repeats` times, interleaved; returns bench.json's dict (medians).
+  """Runs every workload `repeats` times, interleaved; returns speed.json's dict (medians).
 
   base_config: the training config every workload derives from (workload_config).
   data_parallel: the training workloads split each batch over every device (train/parallel.py).

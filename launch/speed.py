@@ -1,10 +1,10 @@
 """Speed benchmark on whatever device JAX sees; writes DIR/speed.json and prints a table.
 
-  python -m launch.speed --workdir=/tmp/ccmnist/bench
-  python -m launch.speed --workdir=/tmp/ccmnist/bench_quick --quick
-  python -m launch.speed --workdir=/tmp/ccmnist/bench_lax --conv_impl=lax
+  python -m launch.speed --workdir=/tmp/ccmnist/speed
+  python -m launch.speed --workdir=/tmp/ccmnist/speed_quick --quick
+  python -m launch.speed --workdir=/tmp/ccmnist/speed_lax --conv_impl=lax
   XLA_FLAGS=--xla_force_host_platform_device_count=2 \
-    python -m launch.speed --workdir=/tmp/ccmnist/bench_dp2 --data_parallel
+    python -m launch.speed --workdir=/tmp/ccmnist/speed_dp2 --data_parallel
 """
 
 import pathlib
