@@ -24,10 +24,12 @@ METHOD_TITLES = {
 
 
 def _acc(point, split):
+  """The collected accuracy of a grid point on `split`, or None."""
   return point["accuracy"].get(split)
 
 
 def section_cheater(res, lines):
+  """1: the cheater's accuracies and color-swap probe beside the study's."""
   run = res["runs"].get("cheater")
   if not run:
     return
@@ -43,6 +45,7 @@ def section_cheater(res, lines):
 
 
 def section_grid(res, lines, name, title, claim_rows):
+  """A method's λ grid, each point beside the study's (claim_rows: λ -> (train, hard))."""
   run = res["runs"].get(name)
   if not run:
     return
@@ -58,6 +61,7 @@ def section_grid(res, lines, name, title, claim_rows):
 
 
 def section_gradcam(res, lines, workdir):
+  """3: where the models look (Grad-CAM spread) beside their accuracies."""
   interp = res.get("interpret")
   if not interp:
     return
@@ -82,6 +86,7 @@ def section_gradcam(res, lines, workdir):
 
 
 def section_sweep(res, lines, workdir):
+  """4: targeted PGD success per epsilon, per attacked model."""
   att = res.get("attack")
   if not att:
     return
@@ -106,6 +111,7 @@ def section_sweep(res, lines, workdir):
 
 
 def section_transfer(res, lines, workdir):
+  """5: target probability of adversarial examples moved between models."""
   att = res.get("attack")
   if not att:
     return
@@ -121,6 +127,7 @@ def section_transfer(res, lines, workdir):
 
 
 def section_side_by_side(res, lines, workdir):
+  """6: every trained model's accuracies at the study's λ, with figure links."""
   lines += ["## 6. Every model side by side", "",
             "Debiasing methods at the study's λ. aligned / conflicting: test_easy accuracy on "
             "images whose color matches / does not match the label; unbiased-equivalent = "
@@ -146,6 +153,7 @@ def section_side_by_side(res, lines, workdir):
 
 
 def section_selection(res, lines):
+  """7: the λ each held-out criterion would choose, and what it then reports."""
   if not res["model_selection"]:
     return
   lines += ["## 7. Choosing λ honestly", "",
@@ -170,6 +178,7 @@ def _null_cell(value, null: dict | None, *, digits=2) -> str:
 
 
 def section_representation(res, lines, workdir):
+  """8: probes, invariance and recoloring of each layer, beside a null."""
   models = (res.get("interpret") or {}).get("models")
   if not models:
     return
@@ -210,6 +219,7 @@ def section_representation(res, lines, workdir):
 
 
 def section_attack_anatomy(res, lines, workdir):
+  """9: minimal epsilon and where the perturbations lie, beside a null."""
   att = res.get("attack")
   if not att:
     return
@@ -237,6 +247,7 @@ def section_attack_anatomy(res, lines, workdir):
 
 
 def section_profiles(res, lines):
+  """The verdicts that differ from another study's (config.compare_with)."""
   other = res.get("compared_with")
   if not other:
     return
@@ -254,6 +265,7 @@ def section_profiles(res, lines):
 
 
 def section_made(res, lines, study):
+  """The config, software, device and stage times behind the report."""
   lines += ["## How this was made", "",
             f"- config: `{study.to_dict().get('only') or 'all stages'}`; seeds "
             f"{study.seed}..{study.seed + study.num_seeds - 1} ({study.num_seeds}); data: "
@@ -264,6 +276,7 @@ def section_made(res, lines, study):
 
 
 def _verdict(f) -> str:
+  """A finding's verdict in words, with its strength."""
   word = {True: "holds", False: "**does not hold**"}.get(f["holds"])
   if word is None:
     return "not measured" if f["strength"] == "not measured" else f"not resolved ({f['strength']})"
@@ -271,6 +284,7 @@ def _verdict(f) -> str:
 
 
 def section_findings(res, lines):
+  """Every claim tested, the runs it compares and its verdict."""
   lines += ["## Findings", "",
             "The study's qualitative claims, each tested between runs that differ in the method "
             "alone (`name@0`: the method's own λ = 0 grid point, with its optimizer, data, epochs "
@@ -282,6 +296,7 @@ def section_findings(res, lines):
 
 
 def render(res, study, workdir) -> str:
+  """report.md's text from the collected record (findings included)."""
   lines = ["# Colored-MNIST shortcut study: our measurements beside the study's claims", "",
            "Each cell: our measurement, and in brackets what the study reports. Accuracies in %.",
            ""]

@@ -69,6 +69,7 @@ def planned_runs(bench) -> list:
 
 
 def _as_bench(target, seed):
+  """A plain copy of a config to plan, with `seed` set when it has none."""
   c = ml_collections.ConfigDict(target.to_dict())
   if "seed" not in c:
     c.seed = seed

@@ -15,6 +15,7 @@ KIND_METHODS = {"dfr": methods_lib.Method(
 
 
 def knows(bench, entry: str) -> str:
+  """What an entry is told of the bias (its own `knows`, else its method's)."""
   e = bench.zoo[entry]
   return e.knows or method_of(bench, entry).knows
 
@@ -31,4 +32,5 @@ def method_of(bench, entry: str):
 
 
 def titles_of(bench) -> dict:
+  """{entry: its title} of every entry of config.zoo."""
   return {n: bench.zoo[n].title for n in bench.zoo}

@@ -14,6 +14,7 @@ pct = markdown.percent
 
 
 def _values(res, key: str, way: str = "val", measure: str = "unbiased"):
+  """Per-seed `measure` of run `key` at its `way`-selected point; None if any is missing."""
   run = res["runs"].get(key)
   sel = run and run.get("selection") and run["selection"].get(way)
   if not sel:
@@ -40,6 +41,7 @@ def compare(res, key_a: str, key_b: str, *, differ_in: str, kind: str, way: str 
 
 
 def _mean(res, key, way="val", measure="unbiased"):
+  """The seed-mean of _values, or None."""
   v = _values(res, key, way, measure)
   return None if v is None else float(np.mean(v))
 

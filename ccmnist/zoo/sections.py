@@ -23,6 +23,7 @@ fmt, pct, table = markdown.fmt, markdown.percent, markdown.table
 
 
 def _entry_of(key: str) -> str:
+  """The entry of a run key (its last part)."""
   return key.rsplit("/", 1)[1]
 
 
@@ -44,10 +45,12 @@ def statement(f: dict, titles: dict) -> str:
 
 
 def _cell_run(res, cell_key: str, entry: str) -> dict:
+  """The record of `entry` in a cell, or a missing one."""
   return res["runs"].get(f"{cell_key}/{entry}") or {"status": "missing"}
 
 
 def _status_text(run: dict) -> str | None:
+  """Why a run has no number ('diverged', 'failed', '—'), or None when it has."""
   if run["status"] == "failed":
     return "diverged" if "Loss became" in (run.get("error") or "") else "failed"
   if run["status"] == "missing" or not run.get("selection"):
@@ -56,10 +59,12 @@ def _status_text(run: dict) -> str | None:
 
 
 def _sel(run: dict, way: str):
+  """A run's selection `way`, or None."""
   return (run.get("selection") or {}).get(way)
 
 
 def cell_unbiased(run: dict, way: str = "val") -> str:
+  """The unbiased accuracy at the `way`-selected point, or why there is none."""
   text = _status_text(run)
   if text:
     return text
@@ -68,6 +73,7 @@ def cell_unbiased(run: dict, way: str = "val") -> str:
 
 
 def cell_groups(run: dict) -> str:
+  """Aligned / conflicting / worst group / test_hard at the val-selected point."""
   text = _status_text(run)
   if text:
     return text
@@ -79,6 +85,7 @@ def cell_groups(run: dict) -> str:
 
 
 def cell_selections(run: dict) -> str:
+  """Unbiased accuracy under each selection (and each one's λ, for a grid)."""
   text = _status_text(run)
   if text:
     return text
@@ -90,6 +97,7 @@ def cell_selections(run: dict) -> str:
 
 
 def section_header(res, bench, lines):
+  """The title, the profile's warning and how to read a cell."""
   seeds = f"{bench.num_seeds} seeds ({bench.seed}..{bench.seed + bench.num_seeds - 1})"
   lines += [f"# Debiasing benchmark on colored MNIST ({bench.size} profile)", ""]
   if bench.size != "full":
@@ -108,6 +116,7 @@ def section_header(res, bench, lines):
 
 
 def section_statements(res, bench, lines):
+  """Every comparison as a sentence, grouped by cell."""
   titles = entries.titles_of(bench)
   fs = res["findings"]
   lines += ["## What the measurements say", ""]
@@ -128,6 +137,7 @@ def section_statements(res, bench, lines):
 
 
 def _settings_line(bench, protocol: str, model: str) -> str:
+  """A protocol's training settings in one sentence."""
   p = bench.protocols[protocol]
   o, t, d = p.optim, p.train, p.data
   return (f"{p.title}; model `{model}`; {d.train_size} training digits; {t.epochs} epochs, "
@@ -138,6 +148,7 @@ def _settings_line(bench, protocol: str, model: str) -> str:
 
 
 def section_cells(res, bench, lines):
+  """Per protocol and model: the three tables of accuracies, then the papers'."""
   names = plan.method_entries(bench)
   titles = entries.titles_of(bench)
   for protocol in plan.protocol_names(bench):
@@ -161,6 +172,7 @@ def section_cells(res, bench, lines):
 
 
 def _ours_at(res, bench, protocol: str, entry: str, ratio: float) -> str:
+  """Our val-selected unbiased accuracy of `entry` at `ratio` (first model)."""
   model = plan.models_of(bench.protocols[protocol])[0]
   cell = plan.Run(protocol, model, ratio, "").cell
   return cell_unbiased(_cell_run(res, cell, entry))
@@ -218,6 +230,7 @@ def section_published(res, bench, protocol: str, lines):
 
 
 def section_methods(res, bench, lines):
+  """What each method knows of the bias, what λ means and its grid."""
   lines += ["## The methods and what each knows", "",
             "What each is told about the bias (the method's `knows`, or its entry's when its data "
             "knows more), what λ means and the grid each profile trains as replicas of one "
@@ -233,6 +246,7 @@ def section_methods(res, bench, lines):
 
 
 def section_figure(res, bench, workdir, lines):
+  """The accuracy-against-ratio figure, when it was drawn."""
   if (pathlib.Path(workdir) / FIGURE).exists():
     lines += [f"![Unbiased test accuracy against the bias-conflicting ratio]({FIGURE})",
               "*Unbiased test accuracy (val-selected, mean ± std over seeds) against the "
@@ -241,6 +255,7 @@ def section_figure(res, bench, workdir, lines):
 
 
 def _hours(seconds: float) -> str:
+  """A duration in s, min or h, whichever reads best."""
   if seconds < 120:
     return f"{seconds:.0f} s"
   if seconds < 7200:
@@ -249,6 +264,7 @@ def _hours(seconds: float) -> str:
 
 
 def section_cost(res, bench, lines):
+  """Measured cost per entry, the projected cost of a profile, stage times."""
   env = res["environment"]
   cost = res["cost"]
   lines += ["## Cost", ""]
@@ -281,6 +297,7 @@ def section_cost(res, bench, lines):
 
 
 def section_made(res, bench, lines):
+  """The command, software and device behind the report."""
   lines += ["## How this was made", "",
             f"- `python -m launch.zoo --config=configs/zoo.py:{bench.size} "
             f"--workdir=DIR` (the whole config is in `config.json`; every run is a training "
@@ -289,6 +306,7 @@ def section_made(res, bench, lines):
 
 
 def render(res, bench, workdir) -> str:
+  """benchmark.md's text from the collected record (findings included)."""
   lines = []
   section_header(res, bench, lines)
   section_statements(res, bench, lines)
