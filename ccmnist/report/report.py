@@ -17,11 +17,8 @@ from ccmnist.report import sections
 from ccmnist.util import io
 
 # The names callers and tests know this module by.
-fmt, vs, environment = markdown.fmt, markdown.vs, markdown.environment
-collect, collect_run, point_at = collect_lib.collect, collect_lib.collect_run, collect_lib.point_at
-model_selection = collect_lib.model_selection
-findings, profile_differences = findings_lib.findings, findings_lib.profile_differences
-render, METHOD_TITLES = sections.render, sections.METHOD_TITLES
+fmt, vs, point_at = markdown.fmt, markdown.vs, collect_lib.point_at
+collect, findings = collect_lib.collect, findings_lib.findings
 
 
 def write_report(study, workdir) -> dict:

@@ -16,10 +16,8 @@ from ccmnist.zoo import sections
 
 # The names the stages and tests know this module by.
 FAILED_FILE, SELECTION_FILE = collect_lib.FAILED_FILE, collect_lib.SELECTION_FILE
-FIGURE = sections.FIGURE
 KIND_METHODS, method_of = entries.KIND_METHODS, entries.method_of
-compare, statement = findings_lib.compare, sections.statement
-cell_unbiased, render = sections.cell_unbiased, sections.render
+compare, statement, cell_unbiased = findings_lib.compare, sections.statement, sections.cell_unbiased
 
 
 def collect(bench, workdir) -> dict:
