@@ -1,1 +1,2 @@
-"""The study report: results.json -> report.md."""
+"""The study's report (collect -> findings -> sections: results.json, report.md), and the
+markdown pieces it shares with the zoo's."""

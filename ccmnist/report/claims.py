@@ -11,7 +11,6 @@ GRADIENT_PENALTY = {"lam": 0.1, "train": 0.923, "test_hard": 0.417,
 COUNTERFACTUAL = {  # lambda -> (train, test_hard)
     0.1: (0.951, 0.723), 0.25: (0.938, 0.814), 0.5: (0.912, 0.852), 1.0: (0.876, 0.831),
     2.0: (0.823, 0.789)}
-COUNTERFACTUAL_LAM = 0.5  # Chosen on the hard test set.
 GRADCAM_TABLE = {  # model -> (color-matched acc, color-mismatched acc, spread)
     "cheater": (0.968, 0.243, "high (diffuse)"),
     "counterfactual": (0.852, 0.961, "low (localized)")}
@@ -22,6 +21,3 @@ PGD_EPS = 12.75  # The study's attack budget (0.05 x 255).
 TRANSFER = {  # (source, target) -> target-class confidence
     ("cheater", "cheater"): 0.963, ("cheater", "counterfactual"): 0.281,
     ("counterfactual", "counterfactual"): 0.921, ("counterfactual", "cheater"): 0.784}
-SEVEN_TO_THREE = {  # the single 7 -> 3 example: required epsilon, L2 norm of the perturbation
-    "cheater": {"required_eps": 10.5, "l2": 45.2, "confidence": 0.963},
-    "counterfactual": {"required_eps": 18.3, "l2": 78.6, "confidence": 0.921}}

@@ -10,3 +10,9 @@ def mean_std(values) -> dict:
     return {"mean": None, "std": None, "n": 0}
   return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
           "n": int(v.size)}
+
+
+def over_seeds(values) -> dict:
+  """mean_std plus the per-seed values, in seed order (verdicts pair them across runs); a
+  missing seed stays None."""
+  return {**mean_std(values), "values": [None if v is None else float(v) for v in values]}

@@ -231,3 +231,11 @@ def published_accuracy(protocol_method: str, ratio):
   mean, std = table["rows"][method][key]
   return {"mean": mean, "std": std,
           "source": f"{table['paper']}, {table['table']} (read in {table['source']})"}
+
+
+def published_ratio(ratio) -> float | None:
+  """The entry of RATIOS that `ratio` denotes, or None when it denotes none of them."""
+  try:
+    return _ratio(ratio)
+  except ValueError:
+    return None

@@ -18,10 +18,6 @@ from ccmnist.util import stats
 SELECTIONS = {"val": "val", "val_unbiased": "val_unbiased", "oracle": "unbiased"}
 
 
-def _over_seeds(values) -> dict:
-  return {**stats.mean_std(values), "values": [None if v is None else float(v) for v in values]}
-
-
 def select_point(grid: list, criterion: str) -> int | None:
   """The index of the grid point maximizing the seed-mean of `criterion`; None if none has it."""
   best, best_score = None, -np.inf
@@ -46,5 +42,6 @@ def select(grid: list) -> dict:
     point = grid[g]
     out[way] = {"index": g, "lam": point["lam"], "criterion": criterion,
                 "score": float(np.mean(point["measures"][criterion])), "seeds": point["seeds"],
-                "measures": {m: _over_seeds(point["measures"][m]) for m in evaluate.MEASURES}}
+                "measures": {m: stats.over_seeds(point["measures"][m])
+                             for m in evaluate.MEASURES}}
   return out

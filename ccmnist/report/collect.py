@@ -1,0 +1,102 @@
+"""What the study's stages wrote, read once into the dict that results.json holds.
+
+Each training run's results.json and eval.json become one record (collect_run); findings.py and
+sections.py read these records, never the run files. Numbers are mean +- std over seeds, with
+the per-seed values beside (stats.over_seeds).
+"""
+
+import pathlib
+import time
+
+from ccmnist import layout
+from ccmnist.eval import run as eval_run
+from ccmnist.report import markdown
+from ccmnist.train import runs as runs_lib
+from ccmnist.util import io
+from ccmnist.util import stats
+
+SPLITS = ("train", "test_easy", "test_hard")
+
+
+def collect_run(study, workdir, name: str) -> dict | None:
+  """Per grid point (lambda), mean +- std over seeds of every accuracy we report; None when
+  the run has not finished."""
+  rdir = layout.run_dir(workdir, name)
+  results, ev = io.read_json(rdir / "results.json"), io.read_json(rdir / "eval.json")
+  if results is None:
+    return None
+  config = layout.run_config(study, name)
+  grid = []
+  for g, lam in enumerate(runs_lib.lam_grid(config)):
+    reps = [r for r in runs_lib.replicas(config) if r["replica"] // config.num_seeds == g]
+    point = {"lam": lam, "seeds": [r["seed"] for r in reps], "accuracy": {}}
+    final = {r["replica"]: r["accuracy"] for r in results["replicas"]}
+    for split in final[reps[0]["replica"]]:
+      point["accuracy"][split] = stats.over_seeds([final[r["replica"]][split] for r in reps])
+    if ev is not None:
+      evr = {r["replica"]: r for r in ev["replicas"]}
+      for split in SPLITS:
+        for key in ("aligned", "conflicting", "unbiased_equivalent", "worst_class"):
+          point["accuracy"][f"{split}/{key}"] = stats.over_seeds(
+              [evr[r["replica"]]["splits"][split][key] for r in reps])
+      point["color_swap_3_brown_pred_8"] = stats.over_seeds(
+          [evr[r["replica"]]["color_swap"]["three_brown"]["p_pred_8"] for r in reps])
+    grid.append(point)
+  return {"grid": grid, "downstream_lam": layout.downstream_lam(study, name),
+          "train_time_s": results.get("train_time_s"), "epochs": results.get("epochs"),
+          "curves": str(rdir / "metrics.jsonl")}
+
+
+def point_at(run: dict, lam=None) -> dict:
+  """The grid point of a run record at `lam` (default: the study's λ for that run)."""
+  lam = run["downstream_lam"] if lam is None else lam
+  return next(p for p in run["grid"] if p["lam"] == lam)
+
+
+def model_selection(run: dict) -> dict:
+  """Which lambda each criterion picks, and the hard-test accuracy it then reports."""
+  out = {}
+  for criterion in ("test_hard", "val", "val_unbiased"):
+    scored = [(p["accuracy"][criterion]["mean"], p) for p in run["grid"]
+              if criterion in p["accuracy"]]
+    if not scored:
+      continue
+    best = max(scored, key=lambda sp: sp[0])[1]
+    out[criterion] = {"lam": best["lam"], "test_hard": best["accuracy"]["test_hard"]}
+  return out
+
+
+def collect(study, workdir) -> dict:
+  """results.json's dict, less its findings (None here: findings.py decides them)."""
+  workdir = pathlib.Path(workdir)
+  runs = {n: collect_run(study, workdir, n) for n in layout.TRAIN_RUNS}
+  runs = {n: r for n, r in runs.items() if r is not None}
+  return {
+      "config": study.to_dict(),
+      "runs": runs,
+      "model_selection": {n: model_selection(r) for n, r in runs.items() if len(r["grid"]) > 1},
+      "interpret": io.read_json(layout.analysis_dir(workdir, "interpret") / "interpret.json"),
+      "attack": io.read_json(layout.analysis_dir(workdir, "attack") / "attack.json"),
+      "stages": layout.read_stage_times(workdir),
+      "findings": None,
+      "environment": markdown.environment(),
+      "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+  }
+
+
+def collect_curves(study, workdir, names) -> dict:
+  """{name: per-epoch accuracies} of the replica that stands for each run (metrics.jsonl)."""
+  return {name: eval_run.read_curves(layout.run_dir(workdir, name),
+                                     replica=layout.selected_replica(study, name))
+          for name in names}
+
+
+def read_other(study) -> dict | None:
+  """The results.json of the study that config.compare_with names, or None when it names none."""
+  if not study.compare_with:
+    return None
+  other = io.read_json(study.compare_with)
+  if other is None:
+    raise FileNotFoundError(f"config.compare_with={study.compare_with!r} does not exist; give "
+                            "another study's results.json, or '' to compare with none.")
+  return other

@@ -1,0 +1,153 @@
+"""The study's qualitative claims, each tested on the collected records (collect.py).
+
+A finding names the runs it compares and the seeds behind it; its verdict follows verdicts.py's
+rule on the paired seed differences.
+"""
+
+import numpy as np
+
+from ccmnist.report import claims
+from ccmnist.report import markdown
+from ccmnist.report import verdicts
+
+_pct = markdown.mean_percent
+
+
+def seed_values(res, name: str, key: str, lam=None):
+  """Per-seed values of accuracy `key` of run `name` at grid point `lam` (default the study's),
+  or None when the run (or grid point) is missing."""
+  run = res["runs"].get(name)
+  if not run:
+    return None
+  point = next((p for p in run["grid"] if p["lam"] == (run["downstream_lam"] if lam is None
+                                                       else lam)), None)
+  stat = point and point["accuracy"].get(key)
+  return stat and stat.get("values")
+
+
+def attack_values(res, model: str, eps: float) -> dict | None:
+  """Scale-free and study-criterion attack numbers of one attacked model at `eps` (one value
+  each: the attack stage analyses seed 0), or None when it was not attacked."""
+  m = ((res.get("attack") or {}).get("models") or {}).get(model)
+  if not m or eps not in m["sweep"]["epsilons"]:
+    return None
+  k = m["sweep"]["epsilons"].index(eps)
+  median = m["min_eps"]["median"]
+  return {"argmax": [m["sweep"]["success_argmax"][k]], "prob": [m["sweep"]["success_prob"][k]],
+          # No success within eps_max (null) is the largest budget of all.
+          "min_eps": [float("inf") if median is None else median]}
+
+
+def finding(claim, rule, runs, measured, values, decision) -> dict:
+  """One findings entry; `values` are the per-seed lists it was decided on (None: missing)."""
+  if any(v is None for v in values):
+    return {"claim": claim, "rule": rule, "runs": runs, "seeds": 0, "measured": measured,
+            "holds": None, "strength": "not measured"}
+  holds, strength = decision()
+  return {"claim": claim, "rule": rule, "runs": runs, "seeds": len(values[0]),
+          "measured": measured, "holds": holds, "strength": strength}
+
+
+def both(first: tuple, second: tuple) -> tuple:
+  """(holds, strength) of two threshold claims on the same seeds, both required."""
+  return first[0] and second[0], second[1]
+
+
+def compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None):
+  """A finding on the paired difference b - a (a = the control, b = the method); n_items: how
+  many test items each rate was measured on (its sampling noise bounds a one-seed verdict)."""
+  measured = (f"{runs[0]} {fmt_value(a)}, {runs[1]} {fmt_value(b)}"
+              if a is not None and b is not None else "n/a")
+
+  def decision():
+    sampling = (verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), n_items)
+                if n_items else None)
+    return verdicts.decide(verdicts.paired_difference(a, b), direction=direction,
+                           sampling=sampling)
+  return finding(claim, rule, runs, measured, [a, b], decision)
+
+
+def findings(res) -> list:
+  """The study's qualitative claims, each tested between runs that differ in one thing.
+
+  Every entry names the runs it compares (`runs`) and how many seeds stand behind it (`seeds`).
+  The λ = 0 point of a method's grid ('counterfactual@0') is its control: same optimizer, data,
+  epochs and seeds. Attacks are judged by scale-free measures (argmax success, median minimal
+  ε); the study's target-probability criterion is shown beside.
+  """
+  eps = claims.PGD_EPS
+  n_test = ((res.get("config") or {}).get("data") or {}).get("test_size")
+  n_attacked = (res.get("attack") or {}).get("num_images")
+  hard = lambda name, lam=None: seed_values(res, name, "test_hard", lam)
+  easy = seed_values(res, "cheater", "test_easy")
+  cf_lam = (res["runs"].get("counterfactual") or {}).get("downstream_lam")
+  gp_lam = (res["runs"].get("gradient_penalty") or {}).get("downstream_lam")
+  cf, cf0 = f"counterfactual@{cf_lam:g}" if cf_lam is not None else "counterfactual", \
+      "counterfactual@0"
+  gp = f"gradient_penalty@{gp_lam:g}" if gp_lam is not None else "gradient_penalty"
+  out = [
+      finding("The cheater learns the color shortcut",
+               "cheater: test_easy >= 90% and test_hard <= 50%", ["cheater"],
+               f"test_easy {_pct(easy)}, test_hard {_pct(hard('cheater'))}",
+               [easy, hard("cheater")], lambda: both(
+                   verdicts.threshold(easy, at_least=0.9),
+                   verdicts.threshold(hard("cheater"), at_most=0.5))),
+      finding("Counterfactual consistency recovers the hard set",
+               f"{cf}: test_hard >= 70% (study: 85.2%)", [cf],
+               f"test_hard {_pct(hard('counterfactual'))}", [hard("counterfactual")],
+               lambda: verdicts.threshold(hard("counterfactual"), at_least=0.7)),
+      compare("Consistency training, not its optimizer, removes the shortcut",
+               f"test_hard: {cf} > {cf0} (λ = 0: the same Adam, data, epochs)", [cf0, cf],
+               hard("counterfactual", 0.0), hard("counterfactual"), direction=1, n_items=n_test),
+      compare("The input-gradient penalty helps on the hard set (the study: it sits between "
+               "the cheater and consistency)",
+               f"test_hard: {gp} > gradient_penalty@0 (λ = 0: the same SGD, noise-free data, "
+               "epochs)", ["gradient_penalty@0", gp],
+               hard("gradient_penalty", 0.0), hard("gradient_penalty"), direction=1,
+               n_items=n_test),
+      finding("Plain ERM learns the shortcut whatever the optimizer: with Adam (the study "
+               "implies the shortcut is the data's doing)", "erm_adam: test_hard <= 50%",
+               ["erm_adam"], f"test_hard {_pct(hard('erm_adam'))}", [hard("erm_adam")],
+               lambda: verdicts.threshold(hard("erm_adam"), at_most=0.5)),
+      finding("... and with SGD momentum", "erm_momentum: test_hard <= 50%", ["erm_momentum"],
+               f"test_hard {_pct(hard('erm_momentum'))}", [hard("erm_momentum")],
+               lambda: verdicts.threshold(hard("erm_momentum"), at_most=0.5)),
+      compare("(new) The optimizer moves the hard-set accuracy of plain ERM",
+               "test_hard: erm_adam > cheater (ERM, the same data and epochs; Adam vs the "
+               "study's SGD)", ["cheater", "erm_adam"], hard("cheater"), hard("erm_adam"),
+               direction=1, n_items=n_test),
+  ]
+  att = {m: attack_values(res, m, eps) for m in ("cheater", "counterfactual", cf0)}
+  get = lambda m, k: att[m] and att[m][k]
+  out.append(compare(
+      f"The debiased model is harder to attack (targeted PGD, ε {eps}): argmax success",
+      f"argmax success: counterfactual < {cf0} (both Adam); study's pair and p > 0.9 beside",
+      [cf0, cf], get(cf0, "argmax"), get("counterfactual", "argmax"), direction=-1,
+      n_items=n_attacked))
+  out[-1]["measured"] += (f"; study's criterion p > 0.9: {cf0} {_pct(get(cf0, 'prob'))}, "
+                          f"{cf} {_pct(get('counterfactual', 'prob'))}; study's pair: cheater "
+                          f"{_pct(get('cheater', 'prob'))} vs {cf} "
+                          f"{_pct(get('counterfactual', 'prob'))} (study: 98% vs 67%)")
+  out.append(compare(
+      "The debiased model is harder to attack: median minimal ε (scale-free)",
+      f"median minimal ε: counterfactual > {cf0}", [cf0, cf], get(cf0, "min_eps"),
+      get("counterfactual", "min_eps"), direction=1,
+      fmt_value=lambda v: "n/a" if v is None else f"{v[0]:.2f}"))
+  return out
+
+
+def budget(config: dict) -> str:
+  """'20000 digits, 3-4 epochs': a study's training budget, from its config dict."""
+  epochs = sorted({r["train"]["epochs"] for r in config["runs"].values()})
+  span = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+  return (f"{config['data']['train_size']} digits, {span} epochs, {config['num_seeds']} "
+          f"seed(s)")
+
+
+def profile_differences(res, other: dict) -> list:
+  """The findings whose verdicts differ from another study's (matched by claim)."""
+  theirs = {f["claim"]: f for f in other.get("findings") or []}
+  return [{"claim": f["claim"], "here": f["holds"], "there": theirs[f["claim"]]["holds"],
+           "measured_here": f["measured"], "measured_there": theirs[f["claim"]]["measured"]}
+          for f in res["findings"] if f["claim"] in theirs
+          and f["holds"] != theirs[f["claim"]]["holds"]]

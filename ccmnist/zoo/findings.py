@@ -1,0 +1,94 @@
+"""Measured statements of the benchmark, each between two runs that differ in one thing, paired
+by seed, with report/verdicts.py's rule: a difference within 2 standard errors of the paired
+seed differences is not a finding. They read the collected records (collect.py).
+"""
+
+import numpy as np
+
+from ccmnist.report import markdown
+from ccmnist.report import verdicts
+from ccmnist.zoo import entries
+from ccmnist.zoo import plan
+
+pct = markdown.percent
+
+
+def _values(res, key: str, way: str = "val", measure: str = "unbiased"):
+  """Per-seed `measure` of run `key` at its `way`-selected point; None if any is missing."""
+  run = res["runs"].get(key)
+  sel = run and run.get("selection") and run["selection"].get(way)
+  if not sel:
+    return None
+  values = sel["measures"][measure]["values"]
+  return None if any(v is None for v in values) else values
+
+
+def compare(res, key_a: str, key_b: str, *, differ_in: str, kind: str, way: str = "val",
+            measure: str = "unbiased", n_items: int | None = None) -> dict | None:
+  """The paired seed difference b - a of `measure` at each run's `way`-selected grid point, and
+  its verdict (holds True: b is ahead, False: a is ahead, None: within the seed spread); None
+  when either run has no numbers."""
+  a, b = _values(res, key_a, way, measure), _values(res, key_b, way, measure)
+  if a is None or b is None or len(a) != len(b):
+    return None
+  diff = verdicts.paired_difference(a, b)
+  sampling = (verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), n_items)
+              if diff["n"] == 1 and n_items else None)
+  holds, strength = verdicts.decide(diff, direction=1, sampling=sampling)
+  return {"kind": kind, "a": key_a, "b": key_b, "differ_in": differ_in, "measure": measure,
+          "selection": way, "a_mean": float(np.mean(a)), "b_mean": float(np.mean(b)),
+          "diff": diff, "holds": holds, "strength": strength}
+
+
+def _mean(res, key, way="val", measure="unbiased"):
+  """The seed-mean of _values, or None."""
+  v = _values(res, key, way, measure)
+  return None if v is None else float(np.mean(v))
+
+
+def findings(res, bench) -> list:
+  """Measured statements, each between two runs that differ in one thing (see compare):
+
+  per cell (protocol, model, ratio): the leader vs the runner-up and vs ERM (the method alone),
+  the best method told nothing of the bias vs ERM,
+  counterfactual consistency vs its augmentation-only ablation (the loss alone), the grayscale
+  oracle vs the leader (oracle entries are ranked apart); per protocol and model: ERM at the
+  largest vs the smallest ratio (the ratio alone)."""
+  names = [n for n in plan.method_entries(bench)]
+  oracle = {n for n in names if bench.zoo[n].oracle}
+  out = []
+  for protocol, model, ratio in plan.cells(bench):
+    cell = plan.Run(protocol, model, ratio, "").cell
+    n_test = bench.protocols[protocol].data.test_size
+    key = lambda e, cell=cell: f"{cell}/{e}"
+    ranked = sorted((n for n in names if n not in oracle and _mean(res, key(n)) is not None),
+                    key=lambda n: -_mean(res, key(n)))
+    pairs = []
+    if len(ranked) >= 2:
+      pairs.append((ranked[1], ranked[0], "the method", "lead"))
+    if ranked and "erm" in ranked and ranked[0] != "erm" and ranked[1:2] != ["erm"]:
+      pairs.append(("erm", ranked[0], "the method", "over_erm"))
+    unaware = [n for n in ranked if n != "erm" and entries.knows(bench, n).startswith("nothing")]
+    if "erm" in ranked and unaware and ranked[0] != unaware[0]:  # The best told nothing.
+      pairs.append(("erm", unaware[0], "the method (told nothing of the bias)", "unaware"))
+    if "consistency" in names and "cf_augment" in names:
+      pairs.append(("cf_augment", "consistency", "the loss (same recolored partners)",
+                    "loss_vs_data"))
+    for o in sorted(oracle):
+      if ranked:
+        pairs.append((ranked[0], o, "the data (an oracle's)", "oracle"))
+    for a, b, differ_in, kind in pairs:
+      f = compare(res, key(a), key(b), differ_in=differ_in, kind=kind, n_items=n_test)
+      if f is not None:
+        out.append({**f, "cell": cell})
+  if "erm" in names and len(bench.ratios) > 1:
+    hi, lo = max(bench.ratios), min(bench.ratios)
+    for protocol in plan.protocol_names(bench):
+      for model in plan.models_of(bench.protocols[protocol]):
+        a = plan.Run(protocol, model, lo, "erm").key
+        b = plan.Run(protocol, model, hi, "erm").key
+        f = compare(res, a, b, differ_in=f"the ratio ({pct(lo)} vs {pct(hi)})", kind="ratio",
+                    n_items=bench.protocols[protocol].data.test_size)
+        if f is not None:
+          out.append({**f, "cell": f"{protocol}/{model}"})
+  return out

@@ -1,0 +1,134 @@
+"""The study's report in pieces: markdown helpers, the per-seed record, findings and sections on
+hand-made records, and that only the collect modules read what the stages wrote."""
+
+import ast
+import pathlib
+
+import pytest
+
+from ccmnist.report import collect
+from ccmnist.report import findings
+from ccmnist.report import markdown
+from ccmnist.report import sections
+from ccmnist.util import stats
+from configs import study as study_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+ENV = {"jax": "J", "flax": "F", "optax": "O", "python": "P", "platform": "L", "device": "cpu X",
+       "device_count": 2}
+
+
+def test_fmt_and_vs_write_percent_with_the_seed_spread():
+  assert markdown.fmt(0.8523) == "85.2"
+  assert markdown.fmt({"mean": 0.5, "std": 0.0123, "n": 3}) == "50.0 ± 1.2"
+  assert markdown.fmt({"mean": 0.5, "std": 0.0123, "n": 1}) == "50.0"  # One seed: no spread.
+  assert markdown.fmt(None) == "n/a" and markdown.fmt({"mean": None, "std": None}) == "n/a"
+  assert markdown.fmt(2.5, pct=False, digits=2) == "2.50"
+  assert markdown.vs(0.5, 0.6) == "50.0 (study: 60.0)"
+  assert markdown.vs(0.5, None) == "50.0"
+  assert markdown.mean_percent([0.2, 0.3]) == "25.0%" and markdown.mean_percent(None) == "n/a"
+  assert markdown.percent(0.05) == "5%" and markdown.percent(0.005) == "0.5%"
+
+
+def test_table_figure_and_the_made_lines():
+  assert markdown.table(["a", "b"], [[1, "x"]]) == ["| a | b |", "|---|---|", "| 1 | x |", ""]
+  assert markdown.table(["a"], []) == ["| a |", "|---|", ""]
+  assert markdown.heading("T", "intro") == ["## T", "", "intro", ""]
+  times = {"train": {"seconds": 1.25}, "report": {"seconds": 0.5}}
+  assert markdown.stage_table(times)[-2:] == ["| total | 1.8 |", ""]
+  assert markdown.stage_table(times)[2] == "| train | 1.2 |"
+  lines = markdown.environment_lines(ENV, "2020-01-01 00:00:00")
+  assert lines == ["- jax J, flax F, optax O, Python P, cpu X x2, L.",
+                   "- generated 2020-01-01 00:00:00.", ""]
+  env = markdown.environment()
+  assert set(env) == set(ENV) and env["device_count"] >= 1
+
+
+def test_a_figure_is_linked_only_when_its_file_exists(tmp_path):
+  assert markdown.figure(tmp_path, "figures/a.png", "A") == []
+  (tmp_path / "figures").mkdir()
+  (tmp_path / "figures" / "a.png").write_bytes(b"png")
+  assert markdown.figure(tmp_path, "figures/a.png", "A") == ["![A](figures/a.png)", "*A*", ""]
+
+
+def test_over_seeds_keeps_each_seed_in_place_and_skips_missing_ones():
+  got = stats.over_seeds([0.5, None, 0.7])
+  assert got["values"] == [0.5, None, 0.7] and got["n"] == 2
+  assert got["mean"] == pytest.approx(0.6) and got["std"] == pytest.approx(0.02 ** 0.5)
+  assert stats.over_seeds([None]) == {"mean": None, "std": None, "n": 0, "values": [None]}
+
+
+def _point(lam, **acc):
+  return {"lam": lam, "accuracy": {k: {"mean": v, "std": 0.0, "n": 1} for k, v in acc.items()}}
+
+
+def test_model_selection_picks_each_criterions_best_grid_point():
+  run = {"downstream_lam": 0.5, "grid": [
+      _point(0.0, test_hard=0.2, val=0.9, val_unbiased=0.3),
+      _point(0.5, test_hard=0.8, val=0.7, val_unbiased=0.6),
+      _point(1.0, test_hard=0.6, val=0.8)]}
+  sel = collect.model_selection(run)
+  assert {k: s["lam"] for k, s in sel.items()} == {"test_hard": 0.5, "val": 0.0,
+                                                    "val_unbiased": 0.5}
+  assert sel["val"]["test_hard"]["mean"] == 0.2  # What choosing on val would report.
+  assert collect.point_at(run)["lam"] == 0.5 and collect.point_at(run, 1.0)["lam"] == 1.0
+
+
+def test_budget_and_verdict_differences_with_another_study():
+  config = {"data": {"train_size": 400}, "num_seeds": 2,
+            "runs": {"a": {"train": {"epochs": 3}}, "b": {"train": {"epochs": 4}}}}
+  assert findings.budget(config) == "400 digits, 3-4 epochs, 2 seed(s)"
+  here = {"findings": [{"claim": "x", "holds": True, "measured": "m1"},
+                       {"claim": "y", "holds": None, "measured": "m2"},
+                       {"claim": "z", "holds": False, "measured": "m3"}]}
+  there = {"findings": [{"claim": "x", "holds": True, "measured": "n1"},
+                        {"claim": "y", "holds": False, "measured": "n2"}]}
+  diffs = findings.profile_differences(here, there)
+  assert diffs == [{"claim": "y", "here": None, "there": False, "measured_here": "m2",
+                    "measured_there": "n2"}]
+
+
+def test_render_writes_every_finding_and_the_made_section_from_the_record_alone(tmp_path):
+  study = study_config.get_config("tiny")
+  found = findings.finding("claim A", "rule A", ["r"], "measured A", [[0.95]],
+                           lambda: (True, "1 seed: indicative"))
+  missing = findings.finding("claim B", "rule B", ["r"], "n/a", [None], lambda: (True, ""))
+  assert missing["holds"] is None and missing["strength"] == "not measured"
+  res = {"runs": {}, "model_selection": {}, "findings": [found, missing],
+         "stages": {"report": {"seconds": 0.5}}, "environment": ENV,
+         "generated": "2020-01-01 00:00:00"}
+  md = sections.render(res, study, tmp_path)  # An empty workdir: nothing is read from it.
+  assert "| claim A | rule A | r | measured A | holds (1 seed: indicative) |" in md
+  assert "| claim B | rule B | r | n/a | not measured |" in md
+  assert "## 1. The cheater" not in md  # No run, no section.
+  assert "- jax J, flax F, optax O, Python P, cpu X x2, L." in md
+  assert "| report | 0.5 |" in md and "| total | 0.5 |" in md
+
+
+# Calls that read what the stages wrote; only the collect modules make them.
+READERS = {"read_json", "read_text", "read_bytes", "read_curves", "load_config",
+           "load_predictions", "read_stage_times", "read_selection", "open", "load"}
+
+
+def readers_called(path: pathlib.Path) -> set:
+  """The names of READERS that a module calls."""
+  out = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Call):
+      f = node.func
+      name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+      if name in READERS:
+        out.add(name)
+  return out
+
+
+@pytest.mark.parametrize("module", [
+    "report/findings.py", "report/sections.py", "report/markdown.py", "report/report.py",
+    "zoo/findings.py", "zoo/sections.py", "zoo/entries.py", "zoo/report.py"])
+def test_only_the_collect_modules_read_the_workdir(module):
+  assert readers_called(REPO / "ccmnist" / module) == set()
+
+
+def test_the_collect_modules_are_where_the_workdir_is_read():
+  assert {"read_json", "read_curves"} <= readers_called(REPO / "ccmnist/report/collect.py")
+  assert "read_json" in readers_called(REPO / "ccmnist/zoo/collect.py")

@@ -1,0 +1,112 @@
+"""The benchmark's report in pieces: a run's record, the comparisons between runs, and the cells
+and statements written from hand-made records."""
+
+import json
+
+import pytest
+
+from ccmnist.zoo import collect
+from ccmnist.zoo import entries
+from ccmnist.zoo import findings
+from ccmnist.zoo import plan
+from ccmnist.zoo import published
+from ccmnist.zoo import sections
+from configs import zoo as zoo_config
+
+
+def small_bench():
+  c = zoo_config.get_config("tiny")
+  with c.unlocked():
+    c.methods = "erm,groupdro,jtt,grayscale"
+    c.run_protocols = "study"
+  return c
+
+
+def _stat(values):
+  mean = sum(values) / len(values)
+  return {"mean": mean, "std": 0.0, "n": len(values), "values": values}
+
+
+def _run(values, lams=(0.0,), status="done"):
+  """A collected run record whose val selection measured `values` (unbiased, per seed)."""
+  sel = {"lam": lams[0], "measures": {m: _stat(values) for m in (
+      "unbiased", "aligned", "conflicting", "worst_group", "test_hard")}}
+  return {"status": status, "lam_grid": list(lams),
+          "selection": {"val": sel, "val_unbiased": {**sel, "lam": lams[-1]}}}
+
+
+def hand_made(bench, values: dict) -> dict:
+  cell = plan.Run("study", "cheater", 0.05, "").cell
+  return {"runs": {f"{cell}/{e}": _run(v) for e, v in values.items()}}
+
+
+VALUES = {"erm": [0.20, 0.22], "groupdro": [0.60, 0.63], "jtt": [0.40, 0.41],
+          "grayscale": [0.90, 0.91]}
+
+
+def test_findings_compare_the_leader_erm_the_best_told_nothing_and_the_oracle():
+  bench = small_bench()
+  got = findings.findings(hand_made(bench, VALUES), bench)
+  pairs = [(f["kind"], f["a"].rsplit("/", 1)[1], f["b"].rsplit("/", 1)[1]) for f in got]
+  assert pairs == [("lead", "jtt", "groupdro"), ("over_erm", "erm", "groupdro"),
+                   ("unaware", "erm", "jtt"), ("oracle", "groupdro", "grayscale")]
+  assert all(f["holds"] is True and f["cell"] == "study/cheater/rho0.95" for f in got)
+  assert got[0]["diff"]["mean"] == pytest.approx(0.21)
+  # A run without numbers leaves its comparisons out.
+  fewer = findings.findings(hand_made(bench, {"erm": VALUES["erm"]}), bench)
+  assert fewer == []
+
+
+def test_statements_say_who_is_ahead_by_how_much():
+  bench = small_bench()
+  res = hand_made(bench, VALUES)
+  res["findings"] = findings.findings(res, bench)
+  text = sections.statement(res["findings"][0], entries.titles_of(bench))
+  assert text.startswith(f"study/cheater/rho0.95: {bench.zoo.groupdro.title} 61.5% vs "
+                         f"{bench.zoo.jtt.title} 40.5%")
+  assert "is ahead by 21.0 points" in text
+  lines = []
+  sections.section_statements(res, bench, lines)
+  assert "Findings: 4 of 4 comparisons." in lines[2]
+
+
+def test_cells_say_why_a_run_has_no_number():
+  assert sections.cell_unbiased({"status": "failed", "error": "Loss became nan"}) == "diverged"
+  assert sections.cell_unbiased({"status": "failed", "error": "needs the erm run"}) == "failed"
+  assert sections.cell_unbiased({"status": "missing"}) == "—"
+  run = _run([0.5, 0.6], lams=(0.1, 1.0))
+  assert sections.cell_unbiased(run) == "55.0 ± 0.0"
+  assert sections.cell_groups(run) == " / ".join(["55.0 ± 0.0"] * 4)
+  assert sections.cell_selections(run) == "55.0 ± 0.0 · 55.0 ± 0.0 · n/a (λ 0.1 · 1 · n/a)"
+
+
+def test_figure_panels_hold_each_entrys_val_selected_mean():
+  bench = small_bench()
+  panels = sections.figure_panels(hand_made(bench, VALUES), bench)
+  ratios, means, _ = panels["study / cheater"]["groupdro"]
+  assert ratios == [0.05] and means == [pytest.approx(0.615)]
+
+
+def test_a_runs_record_says_failed_or_missing_from_its_files(tmp_path):
+  bench = small_bench()
+  run = plan.all_runs(bench)[0]
+  assert collect.collect_run(bench, tmp_path, run, {})["status"] == "missing"
+  rdir = plan.run_dir(tmp_path, run)
+  rdir.mkdir(parents=True)
+  (rdir / collect.FAILED_FILE).write_text(json.dumps({"error": "Loss became inf"}))
+  record = collect.collect_run(bench, tmp_path, run, {})
+  assert record["status"] == "failed" and record["error"] == "Loss became inf"
+  assert record["entry"] == run.entry and record["dir"] == str(rdir.relative_to(tmp_path))
+
+
+def test_an_entry_that_is_not_a_training_method_is_described_as_one():
+  bench = zoo_config.get_config("tiny")
+  assert entries.method_of(bench, "dfr") is entries.KIND_METHODS["dfr"]
+  assert entries.knows(bench, "erm").startswith("nothing")
+  assert entries.titles_of(bench)["erm"] == bench.zoo.erm.title
+
+
+def test_published_ratio_names_the_papers_ratio_or_none():
+  assert published.published_ratio(0.05) == 0.05
+  assert published.published_ratio(1 - 0.995) == 0.005
+  assert published.published_ratio(0.3) is None
