@@ -15,6 +15,7 @@ import pathlib
 
 import ml_collections
 
+from ccmnist.train import config as config_lib
 from ccmnist.train import runs
 from ccmnist.util import io
 
@@ -26,15 +27,10 @@ TRAIN_RUNS = ("cheater", "gradient_penalty", "counterfactual", "color_gradient_p
 def run_config(study, name: str) -> ml_collections.ConfigDict:
   """The ordinary training config of run `name` of the study (locked)."""
   run = study.runs[name]
-  c = ml_collections.ConfigDict()
-  c.seed = study.seed
-  c.num_seeds = study.num_seeds
-  c.data = ml_collections.ConfigDict(study.data.to_dict())
-  c.data.update(run.data_overrides.to_dict())
-  for part in ("model", "loss", "optim", "train"):
-    c[part] = ml_collections.ConfigDict(run[part].to_dict())
-  c.lock()
-  return c
+  return config_lib.training_config(
+      seed=study.seed, num_seeds=study.num_seeds,
+      data={**study.data.to_dict(), **run.data_overrides.to_dict()},
+      model=run.model, loss=run.loss, optim=run.optim, train=run.train)
 
 
 def run_dir(workdir, name: str) -> pathlib.Path:

@@ -48,26 +48,14 @@ def read_selection(workdir) -> dict:
   return io.read_json(pathlib.Path(workdir) / SELECTION_FILE, default={})
 
 
-# Entries that are not a training method (config.zoo.<entry>.kind), described as one.
-KIND_METHODS = {"dfr": methods_lib.Method(
-    name="dfr", loss=None,
-    summary="the needed run's last layer refit on a group-balanced subset of val_balanced",
-    paper="Kirichenko et al. 2022, 'Last Layer Re-Training is Sufficient for Robustness to "
-          "Spurious Correlations'",
-    knows="the group (digit x color aligned or not) of every held-out val_balanced example",
-    lam_means="L2 strength per example of the head's refit")}
-
-
 def knows(bench, entry: str) -> str:
   e = bench.zoo[entry]
   return e.knows or method_of(bench, entry).knows
 
 
 def method_of(bench, entry: str):
-  """The methods.Method an entry trains with (KIND_METHODS' for refits)."""
+  """The methods.Method an entry trains (or refits) with."""
   e = bench.zoo[entry]
-  if e.kind in KIND_METHODS:
-    return KIND_METHODS[e.kind]
   try:
     return methods_lib.get(e.loss)
   except ValueError:
@@ -80,7 +68,7 @@ def collect_run(bench, workdir, run: plan.Run, selection: dict) -> dict:
   rdir = plan.run_dir(workdir, run)
   entry = bench.zoo[run.entry]
   out = {"protocol": run.protocol, "model": run.model, "ratio": run.ratio, "rho": run.rho,
-         "entry": run.entry, "loss": entry.loss, "kind": entry.kind,
+         "entry": run.entry, "loss": entry.loss, "kind": plan.kind_of(bench, run.entry),
          "dir": str(rdir.relative_to(workdir)), "status": "missing"}
   failed = io.read_json(rdir / FAILED_FILE)
   if failed is not None:
@@ -109,7 +97,8 @@ def planned_runs(bench) -> list:
   for run in plan.all_runs(target):
     entry = target.zoo[run.entry]
     config = plan.run_config(target, run, ".")
-    out.append({"key": run.key, "model": run.model, "loss": entry.loss, "kind": entry.kind,
+    out.append({"key": run.key, "model": run.model, "loss": entry.loss,
+                "kind": plan.kind_of(target, run.entry),
                 "examples": cost_lib.examples(config)})
   return out
 
