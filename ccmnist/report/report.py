@@ -116,7 +116,7 @@ def environment() -> dict:
 
 def collect(study, workdir) -> dict:
   workdir = pathlib.Path(workdir)
-  runs = {n: collect_run(study, workdir, n) for n in layout.TRAIN_RUNS}
+  runs = {n: collect_run(study, workdir, n) for n in layout.train_runs(study)}
   runs = {n: r for n, r in runs.items() if r is not None}
   return {
       "config": study.to_dict(),
