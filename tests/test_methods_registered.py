@@ -36,13 +36,15 @@ def grid_of(method) -> tuple:
 
 def tiny_config(name, *, seed=0, num_seeds=1, lam=0.0, grid=(), settings=None):
   """The tiny config (128 train digits, 2 epochs) of method `name`, locked: the benchmark's
-  warmup, so a method that anneals trains both sides of it."""
+  optimizer (Adam, lr 1e-3, under which a few steps move every method's params) and warmup,
+  so a method that anneals trains both sides of it."""
   method = methods.get(name)
   c = common.train_config("tiny")
   c.data.train_size = 128
   c.seed, c.num_seeds, c.loss.name, c.loss.lam, c.loss.lam_grid = seed, num_seeds, name, lam, grid
   c.loss.warmup_epochs = method.benchmark.warmup_epochs if method.benchmark else 0
   c.loss.settings = ml_collections.ConfigDict(settings or {})
+  c.optim.name = "adam"
   c.lock()
   return c
 

@@ -198,7 +198,7 @@ def check_entry(bench, name: str) -> None:
   unknown = sorted(set(entry.settings) - set(method.defaults))
   if unknown:
     raise ValueError(f"config.zoo.{name}.settings.{unknown[0]} is not a setting of "
-                     f"{method.name!r}'s refit (its settings: {', '.join(method.defaults)}).")
+                     f"{method.name!r} (its settings: {', '.join(method.defaults)}).")
   split = entry.settings.get("split", method.defaults["split"])
   for p in protocol_names(bench):
     size = bench.protocols[p].data.get(f"{split}_size", 0)
