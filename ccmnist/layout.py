@@ -15,26 +15,27 @@ import pathlib
 
 import ml_collections
 
+from ccmnist.train import config as config_lib
 from ccmnist.train import runs
 from ccmnist.util import io
 
-# The training runs of a study, in the order they are trained and reported.
-TRAIN_RUNS = ("cheater", "gradient_penalty", "counterfactual", "color_gradient_penalty",
-              "erm_adam", "erm_momentum")
+def train_runs(study) -> tuple:
+  """The training runs of a study (config.runs), in the order they are trained and reported
+  (config.train_runs)."""
+  names = tuple(study.train_runs)
+  if sorted(names) != sorted(study.runs):
+    raise ValueError(f"config.train_runs {names} must name every run of config.runs once: "
+                     f"{', '.join(sorted(study.runs))}.")
+  return names
 
 
 def run_config(study, name: str) -> ml_collections.ConfigDict:
   """The ordinary training config of run `name` of the study (locked)."""
   run = study.runs[name]
-  c = ml_collections.ConfigDict()
-  c.seed = study.seed
-  c.num_seeds = study.num_seeds
-  c.data = ml_collections.ConfigDict(study.data.to_dict())
-  c.data.update(run.data_overrides.to_dict())
-  for part in ("model", "loss", "optim", "train"):
-    c[part] = ml_collections.ConfigDict(run[part].to_dict())
-  c.lock()
-  return c
+  return config_lib.training_config(
+      seed=study.seed, num_seeds=study.num_seeds,
+      data={**study.data.to_dict(), **run.data_overrides.to_dict()},
+      model=run.model, loss=run.loss, optim=run.optim, train=run.train)
 
 
 def run_dir(workdir, name: str) -> pathlib.Path:
@@ -66,11 +67,12 @@ def model_key(name: str, lam: float | None = None) -> str:
   return name if lam is None else f"{name}@{lam:g}"
 
 
-def parse_model(spec: str) -> tuple:
-  """'name' -> (name, None); 'name@0.5' -> (name, 0.5)."""
+def parse_model(study, spec: str) -> tuple:
+  """'name' -> (name, None); 'name@0.5' -> (name, 0.5): a run of the study, and a lambda."""
   name, sep, lam = spec.strip().partition("@")
-  if name not in TRAIN_RUNS:
-    raise ValueError(f"Unknown run {name!r} in the study config; known runs: {TRAIN_RUNS}.")
+  if name not in train_runs(study):
+    raise ValueError(f"Unknown run {name!r} in the study config; known runs: "
+                     f"{train_runs(study)}.")
   try:
     return name, float(lam) if sep else None
   except ValueError:
@@ -83,7 +85,7 @@ def downstream_runs(study, workdir, names: str) -> dict:
   'name@lambda')."""
   out = {}
   for spec in (n for n in names.split(",") if n.strip()):
-    name, lam = parse_model(spec)
+    name, lam = parse_model(study, spec)
     out[model_key(name, lam)] = (run_dir(workdir, name), selected_replica(study, name, lam))
   return out
 

@@ -52,7 +52,7 @@ def stage_train(study, workdir, *, name: str) -> bool:
 
 def stage_evaluate(study, workdir) -> bool:
   ran = False
-  for name in layout.TRAIN_RUNS:
+  for name in layout.train_runs(study):
     if not (layout.run_dir(workdir, name) / "eval.json").exists():
       # Figures of the replica that stands for the method downstream (the study's lambda).
       eval_run.evaluate_run(layout.run_dir(workdir, name),
@@ -76,34 +76,38 @@ def stage_report(study, workdir) -> bool:
   return True
 
 
-# Every stage, in the order it runs: name -> stage(study, workdir) -> whether it ran.
-STAGES = {
-    "data": stage_data,
-    **{name: functools.partial(stage_train, name=name) for name in layout.TRAIN_RUNS},
-    "evaluate": stage_evaluate,
-    "interpret": functools.partial(stage_analysis, name="interpret",
-                                   analyse=interpret_run.interpret_runs),
-    "attack": functools.partial(stage_analysis, name="attack", analyse=attack_run.attack_runs),
-    "report": stage_report,
-}
+def stage_table(study) -> dict:
+  """Every stage, in the order it runs: name -> stage(study, workdir) -> whether it ran; a
+  training stage per run of the study (layout.train_runs)."""
+  return {
+      "data": stage_data,
+      **{name: functools.partial(stage_train, name=name) for name in layout.train_runs(study)},
+      "evaluate": stage_evaluate,
+      "interpret": functools.partial(stage_analysis, name="interpret",
+                                     analyse=interpret_run.interpret_runs),
+      "attack": functools.partial(stage_analysis, name="attack", analyse=attack_run.attack_runs),
+      "report": stage_report,
+  }
 
 
 def selected_stages(study) -> tuple:
+  table = stage_table(study)
   if not study.only:
-    return tuple(STAGES)
+    return tuple(table)
   names = tuple(s.strip() for s in study.only.split(",") if s.strip())
-  unknown = [s for s in names if s not in STAGES]
+  unknown = [s for s in names if s not in table]
   if unknown:
-    raise ValueError(f"config.only names unknown stages {unknown}; stages: {', '.join(STAGES)}.")
+    raise ValueError(f"config.only names unknown stages {unknown}; stages: {', '.join(table)}.")
   return names
 
 
 def stage_inputs(study, stage: str) -> tuple:
   """The training runs whose outputs `stage` reads."""
   if stage == "evaluate":
-    return layout.TRAIN_RUNS
+    return layout.train_runs(study)
   if stage in ("interpret", "attack"):
-    names = (layout.parse_model(m)[0] for m in study[stage].models.split(",") if m.strip())
+    names = (layout.parse_model(study, m)[0] for m in study[stage].models.split(",")
+             if m.strip())
     return tuple(dict.fromkeys(names))
   return ()
 
@@ -115,7 +119,7 @@ def check_stage_inputs(study, workdir, stages: tuple) -> None:
     missing = [name for name in stage_inputs(study, stage) if name not in stages[:i]
                and not (layout.run_dir(workdir, name) / "results.json").exists()]
     if missing:
-      both = sorted({*missing, *stages}, key=list(STAGES).index)
+      both = sorted({*missing, *stages}, key=list(stage_table(study)).index)
       raise ValueError(
           f"stage {stage} needs the trained runs {', '.join(missing)}, which {workdir} does not "
           f"hold yet; run them first (--config.only={','.join(missing)}), or together "
@@ -123,7 +127,7 @@ def check_stage_inputs(study, workdir, stages: tuple) -> None:
 
 
 def check_study_config(study) -> None:
-  for name in layout.TRAIN_RUNS:
+  for name in layout.train_runs(study):
     runs_lib.check_config(layout.run_config(study, name))
   layout.downstream_runs(study, ".", study.interpret.models)
   layout.downstream_runs(study, ".", study.attack.models)
@@ -144,14 +148,14 @@ def run_study(study, workdir) -> dict:
 
 
 def _run_stages(study, workdir) -> dict:
-  stages = selected_stages(study)
+  stages, table = selected_stages(study), stage_table(study)
   check_stage_inputs(study, workdir, stages)
   times = layout.read_stage_times(workdir)
   t_start = time.perf_counter()
   for i, stage in enumerate(stages):
     t0 = time.perf_counter()
     logging.info("[study %d/%d] stage %s ...", i + 1, len(stages), stage)
-    ran = STAGES[stage](study, workdir)
+    ran = table[stage](study, workdir)
     dt = time.perf_counter() - t0
     if ran:
       times[stage] = {"seconds": dt, "device": jax.devices()[0].device_kind,

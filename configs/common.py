@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from ccmnist.train import config as config_lib
+
 SIZES = ("full", "quick", "tiny")
 
 
@@ -67,26 +69,18 @@ def train_config(size: str | None = "full") -> ml_collections.ConfigDict:
   size = size or "full"
   if size not in SIZES:
     raise ValueError(f"Unknown size {size!r}; use one of {SIZES}.")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.num_seeds = 1  # Replicas trained in one program (vmap); seeds seed .. seed+num_seeds-1.
-  c.data = data_config(size)
-  # conv_impl: 's2d' (fastest on XLA:CPU), 'lax' or 'patches'; same numbers
-  # (ccmnist/models/layers.py).
-  c.model = ml_collections.ConfigDict(dict(name="cheater", conv_impl="s2d"))
-  # name: a method of ccmnist/train/methods; settings: its own settings (empty: its defaults).
-  c.loss = ml_collections.ConfigDict(dict(
-      name="erm", lam=0.0, lam_grid=(), warmup_epochs=0, grad_scale="unit",
-      settings=ml_collections.ConfigDict()))
-  c.optim = ml_collections.ConfigDict(dict(
-      name="sgd", lr=1e-3, momentum=0.0, weight_decay=0.0, schedule="constant",
-      warmup_steps=0))
-  c.train = ml_collections.ConfigDict(dict(
-      epochs=10, batch_size=64, eval_batch_size=1000, log_every_steps=200,
-      data_parallel=False,  # True: each batch split over every device (train/parallel.py).
-      # The test and validation splits are evaluated after every epoch; the train split, which
-      # costs as much as both test sets, after the last one only unless this is True.
-      eval_train_every_epoch=False))
+  # Its fields: ccmnist/train/config.py.
+  c = config_lib.training_config(
+      seed=0, num_seeds=1, data=data_config(size), model=dict(name="cheater"),
+      optim=dict(name="sgd", lr=1e-3, momentum=0.0, weight_decay=0.0, schedule="constant",
+                 warmup_steps=0),
+      train=dict(
+          epochs=10, batch_size=64, eval_batch_size=1000, log_every_steps=200,
+          data_parallel=False,  # True: each batch split over every device (train/parallel.py).
+          # The test and validation splits are evaluated after every epoch; the train split,
+          # which costs as much as both test sets, after the last one only unless this is True.
+          eval_train_every_epoch=False),
+      lock=False)
   if size == "quick":
     # Plain SGD at the study's lr 1e-3 stays on its initial plateau for the ~1k steps a quick
     # run has; 10x the rate keeps lr x steps near the full run's.

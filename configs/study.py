@@ -63,20 +63,24 @@ def get_config(arg=None):
   c.data.train_size = {"full": 54_000, "quick": 20_000, "tiny": 400}[variant]
   c.data.val_size = {"full": 5_000, "quick": 2_000, "tiny": 60}[variant]
   c.data.val_unbiased_size = {"full": 1_000, "quick": 1_000, "tiny": 40}[variant]
-  c.runs = ml_collections.ConfigDict()
-  c.runs.cheater = _run(cheater.get_config(size))
-  c.runs.gradient_penalty = _run(gradient_penalty.get_config(size),
-                                 lam_grid=(0.0, 0.05, 0.1, 0.2, 0.5))
-  c.runs.counterfactual = _run(counterfactual.get_config(size),
-                               lam_grid=(0.0, 0.1, 0.25, 0.5, 1.0, 2.0))
+  # The training runs, in the order they are trained and reported.
+  runs = {
+      "cheater": _run(cheater.get_config(size)),
+      "gradient_penalty": _run(gradient_penalty.get_config(size),
+                               lam_grid=(0.0, 0.05, 0.1, 0.2, 0.5)),
+      "counterfactual": _run(counterfactual.get_config(size),
+                             lam_grid=(0.0, 0.1, 0.25, 0.5, 1.0, 2.0)),
+      "color_gradient_penalty": _run(color_gradient_penalty.get_config(size),
+                                     lam_grid=(0.0, 0.05, 0.1, 0.2, 0.5)),
+      "erm_adam": _run(erm_adam.get_config(size)),
+      "erm_momentum": _run(erm_adam.get_config(f"momentum,{variant}")),
+  }
   # The study names no optimizer for its counterfactual run; with plain SGD lr 1e-3 the
   # consistency term can start while the model is still on its initial plateau. This study runs
   # Adam, and its erm_adam control shows how much of that is the optimizer alone.
-  c.runs.counterfactual.optim.update(dict(name="adam", lr=1e-3, momentum=0.0))
-  c.runs.color_gradient_penalty = _run(color_gradient_penalty.get_config(size),
-                                       lam_grid=(0.0, 0.05, 0.1, 0.2, 0.5))
-  c.runs.erm_adam = _run(erm_adam.get_config(size))
-  c.runs.erm_momentum = _run(erm_adam.get_config(f"momentum,{variant}"))
+  runs["counterfactual"].optim.update(dict(name="adam", lr=1e-3, momentum=0.0))
+  c.runs = ml_collections.ConfigDict(runs)
+  c.train_runs = tuple(runs)  # Their order (a ConfigDict lists its keys sorted).
   # Every lambda grid starts at 0, the control that differs from the method in the method alone.
   # Which grid point stands for a debiasing method downstream (interpret, attack): the study's.
   c.downstream_lam = ml_collections.ConfigDict(dict(

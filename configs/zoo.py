@@ -30,6 +30,7 @@ by a short cost probe each); 'tiny' synthetic digits, for tests.
 
 import ml_collections
 
+from ccmnist.train import methods
 from ccmnist.zoo import published
 from configs import common
 
@@ -45,63 +46,51 @@ SIZES = {
     "tiny": dict(train_size=400, val_size=60, val_unbiased_size=40, val_balanced_size=60,
                  test_size=100),
 }
-# Every method of the zoo, in report order.
-ZOO = ("erm", "gradient_penalty", "consistency", "groupdro", "reweight", "balanced_sampling",
-       "dfr", "irm", "vrex", "jtt", "lff", "eiil", "random_recolor", "cf_augment", "grayscale")
-
-
 def _entry(loss, grid=(0.0,), *, title="", settings=None, data=None, needs="", needs_setting="",
-           kind="train", warmup_epochs=0, epochs_fraction=1.0, knows="", oracle=False):
-  """One method of the benchmark's table.
+           warmup_epochs=0, epochs_fraction=1.0, knows="", oracle=False):
+  """One entry of the benchmark's table.
 
-  loss: its config.loss.name; grid: its lambda grid (what lambda means: the method's lam_means);
-  settings: config.loss.settings; data: data-config overrides (the grayscale oracle's);
-  needs: an entry whose run (same protocol, model, ratio, data and seeds) is trained first;
-  needs_setting: the setting that receives that run's workdir ('' when none does); kind: 'train'
-  (train_and_evaluate) or 'dfr' (a last-layer refit of the needed run, lambda grid = its
-  regularization grid); warmup_epochs: config.loss.warmup_epochs; epochs_fraction: the share of
-  the protocol's epochs the run trains (an identification run's early stop); knows: what it
-  knows about the bias when not its method's `knows` (data overrides know something too);
-  oracle: it knows what no practitioner does (the report ranks it apart).
+  loss: its config.loss.name (a method of the registry; its kind, methods.Method.kind, says
+  whether the entry trains or refits a trained run); grid: its lambda grid (what lambda means:
+  the method's lam_means); settings: config.loss.settings; data: data-config overrides (the
+  grayscale oracle's); needs: an entry whose run (same protocol, model, ratio, data and seeds)
+  is trained first (the run a refit refits); needs_setting: the setting that receives that
+  run's workdir ('' when none does); warmup_epochs: config.loss.warmup_epochs; epochs_fraction:
+  the share of the protocol's epochs the run trains (an identification run's early stop);
+  knows: what it knows about the bias when not its method's `knows` (data overrides know
+  something too); oracle: it knows what no practitioner does (the report ranks it apart).
   """
   return ml_collections.ConfigDict(dict(
       loss=loss, lam_grid=tuple(float(g) for g in grid), title=title or loss,
       settings=ml_collections.ConfigDict(settings or {}),
       data=ml_collections.ConfigDict(data or {}), needs=needs, needs_setting=needs_setting,
-      kind=kind, warmup_epochs=warmup_epochs, epochs_fraction=epochs_fraction, knows=knows,
+      warmup_epochs=warmup_epochs, epochs_fraction=epochs_fraction, knows=knows,
       oracle=oracle))
 
 
-def zoo(size: str) -> ml_collections.ConfigDict:
-  """The method table of a size: entry name -> _entry(...). A new method is one entry here.
+def method_entries(size: str) -> dict:
+  """{name: _entry} of every registered method with a benchmark entry (methods.Method.benchmark:
+  its title, grids, warmup and needs, declared in its module), in the registry's order."""
+  out = {}
+  for name, method in methods.METHODS.items():
+    b = method.benchmark
+    if b is not None:
+      out[name] = _entry(name, b.grid_of(size), title=b.title, needs=b.needs,
+                         needs_setting=method.reference, warmup_epochs=b.warmup_epochs)
+  return out
 
-  Each quick grid is a subset of the full one; the IRM family's is its weakest penalty, since
-  the stronger ones collapse the few epochs of quick to chance. A method whose lambda is unused
-  has one point.
+
+# The entries that are not a method of their own, after the methods in report order.
+EXTRA = ("grayscale",)
+
+
+def zoo(size: str) -> ml_collections.ConfigDict:
+  """The table of a size: entry name -> _entry(...): every method's (method_entries), and the
+  grayscale oracle and the identification run.
+
+  Each quick grid is a subset of the full one; a method whose lambda is unused has one point.
   """
-  full = size == "full"
-  pick = lambda full_grid, quick_grid: full_grid if full else quick_grid
-  z = ml_collections.ConfigDict()
-  z.erm = _entry("erm", title="ERM")
-  z.gradient_penalty = _entry("gradient_penalty", pick((10.0, 100.0, 1000.0), (100.0,)),
-                              title="input-gradient penalty (the study's)")
-  z.consistency = _entry("consistency", pick((0.1, 0.5, 2.0), (0.5, 2.0)),
-                         title="counterfactual consistency (the study's)")
-  z.groupdro = _entry("groupdro", pick((0.001, 0.01, 0.1), (0.01, 0.1)), title="Group DRO")
-  z.reweight = _entry("reweight", title="group reweighting")
-  z.balanced_sampling = _entry("balanced_sampling", title="group-balanced sampling")
-  # DFR's lambda: the L2 strength per example of the refit (sklearn's C = 1 / (lambda * n)).
-  z.dfr = _entry("dfr", pick((1e-3, 1e-2, 1e-1), (1e-3, 1e-2)), title="DFR (last layer refit)",
-                 needs="erm", kind="dfr")
-  z.irm = _entry("irm", pick((10.0, 100.0, 1000.0), (10.0,)), title="IRMv1", warmup_epochs=1)
-  z.vrex = _entry("vrex", pick((10.0, 100.0, 1000.0), (10.0,)), title="V-REx", warmup_epochs=1)
-  z.jtt = _entry("jtt", pick((5.0, 20.0, 50.0), (20.0,)), title="JTT", needs="identify",
-                 needs_setting="reference")
-  z.lff = _entry("lff", title="LfF")
-  z.eiil = _entry("eiil", pick((10.0, 100.0, 1000.0), (10.0,)), title="EIIL", needs="identify",
-                  needs_setting="reference", warmup_epochs=1)
-  z.random_recolor = _entry("random_recolor", title="random recoloring")
-  z.cf_augment = _entry("cf_augment", title="counterfactual augmentation (no consistency)")
+  z = ml_collections.ConfigDict(method_entries(size))
   z.grayscale = _entry("erm", title="grayscale oracle (ERM on grey digits)",
                        data={"grayscale": True}, oracle=True,
                        knows="that the bias is color: train and test digits are made grey")
@@ -109,6 +98,10 @@ def zoo(size: str) -> ml_collections.ConfigDict:
   # for a fifth of the epochs (JTT's early-stopped identification model).
   z.identify = _entry("erm", title="ERM identification run (JTT, EIIL)", epochs_fraction=0.2)
   return z
+
+
+# Every entry of the benchmark, in report order: the registry's methods, then EXTRA.
+ZOO = tuple(method_entries("full")) + EXTRA
 
 
 def _protocol(size: str, *, title, data, models, optim, train, follows=""):

@@ -1,12 +1,15 @@
-"""configs.common.parse_arg: every config's variant syntax, and its errors."""
+"""configs.common.parse_arg: every config's variant syntax, and its errors; the benchmark's table
+made from the method registry."""
 
 import importlib
 
 import pytest
 
+from ccmnist.train import methods
 from configs import common
+from configs import zoo
 
-CONFIGS = ("attack", "benchmark", "cheater", "color_gradient_penalty", "counterfactual", "data",
+CONFIGS = ("attack", "zoo", "cheater", "color_gradient_penalty", "counterfactual", "data",
            "erm_adam", "gradient_penalty", "interpret", "study")
 
 
@@ -40,3 +43,51 @@ def test_every_config_takes_the_sizes_and_refuses_others(name):
     assert module.get_config(size).is_locked
   with pytest.raises(ValueError, match="Unknown config variant"):
     module.get_config("huge")
+
+
+# The benchmark's table as it was written out by hand before the registry declared it:
+# entry -> (loss, full grid, quick and tiny grid, title, needs, needs_setting, warmup_epochs).
+HAND_TABLE = {
+    "erm": ("erm", (0.0,), (0.0,), "ERM", "", "", 0),
+    "gradient_penalty": ("gradient_penalty", (10.0, 100.0, 1000.0), (100.0,),
+                         "input-gradient penalty (the study's)", "", "", 0),
+    "consistency": ("consistency", (0.1, 0.5, 2.0), (0.5, 2.0),
+                    "counterfactual consistency (the study's)", "", "", 0),
+    "groupdro": ("groupdro", (0.001, 0.01, 0.1), (0.01, 0.1), "Group DRO", "", "", 0),
+    "reweight": ("reweight", (0.0,), (0.0,), "group reweighting", "", "", 0),
+    "balanced_sampling": ("balanced_sampling", (0.0,), (0.0,), "group-balanced sampling", "",
+                          "", 0),
+    "dfr": ("dfr", (1e-3, 1e-2, 1e-1), (1e-3, 1e-2), "DFR (last layer refit)", "erm", "", 0),
+    "irm": ("irm", (10.0, 100.0, 1000.0), (10.0,), "IRMv1", "", "", 1),
+    "vrex": ("vrex", (10.0, 100.0, 1000.0), (10.0,), "V-REx", "", "", 1),
+    "jtt": ("jtt", (5.0, 20.0, 50.0), (20.0,), "JTT", "identify", "reference", 0),
+    "lff": ("lff", (0.0,), (0.0,), "LfF", "", "", 0),
+    "eiil": ("eiil", (10.0, 100.0, 1000.0), (10.0,), "EIIL", "identify", "reference", 1),
+    "random_recolor": ("random_recolor", (0.0,), (0.0,), "random recoloring", "", "", 0),
+    "cf_augment": ("cf_augment", (0.0,), (0.0,), "counterfactual augmentation (no consistency)",
+                   "", "", 0),
+    "grayscale": ("erm", (0.0,), (0.0,), "grayscale oracle (ERM on grey digits)", "", "", 0),
+    "identify": ("erm", (0.0,), (0.0,), "ERM identification run (JTT, EIIL)", "", "", 0),
+}
+
+
+@pytest.mark.parametrize("size", ["full", "quick", "tiny"])
+def test_the_zoo_table_from_the_registry_equals_the_hand_written_one(size):
+  table = zoo.zoo(size)
+  assert set(HAND_TABLE) <= set(table)  # A method registered since joins the table.
+  for name, (loss, full, quick, title, needs, needs_setting, warmup) in HAND_TABLE.items():
+    e = table[name]
+    got = (e.loss, tuple(e.lam_grid), e.title, e.needs, e.needs_setting, e.warmup_epochs)
+    want = (loss, full if size == "full" else quick, title, needs, needs_setting, warmup)
+    assert got == want, name
+    assert not e.settings and e.epochs_fraction == (0.2 if name == "identify" else 1.0), name
+  assert table.grayscale.data.to_dict() == {"grayscale": True} and table.grayscale.oracle
+  assert [n for n in table if table[n].oracle] == ["grayscale"]
+  listed = [n for n in zoo.get_config(size).methods.split(",") if n in HAND_TABLE]
+  assert listed == [n for n in HAND_TABLE if n != "identify"]
+
+
+def test_the_zoo_lists_every_benchmarked_method_in_registry_order():
+  listed = [n for n, m in methods.METHODS.items() if m.benchmark is not None]
+  assert list(zoo.ZOO) == listed + list(zoo.EXTRA)
+  assert "color_gradient_penalty" in methods.METHODS and "color_gradient_penalty" not in zoo.ZOO

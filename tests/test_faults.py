@@ -28,6 +28,7 @@ from ccmnist import study as study_lib
 from ccmnist.data import splits as splits_lib
 from ccmnist.util import workdir as workdir_lib
 from configs import common as config_common
+from configs import study as study_config
 from configs import data as data_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -409,7 +410,8 @@ def kill_moments(seed: int) -> list:
   chosen = {*rng.sample(sorted(TRAIN_MOMENTS), 2), rng.choice(sorted(CONTROL_MOMENTS)),
             *ANALYSIS_MOMENTS}
   moments = {**TRAIN_MOMENTS, **CONTROL_MOMENTS, **ANALYSIS_MOMENTS}
-  return [(stage, moments[stage], rng.uniform(0.0, 0.3)) for stage in study_lib.STAGES
+  stages = study_lib.stage_table(study_config.get_config("tiny"))
+  return [(stage, moments[stage], rng.uniform(0.0, 0.3)) for stage in stages
           if stage in chosen]
 
 

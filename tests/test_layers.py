@@ -23,15 +23,15 @@ LAYERS = (
 LAYER_OF = {part: i for i, parts in enumerate(LAYERS) for part in parts}
 
 
-def module_name(path: pathlib.Path) -> str:
-  parts = path.relative_to(REPO).with_suffix("").parts
+def module_name(path: pathlib.Path, base: pathlib.Path = REPO) -> str:
+  parts = path.relative_to(base).with_suffix("").parts
   return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def modules(root: str) -> dict:
-  """{dotted module name: parsed AST} of every .py file under REPO/root."""
-  return {module_name(p): ast.parse(p.read_text(), str(p))
-          for p in sorted((REPO / root).rglob("*.py"))}
+def modules(root: str, base: pathlib.Path = REPO) -> dict:
+  """{dotted module name: parsed AST} of every .py file under base/root."""
+  return {module_name(p, base): ast.parse(p.read_text(), str(p))
+          for p in sorted((base / root).rglob("*.py"))}
 
 
 def imported(tree, known) -> list:
@@ -80,11 +80,15 @@ def test_imports_point_down_and_the_library_imports_no_config():
   assert not bad, "\n".join(bad)
 
 
-def test_no_import_circle_between_modules():
-  graph = {name: {t for t, _, _ in imported(tree, LIBRARY) if t in LIBRARY and t != name}
-           for name, tree in LIBRARY.items()}
-  # A package's __init__ re-exporting its own modules is not a circle: drop parent -> child.
-  graph = {n: {t for t in ts if not t.startswith(n + ".")} for n, ts in graph.items()}
+def import_graph(mods: dict) -> dict:
+  """{module: the modules of `mods` it imports}: every import statement, nested (function-local)
+  ones and a package's imports of its own modules included."""
+  return {name: {t for t, _, _ in imported(tree, mods) if t in mods and t != name}
+          for name, tree in mods.items()}
+
+
+def first_cycle(graph: dict) -> list:
+  """A circle of `graph` as [a, b, ..., a], or [] when it has none."""
   state, cycle = {}, []
 
   def visit(node, path):
@@ -99,7 +103,34 @@ def test_no_import_circle_between_modules():
   for node in sorted(graph):
     if node not in state:
       visit(node, [node])
-  assert not cycle, " -> ".join(cycle[0])
+  return cycle[0][cycle[0].index(cycle[0][-1]):] if cycle else []
+
+
+def test_no_import_circle_between_modules():
+  cycle = first_cycle(import_graph(LIBRARY))
+  assert not cycle, " -> ".join(cycle)
+
+
+# A package built by hand: each case adds one import that closes a circle, through a package's
+# import of its own module or through an import inside a function.
+TOY = {"pkg/__init__.py": "from pkg import reg\n",
+       "pkg/reg.py": "from pkg import a\n",
+       "pkg/a.py": "import math\n",
+       "pkg/b.py": "from pkg import a\n"}
+
+
+@pytest.mark.parametrize("path,line,want", [
+    ("pkg/a.py", "import pkg\n", ["pkg", "pkg.reg", "pkg.a", "pkg"]),
+    ("pkg/a.py", "def f():\n  from pkg import b\n", ["pkg.a", "pkg.b", "pkg.a"]),
+    ("pkg/a.py", "def f():\n  from pkg import reg\n", ["pkg.reg", "pkg.a", "pkg.reg"]),
+])
+def test_the_circle_check_sees_package_and_nested_imports(tmp_path, path, line, want):
+  for name, text in TOY.items():
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / name).write_text(text)
+  assert first_cycle(import_graph(modules("pkg", tmp_path))) == []
+  (tmp_path / path).write_text(TOY[path] + line)
+  assert first_cycle(import_graph(modules("pkg", tmp_path))) == want
 
 
 def private_uses(tree, known) -> list:

@@ -121,32 +121,8 @@ def test_consistency():
   np.testing.assert_allclose(losses.consistency(logits=a, cf_logits=b), 3.5)
 
 
-def test_total_loss_combines_parts(linear):
-  w, x, y = linear
-  fn = logit_fn_of(w)
-  ce = float(losses.cross_entropy(logits=fn(x), labels=y))
-  gp = float(losses.input_gradient_penalty(logit_fn=fn, images=x, labels=y))
-  total, aux = losses.total_loss(logit_fn=fn, images=x, labels=y, name="gradient_penalty",
-                                 lam=0.1)
-  np.testing.assert_allclose(total, ce + 0.1 * gp, rtol=1e-5)
-  np.testing.assert_allclose(aux["penalty"], gp, rtol=1e-5)
-  total, aux = losses.total_loss(logit_fn=fn, images=x, labels=y, name="erm", lam=5.0)
-  np.testing.assert_allclose(total, ce, rtol=1e-6)
-  x_cf = x[::-1]
-  cons = float(losses.consistency(logits=fn(x), cf_logits=fn(x_cf)))
-  total, _ = losses.total_loss(logit_fn=fn, images=x, labels=y, cf_images=x_cf,
-                               name="consistency", lam=0.5)
-  np.testing.assert_allclose(total, ce + 0.5 * cons, rtol=1e-5)
-  total, aux = losses.total_loss(logit_fn=fn, images=x, labels=y, cf_images=x_cf,
-                                 name="consistency", lam=0.5, consistency_on=0.0)
-  np.testing.assert_allclose(total, ce, rtol=1e-6)
-  assert float(aux["penalty"]) == 0.0
-
-
 def test_bad_names_raise(linear):
   w, x, y = linear
-  with pytest.raises(ValueError, match="Unknown loss"):
-    losses.total_loss(logit_fn=logit_fn_of(w), images=x, labels=y, name="nope", lam=1.0)
   with pytest.raises(ValueError, match="reduction"):
     losses.consistency(logits=x, cf_logits=x, reduction="avg")
   with pytest.raises(ValueError, match="gradient scale"):

@@ -32,8 +32,16 @@ def test_every_method_is_documented_and_named_by_its_key():
   for name, method in methods.METHODS.items():
     assert method.name == name
     assert method.summary and method.paper and method.knows, name
-    assert callable(method.loss)
+    assert method.kind in base.KINDS, name
+    assert callable(method.loss) == (method.kind == "train"), name  # A refit has no loss.
     assert set(method.batch_keys) >= {"labels"}, name
+    if method.reference:
+      assert method.reference in method.defaults, name
+
+
+def test_a_refit_is_not_trained():
+  with pytest.raises(ValueError, match="'dfr' is a refit of a trained run, not trained itself"):
+    runs.check_config(tiny("dfr"))
 
 
 def test_settings_are_defaults_overridden_and_unknown_ones_refused(monkeypatch):
@@ -49,7 +57,8 @@ def test_settings_are_defaults_overridden_and_unknown_ones_refused(monkeypatch):
 
 
 def test_study_methods_give_the_study_objectives():
-  """erm, gradient_penalty and consistency through the seam equal losses.total_loss."""
+  """erm, gradient_penalty, color_gradient_penalty and consistency through the seam: CE plus
+  lam times their penalty (losses.py's pieces), the consistency term off during warmup."""
   model = runs.build(tiny())[0]
   params = runs.init_state(tiny(), model, runs.build(tiny())[1]).params
   params = jax.tree_util.tree_map(lambda x: x[0], params)
@@ -58,16 +67,22 @@ def test_study_methods_give_the_study_objectives():
            "cf_images": jnp.asarray(rng.uniform(0, 255, (4, 28, 28, 3)), jnp.float32),
            "labels": jnp.asarray([1, 2, 3, 4])}
   fn = lambda x: model.apply({"params": params}, x)
-  for name in ("erm", "gradient_penalty", "consistency"):
-    c = tiny(name)
+  x, y = batch["images"], batch["labels"]
+  ce = float(losses.cross_entropy(logits=fn(x), labels=y))
+  penalties = {
+      "erm": 0.0,
+      "gradient_penalty": losses.input_gradient_penalty(logit_fn=fn, images=x, labels=y),
+      "color_gradient_penalty": losses.color_gradient_penalty(logit_fn=fn, images=x, labels=y),
+      "consistency": losses.consistency(logits=fn(x), cf_logits=fn(batch["cf_images"]))}
+  assert 0 < float(penalties["color_gradient_penalty"]) < float(penalties["gradient_penalty"])
+  for name, penalty in penalties.items():
     got, aux, extra = methods.get(name).loss(
         model=model, params=params, batch=batch, lam=0.3, extra={}, step=jnp.int32(5),
-        warmup_steps=2, settings=methods.settings_of(c))
-    want, want_aux = losses.total_loss(logit_fn=fn, images=batch["images"],
-                                       labels=batch["labels"], cf_images=batch["cf_images"],
-                                       name=name, lam=0.3)
-    np.testing.assert_allclose(got, want, rtol=1e-6)
-    assert set(aux) == set(want_aux) and extra == {}
+        warmup_steps=2, settings=methods.settings_of(tiny(name)))
+    np.testing.assert_allclose(got, ce + 0.3 * float(penalty), rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(aux["ce"], ce, rtol=1e-6)
+    np.testing.assert_allclose(aux["penalty"], float(penalty), rtol=1e-5, err_msg=name)
+    assert set(aux) == {"ce", "penalty", "accuracy"} and extra == {}
   # Consistency is off during warmup.
   got, aux, _ = methods.get("consistency").loss(
       model=model, params=params, batch=batch, lam=0.3, extra={}, step=jnp.int32(1),
@@ -86,7 +101,8 @@ def _probe_loss(*, model, params, batch, lam, extra, step, warmup_steps, setting
       logits, batch["labels"])}, extra
 
 
-def _probe_extra(config, train_split, reps):
+def _probe_extra(config, train_split, reps, *, settings, reference):
+  del config, settings, reference
   n = len(train_split["labels"])
   return {"steps": np.zeros(len(reps), np.int32), "seen": np.zeros((len(reps), n), np.int32)}
 

@@ -1,7 +1,7 @@
 """The methods that know the groups or environments, counterfactual augmentation and random
-recoloring: hand-computed losses and updates, and K replicas in one run equal single runs."""
+recoloring: hand-computed losses and updates (K replicas = single runs:
+test_methods_registered.py)."""
 
-import functools
 
 import flax.linen as nn
 import jax
@@ -117,7 +117,8 @@ def test_groupdro_initial_weights_and_adjustment_from_the_split():
   c = common.train_config("tiny")
   c.loss.name = "groupdro"
   c.loss.settings = ml_collections.ConfigDict({"generalization_adjustment": 2.0})
-  extra = groupdro.init_extra(c, split, runs.replicas(c) * 2)
+  extra = groupdro.init_extra(c, split, runs.replicas(c) * 2,
+                              settings=methods.settings_of(c), reference=None)
   counts = np.zeros(20)
   counts[[0, 1, 3, 5]] = [1, 2, 2, 1]
   want_q = (counts > 0) / 4.0
@@ -143,7 +144,7 @@ def test_group_weights_by_hand():
   np.testing.assert_allclose(reweight.group_weights(split), [2 / 3, 2 / 3, 4 / 3, 4 / 3],
                              rtol=1e-6)
   np.testing.assert_allclose(reweight.sample_weights(None, split), [1 / 6, 1 / 6, 1 / 3, 1 / 3])
-  extra = reweight.init_extra(None, split, [{}, {}, {}])
+  extra = reweight.init_extra(None, split, [{}, {}, {}], settings={}, reference=None)
   assert extra["weights"].shape == (3, 4)
   z = np.random.default_rng(1).normal(size=(3, 10))
   batch = {"labels": jnp.array([0, 0, 1]), "index": jnp.array([2, 0, 3])}
@@ -277,7 +278,7 @@ def test_environments_come_from_assign_envs_seeded_by_the_data_seed():
   c.num_seeds = 2
   c.data.seed = 5
   split = splits_lib.get_splits(c.data)["train"]
-  extra = irm.init_extra(c, split, runs.replicas(c))
+  extra = runs.init_extra(c, split)
   want = groups.assign_envs(split["aligned"], (1.5, 1.0, 0.5), np.random.default_rng(5))
   assert extra["envs"].shape == (2, 128)
   np.testing.assert_array_equal(extra["envs"], [want, want])
@@ -325,7 +326,8 @@ def test_random_recolor_paints_uniform_colors_fresh_each_step_per_row():
   np.testing.assert_array_equal(some, images[[7, 3]])
   # The loss draws from extra's key folded with the step: another step, other colors.
   split = {"labels": jnp.zeros(600, jnp.int32), "grey": jnp.asarray(grey), "index": index}
-  extra = {k: jnp.asarray(v[0]) for k, v in recolor.init_extra(None, None, [{"seed": 3}]).items()}
+  extra = recolor.init_extra(None, None, [{"seed": 3}], settings={}, reference=None)
+  extra = {k: jnp.asarray(v[0]) for k, v in extra.items()}
   out = []
   for step in (0, 0, 1):
     def logits_of(x, out=out):
@@ -336,24 +338,3 @@ def test_random_recolor_paints_uniform_colors_fresh_each_step_per_row():
                  warmup_steps=0, settings={"data": cfg})
   np.testing.assert_array_equal(out[0], out[1])
   assert np.mean(np.abs(out[0] - out[2]).max((1, 2, 3)) > 50) > 0.7
-
-
-# ---------------------------------------------------------------- K replicas = single runs
-
-GRIDS = {"groupdro": (0.1, 1.0), "reweight": (0.0, 1.0), "balanced_sampling": (0.0, 1.0),
-         "irm": (0.5, 4.0), "vrex": (0.5, 4.0), "cf_augment": (0.0, 1.0),
-         "random_recolor": (0.0, 1.0)}
-
-
-def run_config(name, *, seed, num_seeds, lam, grid=()):
-  c = tiny_config(name)
-  c.seed, c.num_seeds, c.loss.lam, c.loss.lam_grid = seed, num_seeds, lam, grid
-  c.loss.warmup_epochs = 1 if name in ("irm", "vrex") else 0  # Both sides of the anneal.
-  c.lock()
-  return c
-
-
-@pytest.mark.parametrize("name", sorted(GRIDS))
-def test_replicas_equal_single_runs(name, tmp_path, replicas_equal_single_runs):
-  replicas_equal_single_runs(functools.partial(run_config, name), GRIDS[name], tmp_path,
-                             lam_used=methods.get(name).lam_means != "unused")

@@ -1,7 +1,6 @@
-"""The methods that do not know the bias (JTT, LfF, EIIL): hand-computed losses and updates, the
-reference run they read, and K replicas in one run equal single runs."""
+"""The methods that do not know the bias (JTT, LfF, EIIL): hand-computed losses and updates, and
+the reference run they read (K replicas = single runs: test_methods_registered.py)."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +13,7 @@ from ccmnist.data import splits as splits_lib
 from ccmnist.train import loop
 from ccmnist.train import losses
 from ccmnist.train import methods
+from ccmnist.train import reference as reference_lib
 from ccmnist.train import runs
 from ccmnist.train import step as step_lib
 from ccmnist.train.methods import eiil
@@ -56,14 +56,14 @@ def test_jtt_upweights_exactly_the_reference_errors(reference):
   preds = runs.load_predictions(ref)["train"]
   c = tiny_config("jtt", seed=1, num_seeds=1, lam=4.0, reference=str(ref))
   split = train_split(c)
-  errors = jtt.init_extra(c, split, runs.replicas(c))["errors"]
+  errors = np.asarray(reference_lib.init_extra(c, split)["errors"])
   want = preds[1] != split["labels"]  # Seed 1 is the reference's replica 1.
   assert errors.shape == (1, 128) and errors.dtype == bool
   np.testing.assert_array_equal(errors[0], want)
   assert 0 < want.sum() < 128  # Some errors, some not: the check can tell them apart.
   # Two seeds read two replicas, in order.
   c2 = tiny_config("jtt", num_seeds=2, lam=4.0, reference=str(ref))
-  np.testing.assert_array_equal(jtt.init_extra(c2, split, runs.replicas(c2))["errors"],
+  np.testing.assert_array_equal(reference_lib.init_extra(c2, split)["errors"],
                                 preds != split["labels"][None])
 
   # The loss: mean(w * CE) / mean_train(w), w = lam on the errors, 1 elsewhere.
@@ -90,13 +90,13 @@ def test_jtt_refuses_a_mismatched_reference(reference, tmp_path):
   ref, _ = reference
   c = tiny_config("jtt", seed=0, num_seeds=3, lam=4.0, reference=str(ref))
   with pytest.raises(ValueError, match=r"no replica with seed 2 \(its seeds: 0, 1\)"):
-    jtt.init_extra(c, train_split(c), runs.replicas(c))
+    reference_lib.load(c)
   c = tiny_config("jtt", lam=4.0, lock=False, reference=str(ref))
   c.data.rho_train = 0.9
   with pytest.raises(ValueError, match=r"other data \(rho_train: 0.95 \(reference\) vs 0.9"):
-    jtt.init_extra(c, train_split(c), runs.replicas(c))
+    reference_lib.load(c)
   with pytest.raises(ValueError, match="is not a training workdir"):
-    jtt.init_extra(tiny_config("jtt", lam=4.0, reference=str(tmp_path)), None, [{"seed": 0}])
+    reference_lib.load(tiny_config("jtt", lam=4.0, reference=str(tmp_path)))
   with pytest.raises(ValueError, match="needs a reference run: set config.loss.settings.ref"):
     runs.check_config(tiny_config("jtt", lam=4.0))
   with pytest.raises(ValueError, match="lambda_up, >= 1"):
@@ -169,7 +169,7 @@ def test_lff_trains_both_models_and_weights_the_debiased_update():
   # One step from averages that make the weights differ by example.
   rows = np.arange(8)
   y = jnp.asarray(split["labels"][rows])
-  extra = lff.init_extra(c, split, [0])
+  extra = lff.init_extra(c, split, [0], settings=methods.settings_of(c), reference=None)
   extra = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0]), extra)
   rng = np.random.default_rng(1)
   extra.update(ema_b=jnp.asarray(rng.uniform(0.1, 3, 128), jnp.float32),
@@ -260,7 +260,7 @@ def test_eiil_environments_from_the_reference(reference):
   c = tiny_config("eiil", num_seeds=2, lam=2.0, grid=(2.0, 4.0), reference=str(ref),
                   ei_steps=300, ei_lr=0.01)
   split = train_split(c)
-  envs = eiil.init_extra(c, split, runs.replicas(c))["envs"]
+  envs = np.asarray(reference_lib.init_extra(c, split)["envs"])
   assert envs.shape == (4, 128) and set(np.unique(envs)) == {0, 1}
   np.testing.assert_array_equal(envs[2:], envs[:2])  # Grid points of a seed share them.
   model, params, _ = runs.load_run(ref, replica=None)
@@ -300,30 +300,3 @@ class FixedLogits:
   def apply(self, variables, x):
     del variables, x
     return self.logits
-
-
-# ---------------------------------------------------------------- K replicas = single runs
-
-GRIDS = {"jtt": (2.0, 6.0), "lff": (0.0, 1.0), "eiil": (1.0, 8.0)}
-
-
-def run_config(name, reference, *, seed, num_seeds, lam, grid=()):
-  settings = {"lff": {}, "jtt": {"reference": str(reference)},
-              "eiil": {"reference": str(reference), "ei_steps": 200, "ei_lr": 0.01}}[name]
-  c = tiny_config(name, seed=seed, num_seeds=num_seeds, lam=lam, grid=grid, lock=False,
-                  **settings)
-  c.loss.warmup_epochs = 1 if name == "eiil" else 0  # Both sides of the anneal.
-  c.lock()
-  return c
-
-
-@pytest.mark.parametrize("name", sorted(GRIDS))
-def test_replicas_equal_single_runs(name, reference, tmp_path, replicas_equal_single_runs):
-  ref, _ = reference
-  both, model, p_all = replicas_equal_single_runs(
-      functools.partial(run_config, name, ref), GRIDS[name], tmp_path,
-      lam_used=methods.get(name).lam_means != "unused")
-  if name == "lff":  # The biased model trained too.
-    init = runs.init_state(both, model, runs.build(both)[1]).params
-    assert not np.allclose(p_all["biased"]["Dense_0"]["kernel"],
-                           init["biased"]["Dense_0"]["kernel"])

@@ -14,7 +14,7 @@ import pytest
 
 from ccmnist import models
 from ccmnist.train import loop
-from ccmnist.train import losses
+from ccmnist.train import methods
 from ccmnist.train import optim
 from ccmnist.train import runs
 from ccmnist.train import step as step_lib
@@ -78,7 +78,13 @@ def test_study_settings():
     erm_adam.get_config("momentum,huge")
 
 
-@pytest.mark.parametrize("loss_name", losses.LOSSES)
+# Every registered method whose batch is images, labels and partners, and which keeps no state.
+STATELESS = [n for n, m in methods.METHODS.items() if m.kind == "train"
+             and set(m.batch_keys) <= {"images", "labels", "cf_images"}
+             and m.init_extra is methods.base.no_extra]
+
+
+@pytest.mark.parametrize("loss_name", STATELESS)
 def test_train_step_lowers_loss(loss_name):
   """A few SGD steps on one fixed batch lower that batch's loss."""
   c = tiny(**{"loss.name": loss_name, "loss.lam": 0.1, "optim.lr": 0.05})

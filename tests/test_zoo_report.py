@@ -99,9 +99,10 @@ def test_a_runs_record_says_failed_or_missing_from_its_files(tmp_path):
   assert record["entry"] == run.entry and record["dir"] == str(rdir.relative_to(tmp_path))
 
 
-def test_an_entry_that_is_not_a_training_method_is_described_as_one():
+def test_a_refit_entry_is_described_by_its_registered_method():
   bench = zoo_config.get_config("tiny")
-  assert entries.method_of(bench, "dfr") is entries.KIND_METHODS["dfr"]
+  dfr = entries.method_of(bench, "dfr")
+  assert dfr.kind == "refit" and "val_balanced" in dfr.knows
   assert entries.knows(bench, "erm").startswith("nothing")
   assert entries.titles_of(bench)["erm"] == bench.zoo.erm.title
 

@@ -69,7 +69,7 @@ def model_selection(run: dict) -> dict:
 def collect(study, workdir) -> dict:
   """results.json's dict, less its findings (None here: findings.py decides them)."""
   workdir = pathlib.Path(workdir)
-  runs = {n: collect_run(study, workdir, n) for n in layout.TRAIN_RUNS}
+  runs = {n: collect_run(study, workdir, n) for n in layout.train_runs(study)}
   runs = {n: r for n, r in runs.items() if r is not None}
   return {
       "config": study.to_dict(),

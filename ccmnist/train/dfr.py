@@ -56,12 +56,13 @@ from ccmnist.data import groups
 from ccmnist.data import splits as splits_lib
 from ccmnist.train import losses
 from ccmnist.train import runs
+from ccmnist.train.methods import dfr as dfr_method
 from ccmnist.util import batches
 from ccmnist.util import io
 from ccmnist.util import workdir as workdir_lib
 
-DEFAULT_SPLIT = "val_balanced"
-DEFAULT_STEPS = 100
+DEFAULT_SPLIT = dfr_method.DEFAULTS["split"]
+DEFAULT_STEPS = dfr_method.DEFAULTS["steps"]
 # How the (grid point, seed) fits share one program: 'vmap' batches them; 'map' (lax.map) runs
 # them one after another, which on XLA:CPU runs far faster than the batched L-BFGS line search.
 # None picks by backend.

@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 
 from ccmnist.data import splits as splits_lib
 from ccmnist.train import parallel
+from ccmnist.train import reference
 from ccmnist.train import runs
 from ccmnist.train import step as step_lib
 from ccmnist.train import summaries
@@ -183,7 +184,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
   method = step_kw["method"]
   train_data, evals = device_splits(splits, config.train.eval_batch_size,
                                     with_train=not multiprocess, train_keys=method.batch_keys)
-  extra = runs.init_extra(config, splits["train"])
+  extra = reference.init_extra(config, splits["train"])  # A reference run loaded first.
   weights = (None if method.sample_weights is None else
              method.sample_weights(config, splits["train"]))
   logging.info("Data ready in %.1fs: %s", time.perf_counter() - t_data,

@@ -1,4 +1,5 @@
-"""Losses of the study: keyword-only pure functions.
+"""The pieces the methods' losses share: keyword-only pure functions (train/methods/ combines
+them into each method's objective).
 
 `logit_fn(x) -> logits` is the model applied to images in pixel units [0, 255]; penalties that
 need an input gradient take it as an argument and differentiate through it (double backprop).
@@ -8,7 +9,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-LOSSES = ("erm", "gradient_penalty", "color_gradient_penalty", "consistency")
 REDUCTIONS = ("mean", "sum", "none")
 # The study's model saw images in [0, 1]; ours sees [0, 255]. A gradient w.r.t. [0, 1] inputs
 # is 255 times the gradient w.r.t. pixels, so 'unit' reproduces the study's penalty exactly.
@@ -66,33 +66,3 @@ def color_gradient_penalty(*, logit_fn, images, labels, scale="unit", reduction=
 def consistency(*, logits, cf_logits, reduction="mean"):
   """mean((f(x) - f(x_cf))^2) over logits and classes: the study's counterfactual term."""
   return _reduce(jnp.mean(jnp.square(logits - cf_logits), axis=-1), reduction)
-
-
-def check_loss_name(name: str) -> str:
-  if name not in LOSSES:
-    raise ValueError(f"Unknown loss {name!r}; known losses: {', '.join(LOSSES)}.")
-  return name
-
-
-def total_loss(*, logit_fn, images, labels, cf_images=None, name, lam, consistency_on=1.0,
-               grad_scale="unit"):
-  """The training objective `name` and its parts: (loss, {'ce', 'penalty', 'accuracy'}).
-
-  `lam` may be traced (a lambda grid trained in one program). For 'consistency' the penalty is
-  multiplied by `consistency_on` (0 during warmup epochs, 1 after).
-  """
-  check_loss_name(name)
-  if name == "consistency":
-    both = logit_fn(jnp.concatenate([images, cf_images]))
-    logits, cf_logits = jnp.split(both, 2)
-    penalty = consistency(logits=logits, cf_logits=cf_logits) * consistency_on
-  else:
-    logits = logit_fn(images)
-    if name == "erm":
-      penalty = jnp.zeros(())
-    else:
-      fn = input_gradient_penalty if name == "gradient_penalty" else color_gradient_penalty
-      penalty = fn(logit_fn=logit_fn, images=images, labels=labels, scale=grad_scale)
-  ce = cross_entropy(logits=logits, labels=labels)
-  accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-  return ce + lam * penalty, {"ce": ce, "penalty": penalty, "accuracy": accuracy}

@@ -1,9 +1,7 @@
 """What a training workdir holds, and how to read it back.
 
-A run trains K replicas (seeds x lambda grid) in one program. Replica r = (grid point g,
-seed s) with r = g * num_seeds + s; its init and data order come from jax.random.key(config.seed
-+ s), so replica r equals a single run with seed config.seed + s and lambda grid[g]; grid points
-share seeds, which makes lambda comparisons paired.
+A run trains K replicas (seeds x lambda grid) in one program (train/replicas.py: which seed and
+lambda each replica has).
 
   DIR/config.json       the run's config (util/workdir.py)
   DIR/checkpoints/      orbax, one per epoch (the last two kept)
@@ -14,59 +12,48 @@ share seeds, which makes lambda comparisons paired.
 
 import pathlib
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from ccmnist import models
 from ccmnist.data import splits as splits_lib
+from ccmnist.train import checkpoints
 from ccmnist.train import losses
 from ccmnist.train import methods
 from ccmnist.train import optim
 from ccmnist.train import parallel
+from ccmnist.train import replicas as replicas_lib
 from ccmnist.train import step as step_lib
 from ccmnist.util import io
 from ccmnist.util import stats
 from ccmnist.util import workdir as workdir_lib
 
 
-# ---------------------------------------------------------------- replicas and config
-
-def lam_grid(config) -> tuple:
-  """The lambda of each grid point: config.loss.lam_grid, or (config.loss.lam,)."""
-  return tuple(float(x) for x in (config.loss.lam_grid or (config.loss.lam,)))
-
-
-def replicas(config) -> list:
-  """[{'replica', 'seed', 'lam'}] for every replica of a run."""
-  if config.num_seeds < 1:
-    raise ValueError(f"config.num_seeds must be >= 1; got {config.num_seeds}.")
-  return [{"replica": g * config.num_seeds + s, "seed": config.seed + s, "lam": lam}
-          for g, lam in enumerate(lam_grid(config)) for s in range(config.num_seeds)]
+# Where these live now; the names stay importable from here.
+lam_grid = replicas_lib.lam_grid
+replicas = replicas_lib.replicas
+replica_of = replicas_lib.replica_of
+headline_lam = replicas_lib.headline_lam
+checkpoint_manager = checkpoints.checkpoint_manager
+CheckpointError = checkpoints.CheckpointError
+restore_latest = checkpoints.restore_latest
 
 
-def replica_of(config, lam: float, seed_index: int = 0) -> int:
-  """The replica index of grid point `lam` and the seed_index-th seed."""
-  grid = lam_grid(config)
-  if lam not in grid:
-    raise ValueError(f"lambda {lam} is not in the run's lambda grid {grid}.")
-  return grid.index(lam) * config.num_seeds + seed_index
-
-
-def headline_lam(config) -> float:
-  """The grid point a run's headline numbers stand for: config.loss.lam when the grid holds it
-  (a method's own setting), else the grid's first point."""
-  grid = lam_grid(config)
-  return float(config.loss.lam) if config.loss.lam in grid else grid[0]
-
+# ---------------------------------------------------------------- config
 
 def check_config(config) -> None:
   """Fails at once, with what to fix, on bad values."""
   method = methods.get(config.loss.name)
-  methods.settings_of(config)
+  if method.kind != "train":
+    raise ValueError(f"Method {method.name!r} is a {method.kind} of a trained run, not trained "
+                     "itself; set config.loss.name to a training method.")
+  settings = methods.settings_of(config)
+  if method.reference and not str(settings[method.reference]):
+    raise ValueError(f"{method.name!r} needs a reference run: set "
+                     f"config.loss.settings.{method.reference} to the workdir of an ERM run "
+                     "trained on the same data with the same seeds.")
   models.get_model(config.model.name, conv_impl=config.model.conv_impl)
   splits_lib.check_data_config(config.data)
   if config.optim.name not in optim.OPTIMIZERS:
@@ -87,7 +74,7 @@ def check_config(config) -> None:
     raise ValueError(f"Method {method.name!r} keeps per-replica state or reads rows by index, "
                      "which data-parallel training does not shard; set "
                      "config.train.data_parallel=False.")
-  method.check(config)
+  method.check(config, settings=settings)
   if config.train.data_parallel:
     parallel.check_batch_size(config.train.batch_size, jax.device_count())
   elif jax.process_count() > 1:
@@ -120,9 +107,12 @@ def step_kwargs(config, model, steps_per_epoch: int) -> dict:
               warmup_steps=config.loss.warmup_epochs * steps_per_epoch)
 
 
-def init_extra(config, train_split) -> dict:
-  """The method's state of every replica, [K, ...] on device (train_split: the host arrays)."""
-  extra = methods.get(config.loss.name).init_extra(config, train_split, replicas(config))
+def init_extra(config, train_split, reference=None) -> dict:
+  """The method's state of every replica, [K, ...] on device (train_split: the host arrays;
+  reference: the method's reference run, train/reference.py, None for a method without one)."""
+  extra = methods.get(config.loss.name).init_extra(
+      config, train_split, replicas(config), settings=methods.settings_of(config),
+      reference=reference)
   return jax.tree_util.tree_map(jnp.asarray, extra)
 
 
@@ -139,59 +129,6 @@ def init_state(config, model, tx, extra=None):
   params = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *params)
   create = lambda p, e: step_lib.TrainState.create(apply_fn=None, params=p, tx=tx, extra=e)
   return jax.jit(jax.vmap(create))(params, {} if extra is None else extra)
-
-
-def checkpoint_manager(workdir) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      pathlib.Path(workdir).absolute() / "checkpoints",
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-
-
-class CheckpointError(RuntimeError):
-  """No checkpoint of a workdir restores."""
-
-
-def _first_line(error: Exception) -> str:
-  """The error's type and the start of its message, on one line."""
-  text = str(error).strip().splitlines()
-  line = (text[0] if text else "").split(" See full TensorStore details")[0]
-  return f"{type(error).__name__}: {line[:160]}{'...' if len(line) > 160 else ''}"
-
-
-def restore_latest(mngr: ocp.CheckpointManager, target) -> tuple:
-  """(step, state, bad_steps): the newest checkpoint that restores into `target`'s structure.
-
-  A checkpoint that does not restore (a truncated or corrupt file) is skipped with a warning
-  and the one before it tried; bad_steps lists the skipped ones. (None, target, []) when there
-  is no checkpoint; CheckpointError, naming the bad directory and how to recover, when there
-  are some and none restores. Several processes: every one calls this, and they agree on the
-  latest step and on each checkpoint's verdict (parallel.same_on_all_processes).
-  """
-  steps = sorted(mngr.all_steps(), reverse=True)
-  parallel.same_on_all_processes(steps[0] if steps else -1,
-                                 f"the latest checkpoint in {mngr.directory}")
-  bad, error = [], None
-  for step in steps:
-    try:
-      state, error = mngr.restore(step, args=ocp.args.StandardRestore(target)), None
-    except Exception as e:  # pylint: disable=broad-except  # TensorStore raises bare Exception.
-      state, error = None, e
-    parallel.same_on_all_processes(error is None, f"whether checkpoint {step} restores")
-    if error is None:
-      return step, state, bad
-    logging.warning("Checkpoint %s does not restore (%s); trying the one before it.",
-                    mngr.directory / str(step), _first_line(error))
-    bad.append(step)
-  if not bad:
-    return None, target, []
-  root = pathlib.Path(mngr.directory)
-  where = root / str(bad[0]) if len(bad) == 1 else root
-  what = (f"Checkpoint {where} does not restore" if len(bad) == 1 else
-          f"No checkpoint in {where} restores")
-  finished = root.parent / "results.json"
-  also = f" and {finished}" if finished.exists() else ""  # Else a rerun would not retrain.
-  raise CheckpointError(f"{what} ({_first_line(error)}); if its files are damaged, delete "
-                        f"{where}{also} and rerun the training to restart that run.")
 
 
 # ---------------------------------------------------------------- outputs
@@ -242,20 +179,6 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   return workdir_lib.load_config(workdir, kind="training")
 
 
-def _saved_extra(mngr):
-  """Zeros shaped like the method state of the newest checkpoint whose metadata reads ({} when
-  none): what the state is made of without recomputing it (a method may derive it from a
-  reference run)."""
-  for step in sorted(mngr.all_steps(), reverse=True):
-    try:
-      path = pathlib.Path(mngr.directory) / str(step) / "default"
-      tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree["extra"]
-    except Exception:  # pylint: disable=broad-except  # A damaged one: restore_latest says so.
-      continue
-    return jax.tree_util.tree_map(lambda m: np.zeros(m.shape, m.dtype), tree)
-  return {}
-
-
 def load_run(workdir, *, replica: int | None = 0):
   """(model, params, config) of the latest checkpoint that restores in a training workdir.
 
@@ -268,7 +191,7 @@ def load_run(workdir, *, replica: int | None = 0):
   here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   mngr = checkpoint_manager(workdir)
   try:
-    extra = _saved_extra(mngr)
+    extra = checkpoints.saved_extra(mngr)
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here),
         jax.eval_shape(lambda: init_state(config, model, tx, extra)))

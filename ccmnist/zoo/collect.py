@@ -34,7 +34,7 @@ def collect_run(bench, workdir, run: plan.Run, selection: dict) -> dict:
   rdir = plan.run_dir(workdir, run)
   entry = bench.zoo[run.entry]
   out = {"protocol": run.protocol, "model": run.model, "ratio": run.ratio, "rho": run.rho,
-         "entry": run.entry, "loss": entry.loss, "kind": entry.kind,
+         "entry": run.entry, "loss": entry.loss, "kind": plan.kind_of(bench, run.entry),
          "dir": str(rdir.relative_to(workdir)), "status": "missing"}
   failed = io.read_json(rdir / FAILED_FILE)
   if failed is not None:
@@ -63,8 +63,8 @@ def planned_runs(bench) -> list:
   for run in plan.all_runs(target):
     entry = target.zoo[run.entry]
     config = plan.run_config(target, run, ".")
-    out.append({"key": run.key, "model": run.model, "loss": entry.loss, "kind": entry.kind,
-                "examples": cost_lib.examples(config)})
+    out.append({"key": run.key, "model": run.model, "loss": entry.loss,
+                "kind": plan.kind_of(target, run.entry), "examples": cost_lib.examples(config)})
   return out
 
 

@@ -25,11 +25,9 @@ import pathlib
 
 import ml_collections
 
-from ccmnist.train import dfr
+from ccmnist.train import config as config_lib
 from ccmnist.train import methods as methods_lib
 from ccmnist.train import runs as runs_lib
-
-KINDS = ("train", "dfr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,40 +155,28 @@ def run_config(bench, run: Run, workdir) -> ml_collections.ConfigDict:
   """The ordinary training config (locked) of `run`; a run that needs another gets that run's
   workdir (absolute) in its entry's needs_setting."""
   entry, protocol = bench.zoo[run.entry], bench.protocols[run.protocol]
-  c = ml_collections.ConfigDict()
-  c.seed = bench.seed
-  c.num_seeds = bench.num_seeds
-  c.data = data_config(bench, run)
-  c.model = ml_collections.ConfigDict(dict(name=run.model, conv_impl="s2d"))
   settings = entry.settings.to_dict()
   if entry.needs_setting:
     settings[entry.needs_setting] = str(run_dir(workdir, needed_run(bench, run)).resolve())
   grid = tuple(float(x) for x in entry.lam_grid)
-  c.loss = ml_collections.ConfigDict(dict(
-      name=entry.loss, lam=grid[0] if grid else 0.0, lam_grid=grid,
-      warmup_epochs=entry.warmup_epochs, grad_scale="unit",
-      settings=ml_collections.ConfigDict(settings)))
-  c.optim = ml_collections.ConfigDict(protocol.optim.to_dict())
-  c.train = ml_collections.ConfigDict(protocol.train.to_dict())
-  c.train.epochs = epochs(bench, run)
-  c.lock()
-  return c
+  return config_lib.training_config(
+      seed=bench.seed, num_seeds=bench.num_seeds, data=data_config(bench, run),
+      model=dict(name=run.model),
+      loss=dict(name=entry.loss, lam=grid[0] if grid else 0.0, lam_grid=grid,
+                warmup_epochs=entry.warmup_epochs, settings=settings),
+      optim=protocol.optim, train={**protocol.train.to_dict(), "epochs": epochs(bench, run)})
 
 
-def replica_images(config) -> int:
-  """Images one run trains on, over every replica and epoch (partner images counted)."""
-  steps = config.data.train_size // config.train.batch_size
-  method = methods_lib.get(config.loss.name)
-  return (steps * config.train.batch_size * config.train.epochs * len(runs_lib.replicas(config))
-          * method.images_per_example)
+def kind_of(bench, name: str) -> str:
+  """The kind of entry `name`: its method's (methods.Method.kind: 'train' or 'refit')."""
+  return methods_lib.get(bench.zoo[name].loss).kind
 
 
 def check_entry(bench, name: str) -> None:
   entry = bench.zoo[name]
-  if entry.kind not in KINDS:
-    raise ValueError(f"config.zoo.{name}.kind={entry.kind!r}; use one of {KINDS}.")
-  if entry.kind == "dfr" and not entry.needs:
-    raise ValueError(f"config.zoo.{name} refits a last layer: set its needs to the entry of the "
+  method = methods_lib.get(entry.loss)
+  if method.kind == "refit" and not entry.needs:
+    raise ValueError(f"config.zoo.{name} refits a trained run: set its needs to the entry of the "
                      "run it refits (e.g. needs='erm').")
   if not 0 < entry.epochs_fraction <= 1:
     raise ValueError(f"config.zoo.{name}.epochs_fraction={entry.epochs_fraction}; use a share "
@@ -204,17 +190,16 @@ def check_entry(bench, name: str) -> None:
   if entry.needs_setting and entry.needs_setting in entry.settings:
     raise ValueError(f"config.zoo.{name}.settings.{entry.needs_setting} is set by the benchmark "
                      f"(the workdir of its {entry.needs!r} run); remove it.")
-  if entry.kind == "train":
-    methods_lib.get(entry.loss)
+  if method.kind == "train":
     return
-  if bench.zoo[entry.needs].kind != "train":
+  if kind_of(bench, entry.needs) != "train":
     raise ValueError(f"config.zoo.{name} refits the run of {entry.needs!r}, which is not a "
                      "training entry; set its needs to one (e.g. 'erm').")
-  unknown = sorted(set(entry.settings) - {"steps", "split", "per_group", "base_lam"})
+  unknown = sorted(set(entry.settings) - set(method.defaults))
   if unknown:
-    raise ValueError(f"config.zoo.{name}.settings.{unknown[0]} is not a setting of DFR's refit "
-                     "(its settings: steps, split, per_group, base_lam).")
-  split = entry.settings.get("split", dfr.DEFAULT_SPLIT)
+    raise ValueError(f"config.zoo.{name}.settings.{unknown[0]} is not a setting of "
+                     f"{method.name!r} (its settings: {', '.join(method.defaults)}).")
+  split = entry.settings.get("split", method.defaults["split"])
   for p in protocol_names(bench):
     size = bench.protocols[p].data.get(f"{split}_size", 0)
     if not size:
@@ -242,7 +227,7 @@ def check_config(bench, workdir=".") -> None:
     check_entry(bench, name)
   seen = set()
   for run in all_runs(bench):
-    if bench.zoo[run.entry].kind != "train":
+    if kind_of(bench, run.entry) != "train":
       continue
     key = (run.protocol, run.model, run.entry)  # Ratios change rho alone.
     if key in seen:
@@ -278,21 +263,12 @@ def probe_config(bench, protocol: str, model: str) -> ml_collections.ConfigDict:
   projected profile's optimizer and batch, 2 replicas."""
   target = bench.project_to.protocols[protocol]
   source = bench.protocols[protocol] if protocol in protocol_names(bench) else target
-  c = ml_collections.ConfigDict()
-  c.seed = bench.seed
-  c.num_seeds = 2
-  c.data = ml_collections.ConfigDict(source.data.to_dict())
-  c.data.rho_train = rho_of(bench.ratios[0])
-  c.data.train_size = min(PROBE_TRAIN_SIZE, c.data.train_size)
-  c.model = ml_collections.ConfigDict(dict(name=model, conv_impl="s2d"))
-  c.loss = ml_collections.ConfigDict(dict(
-      name="erm", lam=0.0, lam_grid=(0.0,), warmup_epochs=0, grad_scale="unit",
-      settings=ml_collections.ConfigDict()))
-  c.optim = ml_collections.ConfigDict(target.optim.to_dict())
-  c.train = ml_collections.ConfigDict(target.train.to_dict())
-  c.train.epochs = PROBE_EPOCHS
-  c.train.eval_batch_size = source.train.eval_batch_size
-  c.train.log_every_steps = source.train.log_every_steps
-  c.train.batch_size = min(c.train.batch_size, c.data.train_size)
-  c.lock()
-  return c
+  data = {**source.data.to_dict(), "rho_train": rho_of(bench.ratios[0]),
+          "train_size": min(PROBE_TRAIN_SIZE, source.data.train_size)}
+  train = {**target.train.to_dict(), "epochs": PROBE_EPOCHS,
+           "eval_batch_size": source.train.eval_batch_size,
+           "log_every_steps": source.train.log_every_steps,
+           "batch_size": min(target.train.batch_size, data["train_size"])}
+  return config_lib.training_config(
+      seed=bench.seed, num_seeds=2, data=data, model=dict(name=model),
+      loss=dict(name="erm", lam_grid=(0.0,)), optim=target.optim, train=train)

@@ -16,7 +16,7 @@ from ccmnist.zoo import sections
 
 # The names the stages and tests know this module by.
 FAILED_FILE, SELECTION_FILE = collect_lib.FAILED_FILE, collect_lib.SELECTION_FILE
-KIND_METHODS, method_of = entries.KIND_METHODS, entries.method_of
+method_of = entries.method_of
 compare, statement, cell_unbiased = findings_lib.compare, sections.statement, sections.cell_unbiased
 
 

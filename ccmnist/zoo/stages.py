@@ -50,7 +50,7 @@ def finished(workdir, run: plan.Run) -> bool:
 
 def _work(bench, run: plan.Run, workdir) -> float:
   """How much training a run is, for the ETA: its examples times the images each costs."""
-  if bench.zoo[run.entry].kind != "train":
+  if plan.kind_of(bench, run.entry) != "train":
     return 0.0
   config = plan.run_config(bench, run, workdir)
   return float(cost_lib.examples(config) * methods_lib.get(config.loss.name).images_per_example)
@@ -75,7 +75,7 @@ def train_one(bench, run: plan.Run, workdir) -> float:
                   {"error": f"needs the {need.entry} run {need.key}, which failed"})
     return 0.0
   try:
-    if bench.zoo[run.entry].kind == "dfr":
+    if plan.kind_of(bench, run.entry) == "refit":
       refit(bench, run, workdir)
     else:
       loop.train_and_evaluate(plan.run_config(bench, run, workdir), rdir)

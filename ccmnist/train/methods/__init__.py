@@ -1,12 +1,14 @@
-"""Training methods by name: METHODS[config.loss.name] -> base.Method.
+"""Training methods by name: METHODS[config.loss.name] -> base.Method, in the benchmark's order.
 
-Adding one: a module with a pure loss and its Method (base.py says what the step gives it),
-registered below; tests/test_methods.py runs every registered method through the generic checks.
+Adding one: a module with a pure loss and its Method (base.py says what the step gives it, and
+how its benchmark entry is declared), and one line below. tests/test_methods_registered.py
+trains every registered method; configs/zoo.py makes the benchmark's entries from this table.
 """
 
 from ccmnist.train.methods import base
 from ccmnist.train.methods import cf_augment
 from ccmnist.train.methods import consistency
+from ccmnist.train.methods import dfr
 from ccmnist.train.methods import eiil
 from ccmnist.train.methods import erm
 from ccmnist.train.methods import gradient_penalty
@@ -21,10 +23,22 @@ from ccmnist.train.methods import vrex
 Method = base.Method
 
 METHODS = {m.name: m for m in (
-    erm.METHOD, gradient_penalty.METHOD, gradient_penalty.COLOR_METHOD, consistency.METHOD,
-    groupdro.METHOD, reweight.METHOD, reweight.SAMPLING_METHOD, irm.METHOD, vrex.METHOD,
-    cf_augment.METHOD, recolor.METHOD,
-    jtt.METHOD, lff.METHOD, eiil.METHOD)}
+    erm.METHOD,
+    gradient_penalty.METHOD,
+    gradient_penalty.COLOR_METHOD,
+    consistency.METHOD,
+    groupdro.METHOD,
+    reweight.METHOD,
+    reweight.SAMPLING_METHOD,
+    dfr.METHOD,
+    irm.METHOD,
+    vrex.METHOD,
+    jtt.METHOD,
+    lff.METHOD,
+    eiil.METHOD,
+    recolor.METHOD,
+    cf_augment.METHOD,
+)}
 
 
 def get(name: str) -> base.Method:

@@ -22,6 +22,17 @@ aux holds float scalars (at least 'ce', 'penalty', 'accuracy'); they become trai
 
 A method is `sliceable` when its loss is a mean over examples and it leaves `extra` unchanged:
 only then may a batch be computed in slices whose gradients are averaged (step.num_passes).
+
+Its hooks get the config, and its settings resolved (methods.settings_of):
+  init_extra(config, train_split, reps, *, settings, reference) -> extra [K, ...]
+  check(config, *, settings)
+`reference` is the finished run the method reads (train/reference.py), None when it names no
+`reference` setting. A method of kind 'refit' is not trained: it refits a trained run (DFR,
+train/dfr.py), and has no loss.
+
+A method is one module and one line in methods/__init__.py; its `benchmark` (title, lambda
+grids, warmup, the run it needs) is what configs/zoo.py makes its benchmark entry from, and
+tests/test_methods_registered.py trains every registered method.
 """
 
 import dataclasses
@@ -31,14 +42,37 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
-def no_extra(config, train_split, reps) -> dict:
+KINDS = ("train", "refit")
+
+
+def no_extra(config, train_split, reps, *, settings, reference) -> dict:
   """The state of a method that keeps none."""
-  del config, train_split, reps
+  del config, train_split, reps, settings, reference
   return {}
 
 
-def no_check(config) -> None:
-  del config
+def no_check(config, *, settings) -> None:
+  del config, settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+  """How the benchmark (configs/zoo.py) runs a method.
+
+  title: its row in the report. grid: its lambda grid in the full profile; quick_grid: in the
+  quick and tiny ones (None: the full grid). warmup_epochs: config.loss.warmup_epochs.
+  needs: the benchmark entry whose run (same cell, data and seeds) is trained first: the run a
+  refit refits, or the one whose workdir goes into the method's `reference` setting.
+  """
+  title: str
+  grid: tuple = (0.0,)
+  quick_grid: tuple | None = None
+  warmup_epochs: int = 0
+  needs: str = ""
+
+  def grid_of(self, size: str) -> tuple:
+    """The lambda grid of a profile ('full', 'quick' or 'tiny')."""
+    return self.grid if size == "full" or self.quick_grid is None else self.quick_grid
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -50,12 +84,17 @@ class Method:
   batch_keys: the train arrays a batch carries ('index' for the rows themselves).
   images_per_example: forward passes one example costs (2 when a partner image is also run).
   defaults: its settings and their defaults (config.loss.settings overrides them).
-  init_extra(config, train_split, reps) -> pytree with a leading [K] replica axis (numpy).
+  init_extra(config, train_split, reps, *, settings, reference) -> pytree with a leading [K]
+    replica axis (numpy).
   sample_weights(config, train_split) -> [N] probabilities of drawing each example into a batch
     (drawn with replacement), or None for the default: every example once per epoch.
-  check(config): raises ValueError, saying what to fix, on settings the method cannot use.
+  check(config, *, settings): raises ValueError, saying what to fix, on settings the method
+    cannot use.
   wrap_model(model) -> the module the method trains (LfF trains a second, biased model beside
     the one evaluated), or None.
+  kind: 'train' (a loss the step trains) or 'refit' (a trained run refit; no loss).
+  reference: the setting that holds its reference run's workdir ('' when it reads none).
+  benchmark: its entry in the benchmark (Benchmark), None when it is not one of the zoo.
   """
   name: str
   loss: Callable[..., tuple]
@@ -71,6 +110,9 @@ class Method:
   sample_weights: Callable[..., Any] | None = None
   check: Callable[[Any], None] = no_check
   wrap_model: Callable[[nn.Module], nn.Module] | None = None
+  kind: str = "train"
+  reference: str = ""
+  benchmark: Benchmark | None = None
 
 
 def logit_fn(model: nn.Module, params) -> Callable:

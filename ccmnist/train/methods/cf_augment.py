@@ -29,4 +29,5 @@ METHOD = base.Method(
     summary="mean CE over the batch and its recolored partners, no consistency term",
     paper="ours: the study's counterfactual data without its consistency loss",
     knows="that the bias is color (it trains on recolored partners)",
-    batch_keys=("images", "labels", "cf_images"), images_per_example=2)
+    batch_keys=("images", "labels", "cf_images"), images_per_example=2,
+    benchmark=base.Benchmark(title="counterfactual augmentation (no consistency)"))

@@ -3,8 +3,8 @@
 Creager, Jacobsen and Zemel 2021, "Environment Inference for Invariant Learning" (ICML 2021).
 
 Knows nothing about the bias. Needs a reference run: ERM on the same data, trained by the
-caller with the same seeds (settings.reference, its workdir; replica r reads the reference
-replica with its seed, as JTT: jtt.reference_replicas).
+caller with the same seeds (settings.reference, its workdir, which the loop loads:
+train/reference.py; replica r reads the reference replica with its seed, as JTT).
 
 The environment-inference (EI) step, once per replica before training (init_extra): with the
 reference model's train logits z_i fixed, soft assignments q_i = sigmoid(u_i) = q(e=1 | x_i)
@@ -33,10 +33,8 @@ import numpy as np
 import optax
 
 from ccmnist.train import losses
-from ccmnist.train import runs
 from ccmnist.train.methods import base
 from ccmnist.train.methods import irm
-from ccmnist.train.methods import jtt
 from ccmnist.util import batches
 
 NUM_ENVS = 2
@@ -73,10 +71,11 @@ def infer_environments(logits, labels, *, steps: int, lr: float, key):
   return jax.nn.sigmoid(u) > 0.5
 
 
-def reference_logits(config, train_split, reps) -> np.ndarray:
-  """float32 [K, N, C]: the train logits of each replica's reference replica."""
-  ref, _, idx = jtt.reference_replicas(config, reps)
-  model, params, _ = runs.load_run(ref, replica=None)
+def reference_logits(config, train_split, reps, reference) -> np.ndarray:
+  """float32 [K, N, C]: the train logits of each replica's reference replica (reference:
+  train/reference.py's Reference)."""
+  idx = reference.replicas_of(reps)
+  model, params = reference.load()
   forward = jax.jit(lambda p, x: model.apply({"params": p}, x.astype(jnp.float32)))
   out = {}
   for i in sorted(set(idx)):
@@ -87,12 +86,11 @@ def reference_logits(config, train_split, reps) -> np.ndarray:
   return np.stack([out[i] for i in idx])
 
 
-def init_extra(config, train_split, reps) -> dict:
+def init_extra(config, train_split, reps, *, settings, reference) -> dict:
   """envs [K, N] int32: the inferred environment of every train example, per replica."""
-  from ccmnist.train import methods  # pylint: disable=import-outside-toplevel  # The registry.
-  given = methods.settings_of(config)
+  given = settings
   seeds = sorted({r["seed"] for r in reps})  # Grid points of one seed share its environments.
-  logits = reference_logits(config, train_split, [{"seed": s} for s in seeds])
+  logits = reference_logits(config, train_split, [{"seed": s} for s in seeds], reference)
   keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 3) for s in seeds])
   infer = functools.partial(infer_environments, steps=int(given["ei_steps"]),
                             lr=float(given["ei_lr"]))
@@ -107,10 +105,9 @@ def init_extra(config, train_split, reps) -> dict:
   return {"envs": envs[[seeds.index(r["seed"]) for r in reps]]}
 
 
-def check(config) -> None:
-  jtt.reference_of(config)  # The reference itself may not be trained yet: init_extra reads it.
-  from ccmnist.train import methods  # pylint: disable=import-outside-toplevel  # The registry.
-  given = methods.settings_of(config)
+def check(config, *, settings) -> None:
+  del config  # The reference itself may not be trained yet: init_extra reads it.
+  given = settings
   if int(given["ei_steps"]) < 1 or not float(given["ei_lr"]) > 0:
     raise ValueError(f"config.loss.settings.ei_steps={given['ei_steps']} and ei_lr="
                      f"{given['ei_lr']}: the environment inference needs >= 1 step and a rate "
@@ -129,4 +126,6 @@ METHOD = base.Method(
     paper="Creager et al. 2021, 'Environment Inference for Invariant Learning'",
     knows="nothing about the bias (environments inferred from a reference ERM run)",
     lam_means=irm.METHOD.lam_means, batch_keys=irm.METHOD.batch_keys, sliceable=False,
-    defaults=DEFAULTS, init_extra=init_extra, check=check)
+    defaults=DEFAULTS, init_extra=init_extra, check=check, reference="reference",
+    benchmark=base.Benchmark(title="EIIL", grid=irm.IRM_GRID, quick_grid=irm.IRM_QUICK_GRID,
+                             warmup_epochs=1, needs="identify"))

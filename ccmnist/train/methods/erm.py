@@ -5,12 +5,13 @@ from ccmnist.train.methods import base
 
 
 def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
-  del step, warmup_steps, settings
-  total, aux = losses.total_loss(logit_fn=base.logit_fn(model, params), images=batch["images"],
-                                 labels=batch["labels"], name="erm", lam=lam)
-  return total, aux, extra
+  del lam, step, warmup_steps, settings
+  logits = base.logit_fn(model, params)(batch["images"])
+  ce = losses.cross_entropy(logits=logits, labels=batch["labels"])
+  return ce, base.ce_metrics(ce, logits, batch["labels"]), extra
 
 
 METHOD = base.Method(
     name="erm", loss=loss, summary="mean cross-entropy",
-    paper="Vapnik 1992 (the study's baseline)")
+    paper="Vapnik 1992 (the study's baseline)",
+    benchmark=base.Benchmark(title="ERM"))

@@ -48,10 +48,10 @@ def update_weights(q, group_loss, eta, adjustment=0.0):
   return jax.nn.softmax(jnp.log(q) + eta * (group_loss + adjustment))
 
 
-def init_extra(config, train_split, reps) -> dict:
+def init_extra(config, train_split, reps, *, settings, reference) -> dict:
   """q: uniform over the groups present in the train split; adjustment C / sqrt(n_g)."""
-  from ccmnist.train import methods  # pylint: disable=import-outside-toplevel  # The registry.
-  c = methods.settings_of(config)["generalization_adjustment"]
+  del config, reference
+  c = settings["generalization_adjustment"]
   counts = np.asarray(groups.group_counts(train_split["labels"], train_split["aligned"]),
                       np.float64)
   present = counts > 0
@@ -77,9 +77,9 @@ def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   return robust, aux, {**extra, "q": q}
 
 
-def check(config) -> None:
-  from ccmnist.train import methods  # pylint: disable=import-outside-toplevel  # The registry.
-  if methods.settings_of(config)["generalization_adjustment"] < 0:
+def check(config, *, settings) -> None:
+  del config
+  if settings["generalization_adjustment"] < 0:
     raise ValueError("config.loss.settings.generalization_adjustment must be >= 0 (0: none).")
 
 
@@ -90,4 +90,5 @@ METHOD = base.Method(
     knows="the group (digit x color aligned or not) of every train example",
     lam_means="eta, the step size of the group weights' exponentiated-gradient update",
     batch_keys=("images", "labels", "aligned"), sliceable=False,
-    defaults={"generalization_adjustment": 0.0}, init_extra=init_extra, check=check)
+    defaults={"generalization_adjustment": 0.0}, init_extra=init_extra, check=check,
+    benchmark=base.Benchmark(title="Group DRO", grid=(0.001, 0.01, 0.1), quick_grid=(0.01, 0.1)))

@@ -5,8 +5,9 @@ Group Robustness without Training Group Information" (ICML 2021).
 
 Knows nothing about the bias. Needs a reference run: ERM on the same data (the paper's
 identification model, trained for its T epochs), trained by the caller with the same seeds;
-settings.reference is its workdir. Replica r reads the reference replica with the same seed (at
-the reference's headline lambda), so each seed has its own error set.
+settings.reference is its workdir, which the loop loads (train/reference.py). Replica r reads
+the reference replica with the same seed (at the reference's headline lambda), so each seed has
+its own error set.
 
 Its error set E_r is the train examples the reference replica misclassifies after its last
 epoch (its predictions.npz 'train'); lam is the paper's upweight lambda_up (>= 1; 1 is ERM).
@@ -17,66 +18,22 @@ expectation over batches is the upsampled set's mean loss. The normalizer is fix
 train set's mean weight), so the loss stays a mean over examples: sliceable.
 """
 
-import json
-
 from absl import logging
 import jax.numpy as jnp
 import numpy as np
 
-from ccmnist.data import splits as splits_lib
 from ccmnist.train import losses
-from ccmnist.train import runs
+from ccmnist.train import replicas as replicas_lib
 from ccmnist.train.methods import base
 
 DEFAULTS = {"reference": ""}
 
 
-def reference_of(config) -> str:
-  """config.loss.settings.reference, or a ValueError saying how to set it."""
-  ref = str(dict(config.loss.get("settings", None) or {}).get("reference", ""))
-  if not ref:
-    raise ValueError(f"{config.loss.name!r} needs a reference run: set "
-                     "config.loss.settings.reference to the workdir of an ERM run trained on "
-                     "the same data with the same seeds.")
-  return ref
-
-
-def _data_fields(data) -> dict:
-  """The data-config fields that decide the arrays, JSON-normalized (tuples -> lists)."""
-  return json.loads(json.dumps({k: splits_lib.field(data, k) for k in splits_lib.KEY_FIELDS},
-                               default=str))
-
-
-def reference_replicas(config, reps) -> tuple:
-  """(reference workdir, reference config, [the reference replica of each of `reps`]).
-
-  Replica r uses the reference replica with its seed, at the reference's headline lambda.
-  ValueError, saying what to fix, when the reference trained on other data or lacks a seed.
-  """
-  ref = reference_of(config)
-  try:
-    ref_config = runs.load_config(ref)
-  except FileNotFoundError as e:
-    raise ValueError(f"config.loss.settings.reference: {e}") from None
-  mine, theirs = _data_fields(config.data), _data_fields(ref_config.data)
-  diff = [f"{k}: {theirs[k]!r} (reference) vs {mine[k]!r}" for k in mine if mine[k] != theirs[k]]
-  if diff:
-    raise ValueError(f"The reference run {ref} trained on other data ({'; '.join(diff[:3])}); "
-                     "train the reference with this run's config.data.")
-  head = runs.headline_lam(ref_config)
-  by_seed = {r["seed"]: r["replica"] for r in runs.replicas(ref_config) if r["lam"] == head}
-  missing = sorted({r["seed"] for r in reps} - set(by_seed))
-  if missing:
-    raise ValueError(f"The reference run {ref} has no replica with seed {missing[0]} (its seeds: "
-                     f"{', '.join(map(str, sorted(by_seed)))}); train it with config.seed="
-                     f"{config.seed} and config.num_seeds={config.num_seeds}.")
-  return ref, ref_config, [by_seed[r["seed"]] for r in reps]
-
-
-def error_sets(config, train_split, reps) -> np.ndarray:
-  """bool [K, N]: the train examples each replica's reference replica misclassifies."""
-  ref, _, idx = reference_replicas(config, reps)
-  preds = runs.load_predictions(ref).get("train")
+def error_sets(reference, train_split, reps) -> np.ndarray:
+  """bool [K, N]: the train examples each replica's reference replica misclassifies
+  (reference: train/reference.py's Reference)."""
+  ref, idx = reference.workdir, reference.replicas_of(reps)
+  preds = reference.predictions("train")
   labels = np.asarray(train_split["labels"])
   if preds is None:
     raise ValueError(f"The reference run {ref} has no train predictions (predictions.npz "
@@ -87,15 +44,16 @@ def error_sets(config, train_split, reps) -> np.ndarray:
   return np.asarray(preds[idx] != labels[None], bool)
 
 
-def init_extra(config, train_split, reps) -> dict:
-  errors = error_sets(config, train_split, reps)
+def init_extra(config, train_split, reps, *, settings, reference) -> dict:
+  del config, settings
+  errors = error_sets(reference, train_split, reps)
   logging.info("JTT error sets (fraction of train): %s", np.round(errors.mean(1), 4).tolist())
   return {"errors": errors}
 
 
-def check(config) -> None:
-  reference_of(config)  # The reference itself may not be trained yet: init_extra reads it.
-  bad = [lam for lam in runs.lam_grid(config) if lam < 1]
+def check(config, *, settings) -> None:
+  del settings  # The reference itself may not be trained yet: init_extra reads it.
+  bad = [lam for lam in replicas_lib.lam_grid(config) if lam < 1]
   if bad:
     raise ValueError(f"JTT's lam is its upweight lambda_up, >= 1 (1 is ERM); got {bad[0]}: set "
                      "config.loss.lam / lam_grid (the paper's values lie in 4..100).")
@@ -125,4 +83,6 @@ METHOD = base.Method(
     knows="nothing about the bias (a reference ERM run's train errors)",
     lam_means="upweight lambda_up of the identification run's errors (>= 1)",
     batch_keys=("images", "labels", "index"), defaults=DEFAULTS, init_extra=init_extra,
-    check=check)
+    check=check, reference="reference",
+    benchmark=base.Benchmark(title="JTT", grid=(5.0, 20.0, 50.0), quick_grid=(20.0,),
+                             needs="identify"))

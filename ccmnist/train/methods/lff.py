@@ -95,8 +95,8 @@ def difficulty_weights(loss_b, loss_d):
   return loss_b / (loss_b + loss_d + 1e-8)
 
 
-def init_extra(config, train_split, reps) -> dict:
-  del config
+def init_extra(config, train_split, reps, *, settings, reference) -> dict:
+  del config, settings, reference
   labels = np.asarray(train_split["labels"], np.int32)
   k, n = len(reps), len(labels)
   return {"ema_b": np.zeros((k, n), np.float32), "ema_d": np.zeros((k, n), np.float32),
@@ -123,8 +123,9 @@ def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   return total, aux, {**extra, "ema_b": ema_b, "ema_d": ema_d, "seen": seen}
 
 
-def check(config) -> None:
-  given = {**DEFAULTS, **dict(config.loss.get("settings", None) or {})}
+def check(config, *, settings) -> None:
+  del config
+  given = settings
   if not 0 < given["q"] <= 1:
     raise ValueError(f"config.loss.settings.q={given['q']}: GCE's exponent lies in (0, 1] "
                      "(LfF uses 0.7).")
@@ -140,4 +141,5 @@ METHOD = base.Method(
           "Classifier'",
     knows="nothing about the bias (assumes it is learned first)", lam_means="unused",
     batch_keys=("images", "labels", "index"), images_per_example=2, sliceable=False,
-    defaults=DEFAULTS, init_extra=init_extra, check=check, wrap_model=wrap_model)
+    defaults=DEFAULTS, init_extra=init_extra, check=check, wrap_model=wrap_model,
+    benchmark=base.Benchmark(title="LfF"))

@@ -26,9 +26,9 @@ from ccmnist.train.methods import base
 _KEY_STREAM = 2  # fold_in(key(seed), .): 0 the model's init, 1 the data order (train/loop.py).
 
 
-def init_extra(config, train_split, reps) -> dict:
+def init_extra(config, train_split, reps, *, settings, reference) -> dict:
   """key [K, ...]: each replica's recoloring key data, from its seed."""
-  del config, train_split
+  del config, train_split, settings, reference
   keys = [jax.random.fold_in(jax.random.key(r["seed"]), _KEY_STREAM) for r in reps]
   return {"key": np.stack([np.asarray(jax.random.key_data(k)) for k in keys])}
 
@@ -58,4 +58,5 @@ METHOD = base.Method(
     summary="mean CE on the batch's digits recolored each step in uniformly random colors",
     paper="ours: an augmentation baseline",
     knows="that the bias is color, and how the data colors a digit (oracle-ish)",
-    batch_keys=("grey", "labels", "index"), init_extra=init_extra)
+    batch_keys=("grey", "labels", "index"), init_extra=init_extra,
+    benchmark=base.Benchmark(title="random recoloring"))

@@ -37,8 +37,8 @@ def group_weights(train_split) -> np.ndarray:
   return (inverse / inverse.mean()).astype(np.float32)
 
 
-def init_extra(config, train_split, reps) -> dict:
-  del config
+def init_extra(config, train_split, reps, *, settings, reference) -> dict:
+  del config, settings, reference
   return {"weights": np.tile(group_weights(train_split), (len(reps), 1))}
 
 
@@ -65,9 +65,10 @@ METHOD = base.Method(
     name="reweight", loss=loss,
     summary="CE weighted by 1 / (train count of the example's group), mean weight 1",
     paper=_PAPER + " (RWG's weights, on the loss)", knows=_KNOWS,
-    batch_keys=("images", "labels", "index"), init_extra=init_extra)
+    batch_keys=("images", "labels", "index"), init_extra=init_extra,
+    benchmark=base.Benchmark(title="group reweighting"))
 SAMPLING_METHOD = base.Method(
     name="balanced_sampling", loss=erm.loss,
     summary="plain CE on batches drawn with replacement so that every group is equally likely",
     paper=_PAPER + " (RWG, as their code samples)", knows=_KNOWS,
-    sample_weights=sample_weights)
+    sample_weights=sample_weights, benchmark=base.Benchmark(title="group-balanced sampling"))

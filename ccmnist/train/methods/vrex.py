@@ -47,4 +47,6 @@ METHOD = base.Method(
     knows=irm.ENV_KNOWS,
     lam_means="variance weight beta after warmup (1 before; the loss divided by it when > 1)",
     batch_keys=("images", "labels", "index"), sliceable=False, defaults=irm.ENV_DEFAULTS,
-    init_extra=irm.init_extra, check=irm.check)
+    init_extra=irm.init_extra, check=irm.check,
+    benchmark=base.Benchmark(title="V-REx", grid=irm.IRM_GRID, quick_grid=irm.IRM_QUICK_GRID,
+                             warmup_epochs=1))
