@@ -14,6 +14,7 @@ from ccmnist.train.methods import groupdro
 from ccmnist.train.methods import irm
 from ccmnist.train.methods import jtt
 from ccmnist.train.methods import lff
+from ccmnist.train.methods import noise
 from ccmnist.train.methods import recolor
 from ccmnist.train.methods import reweight
 from ccmnist.train.methods import vrex
@@ -25,6 +26,7 @@ METHODS = {m.name: m for m in (
     groupdro.METHOD, reweight.METHOD, reweight.SAMPLING_METHOD, irm.METHOD, vrex.METHOD,
     cf_augment.METHOD, recolor.METHOD,
     jtt.METHOD, lff.METHOD, eiil.METHOD)}
+METHODS[noise.METHOD.name] = noise.METHOD
 
 
 def get(name: str) -> base.Method:
