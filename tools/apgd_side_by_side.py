@@ -79,7 +79,7 @@ def torch_side(npz_path: str, out_path: str, *, steps: int, seed: int) -> None:
         atk = torchattacks.APGD(model, norm="Linf", eps=eps / 255.0, steps=steps, n_restarts=1,
                                 seed=seed, loss=loss)
         t0 = time.time()
-        adv = atk(x, y)
+        adv = atk(x, y).detach()
         with torch.no_grad():
           acc = float((model(adv).argmax(1) == y).float().mean())
         linf = float((adv - x).abs().max()) * 255.0

@@ -133,8 +133,8 @@ def masking_checks(suite_of: dict, transfer: dict | None, *, tol: float, zero_to
                  "measured": f"accuracy {100 * m['grey_accuracy']:.1f}% at eps {m['grey_eps']:g}"},
         "black": {"holds": m["black_success"] <= m["white_success"] + tol,
                   "measured": f"Square {100 * m['black_success']:.1f}% vs white-box "
-                              f"{100 * m['white_success']:.1f}% ({s['square_only']} images "
-                              "only Square breaks)"},
+                              f"{100 * m['white_success']:.1f}%, {s['square_only']} images "
+                              "only Square breaks"},
         "budget": {"holds": m["more_steps"]["robust_accuracy"] <= ra + tol,
                    "measured": f"APGD-CE {m['more_steps']['steps']} steps x "
                                f"{m['more_steps']['restarts']} restarts "

@@ -149,7 +149,7 @@ def certified_accuracy_curves(radii, curves: dict, *, title: str = ""):
   fig, axes = plt.subplots(1, k, figsize=(3.6 * k + 0.6, 3.6), squeeze=False, sharey=True)
   for ax, (label, by_model) in zip(axes[0], curves.items()):
     for name, acc in by_model.items():
-      ax.step(radii, acc, where="post", marker="o", ms=3, color=plots.model_color(name),
+      ax.plot(radii, acc, marker="o", ms=3, color=plots.model_color(name),
               label=name)
     ax.set_xlabel("L2 radius (pixel units of 255)")
     ax.set_title(label, fontsize=9)
