@@ -86,9 +86,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.pgd.steps = 5
     c.min_eps.num_images = 16
     c.min_eps.iters = 4
-    c.suite.update(dict(num_images=16, batch_size=16, steps=5, dlr_targets=2,
+    c.suite.update(dict(models="counterfactual,counterfactual@0", num_images=16,
+                        batch_size=16, steps=5, dlr_targets=2,
                         square_queries=10, check_steps=6, check_restarts=2))
-    c.smoothing.update(dict(num_images=16, sigmas=(0.25 * 255, 0.5 * 255), n0=8, n=32,
-                            chunk=16))
+    c.smoothing.update(dict(models="counterfactual,counterfactual@0", num_images=16,
+                            sigmas=(0.25 * 255, 0.5 * 255), n0=8, n=32, chunk=16))
   c.lock()
   return c

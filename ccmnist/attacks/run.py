@@ -370,7 +370,7 @@ def _write_figures(out_dir, cfg, results, arrays, example) -> None:
       example["originals"], example["advs"], captions=caps,
       title=f"digit {ex['label']} -> {ex['target']}, eps {ex['eps']}"),
       fig_dir / "example_perturbation.png")
-  if results.get("smoothing"):
+  if (results.get("smoothing") or {}).get("models"):
     sm = results["smoothing"]["models"]
     first = next(iter(sm.values()))
     plots.save_figure(attack_plots.certified_accuracy_curves(
