@@ -53,15 +53,43 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.anatomy = ml_collections.ConfigDict(dict(stroke_threshold=30.0, null_seed=0))
   # The study's single example: the first (seeded) test image of digit `source`, target `target`.
   c.example = ml_collections.ConfigDict(dict(source=7, target=3))
+  # The attack suite (ccmnist.attacks.suite), on the first num_images attacked images of each
+  # model in `models` ('' = every run): APGD-CE, targeted APGD-DLR toward the dlr_targets
+  # highest other classes, Square (square_queries forward passes, p_init); robust accuracy per
+  # attack and the worst case, untargeted, at eps. Masking checks: APGD-CE at grey_eps (127.5
+  # reaches a grey image from any image) must leave accuracy <= zero_tol; Square and transfer
+  # must not beat the white-box attacks, nor check_steps x check_restarts raise APGD-CE's
+  # robust accuracy, by more than tol.
+  c.suite = ml_collections.ConfigDict(dict(
+      enabled=True, models="", num_images=1000, batch_size=200, eps=12.75, steps=100,
+      restarts=1, dlr_targets=9, square_queries=5000, square_p_init=0.8, grey_eps=128.0,
+      zero_tol=0.01, tol=0.02, check_steps=200, check_restarts=3))
+  # Randomized smoothing (ccmnist.attacks.smoothing): certify the first num_images attacked
+  # images of each model in `models` at every sigma (pixel units of 255), n0 selection and n
+  # estimation samples, failure probability alpha; certified accuracy at each L2 radius.
+  c.smoothing = ml_collections.ConfigDict(dict(
+      enabled=True, models="", num_images=500, sigmas=(0.12 * 255, 0.25 * 255, 0.5 * 255),
+      n0=100, n=10_000, alpha=0.001, chunk=100,
+      radii=(0.0, 16.0, 32.0, 64.0, 96.0, 128.0, 192.0, 255.0)))
 
   if size == "quick":
     c.targets.num_images = 200
     c.min_eps.num_images = 100
+    c.suite.update(dict(models="cheater,counterfactual,counterfactual@0", num_images=100,
+                        batch_size=100, steps=50, dlr_targets=3, square_queries=300,
+                        check_steps=100, check_restarts=2))
+    c.smoothing.update(dict(models="cheater,counterfactual,counterfactual@0", num_images=100,
+                            sigmas=(0.25 * 255, 0.5 * 255), n0=32, n=256, chunk=64))
   elif size == "tiny":  # Seconds: for tests on 'tiny' runs.
     c.batch_size = 16
     c.targets.num_images = 24
     c.pgd.steps = 5
     c.min_eps.num_images = 16
     c.min_eps.iters = 4
+    c.suite.update(dict(models="counterfactual,counterfactual@0", num_images=16,
+                        batch_size=16, steps=5, dlr_targets=2,
+                        square_queries=10, check_steps=6, check_restarts=2))
+    c.smoothing.update(dict(models="counterfactual,counterfactual@0", num_images=16,
+                            sigmas=(0.25 * 255, 0.5 * 255), n0=8, n=32, chunk=16))
   c.lock()
   return c

@@ -536,3 +536,75 @@ def test_attack_runs_rejects_a_bad_config_before_loading(tmp_path):
   with pytest.raises(ValueError, match="criterion"):
     run.attack_runs({"a": str(tmp_path / "missing")}, cfg, tmp_path / "out")
   assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- the suite, checks, report
+
+def test_top_targets_skip_the_label():
+  from ccmnist.attacks import suite  # pylint: disable=import-outside-toplevel
+  z = np.array([[0.0, 5.0, 3.0, 4.0, 1.0, 0, 0, 0, 0, 0]])
+  np.testing.assert_array_equal(suite.top_targets(z, np.array([1]), 2), [[3], [2]])
+  np.testing.assert_array_equal(suite.top_targets(z, np.array([3]), 2), [[1], [2]])
+
+
+def _suite_entry(*, clean=1.0, ce=0.5, dlr=0.4, sq=0.6, worst=0.3, grey=0.0, white=0.7,
+                 black=0.4, more=0.45, t_worst=0.8):
+  return {"num_images": 100, "eps": 12.75, "clean_accuracy": clean, "replica": 0,
+          "robust_accuracy": {"apgd_ce": ce, "apgd_t_dlr": dlr, "square": sq},
+          "worst_robust_accuracy": worst, "square_only": 2,
+          "targeted": {"apgd_ce": 0.5, "apgd_dlr": 0.6, "pgd": 0.4, "worst": t_worst},
+          "masking": {"grey_eps": 128.0, "grey_accuracy": grey, "white_success": white,
+                      "black_success": black,
+                      "more_steps": {"steps": 200, "restarts": 3, "robust_accuracy": more}}}
+
+
+def test_masking_checks_flag_each_symptom():
+  from ccmnist.attacks import suite  # pylint: disable=import-outside-toplevel
+  per = {"a": _suite_entry(), "b": _suite_entry(grey=0.2, black=0.9, more=0.6)}
+  transfer = {"names": ["a", "b"], "success_argmax": [[0.9, 0.8], [0.3, 0.5]]}
+  out = suite.masking_checks(per, transfer, tol=0.02, zero_tol=0.01)
+  assert all(c["holds"] for c in out["a"].values())  # a -> a 0.9 >= b -> a 0.3.
+  assert {k for k, c in out["b"].items() if not c["holds"]} == {
+      "grey", "black", "budget", "transfer"}  # a -> b 0.8 > b -> b 0.5.
+  assert "0.8" not in out["b"]["transfer"]["measured"]  # Percent, with its source named.
+  assert "from a" in out["b"]["transfer"]["measured"]
+
+
+def test_attack_suite_report_and_findings():
+  from ccmnist.attacks import suite  # pylint: disable=import-outside-toplevel
+  from ccmnist.report import attack_suite  # pylint: disable=import-outside-toplevel
+  per = {"counterfactual@0": _suite_entry(worst=0.1, t_worst=0.9),
+         "counterfactual": _suite_entry(worst=0.6, t_worst=0.2, grey=0.3)}
+  checks = suite.masking_checks(per, None, tol=0.02, zero_tol=0.01)
+  att = {"suite": {"models": per, "masking_checks": checks},
+         "smoothing": {"alpha": 0.001, "n0": 10, "n": 100, "models": {"cheater": {
+             "radii": [0.0, 32.0], "num_images": 10, "replica": 0, "sigmas": {"63.75": {
+                 "sigma": 63.75, "certified_accuracy": [0.5, 0.25], "abstain": 0.1,
+                 "median_radius_correct": 20.0}}}}}}
+  lines = attack_suite.section(att)
+  assert any("FAILED" in line and line.startswith("| counterfactual |") for line in lines)
+  assert any("60.0%" in line for line in lines)
+  cert = attack_suite.certified_section(att)
+  assert any("| cheater | 63.75 | 10.0% | 20.0 | 50.0% | 25.0% |" == line for line in cert)
+  rows = attack_suite.findings(att)
+  assert [r["holds"] for r in rows] == [True, True]  # Differences far beyond the noise.
+  assert all("masking check failed: counterfactual grey" in r["measured"] for r in rows)
+  assert all(r["runs"] == ["counterfactual@0", "counterfactual"] and r["seeds"] == 1
+             for r in rows)
+  assert attack_suite.findings({})[0]["holds"] is None
+  assert attack_suite.section({}) == [] and attack_suite.certified_section(None) == []
+
+
+def test_run_suite_on_a_linear_model():
+  """The suite end to end at tiny sizes: rates in [0, 1], worst case below each attack."""
+  from ccmnist.attacks import suite  # pylint: disable=import-outside-toplevel
+  model, params = Linear(), linear_params(jax.random.key(0), scale=3e-3)
+  x = random_images(jax.random.key(1), 4)
+  y = jnp.argmax(model.apply({"params": params}, x), -1)
+  cfg = attack_config.get_config("tiny").suite
+  out = suite.run_suite(model, params, np.asarray(x), np.asarray(y), np.full(4, 3), cfg=cfg,
+                        key=jax.random.key(2), pgd_targeted_ok=np.zeros(4, bool))
+  assert out["clean_accuracy"] == 1.0
+  assert all(out["worst_robust_accuracy"] <= r for r in out["robust_accuracy"].values())
+  assert out["targeted"]["worst"] >= max(out["targeted"]["apgd_ce"], out["targeted"]["apgd_dlr"])
+  assert out["masking"]["grey_accuracy"] == 0.0  # eps 128 reaches anything on a linear model.

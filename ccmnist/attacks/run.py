@@ -2,7 +2,9 @@
 
 The attack is built once from cfg.pgd (`pgd.from_config`); every analysis only calls it. For
 every run: an epsilon sweep (one program per batch), per-example minimal epsilon (bisection),
-the study's 7 -> 3 example; across runs: the transfer matrix. Writes out_dir/attack.json,
+the study's 7 -> 3 example; across runs: the transfer matrix. Then, on the models of
+cfg.suite.models, the attack suite and its gradient-masking checks (suite.py), and on those of
+cfg.smoothing.models, certified accuracy against L2 radius. Writes out_dir/attack.json,
 out_dir/attack_arrays.npz and out_dir/figures/*.png.
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 from ccmnist import plots
 from ccmnist.attacks import anatomy
 from ccmnist.attacks import pgd as pgd_lib
+from ccmnist.attacks import suite as suite_lib
 from ccmnist.attacks import sweep
 from ccmnist.data import splits as splits_lib
 from ccmnist.plots import attacks as attack_plots
@@ -24,7 +27,7 @@ from ccmnist.train import runs as runs_lib
 from ccmnist.util import batches
 from ccmnist.util import io
 
-RESULTS_VERSION = 2  # 2: the anatomy measures beside their null.
+RESULTS_VERSION = 3  # 2: the anatomy measures beside their null; 3: the suite and smoothing.
 
 
 def _workdir_replica(value, replica: int):
@@ -48,6 +51,14 @@ def check_config(cfg) -> pgd_lib.Attack:
                      f"{sweep.BATCHINGS}.")
   if cfg.batch_size < 1:
     raise ValueError(f"config.batch_size={cfg.batch_size}; use >= 1.")
+  su, sm = cfg.suite, cfg.smoothing
+  if not 1 <= su.dlr_targets <= 9 or min(su.steps, su.square_queries, su.check_steps) < 0 \
+      or min(su.restarts, su.check_restarts, su.num_images, su.batch_size) < 1:
+    raise ValueError("config.suite: need 1 <= dlr_targets <= 9, steps, square_queries and "
+                     "check_steps >= 0, restarts, check_restarts, num_images, batch_size >= 1.")
+  if min(sm.sigmas, default=0.0) <= 0 or not 0 < sm.alpha < 1 or min(sm.n0, sm.n, sm.chunk) < 1:
+    raise ValueError("config.smoothing: need sigmas > 0 (pixel units), 0 < alpha < 1 and n0, n, "
+                     "chunk >= 1.")
   return attack
 
 
@@ -147,6 +158,8 @@ def attack_runs(runs, cfg, out_dir) -> dict:
   transfer = sweep.transfer_matrix(models_params, advs, attack_labels, targeted=attack.targeted,
                                    threshold=float(cfg.success.threshold))
   example = _study_example(cfg, attack, split, own_split, loaded, key)
+  robustness = _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, transfer,
+                                    key, out_dir, identity)
 
   results = io.finite_or_none({
       **identity,
@@ -155,6 +168,7 @@ def attack_runs(runs, cfg, out_dir) -> dict:
       "data_run": data_run, "split": cfg.split, "num_images": len(idx),
       "target_rule": tc.to_dict(), "study_eps": float(attack.eps), "criterion": crit,
       "models": per_model, "transfer": transfer, "example": example["summary"],
+      **robustness,
   })
   _write_figures(out_dir, cfg, results, arrays, example)
   io.write_npz(out_dir / "attack_arrays.npz", indices=idx, targets=targets, **arrays)
@@ -205,6 +219,66 @@ def _attack_model(cfg, attack, model, params, images, labels, attack_labels, key
             "mean_abs_delta": anat.pop("mean_abs_map_HWC")}
   summary["anatomy"] = anat
   return summary, arrays
+
+
+def _selected(models: str, names) -> list:
+  """The models of a comma-separated list ('' = all of `names`), in the stage's order."""
+  want = [m.strip() for m in models.split(",") if m.strip()]
+  unknown = sorted(set(want) - set(names))
+  if unknown:  # A size's default list names the study's models; other runs may be attacked.
+    logging.warning("Models %s are not among the attacked runs %s; skipped.", unknown, names)
+  return [n for n in names if not want or n in want]
+
+
+def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, transfer, key,
+                         out_dir, identity) -> dict:
+  """{'suite': ..., 'smoothing': ...} of attack.json: per model the attack suite (and its
+  replica), the masking checks, and certified accuracy against L2 radius; each model's part is
+  cached in out_dir/stages/NAME.suite.json under its run and the config."""
+  out = {}
+  if cfg.suite.enabled:
+    n = min(int(cfg.suite.num_images), len(labels))
+    per = {}
+    for name in _selected(cfg.suite.models, list(loaded)):
+      cache = out_dir / "stages" / f"{name}.suite.json"
+      stage_id = {"version": RESULTS_VERSION, "run": list(runs[name]),
+                  "config": identity["config"]}
+      saved = io.read_json(cache)
+      if saved is not None and saved.get("identity") == stage_id:
+        per[name] = saved["suite"]
+        continue
+      model, params, _ = loaded[name]
+      pgd_ok = sweep.evaluate(model, params, advs[name][:n], targets[:n], targeted=True,
+                              threshold=float(cfg.success.threshold))["argmax"]
+      res = suite_lib.run_suite(model, params, images_of[name][:n], labels[:n], targets[:n],
+                                cfg=cfg.suite, key=jax.random.fold_in(key, 40_000),
+                                pgd_targeted_ok=np.asarray(pgd_ok))
+      res["replica"] = runs[name][1]
+      io.write_json(cache, io.finite_or_none({"identity": stage_id, "suite": res}), indent=1)
+      per[name] = res
+      logging.info("%s suite: clean %.3f, robust %s, worst %.3f; targeted %s", name,
+                   res["clean_accuracy"], res["robust_accuracy"], res["worst_robust_accuracy"],
+                   res["targeted"])
+    checks = suite_lib.masking_checks(per, transfer, tol=float(cfg.suite.tol),
+                                      zero_tol=float(cfg.suite.zero_tol))
+    for name, cs in checks.items():
+      for check, c in cs.items():
+        if not c["holds"]:
+          logging.warning("%s: masking check %s failed: %s", name, check, c["measured"])
+    out["suite"] = {"models": per, "masking_checks": checks}
+  if cfg.smoothing.enabled:
+    n = min(int(cfg.smoothing.num_images), len(labels))
+    per = {}
+    for name in _selected(cfg.smoothing.models, list(loaded)):
+      model, params, _ = loaded[name]
+      per[name] = suite_lib.certify_model(model, params, images_of[name][:n], labels[:n],
+                                          cfg=cfg.smoothing, key=jax.random.fold_in(key, 50_000))
+      per[name]["replica"] = runs[name][1]
+      logging.info("%s certified accuracy: %s", name, {
+          s: v["certified_accuracy"] for s, v in per[name]["sigmas"].items()})
+    out["smoothing"] = {"models": per, "alpha": float(cfg.smoothing.alpha),
+                        "n0": int(cfg.smoothing.n0), "n": int(cfg.smoothing.n)}
+  return out
 
 
 def _load_stage(stage: pathlib.Path, identity: dict):
@@ -296,6 +370,14 @@ def _write_figures(out_dir, cfg, results, arrays, example) -> None:
       example["originals"], example["advs"], captions=caps,
       title=f"digit {ex['label']} -> {ex['target']}, eps {ex['eps']}"),
       fig_dir / "example_perturbation.png")
+  if (results.get("smoothing") or {}).get("models"):
+    sm = results["smoothing"]["models"]
+    first = next(iter(sm.values()))
+    plots.save_figure(attack_plots.certified_accuracy_curves(
+        first["radii"], {f"sigma {s}": {n: m["sigmas"][s]["certified_accuracy"]
+                                        for n, m in sm.items()} for s in first["sigmas"]},
+        title=f"randomized smoothing, {first['num_images']} images, alpha "
+              f"{results['smoothing']['alpha']:g}"), fig_dir / "certified_accuracy.png")
   plots.save_figure(attack_plots.mean_abs_delta_maps(
       {n: arrays[f"{n}/mean_abs_delta"] for n in names},
       shares={n: (results["models"][n]["anatomy"]["color_shift_share"],

@@ -137,3 +137,28 @@ def mean_abs_delta_maps(maps: dict, *, shares: dict | None = None, title: str = 
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   return fig
+
+
+def certified_accuracy_curves(radii, curves: dict, *, title: str = ""):
+  """Certified accuracy against L2 radius: one panel per sigma, a line per model.
+
+  curves {panel label (a sigma): {model name: [R] certified accuracy at each of radii}};
+  radii in pixel units of 255. The legend sits below the panels, off the data.
+  """
+  k = len(curves)
+  fig, axes = plt.subplots(1, k, figsize=(3.6 * k + 0.6, 3.6), squeeze=False, sharey=True)
+  for ax, (label, by_model) in zip(axes[0], curves.items()):
+    for name, acc in by_model.items():
+      ax.plot(radii, acc, marker="o", ms=3, color=plots.model_color(name),
+              label=name)
+    ax.set_xlabel("L2 radius (pixel units of 255)")
+    ax.set_title(label, fontsize=9)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel("certified accuracy")
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8,
+             frameon=False)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout(rect=(0, 0.1, 1, 1))
+  return fig

@@ -16,6 +16,7 @@ from ccmnist.train.methods import groupdro
 from ccmnist.train.methods import irm
 from ccmnist.train.methods import jtt
 from ccmnist.train.methods import lff
+from ccmnist.train.methods import noise
 from ccmnist.train.methods import recolor
 from ccmnist.train.methods import reweight
 from ccmnist.train.methods import vrex
@@ -38,6 +39,7 @@ METHODS = {m.name: m for m in (
     eiil.METHOD,
     recolor.METHOD,
     cf_augment.METHOD,
+    noise.METHOD,
 )}
 
 
