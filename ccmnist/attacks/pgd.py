@@ -30,7 +30,6 @@ import optax
 
 NORMS = ("linf", "l2")
 LOSSES = ("ce", "margin")
-NUM_PIXELS = 28 * 28 * 3  # d of the L2 ball's uniform start, for one MNIST RGB image.
 PIXEL_MIN, PIXEL_MAX = 0.0, 255.0
 _TINY = 1e-12
 
