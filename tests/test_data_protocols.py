@@ -42,7 +42,7 @@ def test_lff_palette_is_the_published_tensor():
   np.testing.assert_array_equal(palette.LFF_PALETTE, palette.LFF_COLORS * np.float32(255))
   assert palette.LFF_PALETTE.dtype == np.float32 and palette.LFF_PALETTE.max() < 255
   np.testing.assert_array_equal(palette.palette_levels(palette.LFF_PALETTE), palette.LFF_PALETTE)
-  with pytest.raises(ValueError, match=r"shape \(10, 3\)"):
+  with pytest.raises(ValueError, match=r"shape \(10, 4\)"):
     palette.palette_levels(np.zeros((10, 4)))
   with pytest.raises(ValueError, match=r"\[0, 255\]"):
     palette.palette_levels(np.full((10, 3), 255.5))
