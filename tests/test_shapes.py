@@ -12,6 +12,7 @@ from ccmnist import models
 from ccmnist.data import groups
 from ccmnist.data import palette as palette_lib
 from ccmnist.data import splits as splits_lib
+from ccmnist.eval import color_swap
 from ccmnist.eval import run as eval_run
 from ccmnist.train import loop
 from ccmnist.train import runs
@@ -112,3 +113,34 @@ def test_train_loop_and_evaluation_on_small_data(tmp_path):
       config.data)["test_easy"]["labels"]))
   swap = ev["replicas"][0]["color_swap"]
   assert np.asarray(swap["p_digit"]).shape == (CLASSES, len(COLOR_CLASS))
+
+
+def test_identity_map_draws_the_colors_it_always_drew():
+  """The study's map (color c cues class c) takes the same random numbers, in the same order, as
+  'own color with probability rho, else (label + U{1..9}) % 10': the study's data is unchanged."""
+  labels = np.random.default_rng(0).integers(0, 10, 5000).astype(np.int32)
+  got = splits_lib.assign_colors(labels, 0.3, np.random.default_rng(1))
+  rng = np.random.default_rng(1)
+  keep = rng.random(labels.shape) < 0.3
+  want = np.where(keep, labels, (labels + rng.integers(1, 10, size=labels.shape)) % 10)
+  np.testing.assert_array_equal(got, want)
+
+
+def test_conflicting_colors_are_uniform_over_the_other_classes_colors():
+  labels = np.zeros(60_000, np.int32)  # Class 0: colors 0 and 4 are its own.
+  colors = splits_lib.assign_colors(labels, 0.0, np.random.default_rng(2),
+                                    color_class=COLOR_CLASS)
+  counts = np.bincount(colors, minlength=6)
+  assert counts[0] == counts[4] == 0
+  np.testing.assert_allclose(counts[[1, 2, 3, 5]] / labels.size, 0.25, atol=0.01)
+
+
+def test_color_swap_cells_follow_the_color_map():
+  digits = np.repeat(np.arange(CLASSES), 6 * 2)
+  colors = np.tile(np.repeat(np.arange(6), 2), CLASSES)
+  cues = np.asarray(COLOR_CLASS)[colors]
+  m = color_swap.swap_matrices(cues, digits, colors, color_class=COLOR_CLASS)  # Reads color.
+  assert m["p_color"].shape == (CLASSES, 6)
+  np.testing.assert_array_equal(m["p_color"], np.ones((CLASSES, 6)))
+  np.testing.assert_array_equal(m["p_digit"], np.asarray(COLOR_CLASS)[None, :] ==
+                                np.arange(CLASSES)[:, None])
