@@ -16,6 +16,7 @@ Held out from the training digits, in this order, when sized > 0: `val` (colored
 a group-balanced subsample keeps most of it; groups.balanced_subset).
 """
 
+import dataclasses
 import hashlib
 import io as io_lib
 import json
@@ -24,7 +25,6 @@ import pathlib
 import re
 import shutil
 import socket
-import dataclasses
 import zipfile
 
 from absl import logging
@@ -46,10 +46,10 @@ KEY_FIELDS = ("coloring", "rho_train", "rho_test_easy", "rho_test_hard", "noise_
 # Fields newer than some saved configs, and the value a config without them means.
 FIELD_DEFAULTS = {"color_std": coloring.COLOR_STD, "grayscale": False, "val_balanced_size": 0,
                   "image_size": None, "num_classes": None, "color_class": None}
-# Key fields left out of the cache key at their default, so the keys of configs that predate
+# Key fields left out of the cache key at their default (None), so the keys of configs that predate
 # them stay as they were. image_size / num_classes None: the source's own (MNIST's 28 and 10);
 # color_class None: color c cues class c.
-SHAPE_FIELDS = ("image_size", "num_classes", "color_class")
+SPEC_FIELDS = ("image_size", "num_classes", "color_class")
 # Every split a data config can hold, in report order (the val splits when sized > 0).
 SPLIT_NAMES = ("train", "test_easy", "test_hard", "val", "val_unbiased", "val_balanced")
 # The held-out splits' colors: rho_train for val; fixed rhos for the others.
@@ -313,7 +313,7 @@ def build_splits(cfg) -> dict:
 
 def cache_key(cfg) -> str:
   fields = {k: field(cfg, k) for k in KEY_FIELDS
-            if k not in SHAPE_FIELDS or field(cfg, k) != FIELD_DEFAULTS[k]}
+            if k not in SPEC_FIELDS or field(cfg, k) is not None}
   for k in ("palette", "color_class"):
     if fields.get(k) is not None:
       fields[k] = np.asarray(fields[k]).tolist()
