@@ -39,9 +39,9 @@ def test_a_model_without_a_linear_head_is_refused():
   class Tanh(models.MLP):
     def __call__(self, x):
       return jnp.tanh(super().__call__(x))
-  model = Tanh()
+  model = Tanh(num_classes=10)
   with pytest.raises(ValueError, match="does not return a Dense layer's output"):
-    dfr.head_path(model, models.init_params(model, jax.random.key(0), (28, 28, 3)))
+    dfr.head_path(model, models.init_params(model, jax.random.key(0), (28, 28, 3)), (28, 28, 3))
 
 
 def symmetric_answer(reg):
