@@ -33,6 +33,8 @@ from ccmnist.attacks import pgd as pgd_lib
 from ccmnist.attacks import sweep as sweep_lib
 from ccmnist.data import coloring
 from ccmnist.data import mnist
+from ccmnist.data import palette as palette_lib
+from ccmnist.data import splits as splits_lib
 from ccmnist.models import layers
 from ccmnist.train import loop
 from ccmnist.train import optim
@@ -68,7 +70,8 @@ class TrainWorkload:
   """`steps` steps of the real train step of `config` (see workload_config); call() times them."""
 
   def __init__(self, config, *, data, steps, data_parallel=False):
-    model = models.get_model(config.model.name, conv_impl=config.model.conv_impl)
+    model = models.get_model(config.model.name, conv_impl=config.model.conv_impl,
+                             num_classes=splits_lib.spec(config.data).num_classes)
     n, batch = data["labels"].shape[0], config.train.batch_size
     self.steps, self.batch, self.data, self.data_parallel = steps, batch, data, data_parallel
     self.spe = n // batch
@@ -114,10 +117,10 @@ def _grey_digits(n: int) -> tuple:
     te, _ = mnist.load("test", use_tfds=False, use_mirror=False)
     grey, source = np.concatenate([tr, te]), "mnist"
   except Exception:  # pylint: disable=broad-except  # Any missing source: fall back.
-    grey, source = np.zeros((0, 28, 28), np.uint8), "random"
+    grey, source = np.zeros((0, *mnist.IMAGE_SHAPE), np.uint8), "random"
   if len(grey) < n:
     rng = np.random.default_rng(0)
-    grey = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    grey = rng.integers(0, 256, (n, *mnist.IMAGE_SHAPE), dtype=np.uint8)
     source = "random"
   return grey[:n], source
 
@@ -152,9 +155,11 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
     base.model.conv_impl = conv_impl
   rng = np.random.default_rng(0)
   n_data = max(4096, 4 * max(batch_sizes))
-  data = {"images": jnp.asarray(rng.integers(0, 256, (n_data, 28, 28, 3), dtype=np.uint8)),
-          "labels": jnp.asarray(rng.integers(0, 10, n_data).astype(np.int32)),
-          "cf_images": jnp.asarray(rng.integers(0, 256, (n_data, 28, 28, 3), dtype=np.uint8))}
+  spec = splits_lib.spec(base.data)
+  data = {"images": jnp.asarray(rng.integers(0, 256, (n_data, *spec.image_shape), dtype=np.uint8)),
+          "labels": jnp.asarray(rng.integers(0, spec.num_classes, n_data).astype(np.int32)),
+          "cf_images": jnp.asarray(rng.integers(0, 256, (n_data, *spec.image_shape),
+                                                dtype=np.uint8))}
 
   def workload(loss, batch, steps, *, num_seeds=1, data_parallel=False):
     return TrainWorkload(workload_config(base, loss, batch, num_seeds), data=data, steps=steps,
@@ -169,12 +174,13 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
   # One device for K=8 vs 8 runs, eval and PGD (their arrays, and so their programs, on one).
   k1 = (None if data_parallel else train.get("erm_b64")) or workload("erm", 64, k8_steps)
 
-  model = models.get_model(base.model.name, conv_impl=base.model.conv_impl)
+  model = models.get_model(base.model.name, num_classes=spec.num_classes,
+                           conv_impl=base.model.conv_impl)
   params = jax.tree_util.tree_map(lambda x: x[0], k1.state.params)
   eval_b = 1000
   eval_fn = step_lib.make_eval_step(model=model)
-  ev_images = jnp.asarray(rng.integers(0, 256, (eval_b, 28, 28, 3), dtype=np.uint8))
-  ev_labels = jnp.asarray(rng.integers(0, 10, eval_b).astype(np.int32))
+  ev_images = jnp.asarray(rng.integers(0, 256, (eval_b, *spec.image_shape), dtype=np.uint8))
+  ev_labels = jnp.asarray(rng.integers(0, spec.num_classes, eval_b).astype(np.int32))
   ev_mask = jnp.ones((eval_b,), bool)
 
   def eval_call():
@@ -190,7 +196,7 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
                                        SWEEP_EPSILONS, key)
 
   grey, grey_source = _grey_digits(coloring_n)
-  colors = rng.integers(0, 10, len(grey))
+  colors = rng.integers(0, len(palette_lib.PALETTE_RGB), len(grey))
   coloring.noise_table(0.02)  # Built once per process, not part of the per-call cost.
   color_call = lambda: coloring.colorize_foreground(grey, colors, np.random.default_rng(0))
 

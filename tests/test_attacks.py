@@ -60,8 +60,8 @@ def test_eps_zero_is_identity(norm, random_start):
     ("linf", 8.0, True, True, "mlp"), ("linf", 8.0, False, False, "mlp"),
     ("l2", 300.0, True, False, "mlp"), ("l2", 300.0, False, True, "mlp")])
 def test_stays_in_ball_and_box(norm, eps, random_start, targeted, model_name):
-  model = models.get_model(model_name, conv_impl="patches")
-  params = models.init_params(model, jax.random.key(0))
+  model = models.get_model(model_name, num_classes=10, conv_impl="patches")
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
   x = random_images(jax.random.key(1)).at[:2].set(0.0).at[2:4].set(255.0)  # Box edges too.
   y = jnp.array([0, 3, 5, 7, 9, 1])
   eps_N = jnp.array([eps, eps / 2, eps, 0.0, eps * 2, eps])  # Per-example eps.
@@ -171,8 +171,8 @@ def tiny_trained():
   """A small MLP fitted by Adam on the 'tiny' synthetic split (a second or two)."""
   cfg = common.data_config("tiny")
   data = splits_lib.get_splits(cfg, use_cache=False)
-  model = models.get_model("mlp", hidden=(64,))
-  params = models.init_params(model, jax.random.key(0))
+  model = models.get_model("mlp", num_classes=10, hidden=(64,))
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
   tx = optax.adam(3e-3)
   opt = tx.init(params)
   x = jnp.asarray(data["train"]["images"], jnp.float32)
@@ -490,18 +490,19 @@ def test_anatomy_null_is_clipped_like_the_attack():
 def test_select_examples():
   labels = np.arange(100) % 10
   colors = (labels + 1) % 10
-  idx, t = sweep.select_examples(labels, colors, rule="fixed", target=3, num=50)
+  ten = dict(color_class=tuple(range(10)))
+  idx, t = sweep.select_examples(labels, colors, rule="fixed", target=3, num=50, **ten)
   assert np.all(labels[idx] != 3) and np.all(t == 3) and np.all(colors[idx] != 3)
   assert len(idx) == 50
-  idx, t = sweep.select_examples(labels, colors, rule="pair", source=7, target=3, num=5)
+  idx, t = sweep.select_examples(labels, colors, rule="pair", source=7, target=3, num=5, **ten)
   assert np.all(labels[idx] == 7) and len(idx) == 5
-  idx, t = sweep.select_examples(labels, colors, rule="shift", shift=2, num=100)
+  idx, t = sweep.select_examples(labels, colors, rule="shift", shift=2, num=100, **ten)
   np.testing.assert_array_equal(t, (labels[idx] + 2) % 10)
   assert len(idx) == 100
   with pytest.raises(ValueError, match="No example"):  # Every color here is label + 1.
-    sweep.select_examples(labels, colors, rule="shift", shift=1, num=100)
+    sweep.select_examples(labels, colors, rule="shift", shift=1, num=100, **ten)
   with pytest.raises(ValueError, match="rule"):
-    sweep.select_examples(labels, colors, rule="nope", num=5)
+    sweep.select_examples(labels, colors, rule="nope", num=5, **ten)
 
 
 def test_map_batches_pads_trims_and_numbers_batches():

@@ -30,8 +30,9 @@ def test_palette_is_the_studys():
   assert palette.color_index("brown") == 8
   with pytest.raises(ValueError, match="Unknown color"):
     palette.color_index("teal")
-  with pytest.raises(ValueError, match=r"shape \(10, 3\)"):
-    palette.check_palette(np.zeros((9, 3)))
+  with pytest.raises(ValueError, match=r"shape \(1, 3\)"):
+    palette.check_palette(np.zeros((1, 3)))
+  assert palette.check_palette(palette.PALETTE_RGB[:6]).shape == (6, 3)  # Any size from 2.
 
 
 def test_foreground_formula_on_hand_made_digit():
@@ -169,8 +170,10 @@ def test_coloring_rejects_bad_input():
     coloring.colorize(grey, np.zeros(3, int), np.random.default_rng(0))
   with pytest.raises(ValueError, match=r"\[0, 9\]"):
     coloring.colorize(grey, np.array([0, 10]), np.random.default_rng(0))
+  with pytest.raises(ValueError, match=r"\[0, 2\]"):  # The palette's 3 colors.
+    coloring.colorize(grey, np.array([0, 3]), np.random.default_rng(0), palette=np.zeros((3, 3)))
   with pytest.raises(ValueError, match="palette"):
-    coloring.colorize(grey, np.zeros(2, int), np.random.default_rng(0), palette=np.zeros((3, 3)))
+    coloring.colorize(grey, np.zeros(2, int), np.random.default_rng(0), palette=np.zeros((3, 4)))
 
 
 @pytest.mark.parametrize("rho", [0.95, 0.5, 0.1])

@@ -42,7 +42,7 @@ def test_lff_palette_is_the_published_tensor():
   np.testing.assert_array_equal(palette.LFF_PALETTE, palette.LFF_COLORS * np.float32(255))
   assert palette.LFF_PALETTE.dtype == np.float32 and palette.LFF_PALETTE.max() < 255
   np.testing.assert_array_equal(palette.palette_levels(palette.LFF_PALETTE), palette.LFF_PALETTE)
-  with pytest.raises(ValueError, match=r"shape \(10, 3\)"):
+  with pytest.raises(ValueError, match=r"shape \(10, 4\)"):
     palette.palette_levels(np.zeros((10, 4)))
   with pytest.raises(ValueError, match=r"\[0, 255\]"):
     palette.palette_levels(np.full((10, 3), 255.5))
@@ -404,8 +404,8 @@ def test_assign_envs_impossible_requests():
 # ---------------------------------------------------------------- LfF's MLP
 
 def test_lff_mlp_architecture_and_input_scale():
-  model = models.get_model("lff_mlp")
-  params = models.init_params(model, jax.random.key(0))
+  model = models.get_model("lff_mlp", num_classes=10)
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
   shapes = {k: v["kernel"].shape for k, v in params.items()}
   assert shapes == {"Dense_0": (2352, 100), "Dense_1": (100, 100), "Dense_2": (100, 100),
                     "Dense_3": (100, 10)}
@@ -414,8 +414,8 @@ def test_lff_mlp_architecture_and_input_scale():
   for name, fan_in in (("Dense_0", 2352), ("Dense_3", 100)):
     for p in params[name].values():
       assert np.abs(p).max() <= 1 / np.sqrt(fan_in)
-  assert models.layer_shapes(model, params) == {"dense0": (1, 100), "dense1": (1, 100),
-                                                "dense2": (1, 100)}
+  assert models.layer_shapes(model, params, (28, 28, 3)) == {
+      "dense0": (1, 100), "dense1": (1, 100), "dense2": (1, 100)}
   # By hand: LfF's input is pixels / 255 / 255 (ToTensor, then the model's own / 255).
   x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 3)).astype(np.float32)
   h = x.reshape(3, -1) / 255.0 / 255.0
@@ -423,6 +423,7 @@ def test_lff_mlp_architecture_and_input_scale():
     h = np.maximum(h @ params[f"Dense_{i}"]["kernel"] + params[f"Dense_{i}"]["bias"], 0)
   want = h @ params["Dense_3"]["kernel"] + params["Dense_3"]["bias"]
   np.testing.assert_allclose(model.apply({"params": params}, x), want, rtol=1e-5, atol=1e-6)
-  dfa = models.get_model("lff_mlp", hidden=(100, 100, 16))
-  assert models.layer_shapes(dfa, models.init_params(dfa, jax.random.key(0)))["dense2"] == (1, 16)
-  assert models.get_model("mlp").hidden == (256, 256)
+  dfa = models.get_model("lff_mlp", num_classes=10, hidden=(100, 100, 16))
+  dfa_params = models.init_params(dfa, jax.random.key(0), (28, 28, 3))
+  assert models.layer_shapes(dfa, dfa_params, (28, 28, 3))["dense2"] == (1, 16)
+  assert models.get_model("mlp", num_classes=10).hidden == (256, 256)

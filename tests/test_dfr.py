@@ -23,10 +23,10 @@ from configs import common
                                        ("mlp", ("Dense_2",)), ("lff_mlp", ("Dense_3",)),
                                        ("lff_pair", ("Dense_0",))])
 def test_head_features_times_the_head_are_the_logits(name, path):
-  model = (lff.wrap_model(models.get_model("cheater")) if name == "lff_pair" else
-           models.get_model(name))
-  params = models.init_params(model, jax.random.key(0))
-  assert dfr.head_path(model, params) == path
+  model = (lff.wrap_model(models.get_model("cheater", num_classes=10)) if name == "lff_pair" else
+           models.get_model(name, num_classes=10))
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
+  assert dfr.head_path(model, params, (28, 28, 3)) == path
   x = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (3, 28, 28, 3)), jnp.float32)
   feats = jax.jit(lambda p, x: dfr.head_features(model, p, x))(params, x)
   head = dfr.get_path(params, path)
@@ -39,9 +39,9 @@ def test_a_model_without_a_linear_head_is_refused():
   class Tanh(models.MLP):
     def __call__(self, x):
       return jnp.tanh(super().__call__(x))
-  model = Tanh()
+  model = Tanh(num_classes=10)
   with pytest.raises(ValueError, match="does not return a Dense layer's output"):
-    dfr.head_path(model, models.init_params(model, jax.random.key(0)))
+    dfr.head_path(model, models.init_params(model, jax.random.key(0), (28, 28, 3)), (28, 28, 3))
 
 
 def symmetric_answer(reg):

@@ -31,29 +31,34 @@ def test_accuracy_and_groups():
   g = metrics.group_accuracy(PREDS, LABELS, ALIGNED)
   assert g["aligned"] == pytest.approx(3 / 4)
   assert g["conflicting"] == pytest.approx(2 / 6)
-  assert metrics.unbiased_equivalent(g["aligned"], g["conflicting"]) == pytest.approx(
-      0.1 * 0.75 + 0.9 * 2 / 6)
+  assert metrics.unbiased_equivalent(g["aligned"], g["conflicting"],
+                                    aligned_share=0.1) == pytest.approx(0.1 * 0.75 + 0.9 * 2 / 6)
+  assert metrics.unbiased_equivalent(g["aligned"], g["conflicting"],
+                                    aligned_share=0.25) == pytest.approx(0.25 * 0.75 + 0.75 * 2 / 6)
   empty = metrics.group_accuracy(PREDS, LABELS, np.zeros(10, bool))
   assert empty["aligned"] is None and empty["conflicting"] == pytest.approx(0.5)
-  assert metrics.unbiased_equivalent(None, 0.5) is None
+  assert metrics.unbiased_equivalent(None, 0.5, aligned_share=0.1) is None
 
 
 def test_confusion_and_worst_class():
-  cm = metrics.confusion_matrix(PREDS, LABELS)
+  cm = metrics.confusion_matrix(PREDS, LABELS, num_classes=10)
   assert cm.sum() == 10 and cm.shape == (10, 10)
   assert cm[0, 0] == 2 and cm[1, 1] == 1 and cm[1, 9] == 1 and cm[3, 0] == 1 and cm[3, 9] == 1
   assert cm[4, 4] == 1 and cm[4, 9] == 1
-  per = metrics.per_class_accuracy(PREDS, LABELS)
+  per = metrics.per_class_accuracy(PREDS, LABELS, num_classes=10)
   assert per[:5] == [1.0, 0.5, 0.5, 0.0, 0.5]
   assert per[5:] == [None] * 5
-  assert metrics.worst_class_accuracy(PREDS, LABELS) == {"accuracy": 0.0, "class": 3}
-  m = metrics.split_metrics(PREDS, LABELS, ALIGNED)
+  assert metrics.worst_class_accuracy(PREDS, LABELS, num_classes=10) == {"accuracy": 0.0,
+                                                                         "class": 3}
+  m = metrics.split_metrics(PREDS, LABELS, ALIGNED,
+                            spec=splits_lib.Spec((28, 28, 3), 10, tuple(range(10))))
+  assert len(m["per_class"]) == 10 and np.asarray(m["confusion"]).shape == (10, 10)
   assert (m["n"], m["n_aligned"], m["worst_class_id"]) == (10, 4, 3)
   json.dumps(m)  # json-ready
   with pytest.raises(ValueError, match="one length"):
     metrics.accuracy(PREDS[:3], LABELS)
   with pytest.raises(ValueError, match="classes"):
-    metrics.confusion_matrix(np.array([10]), np.array([0]))
+    metrics.confusion_matrix(np.array([10]), np.array([0]), num_classes=10)
 
 
 def test_swap_matrices():
@@ -95,8 +100,8 @@ def test_color_swap_images_deterministic_and_colored():
 
 
 def test_predict_pads_without_recompiling(caplog):
-  model = models.get_model("cheater", conv_impl="lax")
-  params = models.init_params(model, jax.random.key(0))
+  model = models.get_model("cheater", num_classes=10, conv_impl="lax")
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
   forward = eval_lib.make_forward(model)
   images = np.random.default_rng(0).integers(0, 256, (13, 28, 28, 3), dtype=np.uint8)
   got = eval_lib.predict_logits(forward, params, images, batch_size=8)
@@ -114,7 +119,7 @@ def test_predict_pads_without_recompiling(caplog):
 
 
 def test_plots_return_figures():
-  cm = metrics.confusion_matrix(PREDS, LABELS)
+  cm = metrics.confusion_matrix(PREDS, LABELS, num_classes=10)
   assert isinstance(eval_plots.confusion_figure(cm, title="t"), matplotlib.figure.Figure)
   fig = eval_plots.color_swap_figure(np.eye(10), np.ones((10, 10)), n_per_cell=5)
   assert len(fig.axes) == 4  # two heatmaps, two colorbars

@@ -79,8 +79,8 @@ def trained_cheater():
   Colors alone predict most labels of this data (rho 0.95), so a few steps suffice to learn them.
   """
   images, labels, _ = synthetic_colored()
-  model = models.get_model("cheater", conv_impl="patches")
-  params = models.init_params(model, jax.random.key(0))
+  model = models.get_model("cheater", num_classes=10, conv_impl="patches")
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
   tx = optax.adam(3e-3)
   x_all, y_all = jnp.asarray(images, jnp.float32), jnp.asarray(labels)
 
@@ -99,7 +99,7 @@ def trained_cheater():
     params, opt_state = step(params, opt_state, idx)
   acc = float(jnp.mean(jnp.argmax(model.apply({"params": params}, x_all), -1) == y_all))
   assert acc > 0.9, f"the test model did not train (accuracy {acc})"
-  rand = models.init_params(model, jax.random.key(123))
+  rand = models.init_params(model, jax.random.key(123), (28, 28, 3))
   return model, params, rand
 
 
@@ -167,8 +167,8 @@ def test_gradcam_any_layer_shapes_and_no_recompile(caplog):
 
 
 def test_activation_gradient_matches_finite_differences():
-  model = models.get_model("cheater", conv_impl="lax")
-  params32 = models.init_params(model, jax.random.key(3))
+  model = models.get_model("cheater", num_classes=10, conv_impl="lax")
+  params32 = models.init_params(model, jax.random.key(3), (28, 28, 3))
   with jax.enable_x64(True):  # float64: central differences accurate to ~1e-9.
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params32)
     x = jnp.asarray(np.random.default_rng(2).uniform(0, 255, (2, 28, 28, 3)), jnp.float64)
@@ -304,12 +304,13 @@ def test_featviz_matches_a_per_channel_reference_loop():
   model, params, _ = trained_cheater()
   key = jax.random.key(7)
   steps = 12
-  r = featviz.visualize_layer(model, params, layer="conv1", key=key, steps=steps,
-                              record_every=1)
+  r = featviz.visualize_layer(model, params, layer="conv1", image_shape=(28, 28, 3), key=key,
+                              steps=steps, record_every=1)
   assert r["images"].shape == (16, 28, 28, 3) and r["trace"].shape == (steps, 16)
   # Reference: channel 5 alone, the study's loop written out (image in [0, 1] units, x 255).
   k_init, _ = jax.random.split(key)
-  img = featviz.init_param(jax.random.split(k_init, 16)[5], param="pixel", init_std=0.1)
+  img = featviz.init_param(jax.random.split(k_init, 16)[5], param="pixel", init_std=0.1,
+                           hw=(28, 28))
   tx = optax.adam(0.1)
   state = tx.init(img)
 
@@ -331,8 +332,8 @@ def test_featviz_matches_a_per_channel_reference_loop():
 
 def test_featviz_projection_keeps_valid_images():
   model, params, _ = trained_cheater()
-  r = featviz.visualize_layer(model, params, layer="conv0", key=jax.random.key(2), steps=20,
-                              project=True, record_every=1)
+  r = featviz.visualize_layer(model, params, layer="conv0", image_shape=(28, 28, 3),
+                              key=jax.random.key(2), steps=20, project=True, record_every=1)
   assert r["images"].min() >= 0.0 and r["images"].max() <= 1.0
   assert r["images"].max() > 0.5  # Not stuck at the clipped initial noise.
   assert (r["activation"] > r["trace"][0] + 1e-3).mean() > 0.5  # Still maximizing.
@@ -340,14 +341,16 @@ def test_featviz_projection_keeps_valid_images():
 
 def test_featviz_options():
   model, params, _ = trained_cheater()
-  r = featviz.visualize_layer(model, params, layer="conv0", key=jax.random.key(0), steps=8,
+  r = featviz.visualize_layer(model, params, layer="conv0", image_shape=(28, 28, 3),
+                              key=jax.random.key(0), steps=8,
                               param="fourier", jitter=2, scales=(0.9, 1.0, 1.1),
                               record_every=4)
   assert r["images"].shape == (8, 28, 28, 3)
   assert r["images"].min() > 0.0 and r["images"].max() < 1.0  # Sigmoid output.
   assert np.isfinite(r["trace"]).all() and r["trace"].shape == (2, 8)
   with pytest.raises(ValueError, match="parametrization"):
-    featviz.visualize_layer(model, params, layer="conv0", key=jax.random.key(0), param="jpeg")
+    featviz.visualize_layer(model, params, layer="conv0", image_shape=(28, 28, 3),
+                            key=jax.random.key(0), param="jpeg")
 
 
 # ---------------------------------------------------------------- top-k

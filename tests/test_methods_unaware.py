@@ -67,8 +67,8 @@ def test_jtt_upweights_exactly_the_reference_errors(reference):
                                 preds != split["labels"][None])
 
   # The loss: mean(w * CE) / mean_train(w), w = lam on the errors, 1 elsewhere.
-  model = models.get_model("cheater")
-  params = models.init_params(model, jax.random.key(0))
+  model = models.get_model("cheater", num_classes=10)
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
   rows = np.concatenate([np.flatnonzero(want)[:3], np.flatnonzero(~want)[:5]])
   batch = {"images": jnp.asarray(split["images"][rows], jnp.float32),
            "labels": jnp.asarray(split["labels"][rows]), "index": jnp.asarray(rows)}
@@ -152,14 +152,15 @@ def test_lff_trains_both_models_and_weights_the_debiased_update():
   c.model.name = "lff_mlp"  # Small and quick to compile.
   c.lock()
   model, tx, _ = runs.build(c)
-  plain = models.get_model("lff_mlp")
-  params = models.init_params(model, jax.random.key(0))
-  assert set(params) == set(models.init_params(plain, jax.random.key(0))) | {"biased"}
+  plain = models.get_model("lff_mlp", num_classes=10)
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
+  assert set(params) == set(models.init_params(plain, jax.random.key(0), (28, 28, 3))) | {"biased"}
   split = train_split(c)
   x = jnp.asarray(split["images"][:8], jnp.float32)
   debiased = {k: v for k, v in params.items() if k != "biased"}
   for a, b in zip(jax.tree_util.tree_leaves(debiased),  # A seed starts it as the plain model.
-                  jax.tree_util.tree_leaves(models.init_params(plain, jax.random.key(0)))):
+                  jax.tree_util.tree_leaves(models.init_params(plain, jax.random.key(0),
+                                                               (28, 28, 3)))):
     np.testing.assert_array_equal(a, b)
   np.testing.assert_array_equal(model.apply({"params": params}, x),
                                 plain.apply({"params": debiased}, x))  # Evaluated: debiased.

@@ -98,12 +98,13 @@ def test_phase_input_grad_finite_differences():
 def test_models_agree_across_impls():
   rng = np.random.default_rng(5)
   x = jnp.asarray(rng.uniform(0, 255, (3, 28, 28, 3)), jnp.float32)
-  model = models.get_model("cheater")
-  shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0)))  # No compile.
+  model = models.get_model("cheater", num_classes=10)
+  # No compile:
+  shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0), (28, 28, 3)))
   params = jax.tree_util.tree_map(
       lambda a: jnp.asarray(rng.normal(size=a.shape) * 0.1, jnp.float32), shapes)
-  outs = {impl: models.get_model("cheater", conv_impl=impl).apply({"params": params}, x)
-          for impl in layers.CONV_IMPLS}
+  outs = {impl: models.get_model("cheater", num_classes=10, conv_impl=impl).apply(
+      {"params": params}, x) for impl in layers.CONV_IMPLS}
   for impl in layers.CONV_IMPLS:
     np.testing.assert_allclose(outs[impl], outs["lax"], rtol=1e-5, atol=1e-4)
 
@@ -114,13 +115,13 @@ def test_penalty_gradient_matches_lax_through_the_model():
   rng = np.random.default_rng(6)
   x = jnp.asarray(rng.uniform(0, 255, (3, 28, 28, 3)), jnp.float32)
   y = jnp.asarray([1, 4, 7])
-  shapes = jax.eval_shape(lambda: models.init_params(models.get_model("cheater"),
-                                                     jax.random.key(0)))
+  shapes = jax.eval_shape(lambda: models.init_params(models.get_model("cheater", num_classes=10),
+                                                     jax.random.key(0), (28, 28, 3)))
   params = jax.tree_util.tree_map(
       lambda a: jnp.asarray(rng.normal(size=a.shape) * 0.1, jnp.float32), shapes)
 
   def penalty_grad(impl):
-    model = models.get_model("cheater", conv_impl=impl)
+    model = models.get_model("cheater", num_classes=10, conv_impl=impl)
     def penalty(p):
       logit = lambda x: jnp.sum(jnp.take_along_axis(model.apply({"params": p}, x), y[:, None], 1))
       return jnp.sum(jax.grad(logit)(x) ** 2)

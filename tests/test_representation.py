@@ -21,25 +21,26 @@ LAYERS = ("conv0", "conv1", "conv2")
 @functools.lru_cache(maxsize=None)
 def stimuli(num=100, noise_sigma=0.02):
   grey, labels = splits_lib.synthetic_digits(300, np.random.default_rng(0))
-  return R.counterfactual_stimuli(grey, labels, num=num, seed=3, noise_sigma=noise_sigma)
+  return R.counterfactual_stimuli(grey, labels, num=num, num_classes=10, seed=3,
+                                  noise_sigma=noise_sigma)
 
 
 def measure(model, params, stim, layers=LAYERS, num_causal=20):
   return R.network_measures(model, params, stim, layers=layers, num_causal=num_causal,
                             folds=R.folds_of(len(stim["labels"]), 3, 0), alpha=1e-2, grid=2,
-                            batch_size=50)
+                            num_classes=10, num_colors=10, batch_size=50)
 
 
 @functools.lru_cache(maxsize=None)
 def cheater():
-  return models.get_model("cheater", conv_impl="lax")
+  return models.get_model("cheater", num_classes=10, conv_impl="lax")
 
 
 @functools.lru_cache(maxsize=None)
 def random_measures(seed, inits=5):
   model = cheater()
-  return tuple(measure(model, p, stimuli()) for p in R.random_params(model, inits=inits,
-                                                                      seed=seed))
+  return tuple(measure(model, p, stimuli()) for p in R.random_params(
+      model, inits=inits, seed=seed, image_shape=(28, 28, 3)))
 
 
 # ---------------------------------------------------------------- stimuli
@@ -82,7 +83,7 @@ def test_counterfactual_stimuli_differ_in_one_factor():
   # Colors are uniform, independent of the digit: every color appears.
   assert len(np.unique(st["colors"])) == 10
   with pytest.raises(ValueError, match="lower num_images"):
-    R.counterfactual_stimuli(grey, labels, num=1000)
+    R.counterfactual_stimuli(grey, labels, num=1000, num_classes=10)
 
 
 # ---------------------------------------------------------------- probes
@@ -108,8 +109,8 @@ def test_probe_on_one_hot_color_reads_color_not_digit():
   colors, digits = rng.integers(0, 10, 1000), rng.integers(0, 10, 1000)
   feats = np.eye(10)[colors]
   folds = R.folds_of(1000, 5, 0)
-  assert R.ridge_probe(feats, colors, folds) == 1.0
-  assert abs(R.ridge_probe(feats, digits, folds) - 0.1) < 0.05  # Chance.
+  assert R.ridge_probe(feats, colors, folds, num_classes=10) == 1.0
+  assert abs(R.ridge_probe(feats, digits, folds, num_classes=10) - 0.1) < 0.05  # Chance.
 
 
 def test_pooled_features():
@@ -156,7 +157,7 @@ def hand_built(params):
 def test_hand_built_hue_detector_is_color_and_grey_edge_is_shape():
   model = cheater()
   nulls = list(random_measures(1000))
-  params = hand_built(models.init_params(model, jax.random.key(7)))
+  params = hand_built(models.init_params(model, jax.random.key(7), (28, 28, 3)))
   m = measure(model, params, stimuli(), layers=("conv0",))
   lo, hi = R.ratio_range(nulls, "conv0")
   classes = R.classify(m["conv0"]["ratio"], m["conv0"]["max_act"], lo, hi)
@@ -182,7 +183,7 @@ def test_random_inits_are_rarely_called_selective():
 
 def test_hue_blind_sees_intensity_and_is_blind_to_matched_recoloring():
   model = cheater()
-  params = R.hue_blind(models.init_params(model, jax.random.key(3)))
+  params = R.hue_blind(models.init_params(model, jax.random.key(3), (28, 28, 3)))
   k = np.asarray(params["Conv_0"]["kernel"])
   np.testing.assert_array_equal(k[:, :, 0], k[:, :, 1])
   np.testing.assert_array_equal(k[:, :, 0], k[:, :, 2])
@@ -227,18 +228,19 @@ def test_causal_patching_by_hand():
 
 def test_whole_layer_patch_equals_the_input_swap():
   model = cheater()
-  params = models.init_params(model, jax.random.key(5))
+  params = models.init_params(model, jax.random.key(5), (28, 28, 3))
   st = stimuli()
   m = measure(model, params, st, num_causal=100)  # All 100 images: same set as input_swap.
   for layer in LAYERS:
     assert m[layer]["causal"]["layer"] == m["input_swap"]["changed"]
-    assert m[layer]["causal"]["channel"].shape == (models.layer_shapes(model, params)[layer][-1],)
+    width = models.layer_shapes(model, params, (28, 28, 3))[layer][-1]
+    assert m[layer]["causal"]["channel"].shape == (width,)
 
 
 def test_summary_has_a_null_beside_every_measure():
   model = cheater()
   nulls = list(random_measures(1000))
-  params = models.init_params(model, jax.random.key(11))
+  params = models.init_params(model, jax.random.key(11), (28, 28, 3))
   s = R.summarize(measure(model, params, stimuli()), nulls,
                   measure(model, R.hue_blind(params), stimuli()), layers=LAYERS)
   json.dumps(s, allow_nan=False)  # Plain JSON.
@@ -255,4 +257,4 @@ def test_summary_has_a_null_beside_every_measure():
     assert len(r["invariance"]["classes"]) == len(r["invariance"]["channel_ratio"])
     assert sum(r["invariance"]["fractions"].values()) == pytest.approx(1.0)
   with pytest.raises(ValueError, match="at least 2"):
-    R.random_params(model, inits=1, seed=0)
+    R.random_params(model, inits=1, seed=0, image_shape=(28, 28, 3))

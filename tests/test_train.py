@@ -88,7 +88,7 @@ STATELESS = [n for n, m in methods.METHODS.items() if m.kind == "train"
 def test_train_step_lowers_loss(loss_name):
   """A few SGD steps on one fixed batch lower that batch's loss."""
   c = tiny(**{"loss.name": loss_name, "loss.lam": 0.1, "optim.lr": 0.05})
-  model = models.get_model(c.model.name, conv_impl=c.model.conv_impl)
+  model = models.get_model(c.model.name, num_classes=10, conv_impl=c.model.conv_impl)
   tx = optim.make_optimizer(c.optim, 10)
   state = runs.init_state(c, model, tx)
   rng = np.random.default_rng(0)
@@ -120,7 +120,7 @@ def test_num_passes_keeps_each_pass_under_the_limit(monkeypatch):
 def test_step_in_slices_equals_one_pass(loss_name, monkeypatch):
   """A batch computed as 4 slices gives the same loss, metrics and update as one pass."""
   c = tiny(**{"loss.name": loss_name, "loss.lam": 0.5, "optim.lr": 0.05})
-  model = models.get_model(c.model.name, conv_impl=c.model.conv_impl)
+  model = models.get_model(c.model.name, num_classes=10, conv_impl=c.model.conv_impl)
   state0 = runs.init_state(c, model, optim.make_optimizer(c.optim, 10))
   rng = np.random.default_rng(1)
   data = {"images": jnp.asarray(rng.integers(0, 256, (16, 28, 28, 3), dtype=np.uint8)),

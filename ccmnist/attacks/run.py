@@ -123,7 +123,7 @@ def attack_runs(runs, cfg, out_dir) -> dict:
   idx, targets = sweep.select_examples(
       split["labels"], split["colors"], rule=tc.rule, target=tc.target, source=tc.source,
       shift=tc.shift, exclude_target_color=tc.exclude_target_color, num=tc.num_images,
-      seed=cfg.seed)
+      color_class=splits_lib.spec(loaded[data_run][2].data).color_class, seed=cfg.seed)
   images_of = {name: own_split[name]["images"][idx].astype(np.float32) for name in loaded}
   labels = split["labels"][idx].astype(np.int32)
   attack_labels = targets if attack.targeted else labels
@@ -305,7 +305,8 @@ def _study_example(cfg, attack, split, own_split, loaded, key) -> dict:
   ex = cfg.example
   idx, targets = sweep.select_examples(
       split["labels"], split["colors"], rule="pair", source=ex.source, target=ex.target,
-      exclude_target_color=cfg.targets.exclude_target_color, num=1, seed=cfg.seed)
+      exclude_target_color=cfg.targets.exclude_target_color, num=1, seed=cfg.seed,
+      color_class=splits_lib.spec(loaded[cfg.data_run or next(iter(loaded))][2].data).color_class)
   t = targets if attack.targeted else split["labels"][idx].astype(np.int32)
   ev_kw = {"targeted": attack.targeted, "threshold": float(cfg.success.threshold)}
   summary = {"index": int(idx[0]), "label": int(split["labels"][idx[0]]),

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ccmnist.attacks import pgd as pgd_lib
+from ccmnist.data import groups
 
 TARGET_RULES = ("fixed", "pair", "shift")
 CRITERIA = ("prob", "argmax")
@@ -24,12 +25,13 @@ BATCHINGS = ("vmap", "map")
 
 def select_examples(labels, colors, *, rule: str, target: int = 3, source: int = 7,
                     shift: int = 1, exclude_target_color: bool = True, num: int,
-                    seed: int = 0):
+                    color_class, seed: int = 0):
   """(indices [n], targets [n]) of the examples to attack and their target classes.
 
   rule 'fixed': every digit other than `target` -> `target` (the study's target 3);
-  'pair': digits `source` -> `target` (the study's 7 -> 3); 'shift': label -> (label + shift) % 10.
-  exclude_target_color drops images painted in the target's palette color: for a color-reading
+  'pair': digits `source` -> `target` (the study's 7 -> 3); 'shift': label -> (label + shift) %
+  the number of classes. exclude_target_color drops images painted in a color that cues the
+  target (color_class: splits.Spec.color_class): for a color-reading
   model those are already 'attacked' by the data (the color-swap probe), not by the adversary.
   The first `num` eligible examples of a seeded permutation, so the set is fixed by the seed.
   """
@@ -43,14 +45,16 @@ def select_examples(labels, colors, *, rule: str, target: int = 3, source: int =
     targets = np.full_like(labels, target)
     ok = labels == source
   elif rule == "shift":
-    if shift % 10 == 0:
-      raise ValueError(f"targets.shift={shift} maps every digit to itself; use 1..9.")
-    targets = (labels + shift) % 10
+    num_classes = max(color_class) + 1
+    if shift % num_classes == 0:
+      raise ValueError(f"targets.shift={shift} maps every digit to itself; use 1.."
+                       f"{num_classes - 1}.")
+    targets = (labels + shift) % num_classes
     ok = np.ones(labels.shape, bool)
   else:
     raise ValueError(f"Unknown target rule {rule!r}; use one of {TARGET_RULES}.")
   if exclude_target_color:
-    ok &= colors != targets
+    ok &= ~groups.aligned(colors, targets, color_class)
   order = np.random.default_rng([seed, 11]).permutation(len(labels))
   idx = order[ok[order]][:num]
   if len(idx) == 0:

@@ -1,4 +1,4 @@
-"""Coloring grey digits: colorize_*(grey, colors, rng, ...) -> uint8[N, 28, 28, 3].
+"""Coloring grey digits: colorize_*(grey, colors, rng, ...) -> uint8[N, H, W, 3].
 
 Modes: 'foreground' (the study's: the stroke in the color over a noisy grey background),
 'background' (the color fills the background, the stroke white) and 'lff', the "Colored MNIST"
@@ -57,15 +57,15 @@ _CHUNK = 1024
 _LEVELS = 1 << 16  # Values 16 random bits can take: noise quantiles, background levels.
 
 
-def _check_inputs(grey, colors, noise_sigma, bg_range):
+def _check_inputs(grey, colors, noise_sigma, bg_range, num_colors):
   grey = np.asarray(grey)
   colors = np.asarray(colors)
   if grey.dtype != np.uint8 or grey.ndim != 3:
     raise ValueError(f"grey digits must be uint8[N, H, W]; got {grey.dtype}{list(grey.shape)}.")
   if colors.shape != grey.shape[:1]:
     raise ValueError(f"need one color id per digit: {colors.shape} vs {grey.shape[:1]} digits.")
-  if colors.size and (colors.min() < 0 or colors.max() >= palette_lib.NUM_COLORS):
-    raise ValueError("color ids must lie in [0, 9].")
+  if colors.size and (colors.min() < 0 or colors.max() >= num_colors):
+    raise ValueError(f"color ids must lie in [0, {num_colors - 1}] (the palette's colors).")
   _check_settings(noise_sigma, bg_range)
   return grey, colors.astype(np.int64)
 
@@ -164,7 +164,7 @@ def _kernel_constants(mode, palette, noise_sigma, bg_range):
 
 
 def _colorize(grey, colors, rng, *, mode, palette, noise_sigma, bg_range):
-  grey, colors = _check_inputs(grey, colors, noise_sigma, bg_range)
+  grey, colors = _check_inputs(grey, colors, noise_sigma, bg_range, len(palette))
   n, hw = len(grey), grey.shape[1] * grey.shape[2]
   color_all, noisy, table, lo, span = _kernel_constants(mode, palette, noise_sigma, bg_range)
   bits_per_chunk = _CHUNK * bits_per_digit(mode, noisy, hw)
@@ -251,11 +251,13 @@ def colorize(grey, colors, rng, *, mode="foreground", grayscale=False, **kwargs)
 def config_palette(cfg) -> np.ndarray:
   """The palette a data config colors with: white for every digit when grayscale, else
   config.data.palette, else the mode's own (LFF_PALETTE for 'lff', the study's PALETTE_RGB)."""
-  if cfg.get("grayscale", False):  # One color for all: greying alone keeps each hue's brightness.
-    return np.full((palette_lib.NUM_COLORS, 3), 255, np.uint8)
   if cfg.palette is not None:
-    return np.asarray(cfg.palette)
-  return palette_lib.LFF_PALETTE if cfg.coloring == "lff" else palette_lib.PALETTE_RGB
+    palette = np.asarray(cfg.palette)
+  else:
+    palette = palette_lib.LFF_PALETTE if cfg.coloring == "lff" else palette_lib.PALETTE_RGB
+  if cfg.get("grayscale", False):  # One color for all: greying alone keeps each hue's brightness.
+    return np.full((len(palette), 3), 255, np.uint8)
+  return palette
 
 
 def config_kwargs(cfg, *, palette=None) -> dict:

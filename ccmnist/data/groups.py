@@ -1,41 +1,43 @@
 """Groups and environments of a colored split: pure numpy, for the group-aware methods.
 
 A group is a (label, aligned) pair: group id = 2 * label + aligned, so digit d's bias-conflicting
-examples (any of the 9 other colors) are group 2d and its aligned ones group 2d + 1; 10 digits
-give NUM_GROUPS = 20.
+examples (a color that cues another digit) are group 2d and its aligned ones group 2d + 1; the
+study's 10 digits give NUM_GROUPS = 20 (other class counts: the num_classes keyword).
 """
 
 import numpy as np
 
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # The study's (MNIST's digits).
 NUM_GROUPS = 2 * NUM_CLASSES
 
 
-def _check_pair(labels, aligned):
+def _check_pair(labels, aligned, num_classes):
   labels, aligned = np.asarray(labels), np.asarray(aligned)
   if labels.shape != aligned.shape or labels.ndim != 1:
     raise ValueError(f"labels and aligned must be two 1-d arrays of one length; got shapes "
                      f"{labels.shape} and {aligned.shape}.")
-  if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-    raise ValueError(f"labels must lie in [0, {NUM_CLASSES - 1}].")
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f"labels must lie in [0, {num_classes - 1}].")
   return labels.astype(np.int64), aligned.astype(bool)
 
 
-def group_ids(labels, aligned) -> np.ndarray:
-  """int32[N]: 2 * label + aligned, in [0, NUM_GROUPS)."""
-  labels, aligned = _check_pair(labels, aligned)
+def group_ids(labels, aligned, *, num_classes: int = NUM_CLASSES) -> np.ndarray:
+  """int32[N]: 2 * label + aligned, in [0, 2 * num_classes)."""
+  labels, aligned = _check_pair(labels, aligned, num_classes)
   return (2 * labels + aligned).astype(np.int32)
 
 
-def group_counts(labels, aligned) -> np.ndarray:
-  """int64[NUM_GROUPS]: examples per group (see group_ids)."""
-  return np.bincount(group_ids(labels, aligned), minlength=NUM_GROUPS).astype(np.int64)
+def group_counts(labels, aligned, *, num_classes: int = NUM_CLASSES) -> np.ndarray:
+  """int64[2 * num_classes]: examples per group (see group_ids)."""
+  return np.bincount(group_ids(labels, aligned, num_classes=num_classes),
+                     minlength=2 * num_classes).astype(np.int64)
 
 
-def balanced_subset(labels, aligned, rng: np.random.Generator, per_group=None) -> np.ndarray:
+def balanced_subset(labels, aligned, rng: np.random.Generator, per_group=None, *,
+                    num_classes: int = NUM_CLASSES) -> np.ndarray:
   """Sorted indices of a subsample holding `per_group` examples of every group, drawn at random
   within each group; per_group None: as many as the smallest group has."""
-  counts = group_counts(labels, aligned)
+  counts = group_counts(labels, aligned, num_classes=num_classes)
   smallest = int(counts.argmin())
   if per_group is None:
     per_group = int(counts[smallest])
@@ -45,8 +47,8 @@ def balanced_subset(labels, aligned, rng: np.random.Generator, per_group=None) -
         f"group's {counts[smallest]} examples (label {smallest // 2}, "
         f"{'aligned' if smallest % 2 else 'conflicting'}); use a larger or less biased set "
         f"(e.g. val_balanced) or a smaller per_group.")
-  ids = group_ids(labels, aligned)
-  picks = [rng.permutation(np.flatnonzero(ids == g))[:per_group] for g in range(NUM_GROUPS)]
+  ids = group_ids(labels, aligned, num_classes=num_classes)
+  picks = [rng.permutation(np.flatnonzero(ids == g))[:per_group] for g in range(counts.size)]
   return np.sort(np.concatenate(picks))
 
 
@@ -103,3 +105,12 @@ def assign_envs(aligned, conflict_scales, rng: np.random.Generator) -> np.ndarra
     envs[conflict_idx[c_ends[e] - conflicting[e]:c_ends[e]]] = e
     envs[aligned_idx[a_ends[e] - (sizes[e] - conflicting[e]):a_ends[e]]] = e
   return envs
+
+
+def aligned(colors, labels, color_class) -> np.ndarray:
+  """bool[N]: whether each image's color cues its own label (color_class[c]: the class color c
+  cues, splits.Spec.color_class; the palette size and class count may differ)."""
+  color_class, colors = np.asarray(color_class), np.asarray(colors)
+  if colors.size and (colors.min() < 0 or colors.max() >= color_class.size):
+    raise ValueError(f"color ids must lie in [0, {color_class.size - 1}] (the palette's colors).")
+  return color_class[colors] == np.asarray(labels)

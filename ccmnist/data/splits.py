@@ -1,16 +1,22 @@
 """Color assignment and the study's splits.
 
-A split is a dict of numpy arrays: `images` uint8[N,28,28,3], `labels` int32[N], `colors`
-int32[N] (palette ids) and `aligned` bool[N] (color == label); the train split also carries
-`cf_images` / `cf_colors`, the counterfactual partner of every image (same grey digit, another
-color, fresh background and noise), and `grey` uint8[N,28,28], its grey digits (for recoloring
-during training: coloring.recolor_fn).
+A split is a dict of numpy arrays: `images` uint8[N,H,W,3], `labels` int32[N], `colors`
+int32[N] (palette ids) and `aligned` bool[N] (the color cues the label: groups.aligned); the
+train split also carries `cf_images` / `cf_colors`, the counterfactual partner of every image
+(same grey digit, another color, fresh background and noise), and `grey` uint8[N,H,W], its grey
+digits (for recoloring during training: coloring.recolor_fn).
+
+`spec(cfg)` says what a data config's splits hold without building them (image shape, classes,
+colors, which class each color cues); models are built and initialized from it. MNIST is 28x28
+and 10 classes; the 'synthetic' source takes `image_size` and `num_classes` from the config,
+and any palette with a `color_class` map (palette size and class count may differ).
 
 Held out from the training digits, in this order, when sized > 0: `val` (colored like train),
 `val_unbiased` (rho 0.1: uniformly random colors) and `val_balanced` (rho 0.5: half aligned, so
 a group-balanced subsample keeps most of it; groups.balanced_subset).
 """
 
+import dataclasses
 import hashlib
 import io as io_lib
 import json
@@ -25,6 +31,7 @@ from absl import logging
 import numpy as np
 
 from ccmnist.data import coloring
+from ccmnist.data import groups
 from ccmnist.data import mnist
 from ccmnist.data import palette as palette_lib
 from ccmnist.util import io
@@ -35,13 +42,40 @@ SPLITS_VERSION = 7
 KEY_FIELDS = ("coloring", "rho_train", "rho_test_easy", "rho_test_hard", "noise_sigma",
               "bg_low", "bg_high", "seed", "train_size", "test_size", "val_size",
               "val_unbiased_size", "palette", "source", "color_std", "grayscale",
-              "val_balanced_size")
+              "val_balanced_size", "image_size", "num_classes", "color_class")
 # Fields newer than some saved configs, and the value a config without them means.
-FIELD_DEFAULTS = {"color_std": coloring.COLOR_STD, "grayscale": False, "val_balanced_size": 0}
+FIELD_DEFAULTS = {"color_std": coloring.COLOR_STD, "grayscale": False, "val_balanced_size": 0,
+                  "image_size": None, "num_classes": None, "color_class": None}
+# Key fields left out of the cache key at their default (None), so the keys of configs that predate
+# them stay as they were. image_size / num_classes None: the source's own (MNIST's 28 and 10);
+# color_class None: color c cues class c.
+SPEC_FIELDS = ("image_size", "num_classes", "color_class")
 # Every split a data config can hold, in report order (the val splits when sized > 0).
 SPLIT_NAMES = ("train", "test_easy", "test_hard", "val", "val_unbiased", "val_balanced")
 # The held-out splits' colors: rho_train for val; fixed rhos for the others.
 HELDOUT_RHO = {"val_unbiased": 0.1, "val_balanced": 0.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """What a data config's splits hold: the arrays' shapes and the classes and colors.
+
+  image_shape: (H, W, C) of one image; num_classes: labels lie in [0, num_classes);
+  color_class: int tuple, one per palette color, the class color c is the cue of.
+  """
+  image_shape: tuple
+  num_classes: int
+  color_class: tuple
+
+  @property
+  def num_colors(self) -> int:
+    return len(self.color_class)
+
+  @property
+  def aligned_share(self) -> float:
+    """The share of aligned images among class-balanced, uniformly colored ones: the mean over
+    classes of (its colors / all colors), 1 / num_classes whatever the map."""
+    return 1.0 / self.num_classes
 
 
 def check_rho(rho: float) -> float:
@@ -50,23 +84,52 @@ def check_rho(rho: float) -> float:
   return float(rho)
 
 
-def different_colors(colors, rng: np.random.Generator) -> np.ndarray:
-  """For each color id, a uniformly random *different* color id."""
+def different_colors(colors, rng: np.random.Generator, *,
+                     num_colors: int = palette_lib.NUM_COLORS) -> np.ndarray:
+  """For each color id, a uniformly random *different* color id of a palette of num_colors."""
   colors = np.asarray(colors)
-  return ((colors + rng.integers(1, palette_lib.NUM_COLORS, size=colors.shape)) %
-          palette_lib.NUM_COLORS).astype(np.int32)
+  return ((colors + rng.integers(1, num_colors, size=colors.shape)) % num_colors).astype(np.int32)
 
 
-def assign_colors(labels, rho: float, rng: np.random.Generator) -> np.ndarray:
-  """With probability rho the label's own color, else a uniformly random different color.
+def _pick(options, counts, labels, rng: np.random.Generator) -> np.ndarray:
+  """For each label y, one of options[y, :counts[y]] uniformly. Every class with as many options
+  draws with one scalar bound, the stream the identity map has always drawn (1 + offset)."""
+  if np.all(counts == counts[0]):
+    choice = rng.integers(0, counts[0], size=labels.shape)
+  else:
+    choice = np.floor(rng.random(labels.shape) * counts[labels]).astype(np.int64)
+  return options[labels, choice]
 
-  rho = 0.1 gives uniformly random colors (an unbiased set); rho = 0 never aligns (the study's
-  hard set); rho = 1 always aligns.
+
+def assign_colors(labels, rho: float, rng: np.random.Generator, *, color_class=None) -> np.ndarray:
+  """With probability rho a color that cues the label, else a uniformly random color that cues
+  another class (color_class[c]: the class color c cues; None: color c cues class c).
+
+  Among several colors of one class, one is drawn uniformly. The study's identity map: rho 0.1
+  gives uniformly random colors (an unbiased set); rho = 0 never aligns (the study's hard set);
+  rho = 1 always aligns.
   """
   rho = check_rho(rho)
   labels = np.asarray(labels).astype(np.int32)
+  color_class = np.arange(palette_lib.NUM_COLORS) if color_class is None else color_class
+  color_class = np.asarray(color_class, np.int64)
+  num_colors, num_classes = color_class.size, int(color_class.max()) + 1
+  # The other classes' colors of class y in the order (y + 1, y + 2, ...) mod num_colors, so the
+  # identity map gives (y + 1 + k) % num_colors, as different_colors does.
+  own, other = [], []
+  for y in range(num_classes):
+    ring = (y + 1 + np.arange(num_colors)) % num_colors
+    own.append(ring[color_class[ring] == y])
+    other.append(ring[color_class[ring] != y])
+  pad = lambda rows: np.array([np.pad(r, (0, num_colors - r.size)) for r in rows])
+  n_own, n_other = np.array([r.size for r in own]), np.array([r.size for r in other])
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f"labels must lie in [0, {num_classes - 1}], the classes color_class cues.")
   keep = rng.random(labels.shape) < rho
-  return np.where(keep, labels, different_colors(labels, rng)).astype(np.int32)
+  conflicting = _pick(pad(other), n_other, labels, rng)
+  aligned = (pad(own)[labels, 0] if np.all(n_own == 1) else
+             _pick(pad(own), n_own, labels, rng))
+  return np.where(keep, aligned, conflicting).astype(np.int32)
 
 
 def field(cfg, name: str):
@@ -77,15 +140,57 @@ def field(cfg, name: str):
 def make_split(grey, labels, rho, rng, *, cfg, palette, with_counterfactuals=False):
   """Colors grey digits with correlation rho; returns the split dict (with counterfactuals, also
   the grey digits: the train split's `grey`)."""
-  colors = assign_colors(labels, rho, rng)
+  color_class = spec(cfg).color_class
+  colors = assign_colors(labels, rho, rng, color_class=color_class)
   kw = coloring_kwargs(cfg, palette=palette)
   split = dict(images=coloring.colorize(grey, colors, rng, **kw), labels=labels.astype(np.int32),
-               colors=colors, aligned=colors == labels)
+               colors=colors, aligned=groups.aligned(colors, labels, color_class))
   if with_counterfactuals:
-    split["cf_colors"] = different_colors(colors, rng)
+    split["cf_colors"] = different_colors(colors, rng, num_colors=len(color_class))
     split["cf_images"] = coloring.colorize(grey, split["cf_colors"], rng, **kw)
     split["grey"] = np.asarray(grey, np.uint8)
   return split
+
+
+def spec(cfg) -> Spec:
+  """The Spec of a data config (checked for its shape fields), without building its splits."""
+  image_size, num_classes = field(cfg, "image_size"), field(cfg, "num_classes")
+  if cfg.source == "mnist":
+    if image_size not in (None, mnist.IMAGE_SHAPE[0]) or num_classes not in (
+        None, mnist.NUM_CLASSES):
+      raise ValueError(f"config.data.image_size={image_size!r}, num_classes={num_classes!r}: "
+                       f"MNIST is {mnist.IMAGE_SHAPE[0]}x{mnist.IMAGE_SHAPE[1]}, "
+                       f"{mnist.NUM_CLASSES} classes; leave them None.")
+    hw, num_classes = mnist.IMAGE_SHAPE, mnist.NUM_CLASSES
+  else:
+    image_size = mnist.IMAGE_SHAPE[0] if image_size is None else image_size
+    num_classes = mnist.NUM_CLASSES if num_classes is None else num_classes
+    if not (isinstance(image_size, int) and isinstance(num_classes, int) and num_classes >= 2
+            and image_size >= synthetic_min_size(num_classes)):
+      raise ValueError(f"config.data.image_size={image_size!r}, num_classes={num_classes!r}: "
+                       f"need integers, num_classes >= 2 and image_size >= "
+                       f"{synthetic_min_size(max(int(num_classes or 2), 2))} for the synthetic "
+                       f"digits' bars to fit.")
+    hw = (image_size, image_size)
+  num_colors = len(palette_of(cfg))
+  color_class = field(cfg, "color_class")
+  if color_class is None:
+    if num_colors != num_classes:
+      raise ValueError(f"config.data.palette holds {num_colors} colors for {num_classes} "
+                       f"classes; set config.data.color_class, the class each color cues.")
+    color_class = tuple(range(num_classes))
+  color_class = tuple(int(c) for c in np.asarray(color_class).reshape(-1))
+  if (len(color_class) != num_colors or
+      set(color_class) != set(range(num_classes))):
+    raise ValueError(f"config.data.color_class={color_class!r}: need one class in "
+                     f"[0, {num_classes - 1}] per palette color ({num_colors}), every class cued "
+                     f"by at least one color.")
+  return Spec(image_shape=(*hw, 3), num_classes=num_classes, color_class=color_class)
+
+
+def image_shape(split: dict) -> tuple:
+  """(H, W, C): the shape of one image of a split's arrays."""
+  return tuple(int(d) for d in np.shape(split["images"])[1:])
 
 
 def check_data_config(cfg) -> None:
@@ -120,6 +225,9 @@ def check_data_config(cfg) -> None:
     palette_lib.palette_levels(palette_of(cfg))
   else:
     palette_lib.check_palette(palette_of(cfg))
+  if cfg.palette is not None:
+    palette_lib.palette_levels(cfg.palette)
+  spec(cfg)
 
 
 def palette_of(cfg) -> np.ndarray:
@@ -133,14 +241,27 @@ def coloring_kwargs(cfg, *, palette=None) -> dict:
   return coloring.config_kwargs(cfg, palette=palette)
 
 
-def synthetic_digits(n: int, rng: np.random.Generator):
-  """Tiny stand-in digits (one bar pattern per class) for tests without MNIST."""
-  labels = np.arange(n, dtype=np.int32) % 10
+def synthetic_min_size(num_classes: int) -> int:
+  """The smallest image side that holds the bars of `num_classes` synthetic classes."""
+  return 4 + 3 * max(4, -(-num_classes // 4))  # A pitch of 3 or more: bars 1 pixel high or more.
+
+
+def synthetic_digits(n: int, rng: np.random.Generator, *, num_classes: int = mnist.NUM_CLASSES,
+                     size: int = mnist.IMAGE_SHAPE[0]):
+  """Tiny stand-in digits (one bar pattern per class, in a 4-column grid) for tests without
+  MNIST: (uint8[n, size, size], int32[n])."""
+  if size < synthetic_min_size(num_classes):
+    raise ValueError(f"size={size} is too small for {num_classes} classes' bars; use size >= "
+                     f"{synthetic_min_size(num_classes)}.")
+  labels = np.arange(n, dtype=np.int32) % num_classes
   rng.shuffle(labels)
-  grey = np.zeros((n, 28, 28), np.uint8)
-  for d in range(10):
+  grey = np.zeros((n, size, size), np.uint8)
+  # A bar every `pitch` pixels: 6 at size 28, the bars MNIST-sized tests have always used.
+  rows = -(-num_classes // 4)
+  pitch = min((size - 4) // 4, (size - 4) // rows)
+  for d in range(num_classes):
     r, c = divmod(d, 4)
-    grey[labels == d, 4 + 6 * r: 8 + 6 * r, 2 + 6 * c: 8 + 6 * c] = 255
+    grey[labels == d, 4 + pitch * r: 2 + pitch * (r + 1), 2 + pitch * c: 2 + pitch * (c + 1)] = 255
   grey = np.maximum(grey, rng.integers(0, 30, grey.shape, dtype=np.uint8) * (grey > 0))
   return grey, labels
 
@@ -148,7 +269,9 @@ def synthetic_digits(n: int, rng: np.random.Generator):
 def load_grey(cfg, split: str):
   if cfg.source == "synthetic":
     n = mnist.NUM_EXAMPLES[split] // 100  # 600 / 100 digits: enough for a smoke test.
-    return synthetic_digits(n, np.random.default_rng([cfg.seed, 7, split == "train"]))
+    s = spec(cfg)
+    return synthetic_digits(n, np.random.default_rng([cfg.seed, 7, split == "train"]),
+                            num_classes=s.num_classes, size=s.image_shape[0])
   return mnist.load(split, data_dir=cfg.data_dir or None)
 
 
@@ -189,9 +312,11 @@ def build_splits(cfg) -> dict:
 
 
 def cache_key(cfg) -> str:
-  fields = {k: field(cfg, k) for k in KEY_FIELDS}
-  if fields["palette"] is not None:
-    fields["palette"] = np.asarray(fields["palette"]).tolist()
+  fields = {k: field(cfg, k) for k in KEY_FIELDS
+            if k not in SPEC_FIELDS or field(cfg, k) is not None}
+  for k in ("palette", "color_class"):
+    if fields.get(k) is not None:
+      fields[k] = np.asarray(fields[k]).tolist()
   blob = json.dumps({"version": SPLITS_VERSION, **fields}, sort_keys=True)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

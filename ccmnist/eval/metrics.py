@@ -6,9 +6,6 @@ bias-conflicting. A group with no images has accuracy None (not 0), so json stay
 
 import numpy as np
 
-NUM_CLASSES = 10
-# The share of aligned images in a uniformly colored set (rho 0.1): 1 of the 10 colors.
-UNBIASED_ALIGNED_SHARE = 0.1
 
 
 def _check(preds, labels):
@@ -35,14 +32,16 @@ def group_accuracy(preds, labels, aligned) -> dict:
           "conflicting": accuracy(preds[~aligned], labels[~aligned])}
 
 
-def unbiased_equivalent(aligned_acc, conflicting_acc) -> float | None:
-  """0.1 * aligned + 0.9 * conflicting: the expected accuracy on uniformly colored digits."""
+def unbiased_equivalent(aligned_acc, conflicting_acc, *, aligned_share: float) -> float | None:
+  """share * aligned + (1 - share) * conflicting: the expected accuracy on uniformly colored
+  digits, of which aligned_share are aligned (splits.Spec.aligned_share; the study's: 1 of its
+  10 colors)."""
   if aligned_acc is None or conflicting_acc is None:
     return None
-  return UNBIASED_ALIGNED_SHARE * aligned_acc + (1 - UNBIASED_ALIGNED_SHARE) * conflicting_acc
+  return aligned_share * aligned_acc + (1 - aligned_share) * conflicting_acc
 
 
-def confusion_matrix(preds, labels, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(preds, labels, *, num_classes: int) -> np.ndarray:
   """int64[true, predicted] counts."""
   preds, labels = _check(preds, labels)
   if labels.size and (min(preds.min(), labels.min()) < 0 or
@@ -53,16 +52,16 @@ def confusion_matrix(preds, labels, num_classes: int = NUM_CLASSES) -> np.ndarra
   return cm
 
 
-def per_class_accuracy(preds, labels, num_classes: int = NUM_CLASSES) -> list:
+def per_class_accuracy(preds, labels, *, num_classes: int) -> list:
   """Recall of each true class (None for a class with no examples)."""
-  cm = confusion_matrix(preds, labels, num_classes)
+  cm = confusion_matrix(preds, labels, num_classes=num_classes)
   totals = cm.sum(1)
   return [float(cm[k, k] / totals[k]) if totals[k] else None for k in range(num_classes)]
 
 
-def worst_class_accuracy(preds, labels, num_classes: int = NUM_CLASSES) -> dict:
+def worst_class_accuracy(preds, labels, *, num_classes: int) -> dict:
   """{'accuracy', 'class'}: the lowest per-class recall over classes present."""
-  per = per_class_accuracy(preds, labels, num_classes)
+  per = per_class_accuracy(preds, labels, num_classes=num_classes)
   present = [(a, k) for k, a in enumerate(per) if a is not None]
   if not present:
     return {"accuracy": None, "class": None}
@@ -70,19 +69,20 @@ def worst_class_accuracy(preds, labels, num_classes: int = NUM_CLASSES) -> dict:
   return {"accuracy": acc, "class": k}
 
 
-def split_metrics(preds, labels, aligned) -> dict:
-  """Every metric of one split, json-ready."""
+def split_metrics(preds, labels, aligned, *, spec) -> dict:
+  """Every metric of one split, json-ready; spec: the data's splits.Spec (its classes)."""
   groups = group_accuracy(preds, labels, aligned)
-  worst = worst_class_accuracy(preds, labels)
+  worst = worst_class_accuracy(preds, labels, num_classes=spec.num_classes)
   return {
       "n": int(np.asarray(labels).size),
       "accuracy": accuracy(preds, labels),
       "aligned": groups["aligned"],
       "conflicting": groups["conflicting"],
       "n_aligned": int(np.sum(aligned)),
-      "unbiased_equivalent": unbiased_equivalent(groups["aligned"], groups["conflicting"]),
+      "unbiased_equivalent": unbiased_equivalent(groups["aligned"], groups["conflicting"],
+                                                 aligned_share=spec.aligned_share),
       "worst_class": worst["accuracy"],
       "worst_class_id": worst["class"],
-      "per_class": per_class_accuracy(preds, labels),
-      "confusion": confusion_matrix(preds, labels).tolist(),
+      "per_class": per_class_accuracy(preds, labels, num_classes=spec.num_classes),
+      "confusion": confusion_matrix(preds, labels, num_classes=spec.num_classes).tolist(),
   }

@@ -14,7 +14,7 @@ def _forward(params, images, *, model):
 
 
 def make_forward(model):
-  """The jitted `(params, images uint8/float [B,28,28,3]) -> logits [B, classes]`."""
+  """The jitted `(params, images uint8/float [B,H,W,3]) -> logits [B, classes]`."""
   return jax.jit(functools.partial(_forward, model=model))
 
 

@@ -23,7 +23,7 @@ from ccmnist.util import stats
 SUMMARY_KEYS = ("accuracy", "aligned", "conflicting", "unbiased_equivalent", "worst_class")
 
 
-def evaluate_params(forward, params, splits: dict, *, batch_size: int = 1000,
+def evaluate_params(forward, params, splits: dict, *, spec, batch_size: int = 1000,
                     known_preds: dict | None = None) -> dict:
   """{split: split_metrics} of one model on every split in `splits` (see SPLIT_NAMES).
 
@@ -39,7 +39,8 @@ def evaluate_params(forward, params, splits: dict, *, batch_size: int = 1000,
     if preds is None or len(preds) != len(s["labels"]):
       preds = predict_lib.predict_logits(forward, params, s["images"],
                                          batch_size=batch_size).argmax(-1)
-    out[name] = metrics.split_metrics(np.asarray(preds, np.int64), s["labels"], s["aligned"])
+    out[name] = metrics.split_metrics(np.asarray(preds, np.int64), s["labels"], s["aligned"],
+                                      spec=spec)
   return out
 
 
@@ -94,7 +95,8 @@ def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
                      f"{num_replicas} replicas.")
   splits = splits_lib.get_splits(config.data)
   grey, labels = splits_lib.load_grey(config.data, "test")
-  available = int(np.bincount(labels, minlength=10).min())
+  spec = splits_lib.spec(config.data)
+  available = int(np.bincount(labels, minlength=spec.num_classes).min())
   if available < n_per_digit:
     logging.warning("Only %d test digits of some class; the color-swap probe uses %d per cell.",
                     available, available)
@@ -108,11 +110,12 @@ def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
     params = jax.tree_util.tree_map(lambda x, i=r["replica"]: x[i], params_K)
     per_replica.append({
         **r,
-        "splits": evaluate_params(forward, params, splits, batch_size=batch_size,
+        "splits": evaluate_params(forward, params, splits, spec=spec, batch_size=batch_size,
                                   known_preds={n: p[r["replica"]] for n, p in preds_K.items()}),
         "color_swap": color_swap.color_swap_probe(forward, params, grey, labels,
                                              n_per_digit=n_per_digit, seed=probe_seed,
-                                             batch_size=batch_size, **coloring_kw),
+                                             batch_size=batch_size, num_classes=spec.num_classes,
+                                             color_class=spec.color_class, **coloring_kw),
     })
   result = {"workdir": str(workdir), "summary": _summary(config, per_replica),
             "replicas": per_replica, "figure_replica": figure_replica}

@@ -34,7 +34,6 @@ import optax
 from ccmnist.interpret import gradcam as gradcam_lib
 
 PARAMS = ("pixel", "fourier")
-IMAGE_SIZE = 28
 
 # Lucid's color decorrelation (square root of the ImageNet RGB covariance). Colored MNIST has
 # different color statistics; this is the customary choice, used only with param='fourier'.
@@ -60,22 +59,24 @@ def _fourier_scale(h: int, w: int, decay_power: float = 1.0) -> np.ndarray:
   return (1.0 / f ** decay_power * np.sqrt(h * w)).astype(np.float32)
 
 
-def init_param(key, *, param: str, init_std: float):
-  """One image's parameters: pixel [28, 28, 3] ~ N(0, init_std) (the study), or a spectrum
-  [2, 3, 28, 15] (real, imaginary) ~ N(0, 0.01) as Lucid initializes it."""
+def init_param(key, *, param: str, init_std: float, hw: tuple):
+  """One image's parameters, hw = (H, W) the data's: pixel [H, W, 3] ~ N(0, init_std) (the
+  study), or a spectrum [2, 3, H, W // 2 + 1] (real, imaginary) ~ N(0, 0.01) as Lucid
+  initializes it."""
+  h, w = hw
   if param == "pixel":
-    return init_std * jax.random.normal(key, (IMAGE_SIZE, IMAGE_SIZE, 3), jnp.float32)
+    return init_std * jax.random.normal(key, (h, w, 3), jnp.float32)
   if param == "fourier":
-    return 0.01 * jax.random.normal(key, (2, 3, IMAGE_SIZE, IMAGE_SIZE // 2 + 1), jnp.float32)
+    return 0.01 * jax.random.normal(key, (2, 3, h, w // 2 + 1), jnp.float32)
   raise ValueError(f"Unknown parametrization {param!r}; use one of {PARAMS}.")
 
 
-def to_image(p, *, param: str):
-  """The image in [0, 1] units, [28, 28, 3], of one image's parameters."""
+def to_image(p, *, param: str, hw: tuple):
+  """The image in [0, 1] units, [H, W, 3] with hw = (H, W), of one image's parameters."""
   if param == "pixel":
     return p
-  spectrum = (p[0] + 1j * p[1]) * _fourier_scale(IMAGE_SIZE, IMAGE_SIZE)
-  img = jnp.fft.irfft2(spectrum, s=(IMAGE_SIZE, IMAGE_SIZE)) / 4.0  # [3, H, W]; Lucid's /4.
+  spectrum = (p[0] + 1j * p[1]) * _fourier_scale(*hw)
+  img = jnp.fft.irfft2(spectrum, s=hw) / 4.0  # [3, H, W]; Lucid's /4.
   img = jnp.transpose(img, (1, 2, 0)) @ jnp.asarray(_color_matrix()).T
   return jax.nn.sigmoid(img + jnp.asarray(COLOR_MEAN))
 
@@ -87,10 +88,10 @@ def _shift(img, key, jitter: int):
 
 def _rescale(img, key, scales: tuple):
   s = jnp.asarray(scales, jnp.float32)[jax.random.randint(key, (), 0, len(scales))]
-  center = IMAGE_SIZE / 2.0
+  center = jnp.asarray(img.shape[:2], jnp.float32) / 2.0
   t = center - s * center
   return jax.image.scale_and_translate(
-      img, img.shape, (0, 1), jnp.stack([s, s]), jnp.stack([t, t]), method="linear")
+      img, img.shape, (0, 1), jnp.stack([s, s]), t, method="linear")
 
 
 def channel_activation(model, params, img_HWC, channel, *, layer: str):
@@ -102,19 +103,19 @@ def channel_activation(model, params, img_HWC, channel, *, layer: str):
 
 @functools.partial(jax.jit, static_argnames=(
     "model", "layer", "num_channels", "steps", "lr", "l2", "init_std", "jitter", "scales",
-    "param", "record_every", "project"))
+    "param", "record_every", "project", "hw"))
 def _visualize(model, params, key, *, layer, num_channels, steps, lr, l2, init_std, jitter,
-               scales, param, record_every, project):
+               scales, param, record_every, project, hw):
   channels = jnp.arange(num_channels)
   k_init, k_steps = jax.random.split(key)
   # Projection onto the valid images (pixel parametrization only: Fourier is in (0, 1)).
   proj = (lambda q: jnp.clip(q, 0.0, 1.0)) if project and param == "pixel" else (lambda q: q)
-  p0 = proj(jax.vmap(lambda k: init_param(k, param=param, init_std=init_std))(
+  p0 = proj(jax.vmap(lambda k: init_param(k, param=param, init_std=init_std, hw=hw))(
       jax.random.split(k_init, num_channels)))
   tx = optax.adam(lr)
 
   def loss(p, c, k):
-    img = to_image(p, param=param)
+    img = to_image(p, param=param, hw=hw)
     x = img
     k_shift, k_scale = jax.random.split(k)
     if scales:
@@ -134,28 +135,29 @@ def _visualize(model, params, key, *, layer, num_channels, steps, lr, l2, init_s
     return (proj(optax.apply_updates(p, updates)), opt_state), act
 
   (p, _), acts = jax.lax.scan(step, (p0, tx.init(p0)), jnp.arange(steps))
-  images = jax.vmap(lambda q: to_image(q, param=param))(p)
+  images = jax.vmap(lambda q: to_image(q, param=param, hw=hw))(p)
   final = jax.vmap(lambda im, c: channel_activation(model, params, im, c, layer=layer))(
       images, channels)
   return images, final, acts[::record_every]
 
 
-def visualize_layer(model, params, *, layer: str, key, steps: int = 500, lr: float = 0.1,
-                    l2: float = 0.01, init_std: float = 0.1, jitter: int = 0,
+def visualize_layer(model, params, *, layer: str, key, image_shape, steps: int = 500,
+                    lr: float = 0.1, l2: float = 0.01, init_std: float = 0.1, jitter: int = 0,
                     scales: tuple = (), param: str = "pixel", record_every: int = 10,
                     project: bool = False) -> dict:
-  """Activation maximization of every channel of `layer` at once.
+  """Activation maximization of every channel of `layer` at once, on images of image_shape
+  (H, W, C), the data's (splits.image_shape).
 
   Defaults are the study's: pixel parametrization in [0, 1] units, init N(0, 0.1), Adam
   lr 0.1, 500 steps, objective mean activation (pre-ReLU conv output) - 0.01 * mean(img^2),
   jitter 0 (off), scales () (off), no projection (project=True: pixels kept in [0, 1]).
   Returns numpy arrays:
-    'images' float32[C, 28, 28, 3] in [0, 1] units (in [0, 1] with project=True),
+    'images' float32[C, H, W, 3] in [0, 1] units (in [0, 1] with project=True),
     'activation' float32[C]: each channel's mean activation on its final image (no transforms),
     'trace' float32[steps // record_every, C]: the activation during the optimization
       (with transforms, if any).
   """
-  shape = gradcam_lib.check_layer(model, layer)
+  shape = gradcam_lib.check_layer(model, layer, image_shape)
   if param not in PARAMS:
     raise ValueError(f"Unknown parametrization {param!r}; use one of {PARAMS}.")
   if steps < 1 or jitter < 0 or record_every < 1:
@@ -164,7 +166,7 @@ def visualize_layer(model, params, *, layer: str, key, steps: int = 500, lr: flo
       model, params, key, layer=layer, num_channels=int(shape[-1]), steps=int(steps),
       lr=float(lr), l2=float(l2), init_std=float(init_std), jitter=int(jitter),
       scales=tuple(float(s) for s in scales), param=param, record_every=int(record_every),
-      project=bool(project))
+      project=bool(project), hw=tuple(int(d) for d in image_shape[:2]))
   images, final, trace = jax.device_get((images, final, trace))
   return {"images": np.asarray(images), "activation": np.asarray(final),
           "trace": np.asarray(trace)}

@@ -20,23 +20,25 @@ import numpy as np
 from ccmnist import models
 
 EPS = 1e-8  # The study's epsilon in the min-max normalization.
-IMAGE_SIZE = 28
 IG_RULES = ("trapezoid", "left", "right", "midpoint")
 
 
 # ---------------------------------------------------------------- activations and gradients
 
 @functools.lru_cache(maxsize=64)
-def exposed_layers(model) -> dict:
-  """{name: per-image shape} of every activation `model` exposes (cached per model)."""
+def exposed_layers(model, image_shape: tuple) -> dict:
+  """{name: per-image shape} of every activation `model` exposes on images of image_shape
+  (H, W, C) (cached per model and shape)."""
+  image_shape = models.check_image_shape(image_shape)
   _, state = jax.eval_shape(lambda: model.init_with_output(
-      jax.random.key(0), models.dummy_input(), mutable=["params", "intermediates"]))
+      jax.random.key(0), models.dummy_input(image_shape), mutable=["params", "intermediates"]))
   return {k: tuple(v[0].shape) for k, v in state["intermediates"].items()}
 
 
-def check_layer(model, layer: str) -> tuple:
-  """The per-image shape of `layer`'s exposed activation, or a ValueError naming the layers."""
-  shapes = exposed_layers(model)
+def check_layer(model, layer: str, image_shape) -> tuple:
+  """The per-image shape of `layer`'s exposed activation on images of image_shape (H, W, C), or
+  a ValueError naming the layers."""
+  shapes = exposed_layers(model, tuple(int(d) for d in image_shape))
   if layer not in shapes:
     raise ValueError(f"Layer {layer!r} is not exposed by {type(model).__name__}; "
                      f"exposed layers: {', '.join(sorted(shapes))}.")
@@ -76,10 +78,10 @@ def minmax_normalize(maps_NHW, eps: float = EPS):
   return (maps_NHW - lo) / (hi - lo + eps)
 
 
-def upsample(maps_NHW, size: int = IMAGE_SIZE):
-  """Bilinear resize to size x size (half-pixel centers, torch's align_corners=False)."""
-  n = maps_NHW.shape[0]
-  return jax.image.resize(maps_NHW, (n, size, size), method="bilinear")
+def upsample(maps_NHW, hw: tuple):
+  """Bilinear resize to hw = (height, width), the images' (half-pixel centers, torch's
+  align_corners=False)."""
+  return jax.image.resize(maps_NHW, (maps_NHW.shape[0], *hw), method="bilinear")
 
 
 # ---------------------------------------------------------------- Grad-CAM and Grad-CAM++
@@ -107,29 +109,30 @@ def _cam(model, params, images, targets, *, layer, method, normalize, resize):
   if normalize:  # The study normalizes first, then upsamples.
     cam = minmax_normalize(cam)
   if resize:
-    cam = upsample(cam)
+    cam = upsample(cam, images.shape[1:3])
   return cam.astype(jnp.float32)
 
 
 def _check_batch(images, targets, model=None, layer=None):
-  if layer is not None:
-    check_layer(model, layer)
   images = jnp.asarray(images, jnp.float32)
   targets = jnp.asarray(targets, jnp.int32)
-  if images.ndim != 4 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
-    raise ValueError(f"images must be NHWC [N, 28, 28, 3] pixel values; got {images.shape}.")
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"images must be NHWC [N, H, W, 3] pixel values; got {images.shape}.")
+  if layer is not None:
+    check_layer(model, layer, images.shape[1:])
   if targets.shape != images.shape[:1]:
     raise ValueError(f"need one target class per image: {targets.shape} vs {images.shape[:1]}.")
   return images, targets
 
 
 def gradcam(model, params, images, targets, *, layer="conv2", normalize=True):
-  """The study's Grad-CAM of the target classes: float32[N, 28, 28].
+  """The study's Grad-CAM of the target classes: float32[N, H, W].
 
   alpha_k = mean over space of d(logit of target) / dA^k, with A = `layer`'s output before its
   ReLU (conv2, the third conv, is what the study hooks); map = ReLU(sum_k alpha_k A^k); then,
   in the study's order, min-max normalized per image with epsilon 1e-8 and bilinearly
-  upsampled to 28x28. normalize=False skips the normalization (the raw ReLU'd map, upsampled).
+  upsampled to the images' H x W. normalize=False skips the normalization (the raw ReLU'd map,
+  upsampled).
   Images are NHWC pixel values in [0, 255]; targets int[N].
   """
   images, targets = _check_batch(images, targets, model, layer)
@@ -145,7 +148,7 @@ def gradcam_lowres(model, params, images, targets, *, layer="conv2", normalize=T
 
 
 def gradcam_plus_plus(model, params, images, targets, *, layer="conv2", normalize=True):
-  """Grad-CAM++ (Chattopadhyay et al. 2018), same conventions as `gradcam`: float32[N, 28, 28]."""
+  """Grad-CAM++ (Chattopadhyay et al. 2018), same conventions as `gradcam`: float32[N, H, W]."""
   images, targets = _check_batch(images, targets, model, layer)
   return _cam(model, params, images, targets, layer=layer, method="gradcam++",
               normalize=normalize, resize=True)
@@ -160,7 +163,7 @@ def _target_logit_sum(model, params, images, targets):
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def input_gradient(model, params, images, targets):
-  """d(target logit) / d(pixel), float32[N, 28, 28, 3] (per unit of pixel value)."""
+  """d(target logit) / d(pixel), float32[N, H, W, 3] (per unit of pixel value)."""
   return jax.grad(_target_logit_sum, argnums=2)(model, params, images, targets)
 
 
@@ -173,7 +176,7 @@ def _saliency(model, params, images, targets, *, normalize):
 
 def saliency(model, params, images, targets, *, normalize=True):
   """Vanilla gradient saliency (Simonyan et al.): max over RGB of |d logit / d pixel|,
-  min-max normalized per image: float32[N, 28, 28]."""
+  min-max normalized per image: float32[N, H, W]."""
   images, targets = _check_batch(images, targets)
   return _saliency(model, params, images, targets, normalize=normalize)
 
@@ -215,7 +218,7 @@ def _ig(model, params, images, targets, baseline, *, steps, rule):
 
 def integrated_gradients(model, params, images, targets, *, baseline=None, steps=64,
                          rule="trapezoid"):
-  """Integrated Gradients (Sundararajan et al. 2017) of the target logit: float32[N, 28, 28, 3].
+  """Integrated Gradients (Sundararajan et al. 2017) of the target logit: float32[N, H, W, 3].
 
   attribution = (x - x') * integral_0^1 d logit(x' + a (x - x')) / dx da, the integral by the
   quadrature `rule` ('trapezoid' default, or 'left' / 'right' / 'midpoint' Riemann sums) on
@@ -257,7 +260,7 @@ def ig_completeness(model, params, images, targets, attributions, *, baseline=No
 def map_entropy(maps_NHW, *, normalized=False) -> np.ndarray:
   """Shannon entropy (nats) of each map seen as a distribution over its pixels: float64[N].
 
-  p = m / sum(m) over the 28 x 28 = 784 pixels (maps must be >= 0; Grad-CAM maps are), with
+  p = m / sum(m) over the map's H x W pixels (maps must be >= 0; Grad-CAM maps are), with
   0 log 0 = 0. High = diffuse, low = localized: the study's "activation spread". normalized=True
   divides by log(number of pixels), so 1 is a uniform map. An all-zero map has no distribution:
   its entropy is NaN (count those separately; see `spread_summary`).

@@ -58,7 +58,6 @@ from ccmnist.interpret import gradcam as gradcam_lib
 from ccmnist.util import batches
 from ccmnist.util import io
 
-NUM_CLASSES = 10
 CLASSES = ("color", "shape", "mixed", "dead")
 SET_NAMES = ("x", "x_cf", "x_alt")
 
@@ -66,12 +65,13 @@ SET_NAMES = ("x", "x_cf", "x_alt")
 # ---------------------------------------------------------------- stimuli
 
 def channel_intensity(palette) -> np.ndarray:
-  """float64[10]: each color's channel mean (R + G + B) / 3, what a hue-blind layer sees."""
+  """float64[n]: each of the palette's n colors' channel mean (R + G + B) / 3, what a hue-blind
+  layer sees."""
   return palette_lib.check_palette(palette).astype(np.float64).mean(axis=1)
 
 
 def intensity_partners(palette, *, tol: float = 0.5) -> list:
-  """For each color, the other colors of (nearest) equal channel-mean intensity: [10] arrays.
+  """For each color, the other colors of (nearest) equal channel-mean intensity: n arrays.
 
   Colors within `tol` pixel levels of the nearest other color's intensity count as ties.
   """
@@ -84,14 +84,16 @@ def intensity_partners(palette, *, tol: float = 0.5) -> list:
   return out
 
 
-def balanced_indices(labels, num: int, rng: np.random.Generator) -> np.ndarray:
-  """num // 10 distinct random examples of each class, shuffled: int[10 * (num // 10)]."""
+def balanced_indices(labels, num: int, rng: np.random.Generator, *,
+                     num_classes: int) -> np.ndarray:
+  """num // num_classes distinct random examples of each class, shuffled:
+  int[num_classes * (num // num_classes)]."""
   labels = np.asarray(labels)
-  per = num // NUM_CLASSES
+  per = num // num_classes
   if per < 1:
-    raise ValueError(f"num_images={num}: need at least 10 (one per digit).")
+    raise ValueError(f"num_images={num}: need at least {num_classes} (one per class).")
   out = []
-  for d in range(NUM_CLASSES):
+  for d in range(num_classes):
     idx = np.flatnonzero(labels == d)
     if len(idx) < per:
       raise ValueError(f"only {len(idx)} examples of digit {d}; lower num_images (asked "
@@ -100,19 +102,20 @@ def balanced_indices(labels, num: int, rng: np.random.Generator) -> np.ndarray:
   return rng.permutation(np.concatenate(out))
 
 
-def counterfactual_stimuli(grey, labels, *, num: int, seed: int = 0,
+def counterfactual_stimuli(grey, labels, *, num: int, num_classes: int, seed: int = 0,
                            palette=palette_lib.PALETTE_RGB, **color_kwargs) -> dict:
-  """x, its recolored twin x_cf and its other-digit twin x_alt (see the module docstring).
+  """x, its recolored twin x_cf and its other-digit twin x_alt (see the module docstring), of
+  num_classes classes (the data's) in the palette's colors.
 
-  Returns 'x', 'x_cf', 'x_alt' uint8[n, 28, 28, 3]; 'labels', 'colors', 'cf_colors',
+  Returns 'x', 'x_cf', 'x_alt' uint8[n, H, W, 3]; 'labels', 'colors', 'cf_colors',
   'alt_labels' int32[n]; 'indices', 'alt_indices' into `grey`; 'intensity_gap_mean' (mean
   |intensity(c) - intensity(c')|, in pixel levels: 0 for the study's palette).
   """
   rng = np.random.default_rng([seed, 0])
   labels = np.asarray(labels)
-  idx = balanced_indices(labels, num, rng)
+  idx = balanced_indices(labels, num, rng, num_classes=num_classes)
   y = labels[idx].astype(np.int32)
-  colors = rng.integers(0, palette_lib.NUM_COLORS, len(idx)).astype(np.int32)
+  colors = rng.integers(0, len(palette), len(idx)).astype(np.int32)
   partners = intensity_partners(palette)
   cf = np.array([rng.choice(partners[c]) for c in colors], np.int32)
   # x_alt: another image of the stimulus set, of a different class, drawn per image.
@@ -160,7 +163,7 @@ def activations(model, params, images, *, layers, batch_size: int = 250):
   """({layer: float32[N, h, w, C]}, predictions int[N]): the exposed (pre-ReLU) activations
   of `images` and the model's predicted classes."""
   for layer in layers:
-    gradcam_lib.check_layer(model, layer)
+    gradcam_lib.check_layer(model, layer, np.shape(images)[1:])
   return batches.map_batches(
       lambda b: _activations(model, params, jnp.asarray(b), layers=tuple(layers)),
       (np.asarray(images),), batch_size=batch_size)
@@ -187,7 +190,7 @@ def folds_of(n: int, k: int, seed: int) -> np.ndarray:
 
 
 def ridge_fit_predict(x_train, y_train, x_test, *, alpha: float,
-                      num_classes: int = NUM_CLASSES) -> np.ndarray:
+                      num_classes: int) -> np.ndarray:
   """Ridge classifier: standardized features, one-hot targets, argmax of the linear fit.
 
   W = (X'X + alpha n I)^-1 X'Y on features standardized with the training set's mean and std
@@ -204,8 +207,7 @@ def ridge_fit_predict(x_train, y_train, x_test, *, alpha: float,
   return np.argmax(xte @ w + y_mean, axis=1)
 
 
-def ridge_probe(features, targets, folds, *, alpha: float = 1e-2,
-                num_classes: int = NUM_CLASSES) -> float:
+def ridge_probe(features, targets, folds, *, num_classes: int, alpha: float = 1e-2) -> float:
   """Cross-validated accuracy: each fold predicted by a probe fit on the other folds."""
   features, targets, folds = np.asarray(features), np.asarray(targets), np.asarray(folds)
   pred = np.empty(len(targets), np.int64)
@@ -279,7 +281,7 @@ def causal_shares(model, params, x, x_cf, cf_colors, *, layer: str,
   and 'to_cf_color' (all channels patched: the share now predicting c', the digit whose cue
   color x_cf carries).
   """
-  gradcam_lib.check_layer(model, layer)
+  gradcam_lib.check_layer(model, layer, np.shape(x)[1:])
   base, patched = batches.map_batches(
       lambda a, b: _patched_predictions(model, params, jnp.asarray(a), jnp.asarray(b),
                                         layer=layer),
@@ -293,7 +295,8 @@ def causal_shares(model, params, x, x_cf, cf_colors, *, layer: str,
 # ---------------------------------------------------------------- one network, its null
 
 def network_measures(model, params, stim, *, layers, num_causal: int, folds, alpha: float,
-                     grid: int, batch_size: int = 250) -> dict:
+                     grid: int, num_classes: int, num_colors: int,
+                     batch_size: int = 250) -> dict:
   """Raw measures of one network on one stimulus set: {layer: {'probe', 'color_energy',
   'digit_energy', 'ratio', 'layer_ratio', 'max_act', 'causal'}} and 'input_swap' (share of
   predictions changed by feeding x_cf instead of x, and the share now predicting c')."""
@@ -308,8 +311,10 @@ def network_measures(model, params, stim, *, layers, num_causal: int, folds, alp
   for layer in layers:
     feats = pooled_features(acts["x"][layer], grid=grid)
     out[layer] = {
-        "probe": {"color": ridge_probe(feats, stim["colors"], folds, alpha=alpha),
-                  "digit": ridge_probe(feats, stim["labels"], folds, alpha=alpha)},
+        "probe": {"color": ridge_probe(feats, stim["colors"], folds, alpha=alpha,
+                                       num_classes=num_colors),
+                  "digit": ridge_probe(feats, stim["labels"], folds, alpha=alpha,
+                                       num_classes=num_classes)},
         **invariance(acts["x"][layer], acts["x_cf"][layer], acts["x_alt"][layer]),
         "max_act": acts["x"][layer].max(axis=(0, 1, 2)),
         "causal": causal_shares(model, params, stim["x"][:m], stim["x_cf"][:m],
@@ -317,11 +322,13 @@ def network_measures(model, params, stim, *, layers, num_causal: int, folds, alp
   return out
 
 
-def random_params(model, *, inits: int, seed: int) -> list:
-  """`inits` random initializations of `model` (keys seed, seed + 1, ...)."""
+def random_params(model, *, inits: int, seed: int, image_shape) -> list:
+  """`inits` random initializations of `model` for images of image_shape (keys seed, seed + 1,
+  ...)."""
   if inits < 2:
     raise ValueError(f"null_inits={inits}: a null needs at least 2 random initializations.")
-  return [models.init_params(model, jax.random.key(seed + i)) for i in range(inits)]
+  return [models.init_params(model, jax.random.key(seed + i), image_shape)
+          for i in range(inits)]
 
 
 def null_summary(values) -> dict:

@@ -101,7 +101,7 @@ def _sanity(model, params, split, cfg, name, fig_dir):
   n = min(s.num_images, len(split["labels"]))
   x = jnp.asarray(split["images"][:n], jnp.float32)
   preds = jnp.asarray(_logits(model, params, np.asarray(x), cfg.batch_size).argmax(-1))
-  rand = models.init_params(model, jax.random.key(s.seed + 1000))
+  rand = models.init_params(model, jax.random.key(s.seed + 1000), splits_lib.image_shape(split))
   check = functools.partial(gradcam_lib.randomization_check, model, params, images=x,
                             targets=preds, layer=cfg.layer, methods=tuple(s.methods))
   out = {"randomization": check(rand)}
@@ -134,14 +134,14 @@ def _sanity(model, params, split, cfg, name, fig_dir):
   return out
 
 
-def _featviz(model, params, cfg, name, fig_dir):
+def _featviz(model, params, cfg, name, fig_dir, image_shape):
   f = cfg.featviz
   # Every key but the layer list and the seed is a keyword argument of visualize_layer.
   kwargs = {k: v for k, v in f.items() if k not in ("layers", "seed")}
   out = {}
   for i, layer in enumerate(f.layers):
     t0 = time.perf_counter()
-    r = featviz.visualize_layer(model, params, layer=layer,
+    r = featviz.visualize_layer(model, params, layer=layer, image_shape=image_shape,
                                 key=jax.random.fold_in(jax.random.key(f.seed), i), **kwargs)
     seconds = time.perf_counter() - t0
     out[layer] = {"activation": r["activation"].tolist(), "seconds": seconds,
@@ -172,26 +172,29 @@ def _stimuli(data_cfg, rc, cache: dict) -> tuple:
   """(key, stimuli): the counterfactual stimuli of a data config, cached by its test digits
   and coloring settings."""
   kwargs = splits_lib.coloring_kwargs(data_cfg)
+  spec = splits_lib.spec(data_cfg)
   key = json.dumps({"source": data_cfg.source, "seed": data_cfg.seed,
+                    "shape": [spec.image_shape, spec.num_classes],
                     **{k: np.asarray(v).tolist() for k, v in kwargs.items()}}, sort_keys=True)
   if key not in cache:
     grey, labels = splits_lib.load_grey(data_cfg, "test")
-    cache[key] = (key, rep_lib.counterfactual_stimuli(grey, labels, num=rc.num_images,
-                                                      seed=rc.seed, **kwargs))
+    cache[key] = (key, rep_lib.counterfactual_stimuli(
+        grey, labels, num=rc.num_images, num_classes=spec.num_classes, seed=rc.seed, **kwargs))
   return cache[key]
 
 
-def _representation(model, params, stim, stim_key, rc, null_cache: dict) -> dict:
+def _representation(model, params, stim, stim_key, rc, null_cache: dict, spec) -> dict:
   """Representation measures of one model beside its null (interpret/representation.py): the
   random inits (computed once per architecture and stimulus set) and its hue-blind copy."""
   kw = dict(layers=tuple(rc.layers), num_causal=rc.num_causal, alpha=rc.alpha, grid=rc.grid,
             folds=rep_lib.folds_of(len(stim["labels"]), rc.folds, rc.seed),
-            batch_size=rc.batch_size)
+            batch_size=rc.batch_size, num_classes=spec.num_classes, num_colors=spec.num_colors)
   null_key = (model, stim_key)
   if null_key not in null_cache:
     null_cache[null_key] = [
         rep_lib.network_measures(model, p, stim, **kw)
-        for p in rep_lib.random_params(model, inits=rc.null_inits, seed=rc.null_seed)]
+        for p in rep_lib.random_params(model, inits=rc.null_inits, seed=rc.null_seed,
+                                       image_shape=spec.image_shape)]
   out = rep_lib.summarize(rep_lib.network_measures(model, params, stim, **kw),
                           null_cache[null_key],
                           rep_lib.network_measures(model, rep_lib.hue_blind(params), stim, **kw),
@@ -268,14 +271,16 @@ def interpret_runs(runs, cfg, out_dir) -> dict:
     r["sanity"] = _sanity(model, params, splits["test_hard"], cfg, name, fig_dir)
     t1 = time.perf_counter()
     stim_key, stim = _stimuli(data_cfgs[name], cfg.representation, stim_cache)
-    r["representation"] = rep_all[name] = _representation(model, params, stim, stim_key,
-                                                          cfg.representation, null_cache)
+    r["representation"] = rep_all[name] = _representation(
+        model, params, stim, stim_key, cfg.representation, null_cache,
+        splits_lib.spec(data_cfgs[name]))
     r["representation_seconds"] = time.perf_counter() - t1
     pool_split = splits[cfg.topk.split]
     pool = {k: pool_split[k][:min(cfg.topk.pool, len(pool_split["labels"]))]
             for k in ("images", "labels", "colors")}
     r["topk"] = _topk(model, params, pool, cfg, name, fig_dir)
-    r["featviz"] = _featviz(model, params, cfg, name, fig_dir)
+    r["featviz"] = _featviz(model, params, cfg, name, fig_dir,
+                            splits_lib.image_shape(splits["test_hard"]))
     r["seconds"] = time.perf_counter() - t0
     result["models"][name] = r
     logging.info("%s: spread hard %.3f nats, easy %.3f nats; representation %.0fs (%.0fs)",

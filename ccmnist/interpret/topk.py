@@ -26,7 +26,7 @@ def channel_means(model, params, images, *, layer: str, relu: bool = False,
   """float32[N, C]: each image's response of every channel of `layer`, pooled over space
   (pool 'mean' or 'max'), before the ReLU unless relu=True. Batches of `batch_size` (the last
   one padded, so one compiled shape)."""
-  gradcam_lib.check_layer(model, layer)
+  gradcam_lib.check_layer(model, layer, np.shape(images)[1:])
   if pool not in POOLS:
     raise ValueError(f"Unknown pool {pool!r}; use one of {POOLS}.")
   return batches.map_batches(

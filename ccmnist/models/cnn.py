@@ -1,6 +1,8 @@
 """The study's CheaterCNN and the comparison models.
 
-All take NHWC images in pixel units [0, 255] and divide by 255 themselves. Every conv output
+All take NHWC images in pixel units [0, 255] and divide by 255 themselves. Their class count
+(num_classes) and the image shape they are initialized with come from the data (data/splits.py
+spec): nothing here assumes MNIST's. Every conv output
 (before its ReLU) is exposed by name, conv0, conv1, ..., through `sow('intermediates')` and
 `perturb`, so Grad-CAM, feature visualization and selectivity read it without model changes.
 """
@@ -17,10 +19,10 @@ class CheaterCNN(nn.Module):
   """The study's shortcut-prone CNN, exactly: large kernels, stride 2, no pooling.
 
   conv 3->8 k9 s2 p4, ReLU; conv 8->16 k5 s2 p2, ReLU; conv 16->16 k3 s1 p1, ReLU;
-  flatten (7*7*16 = 784); dense 784->10. 15,338 parameters.
+  flatten (7*7*16 = 784 on 28x28 MNIST); dense 784->num_classes (15,338 parameters for 10).
   """
+  num_classes: int
   conv_impl: str = "s2d"
-  num_classes: int = 10
 
   @nn.compact
   def __call__(self, x_NHWC):
@@ -34,8 +36,8 @@ class CheaterCNN(nn.Module):
 
 class ShapeCNN(nn.Module):
   """What a practitioner picks by default for MNIST: 3x3 kernels and max pooling."""
+  num_classes: int
   conv_impl: str = "s2d"
-  num_classes: int = 10
   width: int = 32
 
   @nn.compact
@@ -52,7 +54,7 @@ class ShapeCNN(nn.Module):
 
 class MLP(nn.Module):
   """A two-hidden-layer perceptron on the flattened RGB image."""
-  num_classes: int = 10
+  num_classes: int
   hidden: tuple = (256, 256)
   conv_impl: str = "s2d"  # Unused; accepted so every model takes the same keywords.
 
@@ -74,7 +76,7 @@ class LfFMLP(nn.Module):
   DFA (kakaoenterprise/Learning-Debiased-Disentangled) narrows the last hidden layer to 16:
   hidden=(100, 100, 16). Each hidden pre-activation is exposed as dense0, dense1, ...
   """
-  num_classes: int = 10
+  num_classes: int
   hidden: tuple = (100, 100, 100)
   pixel_scale: float = 1.0 / (255.0 * 255.0)
   conv_impl: str = "s2d"  # Unused; accepted so every model takes the same keywords.
@@ -87,9 +89,6 @@ class LfFMLP(nn.Module):
     return TorchDense(self.num_classes, x.shape[-1], name=f"Dense_{len(self.hidden)}")(x)
 
 
-def input_shape(batch: int = 1):
-  return (batch, 28, 28, 3)
-
-
-def dummy_input(batch: int = 1):
-  return jnp.zeros(input_shape(batch), jnp.float32)
+def dummy_input(image_shape, batch: int = 1):
+  """Zeros float32[batch, *image_shape]: what a model is initialized and traced with."""
+  return jnp.zeros((batch, *image_shape), jnp.float32)

@@ -92,10 +92,12 @@ def _head_call(model, params, images) -> tuple:
   return calls[-1][0], calls[-1][1], logits
 
 
-def head_path(model, params) -> tuple:
-  """The path in params of the model's head (the Dense layer whose output it returns)."""
+def head_path(model, params, image_shape) -> tuple:
+  """The path in params of the model's head (the Dense layer whose output it returns), traced
+  on images of image_shape (H, W, C)."""
   out = []
-  jax.eval_shape(lambda p: out.append(_head_call(model, p, models.dummy_input())[0]), params)
+  jax.eval_shape(lambda p: out.append(_head_call(model, p, models.dummy_input(image_shape))[0]),
+                 params)
   return out[0]
 
 
@@ -258,7 +260,8 @@ def _refit(config, base_workdir, workdir: pathlib.Path, idx: list) -> dict:
   seeds = [config.seed + s for s in range(config.num_seeds)]
   held = splits[d.split]
   rows = balanced_rows(held, seeds, d.per_group or None)
-  path = head_path(model, jax.tree_util.tree_map(lambda x: x[0], params_S))
+  path = head_path(model, jax.tree_util.tree_map(lambda x: x[0], params_S),
+                   splits_lib.image_shape(held))
   num_classes = get_path(params_S, path)["kernel"].shape[-1]
   features = jax.jit(lambda p, x: head_features(model, p, x))
   bs = config.train.eval_batch_size

@@ -54,8 +54,9 @@ def check_config(config) -> None:
     raise ValueError(f"{method.name!r} needs a reference run: set "
                      f"config.loss.settings.{method.reference} to the workdir of an ERM run "
                      "trained on the same data with the same seeds.")
-  models.get_model(config.model.name, conv_impl=config.model.conv_impl)
   splits_lib.check_data_config(config.data)
+  models.get_model(config.model.name, num_classes=splits_lib.spec(config.data).num_classes,
+                   conv_impl=config.model.conv_impl)
   if config.optim.name not in optim.OPTIMIZERS:
     raise ValueError(f"Unknown optimizer {config.optim.name!r}; use one of {optim.OPTIMIZERS}.")
   optim.make_schedule(config.optim, 1)  # A bad lr or schedule fails before anything is written.
@@ -92,7 +93,8 @@ def shardable(method) -> bool:
 
 def build(config):
   """(model, tx, steps_per_epoch) of a config: the method's model (methods.Method.wrap_model)."""
-  model = models.get_model(config.model.name, conv_impl=config.model.conv_impl)
+  model = models.get_model(config.model.name, num_classes=splits_lib.spec(config.data).num_classes,
+                           conv_impl=config.model.conv_impl)
   wrap = methods.get(config.loss.name).wrap_model
   model = wrap(model) if wrap else model
   steps = config.data.train_size // config.train.batch_size
@@ -125,7 +127,7 @@ def init_state(config, model, tx, extra=None):
   because of its random draws.
   """
   keys = [jax.random.fold_in(jax.random.key(r["seed"]), 0) for r in replicas(config)]
-  params = [models.init_params(model, k) for k in keys]
+  params = [models.init_params(model, k, splits_lib.spec(config.data).image_shape) for k in keys]
   params = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *params)
   create = lambda p, e: step_lib.TrainState.create(apply_fn=None, params=p, tx=tx, extra=e)
   return jax.jit(jax.vmap(create))(params, {} if extra is None else extra)

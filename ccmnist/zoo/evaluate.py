@@ -26,7 +26,7 @@ def worst_group_accuracy(preds, labels, aligned) -> float | None:
   preds, labels = np.asarray(preds), np.asarray(labels)
   ids = groups.group_ids(labels, aligned)
   correct = preds == labels
-  accs = [float(correct[ids == g].mean()) for g in range(groups.NUM_GROUPS) if (ids == g).any()]
+  accs = [float(correct[ids == g].mean()) for g in np.unique(ids)]
   return min(accs) if accs else None
 
 
