@@ -78,7 +78,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.suite.update(dict(models="cheater,counterfactual,counterfactual@0", num_images=100,
                         batch_size=100, steps=50, dlr_targets=3, square_queries=300,
                         check_steps=100, check_restarts=2))
-    c.smoothing.update(dict(models="cheater,counterfactual,counterfactual@0", num_images=100,
+    c.smoothing.update(dict(models="cheater,counterfactual,counterfactual@0,erm_adam,"
+                            "erm_adam_noise", num_images=100,
                             sigmas=(0.25 * 255, 0.5 * 255), n0=32, n=256, chunk=64))
   elif size == "tiny":  # Seconds: for tests on 'tiny' runs.
     c.batch_size = 16
@@ -89,7 +90,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.suite.update(dict(models="counterfactual,counterfactual@0", num_images=16,
                         batch_size=16, steps=5, dlr_targets=2,
                         square_queries=10, check_steps=6, check_restarts=2))
-    c.smoothing.update(dict(models="counterfactual,counterfactual@0", num_images=16,
+    c.smoothing.update(dict(models="counterfactual,erm_adam,erm_adam_noise", num_images=16,
                             sigmas=(0.25 * 255, 0.5 * 255), n0=8, n=32, chunk=16))
   c.lock()
   return c

@@ -42,6 +42,14 @@ def _run(config, *, lam_grid=()):
   return run
 
 
+def _noise_twin(config, *, sigma: float):
+  """A run's twin trained with Gaussian noise of std `sigma` (pixel units) on every image."""
+  with config.unlocked():
+    config.loss.name = "gaussian_noise"
+    config.loss.settings = ml_collections.ConfigDict({"sigma": sigma})
+  return _run(config)
+
+
 def _analysis(models: str, settings):
   """An analysis stage: the runs it analyses and its own config (configs/interpret.py or
   configs/attack.py of the study's size)."""
@@ -74,6 +82,9 @@ def get_config(arg=None):
                                      lam_grid=(0.0, 0.05, 0.1, 0.2, 0.5)),
       "erm_adam": _run(erm_adam.get_config(size)),
       "erm_momentum": _run(erm_adam.get_config(f"momentum,{variant}")),
+      # erm_adam's twin trained on Gaussian-noised images: the base classifier randomized
+      # smoothing certifies (attack stage), at the smoothing's middle sigma.
+      "erm_adam_noise": _noise_twin(erm_adam.get_config(size), sigma=0.25 * 255),
   }
   # The study names no optimizer for its counterfactual run; with plain SGD lr 1e-3 the
   # consistency term can start while the model is still on its initial plateau. This study runs
@@ -88,7 +99,7 @@ def get_config(arg=None):
   c.interpret = _analysis("cheater,gradient_penalty,counterfactual", interpret.get_config(size))
   # name@0: the method's own lambda = 0 grid point, which differs from it in nothing but the
   # method (same optimizer, data, epochs, seeds): the control its verdicts compare against.
-  c.attack = _analysis("cheater,gradient_penalty,counterfactual,erm_adam,gradient_penalty@0,"
-                       "counterfactual@0", attack.get_config(size))
+  c.attack = _analysis("cheater,gradient_penalty,counterfactual,erm_adam,erm_adam_noise,"
+                       "gradient_penalty@0,counterfactual@0", attack.get_config(size))
   c.lock()
   return c

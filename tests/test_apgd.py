@@ -71,8 +71,8 @@ def test_checkpoint_schedule_is_the_papers():
 @pytest.mark.parametrize("loss,targeted", [("ce", False), ("dlr", False), ("dlr", True),
                                            ("ce", True)])
 def test_stays_in_ball_and_box(loss, targeted):
-  model = models.get_model("mlp", conv_impl="patches")
-  params = models.init_params(model, jax.random.key(0))
+  model = models.get_model("mlp", num_classes=10, conv_impl="patches")
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
   x = jax.random.uniform(jax.random.key(1), (6, 28, 28, 3), jnp.float32, 0.0, 255.0)
   x = x.at[:2].set(0.0).at[2:4].set(255.0)  # Box edges too.
   y = jnp.array([0, 3, 5, 7, 9, 1])
@@ -145,8 +145,8 @@ def test_bad_inputs_are_rejected():
 def test_beats_or_matches_pgd_on_a_random_mlp():
   """A random MLP: APGD (CE, 10 steps) misclassifies at least as many as PGD of the same steps,
   and restarts never lower its success."""
-  model = models.get_model("mlp", hidden=(32,))
-  params = models.init_params(model, jax.random.key(0))
+  model = models.get_model("mlp", num_classes=10, hidden=(32,))
+  params = models.init_params(model, jax.random.key(0), (28, 28, 3))
   x = images(jax.random.key(1), 8, 0.0, 255.0)
   y = jnp.argmax(model.apply({"params": params}, x), -1)  # Clean accuracy 1 by construction.
   miss = lambda a: np.asarray(jnp.argmax(model.apply({"params": params}, a), -1) != y)

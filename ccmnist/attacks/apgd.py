@@ -56,7 +56,7 @@ def _take(logits, idx):
 def dlr_loss(logits, labels):
   """Untargeted DLR per example [N]: -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12)."""
   zs = _sorted_desc(logits)
-  margin = _take(logits, labels) - pgd_lib._largest_other(logits, labels)  # pylint: disable=protected-access
+  margin = _take(logits, labels) - pgd_lib.largest_other(logits, labels)
   return -margin / (zs[:, 0] - zs[:, 2] + _DLR_TINY)
 
 

@@ -99,7 +99,8 @@ def uniform_start(key, x0, eps_N, *, norm: str):
   return jnp.clip(x0 + delta, PIXEL_MIN, PIXEL_MAX)
 
 
-def _largest_other(logits, labels):
+def largest_other(logits, labels):
+  """The largest logit other than the label's, per example."""
   masked = jnp.where(jax.nn.one_hot(labels, logits.shape[-1], dtype=bool), -jnp.inf, logits)
   return jnp.max(masked, axis=-1)
 
@@ -111,7 +112,7 @@ def attack_objective(logits, labels, *, loss: str, targeted: bool):
     return ce if targeted else -ce
   if loss == "margin":
     z_label = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
-    margin = z_label - _largest_other(logits, labels)
+    margin = z_label - largest_other(logits, labels)
     return -margin if targeted else margin
   raise ValueError(f"Unknown attack loss {loss!r}; use one of {LOSSES}.")
 

@@ -12,6 +12,7 @@ A failed masking check is written beside every verdict that rests on the model i
 
 import numpy as np
 
+from ccmnist.report import markdown
 from ccmnist.report import verdicts
 
 ATTACK_TITLES = {"apgd_ce": "APGD-CE", "apgd_t_dlr": "APGD-T (DLR)", "square": "Square"}
@@ -21,11 +22,6 @@ CHECK_TITLES = {"grey": "accuracy 0 at a grey-image eps", "black": "black-box <=
 
 def _pct(v) -> str:
   return "n/a" if v is None else f"{100 * float(v):.1f}%"
-
-
-def _table(header, rows) -> list:
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
 
 
 def failed_checks(attack: dict, model: str) -> list:
@@ -56,7 +52,7 @@ def section(attack: dict) -> list:
                  f"**{_pct(m['worst_robust_accuracy'])}**",
                  _pct(t.get("pgd")), _pct(t["apgd_ce"]), _pct(t["apgd_dlr"]),
                  f"**{_pct(t['worst'])}**"])
-  lines += _table(["model", "replica", "clean", *ATTACK_TITLES.values(), "worst case",
+  lines += markdown.table(["model", "replica", "clean", *ATTACK_TITLES.values(), "worst case",
                    "targeted: study's PGD", "APGD-CE", "APGD-DLR", "worst case"], rows)
   checks = su.get("masking_checks") or {}
   if checks:
@@ -66,7 +62,7 @@ def section(attack: dict) -> list:
     for name, cs in checks.items():
       rows.append([name] + [("ok" if cs[k]["holds"] else "**FAILED**") + f" ({cs[k]['measured']})"
                             if k in cs else "n/a" for k in CHECK_TITLES])
-    lines += _table(["model", *CHECK_TITLES.values()], rows)
+    lines += markdown.table(["model", *CHECK_TITLES.values()], rows)
   return lines
 
 
@@ -89,7 +85,7 @@ def certified_section(attack: dict) -> list:
     for s, v in m["sigmas"].items():
       rows.append([name, s, _pct(v["abstain"]), f"{v['median_radius_correct']:.1f}",
                    *(_pct(a) for a in v["certified_accuracy"])])
-  lines += _table(["model", "σ", "abstain", "median radius (correct)",
+  lines += markdown.table(["model", "σ", "abstain", "median radius (correct)",
                    *(f"r={r:g}" for r in radii)], rows)
   lines += ["![Certified accuracy against L2 radius](attack/figures/certified_accuracy.png)", ""]
   return lines

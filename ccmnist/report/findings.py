@@ -6,6 +6,7 @@ rule on the paired seed differences.
 
 import numpy as np
 
+from ccmnist.report import attack_suite
 from ccmnist.report import claims
 from ccmnist.report import markdown
 from ccmnist.report import verdicts
@@ -133,6 +134,7 @@ def findings(res) -> list:
       f"median minimal ε: counterfactual > {cf0}", [cf0, cf], get(cf0, "min_eps"),
       get("counterfactual", "min_eps"), direction=1,
       fmt_value=lambda v: "n/a" if v is None else f"{v[0]:.2f}"))
+  out += attack_suite.findings(res.get("attack"), method="counterfactual", control=cf0)
   return out
 
 

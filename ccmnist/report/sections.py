@@ -6,6 +6,7 @@ seeds when the study ran more than one.
 
 import pathlib
 
+from ccmnist.report import attack_suite
 from ccmnist.report import claims
 from ccmnist.report import collect
 from ccmnist.report import findings as findings_lib
@@ -17,6 +18,7 @@ METHOD_TITLES = {
     "cheater": "Cheater (ERM, SGD lr 1e-3, the study's)",
     "erm_adam": "ERM + Adam (control)",
     "erm_momentum": "ERM + SGD momentum (control)",
+    "erm_adam_noise": "ERM + Adam on Gaussian-noised images (smoothing's base classifier)",
     "gradient_penalty": "Input-gradient penalty",
     "color_gradient_penalty": "Color-gradient penalty (new)",
     "counterfactual": "Counterfactual consistency",
@@ -324,6 +326,8 @@ def render(res, study, workdir) -> str:
   section_selection(res, lines)
   section_representation(res, lines, workdir)
   section_attack_anatomy(res, lines, workdir)
+  lines += attack_suite.section(res.get("attack"))
+  lines += attack_suite.certified_section(res.get("attack"))
   section_profiles(res, lines)
   section_made(res, lines, study)
   return "\n".join(lines) + "\n"
