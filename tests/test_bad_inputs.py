@@ -132,7 +132,7 @@ def test_nan_loss_names_the_step(tmp_path):
 
 
 def test_not_a_training_workdir(tmp_path):
-  check_error(lambda: eval_run.evaluate_run(tmp_path), tmp_path, FileNotFoundError,
+  check_error(lambda: eval_run.evaluate_training_run(tmp_path), tmp_path, FileNotFoundError,
               r"config\.json not found: \S+ is not a training workdir",
               r"pass the --workdir of a training run")
   assert not any(tmp_path.iterdir())
