@@ -23,10 +23,12 @@ from ccmnist.eval import run as eval_run
 from ccmnist.train import loop
 from ccmnist.train import parallel
 from ccmnist.util import workdir as workdir_lib
+from ccmnist.zoo import stages as zoo_stages
 from configs import attack as attack_config
 from configs import cheater
 from configs import common as config_common
 from configs import study as study_config
+from configs import zoo as zoo_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # How a message says what to do: a choice, a bound, or an action.
@@ -173,6 +175,38 @@ def test_only_a_stage_whose_inputs_do_not_exist_says_what_to_run_first(tmp_path)
               r"stage attack needs .*cheater", r"--config\.only=\S*cheater")
 
 
+ZOO_CASES = {
+    "unknown stage": ("only", "train,nonsense", r"unknown stages \['nonsense'\]",
+                      r"stages: train, evaluate, select, report"),
+    "unknown method": ("methods", "erm,nonsense", r"\['nonsense'\], not entries of config\.zoo",
+                       r"its entries: balanced_sampling, "),
+    "ratio outside (0, 1)": ("ratios", (0.05, 1.5), r"config\.ratios holds 1\.5",
+                             r"lies in \(0, 1\)"),
+}
+
+
+@pytest.mark.parametrize("field,value,what,fix", ZOO_CASES.values(), ids=ZOO_CASES.keys())
+def test_bad_benchmark_config_writes_nothing(tmp_path, field, value, what, fix):
+  cfg = zoo_config.get_config("tiny")
+  with cfg.unlocked():
+    cfg[field] = value
+  check_error(lambda: zoo_stages.run_zoo(cfg, tmp_path), tmp_path, ValueError, what, fix)
+  assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("only,first", [("evaluate", "train"), ("select,report", "evaluate"),
+                                        ("report", "select")])
+def test_benchmark_stage_whose_inputs_do_not_exist_says_what_to_run_first(tmp_path, only, first):
+  cfg = zoo_config.get_config("tiny")
+  cfg.only = only
+  stage = only.split(",")[0]
+  check_error(lambda: zoo_stages.run_zoo(cfg, tmp_path), tmp_path, ValueError,
+              rf"^stage {stage} needs the outputs of stage {first}, which ",
+              rf"run it first \(--config\.only={first}\), or together "
+              rf"\(--config\.only={first},{only}\)")
+  assert not (tmp_path / "runs").exists() and not (tmp_path / "stages.json").exists()
+
+
 ATTACK_CASES = {
     "unknown attack norm": ({"pgd.norm": "l3"}, r"config\.pgd: Unknown norm 'l3'"),
     "negative eps": ({"pgd.eps": -1.0}, r"eps.*got -1\.0"),
@@ -281,7 +315,7 @@ def _cli_cases(tmp: pathlib.Path, trained: pathlib.Path) -> dict:
   for name in mnist.SHA256:
     (garbage / name).write_bytes(b"0123456789")
   dirs = {name: tmp / name for name in ("md1", "md2", "variant", "field", "eval", "dp", "nan",
-                                        "only")}
+                                        "only", "zoo_only")}
   for d in dirs.values():
     d.mkdir()
   quick_data = ["launch.make_data", "--config=configs/data.py:quick"]
@@ -317,6 +351,11 @@ def _cli_cases(tmp: pathlib.Path, trained: pathlib.Path) -> dict:
       "only a stage whose inputs are missing": (
           ["launch.study", "--config=configs/study.py:tiny", "--config.only=attack",
            f"--workdir={dirs['only']}"], {}, dirs["only"], r"stage attack needs .*--config\.only="),
+      "only a benchmark stage whose inputs are missing": (
+          ["launch.zoo", "--config=configs/zoo.py:tiny", "--config.only=select",
+           f"--workdir={dirs['zoo_only']}"], {}, dirs["zoo_only"],
+          r"stage select needs the outputs of stage evaluate, .*run it first "
+          r"\(--config\.only=evaluate\)"),
   }
 
 
