@@ -1,7 +1,8 @@
 """The whole study as a table of resumable stages over the study workdir (layout.py).
 
 A stage whose outputs exist is skipped, so a killed study resumes where it stopped (a training
-stage resumes from its last checkpoint).
+stage resumes from its last checkpoint). pipeline.py runs the table: the workdir lock, config.only,
+stage times, the refusal of a stage whose inputs are missing.
 """
 
 import functools

@@ -1,4 +1,5 @@
-"""The benchmark as a table of resumable stages over its workdir (plan.py's layout).
+"""The benchmark as a table of resumable stages over its workdir (plan.py's layout), run by
+pipeline.py (the workdir lock, config.only, stage times, the refusal of a stage without inputs).
 
   train     every run of the config, per cell an entry's needs first (JTT's and EIIL's
             identification run, DFR's base ERM run), each one program of K replicas (seeds x
