@@ -99,8 +99,9 @@ def test_bad_stage_and_run_names_raise():
     study.selected_stages(cfg)
   cfg.only = "report,attack,cheater"  # Run in the table's order, whatever order they are named.
   assert study.selected_stages(cfg) == ("cheater", "attack", "report")
-  pipeline.check_table(cfg, study.STAGES)  # Every stage needs only earlier, checkable ones.
-  assert study.STAGES["attack"].needed(cfg) == tuple(
+  # Every stage needs only earlier stages that have a `done` check.
+  pipeline.check_table(cfg, study.stage_table(cfg))
+  assert study.stage_table(cfg)["attack"].needed(cfg) == tuple(
       dict.fromkeys(m.split("@")[0] for m in cfg.attack.models.split(",")))
   with pytest.raises(ValueError, match="Unknown run"):
     layout.downstream_runs(cfg, ".", "cheater,resnet")
