@@ -4,7 +4,7 @@
   DIR/figures/             sample grids, and every figure the report shows
   DIR/runs/<name>/         one training workdir per method (train/runs.py)
   DIR/interpret/, attack/  the interpretability and attack stages
-  DIR/stages.json          wall time of each stage
+  DIR/stages.json          wall time of each stage (pipeline.py writes it)
   DIR/results.json, report.md
 
 The study (study.py) writes this layout and the report (report/) reads it; both import this module
@@ -17,7 +17,6 @@ import ml_collections
 
 from ccmnist.train import config as config_lib
 from ccmnist.train import runs
-from ccmnist.util import io
 
 def train_runs(study) -> tuple:
   """The training runs of a study (config.runs), in the order they are trained and reported
@@ -89,10 +88,3 @@ def downstream_runs(study, workdir, names: str) -> dict:
     out[model_key(name, lam)] = (run_dir(workdir, name), selected_replica(study, name, lam))
   return out
 
-
-def read_stage_times(workdir) -> dict:
-  return io.read_json(pathlib.Path(workdir) / "stages.json", default={})
-
-
-def write_stage_times(workdir, times: dict) -> None:
-  io.write_json(pathlib.Path(workdir) / "stages.json", times, indent=1)

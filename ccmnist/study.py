@@ -1,17 +1,15 @@
 """The whole study as a table of resumable stages over the study workdir (layout.py).
 
 A stage whose outputs exist is skipped, so a killed study resumes where it stopped (a training
-stage resumes from its last checkpoint).
+stage resumes from its last checkpoint). pipeline.py runs the table: the workdir lock, config.only,
+stage times, the refusal of a stage whose inputs are missing.
 """
 
 import functools
 import pathlib
-import time
-
-from absl import logging
-import jax
 
 from ccmnist import layout
+from ccmnist import pipeline
 from ccmnist.attacks import run as attack_run
 from ccmnist.data import export
 from ccmnist.data import splits as splits_lib
@@ -21,7 +19,6 @@ from ccmnist.plots import data as data_plots
 from ccmnist.report import report
 from ccmnist.train import loop
 from ccmnist.train import runs as runs_lib
-from ccmnist.util import workdir as workdir_lib
 
 
 def make_data(data_cfg, workdir, *, write_arrays: bool = True) -> dict:
@@ -35,19 +32,34 @@ def make_data(data_cfg, workdir, *, write_arrays: bool = True) -> dict:
 
 # ---------------------------------------------------------------- stages
 
+def data_done(study, workdir) -> bool:
+  del study
+  return (pathlib.Path(workdir) / "figures" / "samples_test_hard.png").exists()
+
+
 def stage_data(study, workdir) -> bool:
   """Sample grids of every split (the colored arrays themselves live in the split cache)."""
-  if (pathlib.Path(workdir) / "figures" / "samples_test_hard.png").exists():
+  if data_done(study, workdir):
     return False
   make_data(study.data, workdir, write_arrays=False)
   return True
 
 
+def train_done(study, workdir, *, name: str) -> bool:
+  del study
+  return (layout.run_dir(workdir, name) / "results.json").exists()
+
+
 def stage_train(study, workdir, *, name: str) -> bool:
-  if (layout.run_dir(workdir, name) / "results.json").exists():
+  if train_done(study, workdir, name=name):
     return False
   loop.train_and_evaluate(layout.run_config(study, name), layout.run_dir(workdir, name))
   return True
+
+
+def evaluate_done(study, workdir) -> bool:
+  return all((layout.run_dir(workdir, name) / "eval.json").exists()
+             for name in layout.train_runs(study))
 
 
 def stage_evaluate(study, workdir) -> bool:
@@ -55,20 +67,31 @@ def stage_evaluate(study, workdir) -> bool:
   for name in layout.train_runs(study):
     if not (layout.run_dir(workdir, name) / "eval.json").exists():
       # Figures of the replica that stands for the method downstream (the study's lambda).
-      eval_run.evaluate_run(layout.run_dir(workdir, name),
-                            figure_replica=layout.selected_replica(study, name))
+      eval_run.evaluate_training_run(layout.run_dir(workdir, name),
+                                     figure_replica=layout.selected_replica(study, name))
       ran = True
   return ran
 
 
+def analysis_done(study, workdir, *, name: str) -> bool:
+  del study
+  return (layout.analysis_dir(workdir, name) / f"{name}.json").exists()
+
+
 def stage_analysis(study, workdir, *, name: str, analyse) -> bool:
   """The interpret or attack stage: analyse(runs, settings, out_dir) on the study's models."""
-  out = layout.analysis_dir(workdir, name)
-  if (out / f"{name}.json").exists():
+  if analysis_done(study, workdir, name=name):
     return False
   settings = study[name]
-  analyse(layout.downstream_runs(study, workdir, settings.models), settings.settings, out)
+  analyse(layout.downstream_runs(study, workdir, settings.models), settings.settings,
+          layout.analysis_dir(workdir, name))
   return True
+
+
+def analysis_needs(study, *, name: str) -> tuple:
+  """The training runs whose models the interpret or attack stage reads."""
+  names = (layout.parse_model(study, m)[0] for m in study[name].models.split(",") if m.strip())
+  return tuple(dict.fromkeys(names))
 
 
 def stage_report(study, workdir) -> bool:
@@ -77,53 +100,27 @@ def stage_report(study, workdir) -> bool:
 
 
 def stage_table(study) -> dict:
-  """Every stage, in the order it runs: name -> stage(study, workdir) -> whether it ran; a
-  training stage per run of the study (layout.train_runs)."""
+  """Every stage, in the order it runs (pipeline.py): its function, whether its outputs are
+  there, and the stages whose outputs it reads; a training stage per run of the study
+  (layout.train_runs)."""
+  runs = layout.train_runs(study)
   return {
-      "data": stage_data,
-      **{name: functools.partial(stage_train, name=name) for name in layout.train_runs(study)},
-      "evaluate": stage_evaluate,
-      "interpret": functools.partial(stage_analysis, name="interpret",
-                                     analyse=interpret_run.interpret_runs),
-      "attack": functools.partial(stage_analysis, name="attack", analyse=attack_run.attack_runs),
-      "report": stage_report,
+      "data": pipeline.Stage(stage_data, data_done),
+      **{name: pipeline.Stage(functools.partial(stage_train, name=name),
+                              functools.partial(train_done, name=name)) for name in runs},
+      "evaluate": pipeline.Stage(stage_evaluate, evaluate_done, needs=runs),
+      **{name: pipeline.Stage(functools.partial(stage_analysis, name=name, analyse=analyse),
+                              functools.partial(analysis_done, name=name),
+                              needs=functools.partial(analysis_needs, name=name))
+         for name, analyse in (("interpret", interpret_run.interpret_runs),
+                               ("attack", attack_run.attack_runs))},
+      "report": pipeline.Stage(stage_report),
   }
 
 
 def selected_stages(study) -> tuple:
-  table = stage_table(study)
-  if not study.only:
-    return tuple(table)
-  names = tuple(s.strip() for s in study.only.split(",") if s.strip())
-  unknown = [s for s in names if s not in table]
-  if unknown:
-    raise ValueError(f"config.only names unknown stages {unknown}; stages: {', '.join(table)}.")
-  return names
-
-
-def stage_inputs(study, stage: str) -> tuple:
-  """The training runs whose outputs `stage` reads."""
-  if stage == "evaluate":
-    return layout.train_runs(study)
-  if stage in ("interpret", "attack"):
-    names = (layout.parse_model(study, m)[0] for m in study[stage].models.split(",")
-             if m.strip())
-    return tuple(dict.fromkeys(names))
-  return ()
-
-
-def check_stage_inputs(study, workdir, stages: tuple) -> None:
-  """Raises, before anything runs, if a selected stage reads a training run that has not
-  finished in workdir and is not selected before it; the message says what to run first."""
-  for i, stage in enumerate(stages):
-    missing = [name for name in stage_inputs(study, stage) if name not in stages[:i]
-               and not (layout.run_dir(workdir, name) / "results.json").exists()]
-    if missing:
-      both = sorted({*missing, *stages}, key=list(stage_table(study)).index)
-      raise ValueError(
-          f"stage {stage} needs the trained runs {', '.join(missing)}, which {workdir} does not "
-          f"hold yet; run them first (--config.only={','.join(missing)}), or together "
-          f"(--config.only={','.join(both)}), or the whole study (--config.only='').")
+  """The stages config.only selects, in stage_table's order (pipeline.selected_stages)."""
+  return pipeline.selected_stages(study.only, stage_table(study))
 
 
 def check_study_config(study) -> None:
@@ -136,32 +133,9 @@ def check_study_config(study) -> None:
 
 
 def run_study(study, workdir) -> dict:
-  """Runs (or resumes) every selected stage; returns {stage: seconds}."""
+  """Runs (or resumes) every selected stage; returns {stage: seconds} of stages.json."""
   check_study_config(study)
   # `only` selects what runs and `compare_with` what the report sets beside it, not what is
   # computed: they may change between runs on one workdir.
-  workdir = workdir_lib.claim_workdir(study, workdir, ignore=("only", "compare_with"))
-  try:
-    return _run_stages(study, workdir)
-  finally:
-    workdir_lib.release_workdir(workdir)
-
-
-def _run_stages(study, workdir) -> dict:
-  stages, table = selected_stages(study), stage_table(study)
-  check_stage_inputs(study, workdir, stages)
-  times = layout.read_stage_times(workdir)
-  t_start = time.perf_counter()
-  for i, stage in enumerate(stages):
-    t0 = time.perf_counter()
-    logging.info("[study %d/%d] stage %s ...", i + 1, len(stages), stage)
-    ran = table[stage](study, workdir)
-    dt = time.perf_counter() - t0
-    if ran:
-      times[stage] = {"seconds": dt, "device": jax.devices()[0].device_kind,
-                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-      layout.write_stage_times(workdir, times)
-    logging.info("[study %d/%d] stage %s %s in %.1fs (study so far %.1fs)", i + 1, len(stages),
-                 stage, "done" if ran else "already done, skipped", dt,
-                 time.perf_counter() - t_start)
-  return times
+  return pipeline.run_stages(study, workdir, stage_table(study), label="study",
+                             ignore=("only", "compare_with"))

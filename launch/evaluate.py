@@ -21,7 +21,7 @@ _FIGURE_REPLICA = flags.DEFINE_integer(
 def main(argv):
   del argv
   common.setup_logging()
-  eval_lib.evaluate_run(_WORKDIR.value, n_per_digit=_N_PER_DIGIT.value,
+  eval_lib.evaluate_training_run(_WORKDIR.value, n_per_digit=_N_PER_DIGIT.value,
                         probe_seed=_PROBE_SEED.value, figure_replica=_FIGURE_REPLICA.value)
 
 

@@ -23,10 +23,12 @@ from ccmnist.eval import run as eval_run
 from ccmnist.train import loop
 from ccmnist.train import parallel
 from ccmnist.util import workdir as workdir_lib
+from ccmnist.zoo import stages as zoo_stages
 from configs import attack as attack_config
 from configs import cheater
 from configs import common as config_common
 from configs import study as study_config
+from configs import zoo as zoo_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # How a message says what to do: a choice, a bound, or an action.
@@ -133,7 +135,7 @@ def test_nan_loss_names_the_step(tmp_path):
 
 
 def test_not_a_training_workdir(tmp_path):
-  check_error(lambda: eval_run.evaluate_run(tmp_path), tmp_path, FileNotFoundError,
+  check_error(lambda: eval_run.evaluate_training_run(tmp_path), tmp_path, FileNotFoundError,
               r"config\.json not found: \S+ is not a training workdir",
               r"pass the --workdir of a training run")
   assert not any(tmp_path.iterdir())
@@ -172,6 +174,38 @@ def test_only_a_stage_whose_inputs_do_not_exist_says_what_to_run_first(tmp_path)
   cfg.only = "attack"
   check_error(lambda: study.run_study(cfg, tmp_path), tmp_path, ValueError,
               r"stage attack needs .*cheater", r"--config\.only=\S*cheater")
+
+
+ZOO_CASES = {
+    "unknown stage": ("only", "train,nonsense", r"unknown stages \['nonsense'\]",
+                      r"stages: train, evaluate, select, report"),
+    "unknown method": ("methods", "erm,nonsense", r"\['nonsense'\], not entries of config\.zoo",
+                       r"its entries: balanced_sampling, "),
+    "ratio outside (0, 1)": ("ratios", (0.05, 1.5), r"config\.ratios holds 1\.5",
+                             r"lies in \(0, 1\)"),
+}
+
+
+@pytest.mark.parametrize("field,value,what,fix", ZOO_CASES.values(), ids=ZOO_CASES.keys())
+def test_bad_benchmark_config_writes_nothing(tmp_path, field, value, what, fix):
+  cfg = zoo_config.get_config("tiny")
+  with cfg.unlocked():
+    cfg[field] = value
+  check_error(lambda: zoo_stages.run_zoo(cfg, tmp_path), tmp_path, ValueError, what, fix)
+  assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("only,first", [("evaluate", "train"), ("select,report", "evaluate"),
+                                        ("report", "select")])
+def test_benchmark_stage_whose_inputs_do_not_exist_says_what_to_run_first(tmp_path, only, first):
+  cfg = zoo_config.get_config("tiny")
+  cfg.only = only
+  stage = only.split(",")[0]
+  check_error(lambda: zoo_stages.run_zoo(cfg, tmp_path), tmp_path, ValueError,
+              rf"^stage {stage} needs the outputs of stage {first}, which ",
+              rf"run it first \(--config\.only={first}\), or together "
+              rf"\(--config\.only={first},{only}\)")
+  assert not (tmp_path / "runs").exists() and not (tmp_path / "stages.json").exists()
 
 
 ATTACK_CASES = {
@@ -282,7 +316,7 @@ def _cli_cases(tmp: pathlib.Path, trained: pathlib.Path) -> dict:
   for name in mnist.SHA256:
     (garbage / name).write_bytes(b"0123456789")
   dirs = {name: tmp / name for name in ("md1", "md2", "variant", "field", "eval", "dp", "nan",
-                                        "only")}
+                                        "only", "zoo_only")}
   for d in dirs.values():
     d.mkdir()
   quick_data = ["launch.make_data", "--config=configs/data.py:quick"]
@@ -318,6 +352,11 @@ def _cli_cases(tmp: pathlib.Path, trained: pathlib.Path) -> dict:
       "only a stage whose inputs are missing": (
           ["launch.study", "--config=configs/study.py:tiny", "--config.only=attack",
            f"--workdir={dirs['only']}"], {}, dirs["only"], r"stage attack needs .*--config\.only="),
+      "only a benchmark stage whose inputs are missing": (
+          ["launch.zoo", "--config=configs/zoo.py:tiny", "--config.only=select",
+           f"--workdir={dirs['zoo_only']}"], {}, dirs["zoo_only"],
+          r"stage select needs the outputs of stage evaluate, .*run it first "
+          r"\(--config\.only=evaluate\)"),
   }
 
 

@@ -1,4 +1,5 @@
-"""Evaluation metrics on hand-made predictions, the probe, the batched forward, evaluate_run."""
+"""Evaluation metrics on hand-made predictions, the probe, the batched forward,
+evaluate_training_run."""
 
 import json
 import logging
@@ -144,11 +145,11 @@ def test_one_color_per_model_everywhere():
   assert plots.model_color("someone_else") == plots.model_color("someone_else")
 
 
-def test_evaluate_run_matches_training_eval(tmp_path):
+def test_evaluate_training_run_matches_training_eval(tmp_path):
   c = cheater.get_config("tiny")
   c.num_seeds = 2
   results = loop.train_and_evaluate(c, tmp_path)
-  out = eval_lib.evaluate_run(tmp_path)
+  out = eval_lib.evaluate_training_run(tmp_path)
   assert json.loads((tmp_path / "eval.json").read_text())["summary"] == out["summary"]
   assert {p.name for p in (tmp_path / "figures").iterdir()} == {
       "confusion_train.png", "confusion_test_easy.png", "confusion_test_hard.png",
@@ -170,14 +171,15 @@ def test_evaluate_run_matches_training_eval(tmp_path):
   assert curves["test_hard"][-1] == pytest.approx(results["replicas"][1]["accuracy"]["test_hard"])
   assert "train" not in curves  # By default the train split is evaluated after the last epoch.
 
-  # evaluate_run reused the loop's last predictions; predicting afresh gives the same metrics.
+  # evaluate_training_run reused the loop's last predictions; predicting afresh gives the same
+  # metrics.
   preds = runs.load_predictions(tmp_path)
   assert preds["test_hard"].shape == (2, len(splits_lib.get_splits(c.data)["test_hard"]["labels"]))
   (tmp_path / "predictions.npz").unlink()
-  again = eval_lib.evaluate_run(tmp_path, figures=False, figure_replica=1)
+  again = eval_lib.evaluate_training_run(tmp_path, figures=False, figure_replica=1)
   for r, r2 in zip(out["replicas"], again["replicas"]):
     assert r["splits"] == r2["splits"]
   written = (tmp_path / "eval.json").read_text()
   with pytest.raises(ValueError, match="figure_replica 2 out of range"):
-    eval_lib.evaluate_run(tmp_path, figure_replica=2)
+    eval_lib.evaluate_training_run(tmp_path, figure_replica=2)
   assert (tmp_path / "eval.json").read_text() == written  # Nothing written is damaged.

@@ -1,5 +1,6 @@
 """Faults, for real: processes killed with SIGKILL and resumed, two processes on one workdir, a
-full disk, a read-only workdir, corrupt checkpoints and a corrupt split cache.
+full disk, a read-only workdir, corrupt checkpoints and a corrupt split cache; the study's and the
+debiasing benchmark's (both run by ccmnist/pipeline.py).
 
 Every subprocess runs under a time limit and is killed when a test fails. They share one split
 cache and one XLA compilation cache (set up by the `env` fixture), so a resumed process does not
@@ -34,11 +35,18 @@ from configs import data as data_config
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STUDY = "configs/study.py:tiny"
 TRAIN = ["--config=configs/cheater.py:tiny", "--config.train.epochs=3"]
+# The benchmark, small: a plain baseline and a refit that needs its run, one protocol, 2 epochs.
+ZOO = ["launch.zoo", "--config=configs/zoo.py:tiny", "--config.methods=erm,dfr",
+       "--config.run_protocols=lff", "--config.project_to.run_protocols=lff",
+       "--config.protocols.lff.train.epochs=2",
+       "--compilation_cache=false"]  # The module's shared XLA cache instead of the workdir's.
 SEED = 17  # Of the kill moments.
 HOST = socket.gethostname()
 # results.json keys that differ between two runs of one config: timings, dates, paths, machine.
 SKIP_KEYS = {"generated", "environment", "stages", "config", "train_time_s", "timing", "curves",
              "runs_paths", "seconds", "note"}
+# And of the benchmark's: what each run cost (its wall time and rates) and the projection.
+ZOO_SKIP_KEYS = SKIP_KEYS | {"cost"}
 
 
 # ---------------------------------------------------------------- helpers
@@ -47,9 +55,12 @@ class Proc:
   """`python -m <args>` in the repo, its stderr read line by line as it comes; killed at
   `limit_s`, and by `close` (or leaving a `with` block) if still running."""
 
-  def __init__(self, args, env, *, limit_s: float, file_size_limit: int | None = None):
+  def __init__(self, args, env, *, limit_s: float, file_size_limit: int | None = None,
+               kill_at: tuple | None = None):
     self.args = args
     command = [sys.executable, "-m", *args]
+    if kill_at is not None:  # (pattern, n): killed at its Nth atomic write of a matching file.
+      command = [sys.executable, "-c", _KILL_AT, kill_at[0], str(kill_at[1]), *args]
     if file_size_limit is not None:  # Set in the child itself: no fork of this threaded process.
       command = [sys.executable, "-c", _LIMITED, str(file_size_limit), *args]
       # Reads the XLA cache, but never writes it (JAX would leave a truncated entry there).
@@ -124,24 +135,24 @@ def assert_one_line_error(proc: Proc, rc: int, pattern: str):
   assert not re.search(r'File "[^"]*/(ccmnist|launch)/', proc.stderr), proc.stderr[-3000:]
 
 
-def compare_numbers(a, b, path="", out=None) -> tuple:
+def compare_numbers(a, b, path="", out=None, *, skip=SKIP_KEYS) -> tuple:
   """(how many numbers, [differences]) of two results.json dicts, exact (NaN equals NaN),
-  skipping SKIP_KEYS, keys of times and strings holding paths."""
+  skipping the keys `skip`, keys of times and strings holding paths."""
   out = [] if out is None else out
   count = 0
   if isinstance(a, dict) and isinstance(b, dict):
     for k in sorted(set(a) | set(b)):
-      if k in SKIP_KEYS or k.endswith(("_s", "seconds")) or "time" in k:
+      if k in skip or k.endswith(("_s", "seconds")) or "time" in k:
         continue
       if k not in a or k not in b:
         out.append(f"{path}.{k}: only in {'the reference' if k in a else 'the resumed run'}")
         continue
-      count += compare_numbers(a[k], b[k], f"{path}.{k}", out)[0]
+      count += compare_numbers(a[k], b[k], f"{path}.{k}", out, skip=skip)[0]
   elif isinstance(a, list) and isinstance(b, list):
     if len(a) != len(b):
       out.append(f"{path}: length {len(a)} vs {len(b)}")
     for i, (x, y) in enumerate(zip(a, b)):
-      count += compare_numbers(x, y, f"{path}[{i}]", out)[0]
+      count += compare_numbers(x, y, f"{path}[{i}]", out, skip=skip)[0]
   elif isinstance(a, float) and isinstance(b, float):
     count = 1
     if not (a == b or (math.isnan(a) and math.isnan(b))):
@@ -164,6 +175,26 @@ n, module = int(sys.argv[1]), sys.argv[2]
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))
 sys.argv = [module, *sys.argv[3:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+# `python -c _KILL_AT PATTERN N MODULE ARGS...` runs MODULE as `python -m` would, and SIGKILLs
+# itself at its Nth atomic write (util/io: a temporary file, then os.replace) of a file whose path
+# matches PATTERN, the temporary file written and the target not yet replaced: a kill at an exact
+# moment of a stage however fast the stage is.
+_KILL_AT = """
+import os, re, runpy, signal, sys
+pattern, n, module = re.compile(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+seen, replace = [0], os.replace
+def replace_or_die(src, dst, *args, **kwargs):
+  if pattern.search(os.fspath(dst)):
+    seen[0] += 1
+    if seen[0] == n:
+      os.kill(os.getpid(), signal.SIGKILL)
+  return replace(src, dst, *args, **kwargs)
+os.replace = replace_or_die
+sys.argv = [module, *sys.argv[4:]]
 runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
@@ -201,6 +232,16 @@ def reference_study(env, tmp_path_factory):
   (which does not wait for it) and waited for by the last, which needs it."""
   workdir = tmp_path_factory.mktemp("reference_study")
   proc = Proc(["launch.study", f"--config={STUDY}", f"--workdir={workdir}"], env, limit_s=400)
+  yield proc, workdir
+  proc.close()
+
+
+@pytest.fixture(scope="module")
+def reference_zoo(env, tmp_path_factory):
+  """An uninterrupted small benchmark (ZOO) in its own process, started by the test that needs
+  it and running beside it."""
+  workdir = tmp_path_factory.mktemp("reference_zoo")
+  proc = Proc([*ZOO, f"--workdir={workdir}"], env, limit_s=400)
   yield proc, workdir
   proc.close()
 
@@ -441,3 +482,89 @@ def test_study_killed_at_random_moments_resumes_to_the_same_numbers(env, referen
   assert set(landed) & {*TRAIN_MOMENTS, *CONTROL_MOMENTS} and set(landed) & {*ANALYSIS_MOMENTS}
   print(f"\n{len(landed)} kills (stages {landed}), {len(landed)} resumes; {count} numbers of "
         "results.json equal to the uninterrupted run's")
+
+
+# ---------------------------------------------------------------- the benchmark, over many sittings
+
+def zoo_sittings(seed: int, workdir: pathlib.Path) -> list:
+  """[(stage, how)] in stage order, where how is ('line', pattern, delay_s): killed a random delay
+  after a line of its log, or ('write', pattern, n): killed at its Nth atomic write of a file
+  matching pattern (before the rename); between them, a sitting on a full disk and one on a
+  read-only workdir, each of which must stop with one line."""
+  rng = random.Random(seed)
+  top = re.escape(str(workdir))
+  return [
+      ("train", ("line", r"\] epoch 1: ", rng.uniform(0.0, 0.3))),  # In the ERM run.
+      ("train", ("line", r"\[benchmark train 1/2\] \S+ done", rng.uniform(0.0, 0.3))),  # Between.
+      ("train", ("full disk",)),
+      ("train", ("read-only",)),
+      ("evaluate", ("write", r"/benchmark_eval\.json$", rng.choice([1, 2]))),
+      ("select", ("write", rf"^{top}/selection\.json$", 1)),
+      # The report, or its second writing (for its own stage time).
+      ("report", ("write", *rng.choice([(rf"^{top}/results\.json$", 1),
+                                        (rf"^{top}/benchmark\.md$", 1),
+                                        (rf"^{top}/results\.json$", 2)]))),
+  ]
+
+
+def test_benchmark_killed_full_disk_read_only_and_busy_resumes_to_the_same_numbers(
+    env, reference_zoo, tmp_path):
+  """The benchmark over many sittings, none checked by hand: killed inside a training run,
+  between runs, in evaluate, select and report; stopped with one line by a full disk and a
+  read-only workdir (every file before intact); a second process on its busy workdir refused;
+  then resumed to the numbers of an uninterrupted run."""
+  args = [*ZOO, f"--workdir={tmp_path}"]
+  killed, stale = [], False  # stale: the sitting before was killed holding the workdir.
+  for stage, how in zoo_sittings(SEED, tmp_path):
+    if how[0] in ("full disk", "read-only"):
+      stale = False
+      before = tree_hashes(tmp_path)
+      try:
+        undo = make_unwritable(tmp_path) if how[0] == "read-only" else None
+      except pytest.skip.Exception:
+        continue  # No way to make a directory read-only here: the other sittings still count.
+      try:
+        with Proc(args, env, limit_s=300,
+                  file_size_limit=16384 if how[0] == "full disk" else None) as proc:
+          assert_one_line_error(
+              proc, proc.finish(),
+              r"(File too large|file-size limit).*raise the limit or choose a --workdir"
+              if undo is None else r"cannot write \S+: (permission denied|operation not "
+              r"permitted|the file system is read-only); choose a (writable )?--workdir")
+      finally:
+        if undo is not None:
+          subprocess.run(undo.split(), check=True)
+      assert_intact(before, tmp_path)
+      continue
+    with Proc(args, env, limit_s=300, kill_at=how[1:] if how[0] == "write" else None) as proc:
+      if stale:
+        assert proc.wait_for(r"Taking over the lock of \S+: pid \d+"), proc.stderr[-3000:]
+      if how[0] == "line":
+        assert proc.wait_for(how[1], stage=stage), (stage, proc.stderr[-3000:])
+        time.sleep(how[2])
+        if not killed:  # Stopped holding the workdir: a second benchmark there is refused.
+          os.kill(proc.pid, signal.SIGSTOP)
+          with Proc(args, env, limit_s=120) as second:
+            assert_one_line_error(
+                second, second.finish(), rf"error: {tmp_path} is in use by pid {proc.pid} on "
+                rf"host {re.escape(HOST)} for \d+[sm].*; wait for it to finish or stop it, or "
+                "use another --workdir")
+        proc.close()
+      rc = proc.finish()
+    assert rc == -signal.SIGKILL, (stage, how, rc, proc.stderr[-3000:])
+    landed = re.findall(r"\] stage (\w+) \.\.\.$", proc.stderr, re.M)[-1]
+    assert landed == stage, (stage, how, proc.stderr[-3000:])  # Killed where it was meant.
+    killed.append(stage)
+    stale = True
+  with Proc(args, env, limit_s=300) as proc:
+    assert proc.finish() == 0, proc.stderr[-3000:]
+    assert "Taking over the lock" in proc.stderr
+  ref_proc, ref_dir = reference_zoo
+  assert ref_proc.finish() == 0, ref_proc.stderr[-3000:]
+  count, diffs = compare_numbers(_results(ref_dir), _results(tmp_path), skip=ZOO_SKIP_KEYS)
+  assert not diffs, diffs[:50]
+  assert count > 100
+  assert (tmp_path / "benchmark.md").read_text().split("## Cost")[0] == (
+      ref_dir / "benchmark.md").read_text().split("## Cost")[0]
+  print(f"\n{len(killed)} kills ({killed}), resumed; {count} numbers of results.json equal to "
+        "the uninterrupted run's")

@@ -16,7 +16,7 @@ LAYERS = (
     ("models", "plots"),
     ("train",),
     ("eval", "interpret", "attacks"),
-    ("layout",),
+    ("layout", "pipeline"),
     ("report",),
     ("study", "speed", "zoo"),
 )

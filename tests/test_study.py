@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ccmnist import layout
+from ccmnist import pipeline
 from ccmnist import study
 from ccmnist.report import report as report_lib
 from ccmnist.report import verdicts
@@ -96,6 +97,12 @@ def test_bad_stage_and_run_names_raise():
     cfg.only = "cheater,nonsense"
   with pytest.raises(ValueError, match="unknown stages"):
     study.selected_stages(cfg)
+  cfg.only = "report,attack,cheater"  # Run in the table's order, whatever order they are named.
+  assert study.selected_stages(cfg) == ("cheater", "attack", "report")
+  # Every stage needs only earlier stages that have a `done` check.
+  pipeline.check_table(cfg, study.stage_table(cfg))
+  assert study.stage_table(cfg)["attack"].needed(cfg) == tuple(
+      dict.fromkeys(m.split("@")[0] for m in cfg.attack.models.split(",")))
   with pytest.raises(ValueError, match="Unknown run"):
     layout.downstream_runs(cfg, ".", "cheater,resnet")
   with pytest.raises(ValueError, match="name@LAMBDA"):

@@ -12,7 +12,7 @@ from ccmnist.eval.predict import predict_logits
 from ccmnist.eval.color_swap import color_swap_images
 from ccmnist.eval.color_swap import color_swap_probe
 from ccmnist.eval.run import evaluate_params
-from ccmnist.eval.run import evaluate_run
+from ccmnist.eval.run import evaluate_training_run
 from ccmnist.eval.run import read_curves
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
     "color_swap_probe",
     "confusion_matrix",
     "evaluate_params",
-    "evaluate_run",
+    "evaluate_training_run",
     "group_accuracy",
     "make_forward",
     "per_class_accuracy",

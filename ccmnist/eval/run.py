@@ -1,4 +1,5 @@
-"""evaluate_run(workdir): every metric of a finished training workdir -> DIR/eval.json, figures."""
+"""evaluate_training_run(workdir): every metric of a finished training workdir -> DIR/eval.json,
+figures."""
 
 import json
 import pathlib
@@ -77,7 +78,7 @@ def _summary(config, per_replica: list) -> dict:
   return out
 
 
-def evaluate_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
+def evaluate_training_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
                  batch_size: int = 1000, figures: bool = True, figure_replica: int = 0) -> dict:
   """Evaluates every replica of a training workdir; writes DIR/eval.json and DIR/figures/.
 

@@ -9,6 +9,7 @@ import pathlib
 import time
 
 from ccmnist import layout
+from ccmnist import pipeline
 from ccmnist.eval import run as eval_run
 from ccmnist.report import markdown
 from ccmnist.train import runs as runs_lib
@@ -77,7 +78,7 @@ def collect(study, workdir) -> dict:
       "model_selection": {n: model_selection(r) for n, r in runs.items() if len(r["grid"]) > 1},
       "interpret": io.read_json(layout.analysis_dir(workdir, "interpret") / "interpret.json"),
       "attack": io.read_json(layout.analysis_dir(workdir, "attack") / "attack.json"),
-      "stages": layout.read_stage_times(workdir),
+      "stages": pipeline.read_stage_times(workdir),
       "findings": None,
       "environment": markdown.environment(),
       "generated": time.strftime("%Y-%m-%d %H:%M:%S"),

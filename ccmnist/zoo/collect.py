@@ -10,7 +10,7 @@ import time
 
 import ml_collections
 
-from ccmnist import layout
+from ccmnist import pipeline
 from ccmnist.report import markdown
 from ccmnist.train import runs as runs_lib
 from ccmnist.util import io
@@ -94,7 +94,7 @@ def collect(bench, workdir) -> dict:
   selection = read_selection(workdir)
   runs = {run.key: collect_run(bench, workdir, run, selection) for run in plan.all_runs(bench)}
   res = {"config": bench.to_dict(), "profile": bench.size, "runs": runs,
-         "stages": layout.read_stage_times(workdir), "environment": markdown.environment(),
+         "stages": pipeline.read_stage_times(workdir), "environment": markdown.environment(),
          "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
          "published": {"tables": published.tables(), "unquoted": dict(published.UNQUOTED),
                        "protocols": published.PROTOCOLS}}

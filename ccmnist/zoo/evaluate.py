@@ -3,7 +3,8 @@
 Per replica: accuracy on the unbiased test set (test_easy, colors uniform: rho 0.1), on its
 bias-aligned and bias-conflicting examples, its worst group (group = digit x aligned, 20 groups),
 the all-conflicting test_hard, and the two validation sets a selection may read (val, colored
-like train; val_unbiased, rho 0.1). Pure numpy apart from evaluate_run, which reads and writes.
+like train; val_unbiased, rho 0.1). Pure numpy apart from measure_saved_predictions, which reads
+and writes.
 """
 
 import pathlib
@@ -70,7 +71,7 @@ def run_measures(preds: dict, splits: dict, reps: list, num_seeds: int) -> dict:
   return {"replicas": per, "grid": grid}
 
 
-def evaluate_run(run_dir, splits: dict) -> dict:
+def measure_saved_predictions(run_dir, splits: dict) -> dict:
   """Measures of a finished training workdir -> run_dir/benchmark_eval.json (returned)."""
   run_dir = pathlib.Path(run_dir)
   preds = runs_lib.load_predictions(run_dir)

@@ -1,4 +1,5 @@
-"""The benchmark as a table of resumable stages over its workdir (plan.py's layout).
+"""The benchmark as a table of resumable stages over its workdir (plan.py's layout), run by
+pipeline.py (the workdir lock, config.only, stage times, the refusal of a stage without inputs).
 
   train     every run of the config, per cell an entry's needs first (JTT's and EIIL's
             identification run, DFR's base ERM run), each one program of K replicas (seeds x
@@ -18,7 +19,7 @@ import time
 from absl import logging
 import jax
 
-from ccmnist import layout
+from ccmnist import pipeline
 from ccmnist.zoo import cost as cost_lib
 from ccmnist.zoo import evaluate
 from ccmnist.zoo import plan
@@ -30,7 +31,6 @@ from ccmnist.train import loop
 from ccmnist.train import methods as methods_lib
 from ccmnist.train import runs as runs_lib
 from ccmnist.util import io
-from ccmnist.util import workdir as workdir_lib
 
 
 def _duration(seconds: float) -> str:
@@ -155,15 +155,36 @@ class _SplitCache:
     return self.items[key]
 
 
+def train_done(bench, workdir) -> bool:
+  """Whether every run has results or is recorded as failed (the cost probes aside: no later
+  stage reads them)."""
+  return all(finished(workdir, r) for r in plan.all_runs(bench))
+
+
+def _measured(workdir, run: plan.Run) -> bool:
+  rdir = plan.run_dir(workdir, run)
+  return (rdir / report.FAILED_FILE).exists() or (rdir / evaluate.EVAL_FILE).exists()
+
+
+def evaluate_done(bench, workdir) -> bool:
+  """Whether every run that did not fail has its measures."""
+  return all(_measured(workdir, r) for r in plan.all_runs(bench))
+
+
 def stage_evaluate(bench, workdir) -> bool:
   cache, ran = _SplitCache(), False
   for run in plan.all_runs(bench):
-    rdir = plan.run_dir(workdir, run)
-    if (rdir / report.FAILED_FILE).exists() or (rdir / evaluate.EVAL_FILE).exists():
+    if _measured(workdir, run):
       continue
-    evaluate.evaluate_run(rdir, cache.get(runs_lib.load_config(rdir).data))
+    rdir = plan.run_dir(workdir, run)
+    evaluate.measure_saved_predictions(rdir, cache.get(runs_lib.load_config(rdir).data))
     ran = True
   return ran
+
+
+def select_done(bench, workdir) -> bool:
+  del bench
+  return (pathlib.Path(workdir) / report.SELECTION_FILE).exists()
 
 
 def stage_select(bench, workdir) -> bool:
@@ -181,38 +202,25 @@ def stage_report(bench, workdir) -> bool:
   return True
 
 
-# Every stage, in the order it runs: name -> stage(bench, workdir) -> whether it ran.
-STAGES = {"train": stage_train, "evaluate": stage_evaluate, "select": stage_select,
-          "report": stage_report}
+# Every stage, in the order it runs (pipeline.py): its function, whether its outputs are there,
+# and the stages whose outputs it reads.
+STAGES = {
+    "train": pipeline.Stage(stage_train, train_done),
+    "evaluate": pipeline.Stage(stage_evaluate, evaluate_done, needs=("train",)),
+    "select": pipeline.Stage(stage_select, select_done, needs=("evaluate",)),
+    "report": pipeline.Stage(stage_report, needs=("select",)),
+}
 
 
 def selected_stages(bench) -> tuple:
-  if not bench.only:
-    return tuple(STAGES)
-  names = plan.split_names(bench.only)
-  unknown = [s for s in names if s not in STAGES]
-  if unknown:
-    raise ValueError(f"config.only names unknown stages {unknown}; stages: {', '.join(STAGES)}.")
-  return tuple(sorted(names, key=list(STAGES).index))
+  """The stages config.only selects, in STAGES' order (pipeline.selected_stages)."""
+  return pipeline.selected_stages(bench.only, STAGES)
 
 
-def check_stage_inputs(bench, workdir, stages: tuple) -> None:
-  """Raises, before anything runs, if evaluate or select is asked for without the runs (or
-  measures) they read and without the stage that makes them."""
-  if "evaluate" in stages and "train" not in stages:
-    missing = [r.key for r in plan.all_runs(bench) if not finished(workdir, r)]
-    if missing:
-      raise ValueError(f"stage evaluate needs {len(missing)} runs that {workdir} has not trained "
-                       f"(e.g. {missing[0]}); run the train stage first "
-                       "(--config.only=train,evaluate, or --config.only='' for all).")
-  if "select" in stages and "evaluate" not in stages:
-    missing = [r.key for r in plan.all_runs(bench)
-               if not (plan.run_dir(workdir, r) / report.FAILED_FILE).exists()
-               and not (plan.run_dir(workdir, r) / evaluate.EVAL_FILE).exists()]
-    if missing:
-      raise ValueError(f"stage select needs the measures of {len(missing)} runs (e.g. "
-                       f"{missing[0]}); run the evaluate stage first "
-                       "(--config.only=evaluate,select, or --config.only='' for all).")
+def _report_again(bench, workdir, stages: tuple) -> None:
+  """After the report stage, the report again, for its own stage time (the figure is unchanged)."""
+  if "report" in stages:
+    report.write_report(bench, workdir, figure=False)
 
 
 def run_zoo(bench, workdir, *, compilation_cache: bool = False) -> dict:
@@ -223,39 +231,11 @@ def run_zoo(bench, workdir, *, compilation_cache: bool = False) -> dict:
   """
   selected_stages(bench)
   plan.check_config(bench, workdir)
-  # `only` selects what runs, not what is computed: it may change between calls on a workdir.
-  workdir = workdir_lib.claim_workdir(bench, workdir, ignore=("only",))
   if compilation_cache:
     use_compilation_cache(pathlib.Path(workdir).absolute() / "compilation_cache")
-  try:
-    return _run_stages(bench, workdir)
-  finally:
-    workdir_lib.release_workdir(workdir)
-
-
-def record_stage(workdir, times: dict, stage: str, seconds: float) -> None:
-  """Adds a stage's wall time to DIR/stages.json (times: what it holds so far, updated)."""
-  times[stage] = {"seconds": seconds, "device": jax.devices()[0].device_kind,
-                  "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-  layout.write_stage_times(workdir, times)
-
-
-def _run_stages(bench, workdir) -> dict:
-  stages = selected_stages(bench)
-  check_stage_inputs(bench, workdir, stages)
-  times, t_start = layout.read_stage_times(workdir), time.perf_counter()
-  for i, stage in enumerate(stages, 1):
-    logging.info("[benchmark %d/%d] stage %s ...", i, len(stages), stage)
-    t0 = time.perf_counter()
-    ran = STAGES[stage](bench, workdir)
-    if ran:
-      record_stage(workdir, times, stage, time.perf_counter() - t0)
-    logging.info("[benchmark %d/%d] stage %s %s in %.1fs (benchmark so far %.1fs)", i,
-                 len(stages), stage, "done" if ran else "already done, skipped",
-                 time.perf_counter() - t0, time.perf_counter() - t_start)
-  if "report" in stages:  # Again, for the report's own stage time (the figure is unchanged).
-    report.write_report(bench, workdir, figure=False)
-  return times
+  # `only` selects what runs, not what is computed: it may change between calls on a workdir.
+  return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=("only",),
+                             then=lambda workdir, stages: _report_again(bench, workdir, stages))
 
 
 def use_compilation_cache(path) -> None:
