@@ -106,7 +106,7 @@ def test_train_loop_and_evaluation_on_small_data(tmp_path):
   assert preds["test_hard"].max() < CLASSES
   assert splits_lib.spec(loaded.data) == splits_lib.spec(config.data)  # Saved and read back.
   json.dumps(results)
-  ev = eval_run.evaluate_run(tmp_path, n_per_digit=4, figures=False)
+  ev = eval_run.evaluate_training_run(tmp_path, n_per_digit=4, figures=False)
   m = ev["replicas"][0]["splits"]["test_easy"]
   assert len(m["per_class"]) == CLASSES and np.asarray(m["confusion"]).shape == (4, 4)
   assert m["accuracy"] == pytest.approx(np.mean(preds["test_easy"][0] == splits_lib.get_splits(

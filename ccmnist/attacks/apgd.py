@@ -119,7 +119,7 @@ def apgd_run(x_start, x0, labels, sources, eps_N, *, logit_fn, steps: int, loss:
              targeted: bool):
   """One APGD run from x_start: (adversarial images, success [N] bool)."""
   n = x0.shape[0]
-  bc = lambda v: pgd_lib._bcast(v, x0)  # pylint: disable=protected-access
+  bc = lambda v: pgd_lib.bcast(v, x0)
   sch = schedule(steps)
 
   def loss_grad(x):
@@ -180,7 +180,7 @@ def surface_start(key, x0, eps_N):
   """The reference's start: x0 + eps u / max|u|, u ~ U[-1, 1] per pixel, clipped to [0, 255]."""
   u = jax.random.uniform(key, x0.shape, jnp.float32, -1.0, 1.0)
   u = u / jnp.max(jnp.abs(u), axis=tuple(range(1, x0.ndim)), keepdims=True)
-  return jnp.clip(x0 + pgd_lib._bcast(eps_N, x0) * u, 0.0, 255.0)  # pylint: disable=protected-access
+  return jnp.clip(x0 + pgd_lib.bcast(eps_N, x0) * u, 0.0, 255.0)
 
 
 # ---------------------------------------------------------------- the compiled program
@@ -196,7 +196,7 @@ def apgd_program(params, images, labels, sources, eps_N, key, *, model, steps: i
   logit_fn = lambda x: model.apply({"params": params}, x)
   x0 = images.astype(jnp.float32)
   n = x0.shape[0]
-  bc = lambda v: pgd_lib._bcast(v, x0)  # pylint: disable=protected-access
+  bc = lambda v: pgd_lib.bcast(v, x0)
 
   def one_restart(r, best):
     best_x, best_ok, best_loss = best
@@ -247,7 +247,7 @@ def apgd(model, params, images, labels, *, eps, steps=100, loss="ce", targeted=F
   x = jnp.asarray(images, jnp.float32)
   y = jnp.asarray(labels, jnp.int32)
   src = _sources(model, params, x, y, sources, targeted=bool(targeted), loss=loss)
-  return _apgd_jit(params, x, y, src, pgd_lib._per_example(eps, n), key, model=model,  # pylint: disable=protected-access
+  return _apgd_jit(params, x, y, src, pgd_lib.per_example(eps, n), key, model=model,
                    steps=int(steps), loss=loss, targeted=bool(targeted),
                    restarts=int(restarts))
 

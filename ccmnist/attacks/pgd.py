@@ -39,12 +39,13 @@ TRACE_COUNTS = collections.Counter()
 
 # ---------------------------------------------------------------- pure pieces
 
-def _per_example(v, n: int):
+def per_example(v, n: int):
   """A scalar or [N] value as float32 [N]."""
   return jnp.broadcast_to(jnp.asarray(v, jnp.float32), (n,))
 
 
-def _bcast(v_N, x_NHWC):
+def bcast(v_N, x_NHWC):
+  """[N] per-example values shaped to broadcast against a batch x_NHWC."""
   return v_N.reshape((-1,) + (1,) * (x_NHWC.ndim - 1))
 
 
@@ -60,11 +61,11 @@ def project(x, x0, eps_N, *, norm: str):
   """
   delta = x - x0
   if norm == "linf":
-    e = _bcast(eps_N, x)
+    e = bcast(eps_N, x)
     delta = jnp.clip(delta, -e, e)
   elif norm == "l2":
     n = _l2_norm(delta)
-    delta = delta * _bcast(jnp.minimum(1.0, eps_N / jnp.maximum(n, _TINY)), x)
+    delta = delta * bcast(jnp.minimum(1.0, eps_N / jnp.maximum(n, _TINY)), x)
   else:
     raise ValueError(f"Unknown norm {norm!r}; use one of {NORMS}.")
   return jnp.clip(x0 + delta, PIXEL_MIN, PIXEL_MAX)
@@ -75,7 +76,7 @@ def ascent_direction(g, *, norm: str):
   if norm == "linf":
     return jnp.sign(g)
   if norm == "l2":
-    return g / _bcast(jnp.maximum(_l2_norm(g), _TINY), g)
+    return g / bcast(jnp.maximum(_l2_norm(g), _TINY), g)
   raise ValueError(f"Unknown norm {norm!r}; use one of {NORMS}.")
 
 
@@ -87,13 +88,13 @@ def uniform_start(key, x0, eps_N, *, norm: str):
   """
   if norm == "linf":
     u = jax.random.uniform(key, x0.shape, jnp.float32, -1.0, 1.0)
-    delta = u * _bcast(eps_N, x0)
+    delta = u * bcast(eps_N, x0)
   elif norm == "l2":
     k_dir, k_rad = jax.random.split(key)
     g = jax.random.normal(k_dir, x0.shape, jnp.float32)
     d = x0[0].size
     radius = eps_N * jax.random.uniform(k_rad, (x0.shape[0],), jnp.float32) ** (1.0 / d)
-    delta = g / _bcast(jnp.maximum(_l2_norm(g), _TINY), g) * _bcast(radius, g)
+    delta = g / bcast(jnp.maximum(_l2_norm(g), _TINY), g) * bcast(radius, g)
   else:
     raise ValueError(f"Unknown norm {norm!r}; use one of {NORMS}.")
   return jnp.clip(x0 + delta, PIXEL_MIN, PIXEL_MAX)
@@ -142,7 +143,7 @@ def pgd_step(x, x0, labels, eps_N, step_N, *, logit_fn, norm: str, loss: str, ta
   """One PGD step for the whole batch: one backward pass, a step down the objective, projection."""
   f = lambda xx: jnp.sum(attack_objective(logit_fn(xx), labels, loss=loss, targeted=targeted))
   g = jax.grad(f)(x)
-  x = x - _bcast(step_N, x) * ascent_direction(g, norm=norm)
+  x = x - bcast(step_N, x) * ascent_direction(g, norm=norm)
   return project(x, x0, eps_N, norm=norm)
 
 
@@ -175,7 +176,7 @@ def pgd_program(params, images, labels, eps_N, step_N, key, *, model, steps: int
     ok = attack_success(logits, labels, targeted=targeted)["argmax"]
     obj = attack_objective(logits, labels, loss=loss, targeted=targeted)
     better = (ok & ~best_ok) | ((ok == best_ok) & (obj < best_obj))
-    return (jnp.where(_bcast(better, x), x, best_x), best_ok | ok,
+    return (jnp.where(bcast(better, x), x, best_x), best_ok | ok,
             jnp.where(better, obj, best_obj))
 
   if restarts == 1:
@@ -244,7 +245,7 @@ def _run_pgd(model, params, images, labels, eps, step_size, key, **settings):
   n = check_inputs(images, labels, eps=eps, norm=settings["norm"], loss=settings["loss"],
                    steps=settings["steps"], restarts=settings["restarts"])
   return _pgd_jit(params, jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32),
-                  _per_example(eps, n), _per_example(step_size, n), key, model=model,
+                  per_example(eps, n), per_example(step_size, n), key, model=model,
                   **settings)
 
 
@@ -265,7 +266,7 @@ def fgsm(model, params, images, labels, *, eps, norm="linf", targeted=False, los
   """Fast gradient (sign) method: one step of size eps; arguments as in `pgd`."""
   n = check_inputs(images, labels, eps=eps, norm=norm, loss=loss)
   return _fgsm_jit(params, jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32),
-                   _per_example(eps, n), model=model, norm=norm, targeted=bool(targeted),
+                   per_example(eps, n), model=model, norm=norm, targeted=bool(targeted),
                    loss=loss)
 
 

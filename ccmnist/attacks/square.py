@@ -54,7 +54,7 @@ def square_program(params, images, labels, eps_N, key, *, model, queries: int, t
   logit_fn = lambda x: model.apply({"params": params}, x)
   x0 = images.astype(jnp.float32)
   n, h, w, c = x0.shape
-  e = pgd_lib._bcast(eps_N, x0)  # pylint: disable=protected-access
+  e = pgd_lib.bcast(eps_N, x0)
   k_init, k_loop = jax.random.split(key)
   stripes = jax.random.choice(k_init, jnp.array([-1.0, 1.0]), (n, 1, w, c))
   x = jnp.clip(x0 + e * stripes, 0.0, 255.0)
@@ -96,5 +96,5 @@ def square(model, params, images, labels, *, eps, queries, key, targeted=False,
   if images.shape[1] < 2 or images.shape[2] < 2:
     raise ValueError(f"images must be at least 2 x 2 pixels; got {images.shape}.")
   return _square_jit(params, jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32),
-                     pgd_lib._per_example(eps, n), key, model=model,  # pylint: disable=protected-access
+                     pgd_lib.per_example(eps, n), key, model=model,
                      queries=int(queries), targeted=bool(targeted), p_init=float(p_init))

@@ -39,7 +39,10 @@ import dataclasses
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+
+from ccmnist.train import losses
 
 
 KINDS = ("train", "refit")
@@ -128,3 +131,15 @@ def ce_metrics(ce, logits, labels, penalty=None) -> dict:
   """The aux every method reports: the mean CE, its penalty (0 when it has none), accuracy."""
   return {"ce": jnp.mean(ce), "penalty": jnp.zeros(()) if penalty is None else penalty,
           "accuracy": accuracy(logits, labels)}
+
+
+def step_key(extra, step):
+  """The step's key of a method that keeps a per-replica key (its data) in extra['key']."""
+  return jax.random.fold_in(jax.random.wrap_key_data(extra["key"]), step)
+
+
+def ce_on(model, params, images, labels, extra):
+  """(loss, aux, extra) of a method whose loss is the mean CE on the images it made."""
+  logits = logit_fn(model, params)(images)
+  ce = losses.cross_entropy(logits=logits, labels=labels)
+  return ce, ce_metrics(ce, logits, labels), extra

@@ -15,7 +15,6 @@ Settings: sigma (pixel units of 255).
 import jax
 import numpy as np
 
-from ccmnist.train import losses
 from ccmnist.train.methods import base
 
 _KEY_STREAM = 4  # fold_in(key(seed), .): 0 init, 1 data order, 2 recolor, 3 EIIL.
@@ -45,11 +44,9 @@ def noisy_rows(images, index, key, *, sigma: float):
 
 def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   del lam, warmup_steps
-  key = jax.random.fold_in(jax.random.wrap_key_data(extra["key"]), step)
-  images = noisy_rows(batch["images"], batch["index"], key, sigma=float(settings["sigma"]))
-  logits = base.logit_fn(model, params)(images)
-  ce = losses.cross_entropy(logits=logits, labels=batch["labels"])
-  return ce, base.ce_metrics(ce, logits, batch["labels"]), extra
+  images = noisy_rows(batch["images"], batch["index"], base.step_key(extra, step),
+                      sigma=float(settings["sigma"]))
+  return base.ce_on(model, params, images, batch["labels"], extra)
 
 
 METHOD = base.Method(

@@ -20,7 +20,6 @@ import numpy as np
 
 from ccmnist.data import coloring
 from ccmnist.data import palette as palette_lib
-from ccmnist.train import losses
 from ccmnist.train.methods import base
 
 _KEY_STREAM = 2  # fold_in(key(seed), .): 0 the model's init, 1 the data order (train/loop.py).
@@ -45,12 +44,9 @@ def recolor_rows(recolor, grey, index, key):
 
 def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   del lam, warmup_steps
-  key = jax.random.fold_in(jax.random.wrap_key_data(extra["key"]), step)
   images = recolor_rows(coloring.recolor_fn(settings["data"]), batch["grey"], batch["index"],
-                        key)
-  logits = base.logit_fn(model, params)(images)
-  ce = losses.cross_entropy(logits=logits, labels=batch["labels"])
-  return ce, base.ce_metrics(ce, logits, batch["labels"]), extra
+                        base.step_key(extra, step))
+  return base.ce_on(model, params, images, batch["labels"], extra)
 
 
 METHOD = base.Method(
