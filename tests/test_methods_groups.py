@@ -315,14 +315,15 @@ def test_random_recolor_paints_uniform_colors_fresh_each_step_per_row():
   grey[:, 10:18, 10:18] = 255
   index = jnp.arange(600)
   key = jax.random.key(0)
-  images = np.asarray(recolor.recolor_rows(fn, jnp.asarray(grey), index, key))
+  images = np.asarray(recolor.recolor_rows(fn, jnp.asarray(grey), index, key, num_colors=10))
   stroke = images[:, 12:16, 12:16].reshape(600, -1, 3).mean(1)
   pal = palette_lib.PALETTE_RGB.astype(np.float64)
   drawn = np.argmin(((stroke[:, None] - pal[None]) ** 2).sum(-1), 1)
   assert np.abs(stroke - pal[drawn]).max() < 12  # Each stroke is one palette color, plus noise.
   np.testing.assert_allclose(np.bincount(drawn, minlength=10) / 600, 0.1, atol=0.05)
   # A row's recoloring does not depend on the rows beside it.
-  some = np.asarray(recolor.recolor_rows(fn, jnp.asarray(grey[[7, 3]]), jnp.array([7, 3]), key))
+  some = np.asarray(recolor.recolor_rows(fn, jnp.asarray(grey[[7, 3]]), jnp.array([7, 3]), key,
+                                       num_colors=10))
   np.testing.assert_array_equal(some, images[[7, 3]])
   # The loss draws from extra's key folded with the step: another step, other colors.
   split = {"labels": jnp.zeros(600, jnp.int32), "grey": jnp.asarray(grey), "index": index}

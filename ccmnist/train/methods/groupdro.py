@@ -4,7 +4,7 @@ Sagawa, Koh, Hashimoto and Liang 2020, "Distributionally Robust Neural Networks 
 Shifts" (ICLR), their online algorithm (Algorithm 1) as their code (`loss.py`) runs it.
 
 Knows: the group of every train example, group = (digit, whether its color is the digit's cue):
-groups.group_ids(labels, aligned), groups.NUM_GROUPS = 20.
+groups.group_ids(labels, aligned): 2 x the data's classes (20 for MNIST's digits).
 
 Each step, on the batch:
   L_g  = the mean cross-entropy of the batch's examples of group g (0 for a group absent from
@@ -12,7 +12,7 @@ Each step, on the batch:
   q   <- q * exp(eta * (L_g + C / sqrt(n_g))), normalized to sum 1 (exponentiated gradient),
   loss = sum_g q_g L_g, q a constant (stop-gradient): the updated q weighs this step's loss.
 lam is eta, the step size of the q update (the authors' `--robust_step_size`, 0.01 in their
-experiments). The state `extra`: q [NUM_GROUPS] and the fixed adjustment C / sqrt(n_g) [NUM_GROUPS].
+experiments). The state `extra`: q [G] and the fixed adjustment C / sqrt(n_g) [G], G groups.
 aux adds `worst_group_loss` (of the groups in the batch) and `max_group_weight` (max q).
 
 Settings: `generalization_adjustment` C (default 0: none), n_g the group's count in the train
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ccmnist.data import groups
+from ccmnist.data import splits as splits_lib
 from ccmnist.train import losses
 from ccmnist.train.methods import base
 
@@ -50,10 +51,11 @@ def update_weights(q, group_loss, eta, adjustment=0.0):
 
 def init_extra(config, train_split, reps, *, settings, reference) -> dict:
   """q: uniform over the groups present in the train split; adjustment C / sqrt(n_g)."""
-  del config, reference
+  del reference
   c = settings["generalization_adjustment"]
-  counts = np.asarray(groups.group_counts(train_split["labels"], train_split["aligned"]),
-                      np.float64)
+  counts = np.asarray(groups.group_counts(
+      train_split["labels"], train_split["aligned"],
+      num_classes=splits_lib.spec(config.data).num_classes), np.float64)
   present = counts > 0
   q = present / present.sum()
   adjustment = np.where(present, c / np.sqrt(np.maximum(counts, 1.0)), 0.0)
@@ -67,7 +69,7 @@ def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   ce = losses.cross_entropy(logits=logits, labels=batch["labels"], reduction="none")
   # groups.group_ids in jnp (it is numpy, for host arrays): 2 * label + aligned.
   ids = 2 * batch["labels"] + batch["aligned"].astype(batch["labels"].dtype)
-  group_loss, counts = group_means(ce, ids, groups.NUM_GROUPS)
+  group_loss, counts = group_means(ce, ids, extra["q"].shape[-1])  # q: one weight a group.
   q = jax.lax.stop_gradient(
       update_weights(extra["q"], group_loss, lam, extra["adjustment"]))
   robust = jnp.sum(q * group_loss)

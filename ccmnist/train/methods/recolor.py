@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from ccmnist.data import coloring
-from ccmnist.data import palette as palette_lib
+from ccmnist.data import splits as splits_lib
 from ccmnist.train.methods import base
 
 _KEY_STREAM = 2  # fold_in(key(seed), .): 0 the model's init, 1 the data order (train/loop.py).
@@ -32,12 +32,13 @@ def init_extra(config, train_split, reps, *, settings, reference) -> dict:
   return {"key": np.stack([np.asarray(jax.random.key_data(k)) for k in keys])}
 
 
-def recolor_rows(recolor, grey, index, key):
+def recolor_rows(recolor, grey, index, key, *, num_colors: int):
   """float32 [B, H, W, 3]: each row of grey [B, H, W] recolored by recolor (coloring.recolor_fn)
-  in a uniformly random color, with its own key fold_in(key, index)."""
+  in a uniformly random one of the palette's num_colors colors, with its own key
+  fold_in(key, index)."""
   def one(g, i):
     k_color, k_paint = jax.random.split(jax.random.fold_in(key, i))
-    color = jax.random.randint(k_color, (1,), 0, palette_lib.NUM_COLORS)
+    color = jax.random.randint(k_color, (1,), 0, num_colors)
     return recolor(g[None], color, k_paint)[0]
   return jax.vmap(one)(grey, index)
 
@@ -45,7 +46,8 @@ def recolor_rows(recolor, grey, index, key):
 def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
   del lam, warmup_steps
   images = recolor_rows(coloring.recolor_fn(settings["data"]), batch["grey"], batch["index"],
-                        base.step_key(extra, step))
+                        base.step_key(extra, step),
+                        num_colors=splits_lib.spec(settings["data"]).num_colors)
   return base.ce_on(model, params, images, batch["labels"], extra)
 
 
