@@ -1,7 +1,7 @@
 """Our APGD (ccmnist.attacks.apgd) beside torchattacks' on the same weights, images and budgets.
 
   python tools/apgd_side_by_side.py --workdir=/tmp/ccmnist/study_quick --size=quick \
-      --torch_python=/work/torch-venv/bin/python --models=cheater,counterfactual \
+      --torch_python=~/torch-venv/bin/python --models=cheater,counterfactual \
       --num_images=500 --epsilons=7.5,12.75 --json_out=docs/results/apgd_torchattacks/apgd.json
 
 Run from the repository root with the ccmnist environment's python. The JAX side loads each
@@ -148,7 +148,7 @@ def main():
   ap.add_argument("--steps", type=int, default=100)
   ap.add_argument("--batch", type=int, default=250)
   ap.add_argument("--seed", type=int, default=0)
-  ap.add_argument("--torch_python", default="/work/torch-venv/bin/python")
+  ap.add_argument("--torch_python", default="~/torch-venv/bin/python")
   ap.add_argument("--json_out", default="")
   ap.add_argument("--npz", default="", help="(internal) the exported weights and images")
   ap.add_argument("--torch_out", default="", help="(internal) the PyTorch side's JSON")
