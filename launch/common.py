@@ -18,12 +18,18 @@ from ccmnist.data import mnist
 from ccmnist.train import loop
 from ccmnist.train import parallel
 from ccmnist.train import runs
+from ccmnist.util import compilation
 from ccmnist.util import io
 from ccmnist.util import workdir
 
 _VERBOSE = flags.DEFINE_bool(
     "verbose", False, "On an error of bad input (a bad config value, a missing or corrupt file, "
     "a busy workdir), print its traceback too, not just the one-line message.")
+
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache", None, "Where compiled programs are kept, so that a run of the same "
+    f"shapes (resumed, another ratio or workdir) compiles nothing: default ${compilation.ENV}, "
+    "else xla/ under the data cache ($CCMNIST_CACHE or ~/.cache/ccmnist); '' turns it off.")
 
 # What bad input, a bad file or a busy or unwritable workdir raise; anything else is a bug and
 # keeps its traceback. (OSError covers FileNotFoundError and io.WriteError; ValueError covers
@@ -118,9 +124,17 @@ def define_config_file(name: str, default: str):
     sys.exit(2)
 
 
+def _use_compilation_cache():
+  """The entrypoint's persistent compilation cache (--compilation_cache), on unless ''."""
+  path = _COMPILATION_CACHE.value
+  if path != "":
+    compilation.use_cache(compilation.default_dir() if path is None else path)
+
+
 def _one_line_errors(main):
   def wrapped(argv):
     try:
+      _use_compilation_cache()
       return main(argv)
     except KNOWN_ERRORS as e:
       if _VERBOSE.value or flags.FLAGS["pdb_post_mortem"].value:

@@ -2,6 +2,7 @@
 
   python -m launch.zoo --config=configs/zoo.py:quick --workdir=workdirs/bench_quick
   python -m launch.zoo --config=configs/zoo.py:full --workdir=workdirs/bench_full
+  python -m launch.zoo --config=configs/zoo.py:full --workdir=DIR --share_workdir  # x N
 """
 
 from absl import flags
@@ -12,15 +13,15 @@ from launch import common
 _CONFIG = common.define_config_file("config", "configs/zoo.py:quick")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory of the benchmark.",
                                required=True)
-_COMPILATION_CACHE = flags.DEFINE_bool(
-    "compilation_cache", True, "Keep compiled programs in DIR/compilation_cache, so a program "
-    "compiled for one ratio (or before a restart) is not compiled again.")
+_SHARE = flags.DEFINE_bool(
+    "share_workdir", False, "One of several processes (or hosts, over a shared file system) "
+    "finishing one benchmark: each trains the runs no other holds; the last writes the report.")
 
 
 def main(argv):
   del argv
   common.setup_logging()
-  stages.run_zoo(_CONFIG.value, _WORKDIR.value, compilation_cache=_COMPILATION_CACHE.value)
+  stages.run_zoo(_CONFIG.value, _WORKDIR.value, share=_SHARE.value)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,7 @@ TRAIN = ["--config=configs/cheater.py:tiny", "--config.train.epochs=3"]
 # The benchmark, small: a plain baseline and a refit that needs its run, one protocol, 2 epochs.
 ZOO = ["launch.zoo", "--config=configs/zoo.py:tiny", "--config.methods=erm,dfr",
        "--config.run_protocols=lff", "--config.project_to.run_protocols=lff",
-       "--config.protocols.lff.train.epochs=2",
-       "--compilation_cache=false"]  # The module's shared XLA cache instead of the workdir's.
+       "--config.protocols.lff.train.epochs=2"]
 SEED = 17  # Of the kill moments.
 HOST = socket.gethostname()
 # results.json keys that differ between two runs of one config: timings, dates, paths, machine.
@@ -568,3 +567,29 @@ def test_benchmark_killed_full_disk_read_only_and_busy_resumes_to_the_same_numbe
       ref_dir / "benchmark.md").read_text().split("## Cost")[0]
   print(f"\n{len(killed)} kills ({killed}), resumed; {count} numbers of results.json equal to "
         "the uninterrupted run's")
+
+
+def test_two_processes_sharing_a_workdir_finish_the_benchmark_of_one(env, reference_zoo,
+                                                                     tmp_path):
+  """Two --share_workdir processes on one workdir (ZOO at two ratios: two independent ERM runs,
+  each with a refit that needs it) each train what the other does not hold, train no run twice,
+  and the last writes a report whose 5% cell equals the uninterrupted one-process run's."""
+  args = [*ZOO, "--config.ratios=0.05,0.02", f"--workdir={tmp_path}", "--share_workdir"]
+  with Proc(args, env, limit_s=400) as first, Proc(args, env, limit_s=400) as second:
+    rcs = first.finish(), second.finish()
+  logs = first.stderr + second.stderr
+  assert rcs == (0, 0), logs[-3000:]
+  trained = re.findall(r"\[benchmark share\] (\S+) trained in", logs)
+  assert sorted(trained) == sorted(set(trained)) and len(trained) == 4, trained
+  for proc in (first, second):
+    assert re.search(r"\[benchmark share\] \S+ trained in", proc.stderr), proc.stderr[-3000:]
+  ref_proc, ref_dir = reference_zoo
+  assert ref_proc.finish() == 0, ref_proc.stderr[-3000:]
+  ref, ours = _results(ref_dir)["runs"], _results(tmp_path)["runs"]
+  cell = [k for k in ref if "/rho0.95/" in k]
+  assert cell and all(k in ours for k in cell), (sorted(ref), sorted(ours))
+  count, diffs = compare_numbers({k: ref[k] for k in cell}, {k: ours[k] for k in cell},
+                                 skip=ZOO_SKIP_KEYS)
+  assert not diffs, diffs[:50]
+  assert count > 20
+  assert any("/rho0.98/" in k and ours[k].get("selection") for k in ours), sorted(ours)

@@ -31,6 +31,7 @@ from ccmnist.train import loop
 from ccmnist.train import methods as methods_lib
 from ccmnist.train import runs as runs_lib
 from ccmnist.util import io
+from ccmnist.util import workdir as workdir_lib
 
 
 def _duration(seconds: float) -> str:
@@ -125,18 +126,23 @@ def stage_train(bench, workdir) -> bool:
     pdir = plan.probe_dir(workdir, protocol, model)
     if (pdir / "results.json").exists():
       continue
-    t0 = time.perf_counter()
-    loop.train_and_evaluate(plan.probe_config(bench, protocol, model), pdir)
-    io.write_json(pdir / cost_lib.TIME_FILE, {"wall_s": time.perf_counter() - t0,
-                                              "device": jax.devices()[0].device_kind})
-    logging.info("[benchmark train] cost probe %s/%s in %.1fs", protocol, model,
-                 time.perf_counter() - t0)
+    _train_probe(bench, protocol, model, pdir)
     ran_probe = True
   if total_work or todo:
     logging.info("[benchmark train] %d runs trained in %s (%.0f img/s overall)", len(todo),
                  _duration(time.perf_counter() - t_start),
                  total_work / max(time.perf_counter() - t_start, 1e-9))
   return bool(todo) or ran_probe
+
+
+def _train_probe(bench, protocol: str, model: str, pdir) -> None:
+  """A model's short cost probe, with its wall time."""
+  t0 = time.perf_counter()
+  loop.train_and_evaluate(plan.probe_config(bench, protocol, model), pdir)
+  io.write_json(pdir / cost_lib.TIME_FILE, {"wall_s": time.perf_counter() - t0,
+                                            "device": jax.devices()[0].device_kind})
+  logging.info("[benchmark train] cost probe %s/%s in %.1fs", protocol, model,
+               time.perf_counter() - t0)
 
 
 class _SplitCache:
@@ -223,26 +229,91 @@ def _report_again(bench, workdir, stages: tuple) -> None:
     report.write_report(bench, workdir, figure=False)
 
 
-def run_zoo(bench, workdir, *, compilation_cache: bool = False) -> dict:
+def _claim(path) -> bool:
+  """Takes the lock of a run's directory, or says False when another process holds it."""
+  try:
+    workdir_lib.lock_workdir(path)
+  except workdir_lib.WorkdirBusyError:
+    return False
+  return True
+
+
+def _claimable(bench, workdir, run: plan.Run) -> bool:
+  """Not finished, and the run it needs (if any) is."""
+  need = plan.needed_run(bench, run)
+  return not finished(workdir, run) and (need is None or finished(workdir, need))
+
+
+def claim_and_train(bench, workdir) -> int:
+  """Trains every run (then every cost probe) that no other process holds, each under its own
+  directory's lock, until none is left to claim; returns how many it trained. A run whose
+  needed run another process is training is left to that process, which reaches it next."""
+  trained, todo = 0, True
+  while todo:
+    todo = False
+    for run in plan.all_runs(bench):
+      rdir = plan.run_dir(workdir, run)
+      if not _claimable(bench, workdir, run) or not _claim(rdir):
+        continue
+      try:
+        if _claimable(bench, workdir, run):  # Another process may have finished it meanwhile.
+          wall = train_one(bench, run, workdir)
+          trained, todo = trained + 1, True
+          logging.info("[benchmark share] %s trained in %.1fs", run.key, wall)
+      finally:
+        workdir_lib.release_workdir(rdir)
+  for protocol, model in plan.probes(bench):
+    pdir = plan.probe_dir(workdir, protocol, model)
+    if (pdir / "results.json").exists() or not _claim(pdir):
+      continue
+    try:
+      if not (pdir / "results.json").exists():
+        _train_probe(bench, protocol, model, pdir)
+        trained += 1
+    finally:
+      workdir_lib.release_workdir(pdir)
+  return trained
+
+
+def _probes_done(bench, workdir) -> bool:
+  return all((plan.probe_dir(workdir, p, m) / "results.json").exists()
+             for p, m in plan.probes(bench))
+
+
+def _run_shared(bench, workdir) -> dict:
+  """One of several processes finishing one benchmark: claim_and_train, then, when no run is
+  left to anyone, the remaining stages, written by the last process to finish."""
+  try:  # Writes config.json, or checks it against this config.
+    workdir_lib.release_workdir(workdir_lib.claim_workdir(bench, workdir, ignore=("only",)))
+  except workdir_lib.WorkdirBusyError:
+    workdir_lib.claim_workdir(bench, workdir, ignore=("only",), writer=False)
+  cost_lib.write_plan(workdir, plan.all_runs(bench), plan.probes(bench))
+  n = claim_and_train(bench, workdir)
+  left = [r.key for r in plan.all_runs(bench) if not finished(workdir, r)]
+  if left or not _probes_done(bench, workdir):
+    logging.info("[benchmark share] trained %d runs; %d runs are held by other processes: the "
+                 "last of them to finish writes the report.", n, len(left))
+    return {}
+  try:
+    return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=("only",),
+                               then=lambda workdir, stages: _report_again(bench, workdir, stages))
+  except workdir_lib.WorkdirBusyError:
+    logging.info("[benchmark share] trained %d runs; another process is writing the report.", n)
+    return {}
+
+
+def run_zoo(bench, workdir, *, share: bool = False) -> dict:
   """Runs (or resumes) every selected stage; returns {stage: seconds} of stages.json.
 
-  compilation_cache: keep compiled programs in DIR/compilation_cache (use_compilation_cache;
-  a process-wide JAX setting, so it is the caller's choice).
+  share: one of several processes (on one host or several, over a shared file system) that
+  finish this benchmark together (_run_shared); every stage is selected then.
   """
   selected_stages(bench)
   plan.check_config(bench, workdir)
-  if compilation_cache:
-    use_compilation_cache(pathlib.Path(workdir).absolute() / "compilation_cache")
+  if share:
+    if bench.only:
+      raise ValueError("--share_workdir runs every stage; drop --config.only.")
+    return _run_shared(bench, workdir)
   # `only` selects what runs, not what is computed: it may change between calls on a workdir.
   return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=("only",),
                              then=lambda workdir, stages: _report_again(bench, workdir, stages))
-
-
-def use_compilation_cache(path) -> None:
-  """Keeps compiled programs in `path` (JAX's persistent cache, every program however fast it
-  compiled): the benchmark compiles the same program once per ratio, and a resumed run again."""
-  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
-  jax.config.update("jax_compilation_cache_dir", str(path))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  compilation_cache.reset_cache()
