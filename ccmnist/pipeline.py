@@ -25,6 +25,7 @@ from ccmnist.util import io
 from ccmnist.util import workdir as workdir_lib
 
 STAGE_TIMES_FILE = "stages.json"
+COMMAND_FILE = "command.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +100,14 @@ def check_inputs(config, workdir, table: dict, stages: tuple) -> None:
           f"(--config.only={','.join(both)}), or every stage (--config.only='').")
 
 
+def read_command(workdir) -> str | None:
+  """The command line recorded in DIR/command.json, or None."""
+  record = io.read_json(pathlib.Path(workdir) / COMMAND_FILE)
+  return record and record.get("command")
+
+
 def run_stages(config, workdir, table: dict, *, label: str, ignore: tuple = ("only",),
-               then: Callable | None = None) -> dict:
+               then: Callable | None = None, command: str | None = None) -> dict:
   """Runs (or resumes) the stages config.only selects, holding the workdir; returns
   DIR/stages.json's {stage: {'seconds', ...}}.
 
@@ -108,11 +115,15 @@ def run_stages(config, workdir, table: dict, *, label: str, ignore: tuple = ("on
   ignore: top-level config keys that select what runs rather than what is computed (`only`):
     they may change between runs on one workdir.
   then(workdir, stages): called after the last stage, while the workdir is still held.
+  command: the command line that makes this config, kept in DIR/command.json by the first call
+    (later calls run the same config: claim_workdir checks it) for the reports to print.
   """
   stages = selected_stages(config.only, table)
   check_table(config, table)
   workdir = workdir_lib.claim_workdir(config, workdir, ignore=ignore)
   try:
+    if command and not (workdir / COMMAND_FILE).exists():
+      io.write_json(workdir / COMMAND_FILE, {"command": command})
     check_inputs(config, workdir, table, stages)
     times, t_start = read_stage_times(workdir), time.perf_counter()
     for i, stage in enumerate(stages, 1):

@@ -132,10 +132,11 @@ def check_study_config(study) -> None:
   selected_stages(study)
 
 
-def run_study(study, workdir) -> dict:
-  """Runs (or resumes) every selected stage; returns {stage: seconds} of stages.json."""
+def run_study(study, workdir, *, command: str | None = None) -> dict:
+  """Runs (or resumes) every selected stage; returns {stage: seconds} of stages.json.
+  command: the command line that makes this config (pipeline.COMMAND_FILE)."""
   check_study_config(study)
   # `only` selects what runs and `compare_with` what the report sets beside it, not what is
   # computed: they may change between runs on one workdir.
   return pipeline.run_stages(study, workdir, stage_table(study), label="study",
-                             ignore=("only", "compare_with"))
+                             ignore=("only", "compare_with"), command=command)

@@ -124,6 +124,25 @@ def define_config_file(name: str, default: str):
     sys.exit(2)
 
 
+# Flags that choose how or where a run goes, not what it computes: left out of command.json.
+_NOT_COMPUTED = ("--workdir", "--config.only", "--share_workdir", "--compilation_cache",
+                 "--verbose", "--noverbose")
+
+
+def command(module: str) -> str:
+  """The command that makes this process's config: `python -m module` and the config flags
+  given, less those of _NOT_COMPUTED (for the report to print)."""
+  args, skip = [], False
+  for a in sys.argv[1:]:
+    if skip:  # The value of `--workdir DIR` written apart.
+      skip = False
+    elif a.split("=")[0] in _NOT_COMPUTED:
+      skip = "=" not in a and a in ("--workdir", "--config.only", "--compilation_cache")
+    else:
+      args.append(a)
+  return " ".join(["python", "-m", module, *args, "--workdir=DIR"])
+
+
 def _use_compilation_cache():
   """The entrypoint's persistent compilation cache (--compilation_cache), on unless ''."""
   path = _COMPILATION_CACHE.value

@@ -15,7 +15,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory of the study."
 def main(argv):
   del argv
   common.setup_logging()
-  study.run_study(_CONFIG.value, _WORKDIR.value)
+  study.run_study(_CONFIG.value, _WORKDIR.value, command=common.command("launch.study"))
 
 
 if __name__ == "__main__":

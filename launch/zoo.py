@@ -21,7 +21,8 @@ _SHARE = flags.DEFINE_bool(
 def main(argv):
   del argv
   common.setup_logging()
-  stages.run_zoo(_CONFIG.value, _WORKDIR.value, share=_SHARE.value)
+  stages.run_zoo(_CONFIG.value, _WORKDIR.value, share=_SHARE.value,
+                 command=common.command("launch.zoo"))
 
 
 if __name__ == "__main__":

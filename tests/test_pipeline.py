@@ -138,3 +138,17 @@ def test_a_workdir_held_by_another_process_is_refused(tmp_path):
   finally:
     holder.kill()
     holder.wait()
+
+
+def test_the_first_command_is_kept_and_a_different_config_leaves_it(tmp_path):
+  pipeline.run_stages(toy_config(only="a"), tmp_path, toy_table([]), label="toy",
+                      command="python -m toy --config.x=1 --workdir=DIR")
+  assert pipeline.read_command(tmp_path) == "python -m toy --config.x=1 --workdir=DIR"
+  pipeline.run_stages(toy_config(only="b"), tmp_path, toy_table([]), label="toy",
+                      command="python -m toy --config.x=1 --config.only=b --workdir=DIR")
+  assert pipeline.read_command(tmp_path) == "python -m toy --config.x=1 --workdir=DIR"
+  with pytest.raises(workdir_lib.WorkdirConfigError):
+    pipeline.run_stages(toy_config(d_needs=("a",)), tmp_path, toy_table([]), label="toy",
+                        command="python -m toy --other")
+  assert pipeline.read_command(tmp_path) == "python -m toy --config.x=1 --workdir=DIR"
+  assert pipeline.read_command(tmp_path / "none") is None

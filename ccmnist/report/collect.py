@@ -81,6 +81,7 @@ def collect(study, workdir) -> dict:
       "stages": pipeline.read_stage_times(workdir),
       "findings": None,
       "environment": markdown.environment(),
+      "command": pipeline.read_command(workdir),
       "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
   }
 

@@ -3,6 +3,7 @@ software and device they describe."""
 
 import pathlib
 import platform
+import subprocess
 
 import jax
 import numpy as np
@@ -56,19 +57,39 @@ def figure(workdir, rel: str, caption: str) -> list:
   return [f"![{caption}]({rel})", f"*{caption}*", ""]
 
 
+def code_version() -> str:
+  """The git commit of the code that runs ('abc1234', '+ local changes' when the checkout
+  differs from it), or 'unknown' outside a git checkout."""
+  root = pathlib.Path(__file__).resolve().parents[2]
+  git = lambda *args: subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                     text=True, timeout=30, check=False)
+  try:
+    head = git("rev-parse", "--short", "HEAD")
+    if head.returncode:
+      return "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "ccmnist", "configs",
+                "launch").stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return head.stdout.strip() + (" + local changes" if dirty else "")
+
+
 def environment() -> dict:
-  """The versions, platform and device this report was made with."""
+  """The versions, platform and device this report was made with, and the code's commit."""
   import flax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   dev = jax.devices()[0]
   return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
           "python": platform.python_version(), "platform": platform.platform(),
-          "device": f"{dev.platform} {dev.device_kind}", "device_count": jax.device_count()}
+          "device": f"{dev.platform} {dev.device_kind}", "device_count": jax.device_count(),
+          "code": code_version()}
 
 
 def environment_lines(env: dict, generated: str) -> list:
   """The list items naming the software, the device and when the report was generated."""
-  return [f"- jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, Python "
+  code = f"- code: commit {env['code']}." if env.get("code") else "- code: not recorded."
+  return [code,
+          f"- jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, Python "
           f"{env['python']}, {env['device']} x{env['device_count']}, {env['platform']}.",
           f"- generated {generated}.", ""]
 

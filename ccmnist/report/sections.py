@@ -268,8 +268,10 @@ def section_profiles(res, lines):
 
 def section_made(res, lines, study):
   """The config, software, device and stage times behind the report."""
-  lines += ["## How this was made", "",
-            f"- config: `{study.to_dict().get('only') or 'all stages'}`; seeds "
+  lines += ["## How this was made", ""]
+  if res.get("command"):
+    lines += [f"- command: `{res['command']}`"]
+  lines += [f"- config: `{study.to_dict().get('only') or 'all stages'}`; seeds "
             f"{study.seed}..{study.seed + study.num_seeds - 1} ({study.num_seeds}); data: "
             f"{study.data.train_size} train digits, rho {study.data.rho_train}, coloring "
             f"{study.data.coloring}; the full config is in `config.json`."]

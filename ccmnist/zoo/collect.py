@@ -95,7 +95,7 @@ def collect(bench, workdir) -> dict:
   runs = {run.key: collect_run(bench, workdir, run, selection) for run in plan.all_runs(bench)}
   res = {"config": bench.to_dict(), "profile": bench.size, "runs": runs,
          "stages": pipeline.read_stage_times(workdir), "environment": markdown.environment(),
-         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+         "command": pipeline.read_command(workdir), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
          "published": {"tables": published.tables(), "unquoted": dict(published.UNQUOTED),
                        "protocols": published.PROTOCOLS}}
   measured = measured_costs(res, workdir)

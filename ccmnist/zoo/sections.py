@@ -298,9 +298,10 @@ def section_cost(res, bench, lines):
 
 def section_made(res, bench, lines):
   """The command, software and device behind the report."""
+  command = res.get("command") or (f"python -m launch.zoo --config=configs/zoo.py:{bench.size} "
+                                    "--workdir=DIR (not recorded: the profile's own)")
   lines += ["## How this was made", "",
-            f"- `python -m launch.zoo --config=configs/zoo.py:{bench.size} "
-            f"--workdir=DIR` (the whole config is in `config.json`; every run is a training "
+            f"- `{command}` (the whole config is in `config.json`; every run is a training "
             "workdir under `runs/<protocol>/<model>/rho<rho_train>/<entry>/`)."]
   lines += markdown.environment_lines(res["environment"], res["generated"])
 

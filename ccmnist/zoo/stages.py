@@ -280,7 +280,7 @@ def _probes_done(bench, workdir) -> bool:
              for p, m in plan.probes(bench))
 
 
-def _run_shared(bench, workdir) -> dict:
+def _run_shared(bench, workdir, command) -> dict:
   """One of several processes finishing one benchmark: claim_and_train, then, when no run is
   left to anyone, the remaining stages, written by the last process to finish."""
   try:  # Writes config.json, or checks it against this config.
@@ -296,15 +296,17 @@ def _run_shared(bench, workdir) -> dict:
     return {}
   try:
     return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=("only",),
-                               then=lambda workdir, stages: _report_again(bench, workdir, stages))
+                               then=lambda workdir, stages: _report_again(bench, workdir, stages),
+                               command=command)
   except workdir_lib.WorkdirBusyError:
     logging.info("[benchmark share] trained %d runs; another process is writing the report.", n)
     return {}
 
 
-def run_zoo(bench, workdir, *, share: bool = False) -> dict:
+def run_zoo(bench, workdir, *, share: bool = False, command: str | None = None) -> dict:
   """Runs (or resumes) every selected stage; returns {stage: seconds} of stages.json.
 
+  command: the command line that makes this config (pipeline.COMMAND_FILE).
   share: one of several processes (on one host or several, over a shared file system) that
   finish this benchmark together (_run_shared); every stage is selected then.
   """
@@ -313,7 +315,8 @@ def run_zoo(bench, workdir, *, share: bool = False) -> dict:
   if share:
     if bench.only:
       raise ValueError("--share_workdir runs every stage; drop --config.only.")
-    return _run_shared(bench, workdir)
+    return _run_shared(bench, workdir, command)
   # `only` selects what runs, not what is computed: it may change between calls on a workdir.
   return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=("only",),
-                             then=lambda workdir, stages: _report_again(bench, workdir, stages))
+                             then=lambda workdir, stages: _report_again(bench, workdir, stages),
+                             command=command)
