@@ -62,6 +62,13 @@ def test_the_three_rules_pick_three_different_points():
   assert got["group_val"]["criterion"] == "val_unbiased_worst_group"
   assert got["group_val"]["score"] == pytest.approx(0.45)
   assert got["oracle"]["measures"]["group_balanced"]["values"] == [0.70, 0.60]
+  # A tie of worst groups goes to the better group-balanced val_unbiased, then to the first.
+  tied = [_point(g, [0.5, 0.5], [0.0, 0.0], [0.5, 0.5]) for g in range(3)]
+  for g, v in enumerate([0.2, 0.4, 0.4]):
+    tied[g]["measures"]["val_unbiased_group_balanced"] = [v, v]
+  assert select.select(tied)["group_val"]["lam"] == 1.0
+  assert select.select_point(tied, "val_unbiased_worst_group") == 0
+  assert select.select_point(tied, "missing") is None
 
 
 def test_each_method_is_selected_by_what_it_may_know():
