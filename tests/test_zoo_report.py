@@ -121,9 +121,20 @@ def test_the_headline_table_ranks_by_the_headline_rule_with_oracles_apart():
 def test_ranking_changes_name_the_cell_the_rules_and_the_top_three():
   bench = small_bench()
   changes = sections.ranking_changes(hand_made(bench, VALUES, AT_VAL), bench)
-  got = {(c["a"], c["b"]): (c["top_a"], c["top_b"], c["moved"]) for c in changes}
+  got = {(c["a"], c["b"]): (c["top_a"], c["top_b"], c["first"], c["moved"]) for c in changes}
   assert set(got) == {("val", "group_val"), ("val", "oracle")}  # group_val and oracle agree.
-  assert got[("val", "group_val")] == (["jtt", "erm", "groupdro"], ["groupdro", "jtt", "erm"], 3)
+  assert got[("val", "group_val")] == (["jtt", "erm", "groupdro"], ["groupdro", "jtt", "erm"],
+                                       1, 3)
+  # Orders that part below the top three are listed too, with the place where they part.
+  lower = {"groupdro": [0.6, 0.6], "jtt": [0.5, 0.5], "erm": [0.2, 0.2], "lff": [0.1, 0.1],
+           "irm": [0.05, 0.05], "grayscale": [0.9, 0.9]}
+  small = small_bench()
+  with small.unlocked():
+    small.methods = ",".join(lower)
+  (change,) = [c for c in sections.ranking_changes(
+      hand_made(small, lower, {"irm": {"oracle": [0.15, 0.15]}}), small) if c["a"] == "val"]
+  assert change["b"] == "oracle" and change["top_a"] == change["top_b"]
+  assert change["first"] == 4 and change["moved"] == 2 and change["n"] == 5
   assert sections.ranking_changes(hand_made(bench, VALUES), bench) == []
   lines = []
   sections.section_rankings(hand_made(bench, VALUES, AT_VAL), bench, lines)

@@ -97,7 +97,7 @@ UNQUOTED = {
         "Nam et al. 2020, Learning from Failure (NeurIPS), Colored MNIST accuracy table "
         "(Vanilla, HEX, REPAIR, Group DRO, LfF at aligned ratios 95/98/99/99.5%): not read in a "
         "readable copy of the paper; README.md at " + LFF_REPO + " has no results. Sreelatha "
-        "et al. 2024's ERM and LfF rows (in TABLES) equal the numbers usually quoted from it."),
+        "et al. 2024's ERM and LfF rows (quoted here) equal the numbers usually quoted from it."),
 }
 
 _LFF_NOTE = (

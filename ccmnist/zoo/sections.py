@@ -23,7 +23,8 @@ SELECTION_TITLES = {"val": "val (plain accuracy on val, colored like train: no g
 # The measure that ranks methods, and the columns each cell of the measures table shows.
 RANK_MEASURE = "group_balanced"
 MEASURE_TITLES = {"group_balanced": "group-balanced", "unbiased": "plain unbiased",
-                  "worst_group": "worst group (of 20)", "worst_cell": "worst cell (of 100)"}
+                  "worst_group": "worst group (digit x aligned)",
+                  "worst_cell": "worst cell (digit x color)"}
 # The names the papers' tables give our entries' methods.
 PUBLISHED_AS = {"erm": ("ERM (vanilla)", "Vanilla"), "lff": ("LfF",),
                 "groupdro": ("Group DRO", "GroupDRO"), "jtt": ("JTT",)}
@@ -274,9 +275,11 @@ def section_cells(res, bench, lines):
 
 
 def ranking_changes(res, bench) -> list:
-  """[{'cell', 'a', 'b', 'top_a', 'top_b', 'moved', 'n'}] for every cell and pair of selection
-  rules under which the order of the non-oracle methods by group-balanced accuracy differs
-  (every method read under the same rule); top_*: the first three."""
+  """[{'cell', 'a', 'b', 'top_a', 'top_b', 'first', 'moved', 'n'}] for every cell and pair of
+  selection rules under which the order of the non-oracle methods by group-balanced accuracy
+  differs (every method read under the same rule); top_*: the first three; first: the first
+  place (from 1) where the orders differ; moved: how many of the n methods ranked under both
+  change place."""
   names = [n for n in plan.method_entries(bench) if not bench.zoo[n].oracle]
   ways = list(SELECTION_TITLES)
   out = []
@@ -291,8 +294,11 @@ def ranking_changes(res, bench) -> list:
         if order[a] != order[b]:
           common = [n for n in order[a] if n in order[b]]
           moved = sum(order[a].index(n) != order[b].index(n) for n in common)
+          first = next(k for k, (x, y) in enumerate(zip(order[a] + [None], order[b] + [None]))
+                       if x != y)
           out.append({"cell": cell, "a": a, "b": b, "top_a": order[a][:3],
-                      "top_b": order[b][:3], "moved": moved, "n": len(common)})
+                      "top_b": order[b][:3], "first": first + 1, "moved": moved,
+                      "n": len(common)})
   return out
 
 
@@ -303,14 +309,16 @@ def section_rankings(res, bench, lines):
   lines += ["## Ranking changes between selection rules", "",
             "The non-oracle methods ordered by group-balanced accuracy with every method read "
             "under one rule, for each pair of rules; listed where the two orders differ, with "
-            "the first three of each and how many methods change place.", ""]
+            "the first three of each, the first place where they differ and how many methods "
+            "change place.", ""]
   if not changes:
     lines += ["No cell's ranking changes between the rules.", ""]
     return
   top = lambda ns: ", ".join(titles[n] for n in ns)
-  lines += table(["cell", "rules", "top 3 (rule A)", "top 3 (rule B)", "methods that move"],
+  lines += table(["cell", "rules A vs B", "top 3 under A", "top 3 under B",
+                  "first place that differs", "methods that move"],
                  [[c["cell"], f"`{c['a']}` vs `{c['b']}`", top(c["top_a"]), top(c["top_b"]),
-                   f"{c['moved']} of {c['n']}"] for c in changes])
+                   c["first"], f"{c['moved']} of {c['n']}"] for c in changes])
 
 
 def _ours_at(res, bench, protocol: str, entry: str, ratio: float) -> str:
