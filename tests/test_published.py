@@ -17,7 +17,7 @@ def full_table():
           for m in ("Vanilla", "LfF")}
   return {"paper": "Someone et al.", "table": "Table 9", "source": "repo@commit:README.md:1-9",
           "metric": "unbiased test accuracy", "ratio_convention": "conflicting fraction",
-          "rows": rows}
+          "caveats": "none known", "rows": rows}
 
 
 @pytest.fixture(name="one_table")
@@ -37,8 +37,24 @@ def test_both_papers_are_accounted_for_and_every_table_is_complete():
     assert isinstance(why, str) and "not read" in why, name
 
 
-def test_check_table_accepts_a_full_table():
+def test_check_table_accepts_a_full_table_and_a_missing_std():
   published.check_table("made_up", full_table())
+  table = full_table()
+  table["rows"]["LfF"][0.01] = (50.0, None)  # A source that prints no std.
+  published.check_table("made_up", table)
+
+
+def test_the_quoted_tables_hold_the_sources_numbers():
+  a = published.TABLES["dfa2021_table1_via_liu2023"]
+  b = published.TABLES["denetdm2024_table1"]
+  assert "Liu et al. 2023" in a["paper"] and "2212.01433" in a["source"]
+  assert a["rows"]["ERM (vanilla)"][0.005] == (35.19, None)
+  assert a["rows"]["LC (Liu et al.)"][0.05] == (91.15, None)
+  assert b["rows"]["LfF"][0.01] == (74.01, 2.21) and b["rows"]["JTT"][0.05] == (85.03, 1.10)
+  assert all(cell[1] is None for cell in b["rows"]["Group DRO"].values())
+  assert all(cell[1] is not None for cell in b["rows"]["ERM (vanilla)"].values())
+  got = published.published_accuracy("denetdm2024_table1/Group DRO", 0.02)
+  assert got["mean"] == 76.30 and got["std"] is None and "Sreelatha" in got["source"]
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -51,6 +67,10 @@ def test_check_table_accepts_a_full_table():
     (lambda t: t["rows"]["LfF"].__setitem__(0.01, (50.0, math.inf)), "std"),
     (lambda t: t["rows"]["LfF"].__setitem__(0.01, (50.0,)), "a cell is"),
     (lambda t: t["rows"]["LfF"].__setitem__(0.01, (True, 0.1)), "a cell is"),
+    (lambda t: t["rows"]["LfF"].__setitem__(0.01, (None, 0.1)), "a cell is"),
+    (lambda t: t["rows"]["LfF"].__setitem__(0.01, (50.0, "0.1")), "a cell is"),
+    (lambda t: t["rows"]["LfF"].__setitem__(0.01, [50.0, None]), "a cell is"),
+    (lambda t: t.__setitem__("caveats", ""), "'caveats' must say"),
     (lambda t: t.__setitem__("source", "  "), "'source' must say"),
     (lambda t: t.pop("metric"), "must be a dict with keys"),
     (lambda t: t.__setitem__("rows", {}), "no methods"),

@@ -54,7 +54,8 @@ def test_every_stage_ran_and_the_report_says_what_it_measured(tiny_bench):
                   "## Cost", "## How this was made"):
     assert heading in md, heading
   assert md.index("`study`, model") < md.index("`lff`, model")  # run_protocols' order.
-  assert "unbiased test set" in md and "No published number is quoted yet" in md
+  assert "unbiased test set" in md and "Sreelatha et al. 2024" in md
+  assert "## Ranking changes between selection rules" in md and "| rank | method |" in md
   assert "github.com/alinlab/LfF" in md and "config.py:37,65" in md  # Their settings, sourced.
   assert "Projected cost of the `full` profile" in md
   links = re.findall(r"\]\(([^)]+)\)", md)
@@ -72,14 +73,14 @@ def test_results_hold_every_run_with_three_selections(tiny_bench):
     assert got["status"] == "done", (r.key, got)
     k = cfg.num_seeds * len(cfg.zoo[r.entry].lam_grid)
     assert got["num_replicas"] == k and len(got["replicas"]) == k
-    assert set(got["selection"]) == {"val", "val_unbiased", "oracle"}
+    assert set(got["selection"]) == {"val", "group_val", "oracle"}
     for sel in got["selection"].values():
       assert sel["seeds"] == [0, 1] and len(sel["measures"]["unbiased"]["values"]) == 2
     assert got["cost"]["wall_s"] > 0 and got["cost"]["examples"] > 0
-  # The oracle picks the best unbiased accuracy of the grid: never below the others.
+  # The oracle picks the best group-balanced accuracy of the grid: never below the others.
   for got in res["runs"].values():
-    o = got["selection"]["oracle"]["measures"]["unbiased"]["mean"]
-    assert all(o >= s["measures"]["unbiased"]["mean"] for s in got["selection"].values())
+    o = got["selection"]["oracle"]["measures"]["group_balanced"]["mean"]
+    assert all(o >= s["measures"]["group_balanced"]["mean"] for s in got["selection"].values())
 
 
 def test_measures_match_the_training_runs_own_accuracies(tiny_bench):
@@ -183,32 +184,36 @@ def _grid(points):
 
 def test_each_selection_picks_the_grid_point_its_criterion_prefers():
   grid = _grid([
-      {"val": [0.99, 0.97], "val_unbiased": [0.2, 0.3], "unbiased": [0.25, 0.35]},
-      {"val": [0.90, 0.92], "val_unbiased": [0.6, 0.5], "unbiased": [0.50, 0.56]},
-      {"val": [0.80, 0.82], "val_unbiased": [0.5, 0.55], "unbiased": [0.70, 0.60]},
+      {"val": [0.99, 0.97], "val_unbiased_worst_group": [0.2, 0.3],
+       "group_balanced": [0.25, 0.35]},
+      {"val": [0.90, 0.92], "val_unbiased_worst_group": [0.6, 0.5],
+       "group_balanced": [0.50, 0.56]},
+      {"val": [0.80, 0.82], "val_unbiased_worst_group": [0.5, 0.55],
+       "group_balanced": [0.70, 0.60]},
   ])
   got = select.select(grid)
-  assert {w: s["lam"] for w, s in got.items()} == {"val": 0.0, "val_unbiased": 1.0,
+  assert {w: s["lam"] for w, s in got.items()} == {"val": 0.0, "group_val": 1.0,
                                                    "oracle": 2.0}
   assert got["val"]["score"] == pytest.approx(0.98)
-  assert got["val_unbiased"]["measures"]["unbiased"]["mean"] == pytest.approx(0.53)
-  assert got["val_unbiased"]["measures"]["unbiased"]["std"] == pytest.approx(
+  assert got["group_val"]["measures"]["group_balanced"]["mean"] == pytest.approx(0.53)
+  assert got["group_val"]["measures"]["group_balanced"]["std"] == pytest.approx(
       np.std([0.50, 0.56], ddof=1))
-  assert got["oracle"]["measures"]["unbiased"]["values"] == [0.70, 0.60]
+  assert got["oracle"]["measures"]["group_balanced"]["values"] == [0.70, 0.60]
   # A tie goes to the first point; a point missing a seed's criterion is no candidate.
   tie = _grid([{"val": [0.5, 0.7]}, {"val": [0.6, 0.6]}, {"val": [0.9, None]}])
   assert select.select(tie)["val"]["lam"] == 0.0
-  none = _grid([{"val_unbiased": [None, None]}])
-  assert "val_unbiased" not in select.select(none)
+  none = _grid([{"val_unbiased_worst_group": [None, None]}])
+  assert "group_val" not in select.select(none)
 
 
 def _splits():
   lab = np.array([0, 0, 1, 1, 2, 2], np.int32)
   al = np.array([True, False, True, False, True, False])
-  return {"test_easy": {"labels": lab, "aligned": al},
-          "test_hard": {"labels": lab, "aligned": np.zeros(6, bool)},
-          "val": {"labels": lab[:4], "aligned": al[:4]},
-          "val_unbiased": {"labels": lab[:2], "aligned": al[:2]}}
+  col = np.where(al, lab, (lab + 1) % 3).astype(np.int32)
+  return {"test_easy": {"labels": lab, "colors": col, "aligned": al},
+          "test_hard": {"labels": lab, "colors": (lab + 1) % 3, "aligned": np.zeros(6, bool)},
+          "val": {"labels": lab[:4], "colors": col[:4], "aligned": al[:4]},
+          "val_unbiased": {"labels": lab[:2], "colors": col[:2], "aligned": al[:2]}}
 
 
 def test_group_accuracies_of_hand_made_predictions():

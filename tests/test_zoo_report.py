@@ -7,6 +7,7 @@ import pytest
 
 from ccmnist.zoo import collect
 from ccmnist.zoo import entries
+from ccmnist.zoo import evaluate
 from ccmnist.zoo import findings
 from ccmnist.zoo import plan
 from ccmnist.zoo import published
@@ -27,30 +28,42 @@ def _stat(values):
   return {"mean": mean, "std": 0.0, "n": len(values), "values": values}
 
 
-def _run(values, lams=(0.0,), status="done"):
-  """A collected run record whose val selection measured `values` (unbiased, per seed)."""
-  sel = {"lam": lams[0], "measures": {m: _stat(values) for m in (
-      "unbiased", "aligned", "conflicting", "worst_group", "test_hard")}}
-  return {"status": status, "lam_grid": list(lams),
-          "selection": {"val": sel, "val_unbiased": {**sel, "lam": lams[-1]}}}
+def _run(values, lams=(0.0,), status="done", rules=None):
+  """A collected run record whose every measure at every selection rule is `values` (per seed),
+  but where `rules` ({rule: values}) says otherwise; the oracle picks the last λ."""
+  rules = rules or {}
+  sels = {}
+  for way in ("val", "group_val", "oracle"):
+    v = rules.get(way, values)
+    sels[way] = {"lam": lams[-1] if way == "oracle" else lams[0],
+                 "measures": {m: _stat(v) for m in evaluate.MEASURES}}
+  return {"status": status, "lam_grid": list(lams), "selection": sels}
 
 
-def hand_made(bench, values: dict) -> dict:
-  cell = plan.Run("study", "cheater", 0.05, "").cell
-  return {"runs": {f"{cell}/{e}": _run(v) for e, v in values.items()}}
+def hand_made(bench, values: dict, rules=None, protocol="study", model="cheater") -> dict:
+  cell = plan.Run(protocol, model, 0.05, "").cell
+  rules = rules or {}
+  return {"runs": {f"{cell}/{e}": _run(v, rules=rules.get(e)) for e, v in values.items()}}
 
 
 VALUES = {"erm": [0.20, 0.22], "groupdro": [0.60, 0.63], "jtt": [0.40, 0.41],
           "grayscale": [0.90, 0.91]}
+# Under `val` JTT would lead and Group DRO trail ERM: the group-aware methods are read at
+# group_val, so these never reach the headline.
+AT_VAL = {"groupdro": {"val": [0.10, 0.12]}, "jtt": {"val": [0.95, 0.97]}}
 
 
 def test_findings_compare_the_leader_erm_the_best_told_nothing_and_the_oracle():
   bench = small_bench()
-  got = findings.findings(hand_made(bench, VALUES), bench)
-  pairs = [(f["kind"], f["a"].rsplit("/", 1)[1], f["b"].rsplit("/", 1)[1]) for f in got]
-  assert pairs == [("lead", "jtt", "groupdro"), ("over_erm", "erm", "groupdro"),
-                   ("unaware", "erm", "jtt"), ("oracle", "groupdro", "grayscale")]
+  got = findings.findings(hand_made(bench, VALUES, AT_VAL), bench)
+  pairs = [(f["kind"], f["a"].rsplit("/", 1)[1], f["b"].rsplit("/", 1)[1], f["selection"])
+           for f in got]
+  assert pairs == [("lead", "jtt", "groupdro", "group_val"),
+                   ("over_erm", "erm", "groupdro", "group_val"),
+                   ("unaware", "erm", "jtt", "group_val"),
+                   ("oracle", "groupdro", "grayscale", "group_val")]
   assert all(f["holds"] is True and f["cell"] == "study/cheater/rho0.95" for f in got)
+  assert all(f["measure"] == "group_balanced" for f in got)
   assert got[0]["diff"]["mean"] == pytest.approx(0.21)
   # A run without numbers leaves its comparisons out.
   fewer = findings.findings(hand_made(bench, {"erm": VALUES["erm"]}), bench)
@@ -74,17 +87,75 @@ def test_cells_say_why_a_run_has_no_number():
   assert sections.cell_unbiased({"status": "failed", "error": "Loss became nan"}) == "diverged"
   assert sections.cell_unbiased({"status": "failed", "error": "needs the erm run"}) == "failed"
   assert sections.cell_unbiased({"status": "missing"}) == "—"
-  run = _run([0.5, 0.6], lams=(0.1, 1.0))
+  run = _run([0.5, 0.6], lams=(0.1, 1.0), rules={"group_val": [0.7, 0.7]})
+  del run["selection"]["oracle"]
   assert sections.cell_unbiased(run) == "55.0 ± 0.0"
-  assert sections.cell_groups(run) == " / ".join(["55.0 ± 0.0"] * 4)
-  assert sections.cell_selections(run) == "55.0 ± 0.0 · 55.0 ± 0.0 · n/a (λ 0.1 · 1 · n/a)"
+  assert sections.cell_measure(run, "group_val") == "70.0 ± 0.0"
+  assert sections.cell_measures(run) == " / ".join(["55.0 ± 0.0"] * 4)
+  assert sections.cell_groups(run, "group_val") == " / ".join(["70.0 ± 0.0"] * 3)
+  assert sections.cell_selections(run) == "55.0 ± 0.0 · 70.0 ± 0.0 · n/a (λ 0.1 · 0.1 · n/a)"
 
 
-def test_figure_panels_hold_each_entrys_val_selected_mean():
+def test_figure_panels_hold_each_entrys_headline_mean():
   bench = small_bench()
-  panels = sections.figure_panels(hand_made(bench, VALUES), bench)
+  panels = sections.figure_panels(hand_made(bench, VALUES, AT_VAL), bench)
   ratios, means, _ = panels["study / cheater"]["groupdro"]
-  assert ratios == [0.05] and means == [pytest.approx(0.615)]
+  assert ratios == [0.05] and means == [pytest.approx(0.615)]  # group_val, not val's 0.11.
+
+
+def test_the_headline_table_ranks_by_the_headline_rule_with_oracles_apart():
+  bench = small_bench()
+  lines = []
+  sections.section_cells(hand_made(bench, VALUES, AT_VAL), bench, lines)
+  rows = [ln for ln in lines if ln.startswith("| 1 |") or ln.startswith("| 2 |")
+          or ln.startswith("| 3 |")]
+  n = bench.protocols.study.data
+  assert rows[:3] == [
+      f"| 1 | Group DRO | `group_val` | {n.train_size + n.val_unbiased_size} | 61.5 ± 0.0 |",
+      f"| 2 | JTT | `group_val` | {n.val_unbiased_size} | 40.5 ± 0.0 |",
+      "| 3 | ERM | `val` | 0 | 21.0 ± 0.0 |"]
+  oracle_block = lines[lines.index(next(ln for ln in lines if "Oracles, ranked apart" in ln)):]
+  assert oracle_block[4].startswith("| 1 | grayscale oracle")
+
+
+def test_ranking_changes_name_the_cell_the_rules_and_the_top_three():
+  bench = small_bench()
+  changes = sections.ranking_changes(hand_made(bench, VALUES, AT_VAL), bench)
+  got = {(c["a"], c["b"]): (c["top_a"], c["top_b"], c["first"], c["moved"]) for c in changes}
+  assert set(got) == {("val", "group_val"), ("val", "oracle")}  # group_val and oracle agree.
+  assert got[("val", "group_val")] == (["jtt", "erm", "groupdro"], ["groupdro", "jtt", "erm"],
+                                       1, 3)
+  # Orders that part below the top three are listed too, with the place where they part.
+  lower = {"groupdro": [0.6, 0.6], "jtt": [0.5, 0.5], "erm": [0.2, 0.2], "lff": [0.1, 0.1],
+           "irm": [0.05, 0.05], "grayscale": [0.9, 0.9]}
+  small = small_bench()
+  with small.unlocked():
+    small.methods = ",".join(lower)
+  (change,) = [c for c in sections.ranking_changes(
+      hand_made(small, lower, {"irm": {"oracle": [0.15, 0.15]}}), small) if c["a"] == "val"]
+  assert change["b"] == "oracle" and change["top_a"] == change["top_b"]
+  assert change["first"] == 4 and change["moved"] == 2 and change["n"] == 5
+  assert sections.ranking_changes(hand_made(bench, VALUES), bench) == []
+  lines = []
+  sections.section_rankings(hand_made(bench, VALUES, AT_VAL), bench, lines)
+  row = "| study/cheater/rho0.95 | `val` vs `group_val` | JTT, ERM, Group DRO |"
+  assert row in "\n".join(lines)
+
+
+def test_the_published_tables_print_with_their_source_and_ours_beside():
+  bench = small_bench()
+  with bench.unlocked():
+    bench.run_protocols = "lff"
+  lines = []
+  sections.section_published(hand_made(bench, VALUES, AT_VAL, protocol="lff", model="lff_mlp"),
+                             bench, "lff", lines)
+  text = "\n".join(lines)
+  assert "| ERM (vanilla) (ours: ERM, `val`) | 82.17 · ours 21.0 ± 0.0, n=2 | 65.86 |" in text
+  assert "| LfF | 85.39 (0.94) | 80.48 (0.45) | 74.01 (2.21) | 63.39 (1.97) |" in text
+  assert "Group DRO (ours: Group DRO, `group_val`) | 84.40 · ours 61.5 ± 0.0, n=2 |" in text
+  assert text.count("Source: ") == len(published.TABLES) and "Sreelatha" in text
+  assert "last step's model" in text and "best test accuracy" in text
+  assert "No published number is quoted yet" not in text
 
 
 def test_a_runs_record_says_failed_or_missing_from_its_files(tmp_path):

@@ -22,3 +22,42 @@ def method_of(bench, entry: str):
 def titles_of(bench) -> dict:
   """{entry: its title} of every entry of config.zoo."""
   return {n: bench.zoo[n].title for n in bench.zoo}
+
+
+# Methods whose papers select their hyper-parameters on group-labelled validation data though
+# they train without group labels (JTT: Liu et al. 2021; EIIL: Creager et al. 2021).
+SELECT_ON_GROUP_VAL = ("jtt", "eiil")
+# Which of an entry's splits a method reads the group (digit x aligned) of: every train example
+# (the group-aware losses, and IRM / V-REx, whose environments are split by the aligned flag),
+# or every val_balanced example (DFR refits on it).
+GROUP_LABELS_READ = {"groupdro": "train", "reweight": "train", "balanced_sampling": "train",
+                     "irm": "train", "vrex": "train", "dfr": "val_balanced"}
+# The selection rules (select.SELECTIONS) and the split each one reads.
+RULE_SPLIT = {"val": "val", "group_val": "val_unbiased", "oracle": "test_easy"}
+
+
+def uses_group_labels(bench, entry: str) -> bool:
+  """Whether an entry's training reads group labels: its `knows` names the group."""
+  return "the group" in knows(bench, entry)
+
+
+def headline_rule(bench, entry: str) -> str:
+  """The selection rule that matches what an entry may know: 'group_val' for a method trained
+  with group labels and for JTT and EIIL (whose papers select on group-labelled val), 'val'
+  for the others (no group labels anywhere)."""
+  if uses_group_labels(bench, entry) or bench.zoo[entry].loss in SELECT_ON_GROUP_VAL:
+    return "group_val"
+  return "val"
+
+
+def group_labels_seen(bench, protocol: str, entry: str, rule: str | None = None) -> int:
+  """How many group-labelled examples an entry's result rests on in `protocol`: the split its
+  method reads groups of (GROUP_LABELS_READ) plus, under the group_val rule (default: the
+  entry's headline_rule), the val_unbiased examples it is selected on."""
+  data = bench.protocols[protocol].data
+  rule = headline_rule(bench, entry) if rule is None else rule
+  read = GROUP_LABELS_READ.get(bench.zoo[entry].loss)
+  seen = {"train": data.train_size, "val_balanced": data.val_balanced_size, None: 0}[read]
+  if rule == "group_val":
+    seen += data.val_unbiased_size
+  return int(seen)

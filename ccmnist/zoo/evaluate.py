@@ -1,10 +1,18 @@
 """The benchmark's measures of a run, from its predictions.npz and its data's split arrays.
 
-Per replica: accuracy on the unbiased test set (test_easy, colors uniform: rho 0.1), on its
-bias-aligned and bias-conflicting examples, its worst group (group = digit x aligned, 20 groups),
-the all-conflicting test_hard, and the two validation sets a selection may read (val, colored
-like train; val_unbiased, rho 0.1). Pure numpy apart from measure_saved_predictions, which reads
-and writes.
+Per replica, on the unbiased test set (test_easy, colors uniform: rho 0.1):
+
+  group_balanced  the mean over its (digit, color) cells that hold examples of each cell's
+                  accuracy: the papers' metric (LfF's MultiDimAverageMeter over 10 x 10 cells)
+  worst_cell      the lowest of those cells' accuracies
+  unbiased        plain accuracy (every example weighs the same)
+  aligned / conflicting / worst_group   its bias-aligned and bias-conflicting examples, and its
+                  lowest (digit x aligned) group of 20
+
+then the all-conflicting test_hard, and what a model selection may read: val (colored like
+train, plain accuracy) and val_unbiased (rho 0.1, small, group-labelled: plain, group-balanced
+and worst-group accuracy). Pure numpy apart from measure_saved_predictions, which reads and
+writes.
 """
 
 import pathlib
@@ -17,8 +25,9 @@ from ccmnist.train import runs as runs_lib
 from ccmnist.util import io
 
 # Every measure of a replica, in report order.
-MEASURES = ("unbiased", "aligned", "conflicting", "worst_group", "test_hard", "val",
-            "val_unbiased")
+MEASURES = ("group_balanced", "unbiased", "worst_group", "worst_cell", "aligned", "conflicting",
+            "test_hard", "val", "val_unbiased", "val_unbiased_group_balanced",
+            "val_unbiased_worst_group")
 EVAL_FILE = "benchmark_eval.json"
 
 
@@ -31,6 +40,33 @@ def worst_group_accuracy(preds, labels, aligned) -> float | None:
   return min(accs) if accs else None
 
 
+def cell_accuracies(preds, labels, colors) -> np.ndarray:
+  """float[k]: the accuracy of each (label, color) cell that holds examples (LfF's
+  MultiDimAverageMeter, its empty cells left out), in (label, color) order."""
+  preds, labels, colors = (np.asarray(a) for a in (preds, labels, colors))
+  if not preds.shape == labels.shape == colors.shape or labels.ndim != 1:
+    raise ValueError(f"preds, labels and colors must be 1-d of one length; got {preds.shape}, "
+                     f"{labels.shape} and {colors.shape}.")
+  cells, ids = np.unique(np.stack([labels, colors], 1), axis=0, return_inverse=True)
+  ids = ids.reshape(-1)
+  counts = np.bincount(ids, minlength=len(cells))
+  right = np.bincount(ids, weights=(preds == labels).astype(np.float64), minlength=len(cells))
+  return right / np.maximum(counts, 1)
+
+
+def group_balanced_accuracy(preds, labels, colors) -> float | None:
+  """The mean over the (label, color) cells that hold examples of each cell's accuracy (the
+  papers' metric); None for no examples."""
+  accs = cell_accuracies(preds, labels, colors)
+  return float(accs.mean()) if accs.size else None
+
+
+def worst_cell_accuracy(preds, labels, colors) -> float | None:
+  """The lowest accuracy over the (label, color) cells that hold examples; None for none."""
+  accs = cell_accuracies(preds, labels, colors)
+  return float(accs.min()) if accs.size else None
+
+
 def replica_measures(preds: dict, splits: dict) -> dict:
   """{measure: value or None} of one replica; preds: {split: [n] predicted digits}."""
   out = dict.fromkeys(MEASURES)
@@ -40,9 +76,16 @@ def replica_measures(preds: dict, splits: dict) -> dict:
     out["unbiased"] = metrics.accuracy(p, test["labels"])
     out.update(metrics.group_accuracy(p, test["labels"], test["aligned"]))
     out["worst_group"] = worst_group_accuracy(p, test["labels"], test["aligned"])
+    out["group_balanced"] = group_balanced_accuracy(p, test["labels"], test["colors"])
+    out["worst_cell"] = worst_cell_accuracy(p, test["labels"], test["colors"])
   for name in ("test_hard", "val", "val_unbiased"):
     if name in preds and name in splits:
       out[name] = metrics.accuracy(np.asarray(preds[name]), splits[name]["labels"])
+  if "val_unbiased" in preds and "val_unbiased" in splits:
+    p, split = np.asarray(preds["val_unbiased"]), splits["val_unbiased"]
+    out["val_unbiased_group_balanced"] = group_balanced_accuracy(p, split["labels"],
+                                                                 split["colors"])
+    out["val_unbiased_worst_group"] = worst_group_accuracy(p, split["labels"], split["aligned"])
   return out
 
 

@@ -47,22 +47,29 @@ def _mean(res, key, way="val", measure="unbiased"):
 
 
 def findings(res, bench) -> list:
-  """Measured statements, each between two runs that differ in one thing (see compare):
+  """Measured statements, each between two runs that differ in one thing (see compare), on
+  group-balanced accuracy (the papers' metric):
 
-  per cell (protocol, model, ratio): the leader vs the runner-up and vs ERM (the method alone),
+  per cell (protocol, model, ratio), methods ranked at their headline selection rule
+  (entries.headline_rule): the leader vs the runner-up and vs ERM (the method alone),
   the best method told nothing of the bias vs ERM,
-  counterfactual consistency vs its augmentation-only ablation (the loss alone), the grayscale
-  oracle vs the leader (oracle entries are ranked apart); per protocol and model: ERM at the
-  largest vs the smallest ratio (the ratio alone)."""
+  counterfactual consistency vs its augmentation-only ablation (the loss alone), each oracle
+  (grayscale, random recoloring) vs the leader (oracle entries are ranked apart); per protocol
+  and model: ERM at the largest vs the smallest ratio (the ratio alone). Both runs of a pair are
+  read under one rule, so that only the method differs: their shared headline rule, else
+  group_val (a group-labelled val set every run can be selected on)."""
   names = [n for n in plan.method_entries(bench)]
   oracle = {n for n in names if bench.zoo[n].oracle}
+  rule = {n: entries.headline_rule(bench, n) for n in names}
+  measure = "group_balanced"
   out = []
   for protocol, model, ratio in plan.cells(bench):
     cell = plan.Run(protocol, model, ratio, "").cell
     n_test = bench.protocols[protocol].data.test_size
     key = lambda e, cell=cell: f"{cell}/{e}"
-    ranked = sorted((n for n in names if n not in oracle and _mean(res, key(n)) is not None),
-                    key=lambda n: -_mean(res, key(n)))
+    score = lambda n, key=key: _mean(res, key(n), rule[n], measure)
+    ranked = sorted((n for n in names if n not in oracle and score(n) is not None),
+                    key=lambda n: -score(n))
     pairs = []
     if len(ranked) >= 2:
       pairs.append((ranked[1], ranked[0], "the method", "lead"))
@@ -78,7 +85,9 @@ def findings(res, bench) -> list:
       if ranked:
         pairs.append((ranked[0], o, "the data (an oracle's)", "oracle"))
     for a, b, differ_in, kind in pairs:
-      f = compare(res, key(a), key(b), differ_in=differ_in, kind=kind, n_items=n_test)
+      way = rule[a] if rule[a] == rule[b] else "group_val"
+      f = compare(res, key(a), key(b), differ_in=differ_in, kind=kind, way=way,
+                  measure=measure, n_items=n_test)
       if f is not None:
         out.append({**f, "cell": cell})
   if "erm" in names and len(bench.ratios) > 1:
@@ -88,6 +97,7 @@ def findings(res, bench) -> list:
         a = plan.Run(protocol, model, lo, "erm").key
         b = plan.Run(protocol, model, hi, "erm").key
         f = compare(res, a, b, differ_in=f"the ratio ({pct(lo)} vs {pct(hi)})", kind="ratio",
+                    way=rule["erm"], measure=measure,
                     n_items=bench.protocols[protocol].data.test_size)
         if f is not None:
           out.append({**f, "cell": f"{protocol}/{model}"})

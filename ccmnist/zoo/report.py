@@ -34,7 +34,8 @@ def write_report(bench, workdir, *, figure: bool = True) -> dict:
   res = collect(bench, workdir)
   if figure:
     fig = zoo_plots.accuracy_vs_ratio_figure(sections.figure_panels(res, bench),
-                                             titles=entries.titles_of(bench))
+                                             titles=entries.titles_of(bench),
+                                             ylabel="group-balanced test accuracy (%)")
     plots.save_figure(fig, workdir / sections.FIGURE)
   io.write_json(workdir / "results.json", res, indent=1)
   io.write_text(workdir / "benchmark.md", sections.render(res, bench, workdir))
