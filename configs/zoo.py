@@ -8,7 +8,8 @@
 
 Each training program is one (protocol, model, ratio, method) with its seeds x lambda grid as K
 replicas; a run DIR/runs/<protocol>/<model>/rho<rho_train>/<entry>/ is an ordinary training
-workdir. Stages: train -> evaluate -> select -> report (DIR/benchmark.md, DIR/results.json).
+workdir. Stages: train -> evaluate -> select -> analyse -> report (DIR/benchmark.md,
+DIR/results.json).
 
 Protocols:
   study  the study's data: stroke coloring on a noisy grey background, its palette; Adam lr 1e-3,
@@ -170,7 +171,32 @@ def build(size: str) -> ml_collections.ConfigDict:
   c.zoo = zoo(size)
   # Which full-size runs the cost projection prices (from this profile's measured costs).
   c.project_to = ml_collections.ConfigDict()
+  c.analyse = analyse(size)
   return c
+
+
+def analyse(size: str) -> ml_collections.ConfigDict:
+  """The analyse stage (ccmnist/zoo/analyse.py): did a method remove the color shortcut?
+
+  num_digits test digits (balanced over the classes) with their recolored twins; probes by
+  `folds`-fold cross-validation (ridge alpha, pooling grid x grid); the null: null_inits random
+  inits (keys null_seed, ...); targeted PGD (the study's attack, `pgd`: Attack's arguments) on
+  the first num_attack digits of the target rule (attacks/sweep.py select_examples), minimal
+  epsilon by bisection on [0, eps_max] (argmax criterion), the color-shift share at pgd.eps.
+  """
+  return ml_collections.ConfigDict(dict(
+      num_digits={"full": 500, "quick": 200, "tiny": 40}[size],
+      num_attack={"full": 100, "quick": 50, "tiny": 10}[size],
+      null_inits=3, null_seed=1000, seed=0, folds=5, alpha=1e-2, grid=2,
+      batch_size={"full": 250, "quick": 200, "tiny": 40}[size],
+      targets=ml_collections.ConfigDict(dict(rule="shift", shift=1, target=3, source=7)),
+      pgd=ml_collections.ConfigDict(dict(
+          # Tiny: 5 steps of 6 travel 30 pixel levels, as 30 steps of 1.5 travel 45 (eps_max 30).
+          norm="linf", eps=12.75, step_size=6.0 if size == "tiny" else 1.5,
+          steps=5 if size == "tiny" else 30,
+          random_start=True, loss="ce", restarts=1, targeted=True, step_size_rel=0.0)),
+      min_eps=ml_collections.ConfigDict(dict(eps_max=30.0, iters=4 if size == "tiny" else 10)),
+      anatomy=ml_collections.ConfigDict(dict(stroke_threshold=30.0, null_seed=0))))
 
 
 def get_config(arg=None):

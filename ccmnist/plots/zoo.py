@@ -72,3 +72,45 @@ def accuracy_vs_ratio_figure(panels: dict, *, titles: dict | None = None,
   fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
   fig.tight_layout(rect=(0, legend_in / height, 1, 1))
   return fig
+
+
+def uses_color_figure(panels: dict, *, titles: dict | None = None):
+  """One panel per key of `panels` ({panel: {'points': [(method, ratio, accuracy, uses)],
+  'null': uses of random inits or None}}, rates in [0, 1]): how much a method uses color
+  against its group-balanced accuracy, one point per method and ratio, labelled with the ratio;
+  one legend of every method, below the panels; the null as a dotted line."""
+  titles = titles or {}
+  names = list(dict.fromkeys(p[0] for panel in panels.values() for p in panel["points"]))
+  n = max(1, len(panels))
+  cols = min(n, 2)
+  rows = math.ceil(n / cols)
+  ncol = min(3, max(1, len(names) + 1))
+  legend_in = 0.22 * math.ceil((len(names) + 1) / ncol) + 0.5
+  height = 4.2 * rows + legend_in
+  fig, axes = plt.subplots(rows, cols, figsize=(5.8 * cols, height), squeeze=False)
+  for ax, (panel, got) in zip(axes.flat, panels.items()):
+    for name, ratio, acc, uses in got["points"]:
+      x, y = 100 * acc, 100 * uses
+      ax.scatter([x], [y], color=method_color(name), s=36, zorder=3,
+                 marker="s" if name == "grayscale" else "o", edgecolor="white", linewidth=0.5)
+      ax.annotate(f"{100 * ratio:g}%", (x, y), xytext=(4, 3), textcoords="offset points",
+                  fontsize=7, color=method_color(name))
+    if got.get("null") is not None:
+      ax.axhline(100 * got["null"], color="0.4", ls=":", lw=1)
+    ax.set_xlim(-2, 102)
+    ax.set_ylim(-3, 103)
+    ax.set_xlabel("group-balanced test accuracy (%)")
+    ax.set_ylabel("uses color: predictions changed by recoloring (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(panel, fontsize=10)
+  for ax in list(axes.flat)[len(panels):]:
+    ax.axis("off")
+  handles = [mlines.Line2D([], [], color=method_color(m), marker="s" if m == "grayscale" else "o",
+                           ms=5, ls="", label=titles.get(m, m)) for m in names]
+  handles.append(mlines.Line2D([], [], color="0.4", ls=":", lw=1,
+                               label="random inits of the architecture (null)"))
+  fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
+             title="method (each point labelled with its bias-conflicting ratio)",
+             title_fontsize=8)
+  fig.tight_layout(rect=(0, legend_in / height, 1, 1))
+  return fig

@@ -14,6 +14,7 @@ from ccmnist.report import markdown
 from ccmnist.zoo import entries
 from ccmnist.zoo import plan
 from ccmnist.zoo import published
+from ccmnist.zoo import shortcut
 
 FIGURE = "figures/unbiased_vs_ratio.png"
 SELECTION_TITLES = {"val": "val (plain accuracy on val, colored like train: no group labels)",
@@ -491,6 +492,7 @@ def render(res, bench, workdir) -> str:
   section_statements(res, bench, lines)
   section_figure(res, bench, workdir, lines)
   section_cells(res, bench, lines)
+  shortcut.section(res, bench, workdir, lines)
   section_rankings(res, bench, lines)
   section_methods(res, bench, lines)
   section_cost(res, bench, lines)

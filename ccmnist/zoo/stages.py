@@ -9,6 +9,8 @@ pipeline.py (the workdir lock, config.only, stage times, the refusal of a stage 
             does not train
   evaluate  each run's measures from its predictions (benchmark_eval.json)
   select    the three model selections of every run (selection.json)
+  analyse   each run at its headline grid point: does it use, carry, or resist the color
+            shortcut, beside random inits (analysis.json; ccmnist/zoo/analyse.py)
   report    results.json, benchmark.md, figures/
 """
 
@@ -20,6 +22,7 @@ from absl import logging
 import jax
 
 from ccmnist import pipeline
+from ccmnist.zoo import analyse as analyse_lib
 from ccmnist.zoo import cost as cost_lib
 from ccmnist.zoo import evaluate
 from ccmnist.zoo import plan
@@ -203,6 +206,15 @@ def stage_select(bench, workdir) -> bool:
   return True
 
 
+def analyse_done(bench, workdir) -> bool:
+  """Whether every run with a headline selection has its analysis."""
+  return not analyse_lib.todo(bench, workdir, report.read_selection(workdir))
+
+
+def stage_analyse(bench, workdir) -> bool:
+  return analyse_lib.analyse_all(bench, workdir, report.read_selection(workdir)) > 0
+
+
 def stage_report(bench, workdir) -> bool:
   report.write_report(bench, workdir)
   return True
@@ -214,8 +226,15 @@ STAGES = {
     "train": pipeline.Stage(stage_train, train_done),
     "evaluate": pipeline.Stage(stage_evaluate, evaluate_done, needs=("train",)),
     "select": pipeline.Stage(stage_select, select_done, needs=("evaluate",)),
+    "analyse": pipeline.Stage(stage_analyse, analyse_done, needs=("select",)),
     "report": pipeline.Stage(stage_report, needs=("select",)),
 }
+
+
+# Config keys that may change between calls on one workdir: `only` selects what runs, and the
+# analyse stage's settings are kept in each analysis.json (a run analysed under other settings
+# is analysed again), so a finished benchmark can be analysed without training it again.
+IGNORE = ("only", "analyse")
 
 
 def selected_stages(bench) -> tuple:
@@ -284,9 +303,9 @@ def _run_shared(bench, workdir, command) -> dict:
   """One of several processes finishing one benchmark: claim_and_train, then, when no run is
   left to anyone, the remaining stages, written by the last process to finish."""
   try:  # Writes config.json, or checks it against this config.
-    workdir_lib.release_workdir(workdir_lib.claim_workdir(bench, workdir, ignore=("only",)))
+    workdir_lib.release_workdir(workdir_lib.claim_workdir(bench, workdir, ignore=IGNORE))
   except workdir_lib.WorkdirBusyError:
-    workdir_lib.claim_workdir(bench, workdir, ignore=("only",), writer=False)
+    workdir_lib.claim_workdir(bench, workdir, ignore=IGNORE, writer=False)
   cost_lib.write_plan(workdir, plan.all_runs(bench), plan.probes(bench))
   n = claim_and_train(bench, workdir)
   left = [r.key for r in plan.all_runs(bench) if not finished(workdir, r)]
@@ -295,7 +314,7 @@ def _run_shared(bench, workdir, command) -> dict:
                  "last of them to finish writes the report.", n, len(left))
     return {}
   try:
-    return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=("only",),
+    return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=IGNORE,
                                then=lambda workdir, stages: _report_again(bench, workdir, stages),
                                command=command)
   except workdir_lib.WorkdirBusyError:
@@ -317,6 +336,6 @@ def run_zoo(bench, workdir, *, share: bool = False, command: str | None = None) 
       raise ValueError("--share_workdir runs every stage; drop --config.only.")
     return _run_shared(bench, workdir, command)
   # `only` selects what runs, not what is computed: it may change between calls on a workdir.
-  return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=("only",),
+  return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=IGNORE,
                              then=lambda workdir, stages: _report_again(bench, workdir, stages),
                              command=command)

@@ -1,0 +1,253 @@
+"""benchmark.md's "Did the method remove the shortcut?" sections and their figure, from the
+analyse stage's records (analyse.collect: res['analysis']).
+
+Each measure of analyse.py is shown as mean ± std over seeds at the run's headline grid point,
+beside its null (the random inits' mean), with two verdicts (report/verdicts.py's rule): against
+ERM of the same cell (paired over seeds) and against the null (analyse.versus_null). A method's
+call: it **uses** color when its predictions change on recoloring beyond the null; otherwise it
+**hides** the shortcut when its penultimate features still carry color at the null's level or
+above (a linear probe reads it as well as from a random network's features, or better), and
+**removed** it when they carry less than the null.
+"""
+
+import numpy as np
+
+from ccmnist.report import markdown
+from ccmnist.report import verdicts
+from ccmnist.zoo import analyse
+from ccmnist.zoo import entries
+from ccmnist.zoo import plan
+
+FIGURE = "figures/uses_color_vs_accuracy.png"
+# Two tables per cell: what the model does, what its features and its robustness say.
+TABLES = (("uses_color", "follows_color", "aligned_accuracy", "conflicting_accuracy",
+           "aligned_minus_conflicting"),
+          ("color_probe", "digit_probe", "min_eps", "color_shift_share"))
+SHORT = {"uses_color": "uses color", "follows_color": "follows color",
+         "aligned_accuracy": "aligned acc.", "conflicting_accuracy": "conflicting acc.",
+         "aligned_minus_conflicting": "aligned − conflicting", "color_probe": "color probe",
+         "digit_probe": "digit probe", "min_eps": "median min. ε",
+         "color_shift_share": "color-shift share"}
+
+
+def _num(value, measure: str) -> str:
+  if value is None:
+    return "n/a"
+  if measure in analyse.NOT_RATES:
+    return f"{value:.2f}"
+  return f"{100 * value:.1f}"
+
+
+def _stat_text(stat: dict, measure: str) -> str:
+  if stat is None or stat["mean"] is None:
+    return "n/a"
+  text = _num(stat["mean"], measure)
+  if stat["n"] > 1:
+    text += f" ± {_num(stat['std'], measure)}"
+  if stat["n"] < len(stat["values"]):
+    text += f" ({len(stat['values']) - stat['n']} not found)"
+  return text
+
+
+def _mark(verdict, up: str, down: str, same: str) -> str:
+  if verdict is None:
+    return ""
+  return {True: up, False: down, None: same}[verdict[0]]
+
+
+def cell(rec: dict, erm: dict | None, measure: str) -> str:
+  """'mean ± std (null m) marks' of one measure of one run."""
+  stat, null = rec.get(measure), rec.get(f"{measure}_null")
+  text = _stat_text(stat, measure)
+  if null and null["mean"] is not None:
+    text += f" (null {_num(null['mean'], measure)})"
+  marks = []
+  if erm is not None and erm is not rec and stat is not None:
+    marks.append(_mark(analyse.versus_erm(erm[measure], stat), "▲E", "▼E", "=E"))
+  if null is not None and stat is not None:
+    marks.append(_mark(analyse.versus_null(stat, null), "▲N", "▼N", "=N"))
+  marks = [m for m in marks if m]
+  return text + (" " + " ".join(marks) if marks else "")
+
+
+def call(rec: dict) -> str:
+  """'uses' / 'hides' / 'removed' (module docstring), 'grey input' for a run trained and
+  tested on grey digits (nothing to remove), or 'n/a'."""
+  if rec["stimuli"].get("grayscale"):
+    return "grey input"
+  uses = analyse.versus_null(rec["uses_color"], rec["uses_color_null"])
+  carries = analyse.versus_null(rec["color_probe"], rec["color_probe_null"])
+  if uses is None or carries is None:
+    return "n/a"
+  if uses[0] is True:
+    return "uses"
+  return "removed" if carries[0] is False else "hides"
+
+
+def reversed_bias(rec: dict) -> bool:
+  """Whether aligned accuracy lies below conflicting accuracy beyond the seed spread (the
+  paired seed differences against 0, verdicts.py's rule)."""
+  values = rec["aligned_minus_conflicting"]["values"]
+  if not values or any(v is None for v in values):
+    return False
+  diff = verdicts.paired_difference([0.0] * len(values), values)
+  return verdicts.decide(diff, direction=1)[0] is False
+
+
+def _records(res, bench, protocol: str, model: str, ratio: float) -> dict:
+  """{entry: record} of the cell's method entries that were analysed, in report order."""
+  cell_key = plan.Run(protocol, model, ratio, "").cell
+  got = res.get("analysis") or {}
+  return {n: got[f"{cell_key}/{n}"] for n in plan.method_entries(bench)
+          if f"{cell_key}/{n}" in got}
+
+
+def _label(bench, n: str) -> str:
+  title = bench.zoo[n].title
+  return f"{title} (oracle)" if bench.zoo[n].oracle and "oracle" not in title else title
+
+
+def statements(res, bench, protocol: str) -> list:
+  """Measured sentences of one protocol, generated from the records."""
+  out = []
+  for model in plan.models_of(bench.protocols[protocol]):
+    for ratio in bench.ratios:
+      recs = _records(res, bench, protocol, model, ratio)
+      if "erm" not in recs:
+        continue
+      erm = recs["erm"]
+      where = f"{model} at ratio {markdown.percent(ratio)}"
+      u, un = erm["uses_color"]["mean"], erm["uses_color_null"]["mean"]
+      out.append(f"{where}: ERM changes {100 * u:.1f}% of its predictions when only the color "
+                 f"changes (random inits: {100 * un:.1f}%) and predicts "
+                 f"{100 * erm['follows_color']['mean']:.1f}% of conflicting digits as their "
+                 "color's class.")
+      others = {n: r for n, r in recs.items() if n != "erm"}
+      less = [n for n, r in others.items()
+              if (analyse.versus_erm(erm["uses_color"], r["uses_color"]) or (None,))[0] is False]
+      if others:
+        out.append(f"{len(less)} of {len(others)} other methods use color less than ERM beyond "
+                   "the seed spread" + (f" ({', '.join(_label(bench, n) for n in less)})."
+                                        if less else "."))
+      calls = {n: call(r) for n, r in recs.items()}
+      for kind, text in (("hides", "use color no more than random inits but still carry it in "
+                                   "their penultimate features at the random inits' level or "
+                                   "above: they hide the shortcut"),
+                         ("removed", "neither use color nor carry it as much as random inits")):
+        names = [n for n, c in calls.items() if c == kind]
+        if names:
+          probes = ", ".join(f"{_label(bench, n)} {100 * recs[n]['color_probe']['mean']:.1f}% "
+                             f"(null {100 * recs[n]['color_probe_null']['mean']:.1f}%)"
+                             for n in names)
+          out.append(f"{', '.join(_label(bench, n) for n in names)} {text} (color probe: "
+                     f"{probes}).")
+      reversed_ = [n for n, r in recs.items() if reversed_bias(r)]
+      if reversed_:
+        out.append(f"Reversed bias (aligned accuracy below conflicting beyond the seed spread): "
+                   f"{', '.join(_label(bench, n) for n in reversed_)}.")
+      eps = {n: r["min_eps"]["mean"] for n, r in recs.items() if r["min_eps"]["mean"] is not None}
+      if eps:
+        best = max(eps, key=eps.get)
+        out.append(f"Median minimal ε of targeted PGD: ERM {_num(eps.get('erm'), 'min_eps')}, "
+                   f"largest {_label(bench, best)} {eps[best]:.2f} (random inits "
+                   f"{_num(erm['min_eps_null']['mean'], 'min_eps')}).")
+  return out
+
+
+def section(res, bench, workdir, lines) -> None:
+  """One "Did the method remove the shortcut?" section per protocol, and the figure."""
+  del workdir
+  got = res.get("analysis") or {}
+  for protocol in plan.protocol_names(bench):
+    lines += [f"## Did the method remove the shortcut? (protocol `{protocol}`)", ""]
+    models = plan.models_of(bench.protocols[protocol])
+    if not any(_records(res, bench, protocol, m, r) for m in models for r in bench.ratios):
+      lines += ["Not analysed (run the `analyse` stage).", ""]
+      continue
+    any_rec = next(v for k, v in got.items() if k.startswith(f"{protocol}/"))
+    st = any_rec["stimuli"]
+    lines += [
+        f"Each run at its headline grid point, its {bench.num_seeds} seeds, on "
+        f"{st['num_digits']} test digits (balanced over the classes). **uses color**: the "
+        "share of predictions that change when only the color changes (each digit recolored "
+        "to a palette color of the nearest channel-mean intensity; mean intensity gap "
+        f"{st['intensity_gap_mean']:.1f} pixel levels); **follows color**: conflicting "
+        "digits predicted as the class their color cues; aligned / conflicting accuracy on the "
+        "same digits painted in a cueing / a conflicting color (aligned − conflicting below 0: "
+        "a reversed bias). **color / digit probe**: held-out accuracy of a linear (ridge) probe "
+        "on the features entering the head (chance: 1 / colors, 1 / classes). **median min. ε**: "
+        f"targeted PGD (L-{st['attack']['norm'][1:]}, {st['attack']['steps']} steps, success = "
+        f"argmax) by bisection on [0, {st['attack']['eps_max']:g}] pixel levels, on "
+        f"{st['num_attack']} digits; **color-shift share**: the share of the perturbation's "
+        f"energy at ε {st['attack']['eps']:g} that is one RGB shift of the stroke. Rates in %.",
+        "",
+        f"Beside each value: its **null**, the mean of {st['null_inits']} random inits of the "
+        "architecture on the same digits. Marks (report/verdicts.py's rule, 2 standard errors): "
+        "▲E / ▼E / =E above / below / within the seed spread of ERM (paired over seeds); "
+        "▲N / ▼N / =N the same against the null (seeds and inits unpaired). **call**: *uses* "
+        "(uses color beyond the null), else *hides* (its features carry color at the null's "
+        "level or above), else *removed*. The grayscale oracle, when run, is the no-color "
+        "reference: it is trained and tested on grey digits.", ""]
+    for model in models:
+      for ratio in bench.ratios:
+        recs = _records(res, bench, protocol, model, ratio)
+        if not recs:
+          continue
+        erm = recs.get("erm")
+        lines += [f"**`{model}`, ratio {markdown.percent(ratio)}** (rho_train "
+                  f"{plan.rho_of(ratio):g})", ""]
+        for i, cols in enumerate(TABLES):
+          head = ["method"] + [SHORT[c] for c in cols] + (["call"] if i == 0 else [])
+          rows = [[_label(bench, n)] + [cell(r, erm, c) for c in cols]
+                  + ([call(r)] if i == 0 else []) for n, r in recs.items()]
+          lines += markdown.table(head, rows)
+        layer_rows = _layer_rows(bench, recs)
+        if layer_rows:
+          layers = [k.split("@", 1)[1] for k in next(iter(recs.values()))
+                    if k.startswith("color_probe@") and not k.endswith("_null")]
+          lines += ["Color probe on each conv layer (pooled activations), % (null):", ""]
+          lines += markdown.table(["method"] + layers, layer_rows)
+    said = statements(res, bench, protocol)
+    if said:
+      lines += [" ".join(said), ""]
+  if got:
+    lines += [f"![Uses color against group-balanced accuracy]({FIGURE})",
+              "*How much each method uses color (predictions changed by recoloring, mean over "
+              "seeds) against its group-balanced test accuracy, one point per method and ratio "
+              "(labelled with the ratio), per protocol and model; the dotted line is the "
+              "random inits' value; the grayscale oracle (squares), when run, sees grey "
+              "digits: its value is the no-color reference.*", ""]
+
+
+def _layer_rows(bench, recs: dict) -> list:
+  rows = []
+  for n, r in recs.items():
+    keys = [k for k in r if k.startswith("color_probe@") and not k.endswith("_null")]
+    if not keys:
+      return []
+    rows.append([_label(bench, n)] + [
+        f"{_stat_text(r[k], 'color_probe')} ({_num(r[k + '_null']['mean'], 'color_probe')})"
+        for k in keys])
+  return rows
+
+
+def figure_points(res, bench) -> dict:
+  """{'protocol / model': {'points': [(entry, ratio, group-balanced acc, uses color)],
+  'null': the random inits' uses color}} of every analysed run with both numbers."""
+  panels = {}
+  for protocol in plan.protocol_names(bench):
+    for model in plan.models_of(bench.protocols[protocol]):
+      pts, nulls = [], []
+      for ratio in bench.ratios:
+        for n, rec in _records(res, bench, protocol, model, ratio).items():
+          run = res["runs"].get(plan.Run(protocol, model, ratio, n).key) or {}
+          sel = (run.get("selection") or {}).get(entries.headline_rule(bench, n))
+          acc = sel and sel["measures"]["group_balanced"]["mean"]
+          if acc is not None and rec["uses_color"]["mean"] is not None:
+            pts.append((n, ratio, acc, rec["uses_color"]["mean"]))
+          nulls.append(rec["uses_color_null"]["mean"])
+      if pts:
+        nulls = [v for v in nulls if v is not None]
+        panels[f"{protocol} / {model}"] = {"points": pts,
+                                           "null": float(np.mean(nulls)) if nulls else None}
+  return panels
