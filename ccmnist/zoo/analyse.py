@@ -177,8 +177,9 @@ def _predict_seeds(model, params_S, x):
 
 def conv_layers(model, params, image_shape) -> tuple:
   """The exposed layers of `model` with a spatial map (its convs), in order."""
-  return tuple(k for k, v in models.layer_shapes(model, params, image_shape).items()
-               if len(v) == 4)
+  _, state = jax.eval_shape(lambda p: model.apply(
+      {"params": p}, models.dummy_input(image_shape), mutable=["intermediates"]), params)
+  return tuple(k for k, v in state.get("intermediates", {}).items() if v[0].ndim == 4)
 
 
 def forward(model, params_S, images, *, layers, batch_size: int):

@@ -1,0 +1,173 @@
+"""The analyse stage's measures on hand-built models: a color-only classifier, a model blind to
+color, random inits against their own null; verdicts against ERM and the null."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from ccmnist.data import palette as palette_lib
+from ccmnist.interpret import representation as rep_lib
+from ccmnist.zoo import analyse
+from ccmnist.zoo import shortcut
+from configs import zoo as zoo_config
+
+NUM_CLASSES = 10
+NUM = 200  # Stimuli: 20 digits of each class.
+PALETTE = np.asarray(palette_lib.LFF_PALETTE)
+
+
+def grey_digits(n_per_class: int = 30, size: int = 12, seed: int = 0):
+  """Binary digits (0 or 255), one random 0/1 pattern per class with a few pixels flipped per
+  image: every stroke pixel of a colored digit is exactly its (jittered) color, and a pixel is
+  dark in every color or in none."""
+  rng = np.random.default_rng(seed)
+  patterns = rng.random((NUM_CLASSES, size, size)) < 0.4
+  labels = np.repeat(np.arange(NUM_CLASSES, dtype=np.int32), n_per_class)
+  flips = rng.random((len(labels), size, size)) < 0.03
+  grey = (patterns[labels] ^ flips).astype(np.uint8) * 255
+  return grey, labels
+
+
+def stimuli(seed: int = 0) -> dict:
+  grey, labels = grey_digits()
+  return analyse.stimuli_from(grey, labels, num=NUM, seed=seed, num_classes=NUM_CLASSES,
+                              color_class=np.arange(NUM_CLASSES), mode="lff", palette=PALETTE,
+                              color_std=0.005)
+
+
+class ColorOnly(nn.Module):
+  """Predicts the class whose cue color is nearest to the mean color of the stroke (pixels not
+  black): logits_j = 2 f.p_j - |p_j|^2 = |f|^2 - |f - p_j|^2, a Dense head on f."""
+  num_classes: int = NUM_CLASSES
+
+  @nn.compact
+  def __call__(self, x):
+    on = (x.max(-1, keepdims=True) > 0).astype(jnp.float32)
+    f = (x * on).sum((1, 2)) / jnp.maximum(on.sum((1, 2)), 1.0)
+    return nn.Dense(self.num_classes)(f)
+
+
+def color_only_params():
+  p = jnp.asarray(PALETTE, jnp.float32)
+  return {"Dense_0": {"kernel": 2.0 * p.T, "bias": -(p ** 2).sum(1)}}
+
+
+class GreyOnly(nn.Module):
+  """Sees only where the stroke is (x > 0 in any channel), never its color."""
+  num_classes: int = NUM_CLASSES
+
+  @nn.compact
+  def __call__(self, x):
+    mask = (x.max(-1) > 0).astype(jnp.float32).reshape(x.shape[0], -1)
+    h = nn.relu(nn.Dense(32)(mask))
+    return nn.Dense(self.num_classes)(h)
+
+
+class TinyCNN(nn.Module):
+  """A conv layer exposed as conv0 (what the probes pool), then a linear head."""
+  num_classes: int = NUM_CLASSES
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.Conv(4, (3, 3), strides=(2, 2))(x / 255.0)
+    self.sow("intermediates", "conv0", h)
+    return nn.Dense(self.num_classes)(nn.relu(h).reshape(x.shape[0], -1))
+
+
+def config(**over) -> ml_collections.ConfigDict:
+  c = zoo_config.analyse("tiny")
+  c.update(dict(num_digits=NUM, num_attack=8, batch_size=100, null_inits=3))
+  c.update(over)
+  return c
+
+
+def measures(model, params_list, stim, cfg=None):
+  cfg = cfg or config()
+  params = analyse.stack(params_list)
+  layers = analyse.conv_layers(model, params_list[0], stim["x"].shape[1:])
+  return analyse.analyse_models(model, params, stim, cfg, analyse.check_config(cfg),
+                                layers=layers, num_classes=NUM_CLASSES, num_colors=len(PALETTE))
+
+
+def test_a_color_only_classifier_uses_color_always_and_carries_it_fully():
+  stim = stimuli()
+  m = measures(ColorOnly(), [color_only_params()], stim)
+  # Every recolored twin has another color (a partner is never the color itself), so every
+  # prediction changes; conflicting digits are all called by their color.
+  assert m["uses_color"][0] == 1.0 and m["to_cf_color"][0] == 1.0
+  assert m["follows_color"][0] == 1.0 and m["aligned_accuracy"][0] == 1.0
+  assert m["conflicting_accuracy"][0] == 0.0 and m["aligned_minus_conflicting"][0] == 1.0
+  # Its features are the mean stroke color itself (3 numbers): a least-squares linear probe
+  # separates 10 colors in 3 dimensions only in part, far above chance (0.1) all the same.
+  assert m["color_probe"][0] > 0.5, m["color_probe"]
+
+
+def test_a_model_blind_to_color_never_changes_and_its_color_probe_is_at_chance():
+  stim = stimuli()
+  model = GreyOnly()
+  inits = [model.init(jax.random.key(s), jnp.zeros((1, 12, 12, 3)))["params"] for s in (0, 1)]
+  m = measures(model, inits, stim)
+  assert (m["uses_color"] == 0.0).all() and (m["aligned_minus_conflicting"] == 0.0).all()
+  # Colors are drawn independently of the digits, and the features are a function of the digit
+  # alone: the held-out color probe is a guess. Chance is 1/10; 3 binomial standard errors on
+  # 200 digits, sqrt(0.1 * 0.9 / 200) = 0.021 each, bound it.
+  assert (m["color_probe"] <= 0.1 + 3 * 0.021).all(), m["color_probe"]
+  assert (m["digit_probe"] >= 0.9).all(), m["digit_probe"]  # It does see the digit.
+  # The perturbation at fixed epsilon cannot move the stroke mask's color into use either.
+  assert np.isfinite(m["color_shift_share"]).all()
+
+
+def test_random_inits_fall_inside_their_null():
+  stim = stimuli()
+  model = TinyCNN()
+  cfg = config()
+  null = measures(model, [p for p in rep_lib.random_params(
+      model, inits=cfg.null_inits, seed=cfg.null_seed, image_shape=(12, 12, 3))], stim, cfg)
+  inits = measures(model, rep_lib.random_params(model, inits=3, seed=0,
+                                                image_shape=(12, 12, 3)), stim, cfg)
+  for k in ("uses_color", "color_probe", "digit_probe", "color_probe@conv0", "follows_color"):
+    stat = analyse._stat(inits[k].tolist())
+    verdict = analyse.versus_null(stat, analyse._stat(null[k].tolist()))
+    assert verdict is not None and verdict[0] is None, (k, inits[k], null[k], verdict)
+
+
+def test_the_null_verdict_and_the_call_separate_using_hiding_and_removing():
+  s = lambda v: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)), "n": len(v),
+                 "values": list(v)}
+  null = s([0.02, 0.03, 0.025])
+  assert analyse.versus_null(s([0.5, 0.6, 0.55]), null)[0] is True
+  assert analyse.versus_null(s([0.021, 0.03, 0.026]), null)[0] is None
+  assert analyse.versus_null(s([0.0, 0.001, 0.0]), null)[0] is False
+  erm = s([0.5, 0.6, 0.7])
+  assert analyse.versus_erm(erm, s([0.1, 0.2, 0.3]))[0] is False  # Paired: always 0.4 lower.
+  assert analyse.versus_erm(erm, s([0.6, 0.5, 0.7]))[0] is None
+  rec = lambda uses, probe: {"stimuli": {}, "uses_color": s(uses), "uses_color_null": null,
+                             "color_probe": s(probe), "color_probe_null": s([0.5, 0.6, 0.55])}
+  assert shortcut.call(rec([0.5, 0.6, 0.55], [0.9, 0.9, 0.95])) == "uses"
+  assert shortcut.call(rec([0.02, 0.03, 0.025], [0.9, 0.9, 0.95])) == "hides"
+  assert shortcut.call(rec([0.02, 0.03, 0.025], [0.1, 0.12, 0.11])) == "removed"
+  grey = {**rec([0.0, 0.0, 0.0], [0.1, 0.1, 0.1]), "stimuli": {"grayscale": True}}
+  assert shortcut.call(grey) == "grey input"
+
+
+def test_aligned_and_conflicting_twins_differ_from_x_in_color_alone():
+  stim = stimuli()
+  y, cc = stim["labels"], stim["color_class"]
+  assert (cc[stim["aligned_colors"]] == y).all() and (cc[stim["conflict_colors"]] != y).all()
+  support = lambda x: x.max(-1) > 0
+  for k in ("x_cf", "x_aligned", "x_conflict"):
+    assert (support(stim[k]) == support(stim["x"])).all(), k
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("folds", 1, "folds >= 2"), ("null_inits", 1, "at least 2"), ("num_attack", 0, "num_attack"),
+    ("pgd.targeted", False, "targeted must be True"), ("pgd.norm", "l1", "config.analyse.pgd")])
+def test_bad_settings_say_what_to_fix(field, value, match):
+  c = config()
+  parent, _, key = field.rpartition(".")
+  (c[parent] if parent else c)[key] = value
+  with pytest.raises(ValueError, match=match):
+    analyse.check_config(c)
