@@ -129,8 +129,8 @@ def test_random_inits_fall_inside_their_null():
   inits = measures(model, rep_lib.random_params(model, inits=3, seed=0,
                                                 image_shape=(12, 12, 3)), stim, cfg)
   for k in ("uses_color", "color_probe", "digit_probe", "color_probe@conv0", "follows_color"):
-    stat = analyse._stat(inits[k].tolist())
-    verdict = analyse.versus_null(stat, analyse._stat(null[k].tolist()))
+    stat = analyse.stat_of(inits[k].tolist())
+    verdict = analyse.versus_null(stat, analyse.stat_of(null[k].tolist()))
     assert verdict is not None and verdict[0] is None, (k, inits[k], null[k], verdict)
 
 

@@ -7,15 +7,24 @@ import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
+from ccmnist.attacks import anatomy
+from ccmnist.attacks import pgd
+from ccmnist.attacks import sweep
+from ccmnist.data import splits
+from ccmnist.interpret import representation
+from ccmnist.zoo import analyse
 from ccmnist.zoo import cost
+from ccmnist.zoo import entries
 from ccmnist.zoo import evaluate
 from ccmnist.zoo import plan
 from ccmnist.zoo import report
 from ccmnist.zoo import stages
 from ccmnist.zoo import select
+from ccmnist.zoo import shortcut
 from ccmnist.plots import zoo as zoo_plots
 from ccmnist.train import dfr
 from ccmnist.train import loop
@@ -121,6 +130,81 @@ def test_statements_compare_runs_that_differ_in_one_thing(tiny_bench):
   assert proj["runs"] > proj["priced"] > 0 and proj["total_s"] > 0
   assert "mlp" in proj["by_model"]  # Priced from its cost probe.
   assert (workdir / "cost_probe" / "study" / "mlp" / "results.json").exists()
+
+
+def test_every_run_is_analysed_at_its_headline_point_beside_its_null(tiny_bench):
+  cfg, workdir, _ = tiny_bench
+  res = json.loads((workdir / "results.json").read_text())
+  selection = json.loads((workdir / report.SELECTION_FILE).read_text())
+  for r in plan.all_runs(cfg):
+    a = json.loads((plan.run_dir(workdir, r) / analyse.ANALYSIS_FILE).read_text())
+    sel = selection[r.key][entries.headline_rule(cfg, r.entry)]
+    rcfg = runs_lib.load_config(plan.run_dir(workdir, r))
+    # The replicas at the selected lambda, one per seed, in seed order.
+    assert a["point"]["lam"] == sel["lam"] and a["point"]["seeds"] == sel["seeds"]
+    assert a["point"]["replicas"] == [x["replica"] for x in runs_lib.replicas(rcfg)
+                                      if x["lam"] == sel["lam"]]
+    for k, values in a["measures"].items():
+      assert len(values) == cfg.num_seeds and len(a["null"][k]) == cfg.analyse.null_inits, k
+    got = res["analysis"][r.key]
+    for k in analyse.MEASURES:
+      assert got[k]["values"] == a["measures"][k] and got[f"{k}_null"]["values"] == a["null"][k]
+    rates = [v for k, vs in a["measures"].items() if k not in analyse.NOT_RATES for v in vs]
+    assert all(v is None or 0.0 <= v <= 1.0 for v in rates)
+  # The CNN's probes read each conv layer too; the MLP has none.
+  cheater = res["analysis"]["study/cheater/rho0.95/erm"]
+  assert {"color_probe@conv0", "color_probe@conv2_null"} <= set(cheater)
+  assert not any("@" in k for k in res["analysis"]["lff/lff_mlp/rho0.95/erm"])
+  md = (workdir / "benchmark.md").read_text()
+  for protocol in ("study", "lff"):
+    assert f"## Did the method remove the shortcut? (protocol `{protocol}`)" in md
+  assert "ERM changes" in md and "(null " in md and shortcut.FIGURE in md
+  assert (workdir / shortcut.FIGURE).exists()
+
+
+def test_the_analysis_gives_the_studys_own_numbers_for_the_cheater(tiny_bench):
+  """The study's measures (interpret/representation.py network_measures, attacks/sweep.py and
+  anatomy.py as attacks/run.py calls them) on the study protocol's ERM CheaterCNN, seed by
+  seed, equal the analysis.json of the analyse stage."""
+  cfg, workdir, _ = tiny_bench
+  ac = cfg.analyse
+  rdir = plan.run_dir(workdir, plan.Run("study", "cheater", 0.05, "erm"))
+  a = json.loads((rdir / analyse.ANALYSIS_FILE).read_text())
+  for s, replica in enumerate(a["point"]["replicas"]):
+    model, params, config = runs_lib.load_run(rdir, replica=replica)
+    spec = splits.spec(config.data)
+    grey, labels = splits.load_grey(config.data, "test")
+    stim = representation.counterfactual_stimuli(
+        grey, labels, num=ac.num_digits, num_classes=spec.num_classes, seed=ac.seed,
+        **splits.coloring_kwargs(config.data))
+    layers = ("conv0", "conv1", "conv2")
+    net = representation.network_measures(
+        model, params, stim, layers=layers, num_causal=4, alpha=ac.alpha, grid=ac.grid,
+        folds=representation.folds_of(ac.num_digits, ac.folds, ac.seed),
+        num_classes=spec.num_classes, num_colors=spec.num_colors)
+    got = {k: v[s] for k, v in a["measures"].items()}
+    assert got["uses_color"] == net["input_swap"]["changed"]
+    assert got["to_cf_color"] == net["input_swap"]["to_cf_color"]
+    for layer in layers:
+      assert got[f"color_probe@{layer}"] == net[layer]["probe"]["color"], layer
+      assert got[f"digit_probe@{layer}"] == net[layer]["probe"]["digit"], layer
+    attack = pgd.from_config(ac.pgd)
+    idx, targets = sweep.select_examples(
+        stim["labels"], stim["colors"], rule=ac.targets.rule, shift=ac.targets.shift,
+        num=ac.num_attack, color_class=spec.color_class, seed=ac.seed)
+    images, key = stim["x"][idx].astype(np.float32), jax.random.key(ac.seed)
+    mins = sweep.minimal_eps(attack, model, params, images, targets,
+                             jax.random.fold_in(key, 10_000), eps_max=ac.min_eps.eps_max,
+                             iters=ac.min_eps.iters, criterion="argmax")
+    median = sweep.summarize_min_eps(mins["min_eps"], eps_max=ac.min_eps.eps_max)["median"]
+    assert got["min_eps"] == (median if np.isfinite(median) else None)
+    adv = sweep.sweep(attack, model, params, images, targets, [attack.eps],
+                      jax.random.fold_in(key, 0))[0]
+    anat = anatomy.anatomy_with_null(images, adv, eps=attack.eps, norm=attack.norm,
+                                     seed=ac.anatomy.null_seed,
+                                     threshold=ac.anatomy.stroke_threshold)
+    assert got["color_shift_share"] == pytest.approx(anat["color_shift_share"], rel=1e-6)
+    assert got["color_shift_share_random"] == anat["color_shift_share_null"]
 
 
 def test_a_second_call_trains_nothing_and_other_configs_are_refused(tiny_bench, monkeypatch):

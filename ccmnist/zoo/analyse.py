@@ -394,7 +394,7 @@ def analyse_all(bench, workdir, selection: dict) -> int:
 
 # ---------------------------------------------------------------- the record and its verdicts
 
-def _stat(values) -> dict:
+def stat_of(values) -> dict:
   """mean, std (ddof 1), n and the per-seed values; None values (not found) kept as None."""
   v = [None if x is None else float(x) for x in values]
   ok = np.asarray([x for x in v if x is not None], np.float64)
@@ -408,8 +408,8 @@ def record(analysis: dict) -> dict:
   out = {"point": analysis["point"], "stimuli": analysis["stimuli"],
          "timing": analysis.get("timing")}
   for k, v in analysis["measures"].items():
-    out[k] = _stat(v)
-    out[f"{k}_null"] = _stat(analysis["null"][k])
+    out[k] = stat_of(v)
+    out[f"{k}_null"] = stat_of(analysis["null"][k])
   return out
 
 
