@@ -47,6 +47,18 @@ def test_exact_sign_flip_p_of_four_positive_differences():
   assert verdicts.sign_flip_p([0.1] * 17) is None  # Beyond MAX_EXACT flips.
 
 
+def test_without_spread_t_is_undefined_and_the_sign_flip_p_decides():
+  # Every seed 4 points ahead: sd 0, so t = mean / 0; of the 2^n flips only ++.. and --.. reach
+  # the mean: p = 2 / 2^n, 0.5 with 2 seeds, 2 / 32 with 5 (not below 0.05 either).
+  two = verdicts.paired_test([0.50, 0.60], [0.54, 0.64])
+  assert two["statistic"] is None and two["test"] == verdicts.NO_SPREAD
+  assert two["p"] == pytest.approx(0.5) and verdicts.decide(two, direction=1)[0] is None
+  five = verdicts.paired_test([0.5] * 5, [0.54] * 5)
+  assert five["p"] == pytest.approx(2 / 32) and verdicts.decide(five, direction=1)[0] is None
+  six = verdicts.paired_test([0.5] * 6, [0.54] * 6)
+  assert six["p"] == pytest.approx(2 / 64) and verdicts.decide(six, direction=1)[0] is True
+
+
 def test_holm_adjusts_step_down_against_hand_values():
   # m = 4 (None does not count): sorted 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06,
   # 0.04 x 1 = 0.04 -> 0.06 (monotone).

@@ -39,29 +39,33 @@ def unresolved(n: int) -> str:
   return f"not resolved with {n} seed{'s' if n != 1 else ''}"
 
 
+NO_SPREAD = "exact sign-flip (no spread across seeds: t undefined)"
+
+
 def _one_sample(d: np.ndarray, *, level: float, alternative: str = "two-sided") -> dict:
-  """t, df, p and the (1 - level) t interval of the mean of d (scipy.stats), n >= 2."""
+  """t, df, p and the (1 - level) t interval of the mean of d (scipy.stats), n >= 2. Without
+  spread (every seed the same difference) t is undefined: the exact sign-flip p stands in."""
   n, mean = d.size, float(d.mean())
   # Rates computed as floats: differences equal up to rounding have no spread at all, where
   # scipy's t would be a ratio of rounding errors.
   if np.ptp(d) <= 1e-12 * max(1.0, abs(mean)):
-    t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-    p_side = {"two-sided": float(mean == 0), "greater": float(mean <= 0),
-              "less": float(mean >= 0)}[alternative]
-    return {"statistic": t, "df": n - 1, "p": p_side, "ci": [mean, mean]}
+    p = sign_flip_p(d, alternative=alternative)
+    return {"test": NO_SPREAD, "statistic": None, "df": n - 1, "p": p, "ci": None,
+            "reason": None if p is not None else f"no spread and over {MAX_EXACT} seeds"}
   r = stats.ttest_1samp(d, 0.0, alternative=alternative)
   half = float(stats.t.ppf(1 - level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
   return {"statistic": float(r.statistic), "df": n - 1, "p": float(r.pvalue),
           "ci": [mean - half, mean + half]}
 
 
-def sign_flip_p(d) -> float | None:
-  """Exact two-sided sign-flip permutation p-value of the mean of d (None beyond MAX_EXACT)."""
+def sign_flip_p(d, *, alternative: str = "two-sided") -> float | None:
+  """Exact sign-flip permutation p-value of the mean of d (every one of the 2^n flips; None
+  beyond MAX_EXACT seeds)."""
   d = np.asarray(d, np.float64)
   if d.size > MAX_EXACT or not np.isfinite(d).all():
     return None
   r = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf,
-                             alternative="two-sided", vectorized=True, axis=-1)
+                             alternative=alternative, vectorized=True, axis=-1)
   return float(r.pvalue)
 
 
@@ -107,13 +111,13 @@ def threshold(values, *, at_least=None, at_most=None, level: float = LEVEL) -> d
 
 def both(first: dict, second: dict) -> dict:
   """Two threshold tests on the same seeds, both required: on the claim's side when both are
-  (p: the larger, an intersection-union test), off it when either is (p: Bonferroni over the
-  parts off it, x2)."""
+  (p: the larger, an intersection-union test), off it when either is (p: twice the smallest p
+  of the parts off it, Bonferroni over the two)."""
   parts = [first, second]
   off = [t for t in parts if t["mean"] < 0]
   ps = [t["p"] for t in (off or parts)]
   p = None if None in ps else (min(1.0, 2 * min(ps)) if off else max(ps))
-  return {"test": "both of " + " and ".join(t["test"] for t in parts), "level": first["level"],
+  return {"test": "both of 2 one-sided tests", "level": first["level"],
           "statistic": None, "df": None, "p": p, "p_exact": None,
           "mean": min(t["mean"] for t in parts),
           "ci": None, "n": first["n"], "values": None, "reason": first["reason"],
@@ -144,6 +148,8 @@ def _stat_text(test: dict) -> str:
   """'paired t(2) = 3.52, p = 0.072' (the parts of a compound test, joined)."""
   if "parts" in test:
     return "; ".join(_stat_text(t) for t in test["parts"])
+  if test["statistic"] is None:
+    return f"{test['test']}, {_p(test['p'])}"
   if test.get("bound") is not None:
     return f"one-sided t({test['df']}) = {test['statistic']:.2f} against {test['bound']:g}, " \
            f"{_p(test['p'])}"
@@ -182,7 +188,7 @@ def decide(test: dict, *, direction: int, adjusted_p=None, family=None, level: f
         f" over {family} comparison{'s' if family != 1 else ''}" if family else "")
     p = adjusted_p
   text += f", {n} seeds"
-  if test.get("p_exact") is not None:
+  if test.get("p_exact") is not None and test["test"] != NO_SPREAD:
     text += f" (exact sign-flip {_p(test['p_exact'])})"
   if mean == 0:
     return None, text + f": no difference, {unresolved(n)}"
@@ -197,8 +203,10 @@ def brief(f: dict) -> str:
   if f.get("p") is None:
     return f.get("strength") or INDICATIVE
   text = _p(f["p"])
-  if f.get("statistic") is not None:  # Else a compound test: its combined p alone.
+  if f.get("statistic") is not None:
     text = f"t({f['df']}) = {f['statistic']:.2f}, " + text
+  elif f.get("test") == NO_SPREAD:
+    text = f"{NO_SPREAD}, {text}"
   if f.get("p_holm") is not None:
     text += ", " + _p(f["p_holm"], "Holm p")
   return text
