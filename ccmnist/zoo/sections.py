@@ -11,6 +11,7 @@ import pathlib
 import numpy as np
 
 from ccmnist.report import markdown
+from ccmnist.report import verdicts
 from ccmnist.zoo import entries
 from ccmnist.zoo import plan
 from ccmnist.zoo import published
@@ -38,20 +39,29 @@ def _entry_of(key: str) -> str:
 
 
 def statement(f: dict, titles: dict) -> str:
-  """One measured statement as a sentence."""
+  """One measured statement as a sentence, with its test and p (Holm-adjusted over its
+  family), or "not resolved with N seeds"."""
   a, b = titles.get(_entry_of(f["a"]), _entry_of(f["a"])), titles.get(_entry_of(f["b"]),
                                                                          _entry_of(f["b"]))
   if f["kind"] == "ratio":
     a, b = f"ERM at {f['a'].split('/')[2]}", f"ERM at {f['b'].split('/')[2]}"
-  d = 100 * f["diff"]["mean"]
-  head = (f"{f['cell']}: {b} {100 * f['b_mean']:.1f}% vs {a} {100 * f['a_mean']:.1f}% "
+  d, n = 100 * f["diff"]["mean"], f["diff"]["n"]
+  metric = f.get("measure", "unbiased").replace("_", "-")
+  head = (f"{f['cell']}, {metric} accuracy ({f['selection']}-selected): {b} "
+          f"{100 * f['b_mean']:.1f}% vs {a} {100 * f['a_mean']:.1f}% "
           f"(they differ in {f['differ_in']})")
+  also = (f" The same two runs stand for {', '.join(f['also'])}." if f.get("also") else "")
+  test = verdicts.brief(f)
+  if f.get("p") is not None:
+    test = f"{'paired ' if f.get('statistic') is not None else ''}{test}"
   if f["holds"] is True:
-    return f"{head}: {b} is ahead by {d:.1f} points ({f['strength']})."
+    return f"{head}: {b} is ahead by {d:.1f} points ({test}).{also}"
   if f["holds"] is False:
-    return f"{head}: {a} is ahead by {-d:.1f} points ({f['strength']})."
-  return (f"{head}: the difference, {d:+.1f} points, is within the seed spread "
-          f"({f['strength']}), so it is not a finding.")
+    return f"{head}: {a} is ahead by {-d:.1f} points ({test}).{also}"
+  if n == 1:
+    return (f"{head}: the difference, {d:+.1f} points, is no finding "
+            f"({f['strength']}).{also}")
+  return f"{head}: the difference, {d:+.1f} points, is {verdicts.unresolved(n)} ({test}).{also}"
 
 
 def _cell_run(res, cell_key: str, entry: str) -> dict:
@@ -183,13 +193,22 @@ def section_statements(res, bench, lines):
     lines += ["No two runs could be compared (missing runs).", ""]
     return
   found = [f for f in fs if f["holds"] is not None]
-  lines += [f"Every sentence compares two runs that differ in one thing, paired over seeds, on "
-            f"group-balanced accuracy; the methods are ranked (leader, runner-up) at their "
-            f"headline selection rules, and each pair is read under one rule (their shared "
-            f"headline rule, else group_val). With {bench.num_seeds} seeds a difference is a "
-            "finding only beyond 2 standard errors of the paired seed differences, and one within "
-            f"the seed spread is said to be no finding. Findings: {len(found)} of {len(fs)} "
-            "comparisons.", ""]
+  families = {}
+  for f in fs:
+    families[f["cell"].split("/")[0]] = f["family"]
+  sizes = ", ".join(f"{p}: {m}" for p, m in families.items())
+  lines += [f"Every sentence compares two runs that differ in one thing, paired over "
+            f"{bench.num_seeds} seed(s) on group-balanced accuracy (the methods ranked at their "
+            "headline selection rules, and each pair read under one rule: their shared headline "
+            "rule, else group_val), by the paired t-test "
+            f"(two-sided, level {verdicts.LEVEL:g}). The pairs are chosen after ranking (the "
+            "leader against the runner-up and ERM, the best method told nothing of the bias "
+            "against ERM, the oracle against the leader); their p-values are Holm-corrected "
+            f"over the section's comparisons of one protocol ({sizes}; the same two runs "
+            "counted once), and a difference is a finding only when its Holm p is below the "
+            "level; otherwise it is not resolved with these seeds (which is no evidence that "
+            "the runs are alike). With one seed there is no test: the sign alone is reported, "
+            f"as indicative. Findings: {len(found)} of {len(fs)} comparisons.", ""]
   by_cell = {}
   for f in fs:
     by_cell.setdefault(f["cell"], []).append(statement(f, titles))
