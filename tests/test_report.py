@@ -41,8 +41,11 @@ def test_table_figure_and_the_made_lines():
   lines = markdown.environment_lines(ENV, "2020-01-01 00:00:00")
   assert lines == ["- jax J, flax F, optax O, Python P, cpu X x2, L.",
                    "- generated 2020-01-01 00:00:00.", ""]
+  assert markdown.environment_lines({**ENV, "code": "abc1234"}, "g")[0] == (
+      "- code: commit abc1234.")
   env = markdown.environment()
-  assert set(env) == set(ENV) and env["device_count"] >= 1
+  assert set(env) == set(ENV) | {"code"} and env["device_count"] >= 1
+  assert env["code"] == "unknown" or len(env["code"].split()[0]) >= 7
 
 
 def test_a_figure_is_linked_only_when_its_file_exists(tmp_path):

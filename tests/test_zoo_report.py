@@ -80,8 +80,8 @@ def test_statements_say_who_is_ahead_by_how_much():
   res = hand_made(bench, VALUES)
   res["findings"] = findings.findings(res, bench)
   text = sections.statement(res["findings"][0], entries.titles_of(bench))
-  assert text.startswith(f"study/cheater/rho0.95: {bench.zoo.groupdro.title} 61.5% vs "
-                         f"{bench.zoo.jtt.title} 40.5%")
+  assert text.startswith(f"study/cheater/rho0.95, group-balanced accuracy (group_val-selected): "
+                         f"{bench.zoo.groupdro.title} 61.5% vs {bench.zoo.jtt.title} 40.5%")
   f = res["findings"][0]
   assert f"is ahead by 21.0 points (paired t(1) = {f['statistic']:.2f}, p = " in text
   assert f"Holm p = {f['p_holm']:.2g})" in text
