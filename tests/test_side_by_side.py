@@ -143,9 +143,10 @@ def test_conv_ops_jax_side_times_the_model_convs_true_derivatives():
     np.testing.assert_allclose(wait(ops[f"{name}_dk_b2"]()), dk, rtol=1e-4, atol=1e-4)
 
 
-def _ours_lff(replicas: int, walls: list, steps: list, rates: list) -> dict:
+def _ours_lff(replicas: int, walls: list, steps: list, rates: list, train_eval=None) -> dict:
   """tools/lff_ours.py's JSON line, by hand."""
   return {"replicas": replicas, "model_epochs": 100, "epoch_wall_s": walls,
+          "epoch_train_eval_s": train_eval or [0.0] * len(walls),
           "epoch_time_s": steps, "train_img_per_s": rates, "train_size": 512}
 
 
@@ -162,18 +163,26 @@ def test_steady_skips_the_first_epoch_unless_it_is_the_only_one():
     sbs.steady([])
 
 
+def test_model_seconds_first_epoch_then_steady_ones_then_once():
+  assert sbs.model_seconds(30.0, 10.0, 100) == 30.0 + 99 * 10.0
+  assert sbs.model_seconds(30.0, 10.0, 100, once=4.0) == 30.0 + 99 * 10.0 + 4.0
+  assert sbs.model_seconds(7.0, 7.0, 1) == 7.0
+
+
 def test_ours_lff_times_are_per_replica_and_per_100_epochs():
-  t = sbs.ours_lff_times(_ours_lff(5, [30.0, 10.0, 12.0, 11.0], [20.0, 8.0, 9.0, 10.0],
-                                   [1.0, 5.0, 7.0, 6.0]))
-  # 100 epochs x the median later epoch / 5 replicas; img/s counts every replica's images.
-  assert t == pytest.approx({"s_per_model": 220.0, "step_s_per_model": 180.0, "img_per_s": 6.0})
+  # The last epoch also evaluated the train split (4 s): out of its median, counted once.
+  t = sbs.ours_lff_times(_ours_lff(5, [30.0, 10.0, 12.0, 15.0], [20.0, 8.0, 9.0, 10.0],
+                                   [1.0, 5.0, 7.0, 6.0], train_eval=[0.0, 0.0, 0.0, 4.0]))
+  # (first 30 + 99 x median(10, 12, 11) + 4) / 5 replicas; steps: 100 x 9 / 5.
+  assert t == pytest.approx({"s_per_model": (30.0 + 99 * 11.0 + 4.0) / 5,
+                             "step_s_per_model": 180.0, "img_per_s": 6.0})
 
 
 def test_theirs_lff_times_count_data_loading_as_training_and_exclude_eval():
   raw = {"model_epochs": 100, "epochs": [_theirs_epoch(50.0, 5.0, 35.0),
                                          _theirs_epoch(40.0, 4.0, 26.0)]}
   t = sbs.theirs_lff_times(raw)
-  assert t == pytest.approx({"s_per_model": 4000.0, "step_s_per_model": 3000.0,
+  assert t == pytest.approx({"s_per_model": 50.0 + 99 * 40.0, "step_s_per_model": 3000.0,
                              "img_per_s": 1000.0 / 30.0})
 
 

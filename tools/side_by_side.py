@@ -30,9 +30,11 @@ per method (erm against their train_vanilla.py, lff against their train.py), one
 with --replicas replicas in one program (tools/lff_ours.py: the run launch.zoo's full profile
 trains, epochs cut to --epochs), the same at 1 replica, and theirs, one model
 (tools/lff_pytorch.py: their DataLoader, MLP, losses and evaluation cadence, on the same number
-of training digits). Compared is seconds per trained model of 100 epochs (each side's median
-epoch after the first x 100; ours divided by its replicas), both for whole epochs (evaluation
-and, ours, checkpoints included) and for the training steps alone, with each side's img/s.
+of training digits). Compared is seconds per trained model of 100 epochs, ours divided by its
+replicas: whole runs (the first epoch as measured, with data and compiling, then 99 times the
+median later epoch, evaluation and, ours, checkpoints included; our last epoch's train-split
+evaluation counted once), and the training steps alone (100 x the median later epoch); with
+each side's img/s. With --epochs=1 the one epoch stands for every epoch (compiling included).
 The ratio theirs / ours splits exactly into replicas (ours at 1 replica / ours at K, per model)
 times one model (theirs / ours at 1 replica); each factor's median and range are over
 alternations.
@@ -158,12 +160,20 @@ def steady(values: list) -> float:
   return statistics.median(values[1:]) if len(values) > 1 else values[0]
 
 
+def model_seconds(first: float, steady_epoch: float, epochs: int, once: float = 0.0) -> float:
+  """Seconds of a run of `epochs` epochs: its measured first epoch (data, compiling, warm-up),
+  then steady epochs, plus what the run does once (`once`)."""
+  return first + (epochs - 1) * steady_epoch + once
+
+
 def ours_lff_times(raw: dict) -> dict:
-  """Per trained model (of raw['model_epochs'] epochs, one of raw['replicas']): whole-epoch and
-  training-step seconds, and img/s over all replicas, from tools/lff_ours.py's JSON line."""
+  """Per trained model of raw['model_epochs'] epochs (one of raw['replicas']): whole seconds
+  (first epoch, later epochs without the last epoch's train-split evaluation, which is added
+  once), training-step seconds, and img/s over all replicas; from tools/lff_ours.py's line."""
   k, n = raw["replicas"], raw["model_epochs"]
-  return {"s_per_model": n * steady(raw["epoch_wall_s"]) / k,
-          "step_s_per_model": n * steady(raw["epoch_time_s"]) / k,
+  walls = [w - t for w, t in zip(raw["epoch_wall_s"], raw["epoch_train_eval_s"])]
+  whole = model_seconds(walls[0], steady(walls), n, once=sum(raw["epoch_train_eval_s"]))
+  return {"s_per_model": whole / k, "step_s_per_model": n * steady(raw["epoch_time_s"]) / k,
           "img_per_s": steady(raw["train_img_per_s"])}
 
 
@@ -171,8 +181,9 @@ def theirs_lff_times(raw: dict) -> dict:
   """The same from tools/lff_pytorch.py's JSON line (one model): its training steps are the
   data loading and the step, as ours count their shuffle and batch gathering."""
   n, epochs = raw["model_epochs"], raw["epochs"]
+  walls = [e["wall_s"] for e in epochs]
   train_s = [e["data_s"] + e["step_s"] for e in epochs]
-  return {"s_per_model": n * steady([e["wall_s"] for e in epochs]),
+  return {"s_per_model": model_seconds(walls[0], steady(walls), n),
           "step_s_per_model": n * steady(train_s),
           "img_per_s": steady([e["images"] / t for e, t in zip(epochs, train_s)])}
 
