@@ -22,7 +22,8 @@ colored_mnist settings.
     the weight l_b / (l_b + l_d + 1e-8), loss GCE_b.mean() + (W * CE_d).mean(), and the NaN checks
     (each a .item()). vanilla: one MLP, mean CE.
   * Every 10 steps the scalars their SummaryWriter logs are computed (EMA variance and std over the
-    training set, aligned and skewed means) but not written (no tensorboard here); every
+    training set, aligned and skewed means) but not written (no tensorboard here, and no tqdm
+    progress bars); every
     `valid_freq` steps, from step 0, each network is evaluated on valid with util.py's
     MultiDimAverageMeter (a Python loop over the batch's samples).
 Their valid_freq is 235 = the steps of one epoch of their 60,000 digits; here it is the steps of
