@@ -131,15 +131,24 @@ def cell_groups(run: dict, way: str = "val") -> str:
   return " / ".join(fmt(sel["measures"].get(k)) for k in ("aligned", "conflicting", "test_hard"))
 
 
-def cell_selections(run: dict, measure: str = RANK_MEASURE) -> str:
-  """`measure` under each selection rule (and each one's λ, for a grid)."""
+def point_label(sel: dict, labels: dict) -> str:
+  """A selected grid point: its λ, and its family member's label when it is one's."""
+  entry = sel.get("entry")
+  return f"{sel['lam']:g}" + (f" {labels[entry]}" if labels.get(entry) else "")
+
+
+def cell_selections(run: dict, measure: str = RANK_MEASURE, *,
+                    labels: dict | None = None) -> str:
+  """`measure` under each selection rule (and each one's λ, for a grid; labels: {family
+  member: its label})."""
   text = _status_text(run)
   if text:
     return text
   sels = [_sel(run, w) for w in SELECTION_TITLES]
   accs = " · ".join(fmt(s["measures"].get(measure)) if s else "n/a" for s in sels)
-  if len(run.get("lam_grid") or ()) > 1:
-    accs += " (λ " + " · ".join(f"{s['lam']:g}" if s else "n/a" for s in sels) + ")"
+  if len(run.get("lam_grid") or ()) > 1 or any(s and s.get("entry") for s in sels):
+    accs += " (λ " + " · ".join(point_label(s, labels or {}) if s else "n/a"
+                                for s in sels) + ")"
   return accs
 
 
@@ -288,8 +297,10 @@ def section_cells(res, bench, lines):
       lines += ["**Group-balanced accuracy under every rule: " +
                 " · ".join(f"`{w}`" for w in SELECTION_TITLES) +
                 "** (and the λ each chose, for grids of more than one point)", ""]
+      labels = {n: bench.zoo[n].get("label", "") for n in bench.zoo}
       lines += table(header, [[_label(bench, n)] + [
-          cell_selections(_cell_run(res, c, n)) for c in cell_keys] for n in shown])
+          cell_selections(_cell_run(res, c, n), labels=labels) for c in cell_keys]
+          for n in shown])
       section_published(res, bench, protocol, lines)
 
 
@@ -437,8 +448,12 @@ def section_methods(res, bench, lines):
     e = bench.zoo[n]
     m = entries.method_of(bench, n)
     needs = f"; needs the `{e.needs}` run" if e.needs else ""
-    rows.append([e.title, f"`{e.loss}`{needs}", entries.knows(bench, n), m.lam_means,
-                 ", ".join(f"{g:g}" for g in e.lam_grid), m.paper or "—"])
+    grid = ", ".join(f"{g:g}" for g in e.lam_grid)
+    for member in plan.members_of(bench, n):  # The family's other grids, each labelled.
+      grid += (f"; {bench.zoo[member].label or member}: "
+               + ", ".join(f"{g:g}" for g in bench.zoo[member].lam_grid))
+    rows.append([e.title, f"`{e.loss}`{needs}", entries.knows(bench, n), m.lam_means, grid,
+                 m.paper or "—"])
   lines += table(["method", "loss", "knows", "λ means", "λ grid", "paper"], rows)
 
 
