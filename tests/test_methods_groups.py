@@ -136,6 +136,31 @@ def test_groupdro_initial_weights_and_adjustment_from_the_split():
   assert value == pytest.approx(np.log(10) * 1.0, rel=1e-5)
 
 
+def test_groupdro_l2_adds_torchs_coupled_weight_decay_to_the_loss():
+  """l2: the loss plus 0.5 * l2 * ||params||^2, its gradient plus l2 * params (the paper's
+  SGD weight_decay); q moves as without it; l2 = 0 is bit-identical to the plain loss."""
+  rng = np.random.default_rng(1)
+  z = rng.normal(size=(4, 10))
+  batch = {"labels": jnp.asarray([0, 1, 1, 3]), "aligned": jnp.asarray([True, False, True, True])}
+  extra = {"q": jnp.full(20, 1 / 20, jnp.float32), "adjustment": jnp.zeros(20)}
+  plain = call(groupdro.METHOD, z, batch, lam=0.3, extra=extra)
+  zero = call(groupdro.METHOD, z, batch, lam=0.3, extra=extra, settings={"l2": 0.0})
+  assert plain[0] == zero[0] and np.array_equal(plain[3], zero[3])
+  value, aux, new, grad = call(groupdro.METHOD, z, batch, lam=0.3, extra=extra,
+                               settings={"l2": 0.5})
+  z32 = np.asarray(z, np.float32).astype(np.float64)
+  assert value - plain[0] == pytest.approx(0.25 * np.sum(z32 ** 2), rel=1e-5)
+  assert float(aux["penalty"]) == pytest.approx(0.25 * np.sum(z32 ** 2), rel=1e-5)
+  np.testing.assert_allclose(grad - plain[3], 0.5 * z32, rtol=1e-4, atol=1e-6)
+  np.testing.assert_array_equal(new["q"], plain[2]["q"])
+
+
+def test_groupdro_negative_l2_refused():
+  c = tiny_config("groupdro", l2=-1.0)
+  with pytest.raises(ValueError, match="l2 must be >= 0"):
+    groupdro.check(c, settings=methods.settings_of(c))
+
+
 # ---------------------------------------------------------------- reweighting, sampling
 
 def test_group_weights_by_hand():
