@@ -289,6 +289,16 @@ def test_vrex_penalty_is_the_variance_of_environment_risks(lam, step, divisor):
   assert value == pytest.approx((risks.mean() + weight * np.var(risks)) / divisor, rel=1e-4)
 
 
+def test_irm_family_warmup_is_the_papers_share_of_the_run():
+  """IRM's code switches its penalty on at step 190 of 501, V-REx's at 100 of 501: the same
+  share of a 100-epoch and a 10-epoch protocol; a method without a fraction keeps its epochs."""
+  bench = irm.METHOD.benchmark
+  assert [bench.warmup_of(e) for e in (100, 10, 2, 1)] == [38, 4, 1, 1]
+  assert [vrex.METHOD.benchmark.warmup_of(e) for e in (100, 10)] == [20, 2]
+  assert groupdro.METHOD.benchmark.warmup_of(100) == 0
+  assert max(irm.IRM_GRID) > 9e4 and set(irm.IRM_QUICK_GRID) <= set(irm.IRM_GRID)
+
+
 def tiny_config(name, **settings):
   c = common.train_config("tiny")
   c.data.train_size = 128

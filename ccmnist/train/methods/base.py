@@ -65,6 +65,9 @@ class Benchmark:
 
   title: its row in the report. grid: its lambda grid in the full profile; quick_grid: in the
   quick and tiny ones (None: the full grid). warmup_epochs: config.loss.warmup_epochs.
+  warmup_fraction: when > 0, the warmup as a share of the run's epochs instead (warmup_of), for
+  a method whose paper switches a term on at a point of its training (IRM's code: step 190 of
+  501), the same share whatever the protocol's epoch count.
   needs: the benchmark entry whose run (same cell, data and seeds) is trained first: the run a
   refit refits, or the one whose workdir goes into the method's `reference` setting.
   """
@@ -72,7 +75,16 @@ class Benchmark:
   grid: tuple = (0.0,)
   quick_grid: tuple | None = None
   warmup_epochs: int = 0
+  warmup_fraction: float = 0.0
   needs: str = ""
+
+  def warmup_of(self, epochs: int) -> int:
+    """config.loss.warmup_epochs of a run of `epochs` epochs: round(warmup_fraction x epochs),
+    at least 1 and less than epochs when the fraction is set (the term is on for part of the
+    run), else warmup_epochs."""
+    if self.warmup_fraction <= 0:
+      return self.warmup_epochs
+    return min(max(round(self.warmup_fraction * epochs), 1), max(epochs - 1, 1))
 
   def grid_of(self, size: str) -> tuple:
     """The lambda grid of a profile ('full', 'quick' or 'tiny')."""
