@@ -50,7 +50,7 @@ SIZES = {
                  test_size=100),
 }
 def _entry(loss, grid=(0.0,), *, title="", settings=None, data=None, needs="", needs_setting="",
-           warmup_epochs=0, epochs_fraction=1.0, knows="", oracle=False):
+           warmup_epochs=0, epochs_fraction=1.0, knows="", oracle=False, family="", label=""):
   """One entry of the benchmark's table.
 
   loss: its config.loss.name (a method of the registry; its kind, methods.Method.kind, says
@@ -61,14 +61,18 @@ def _entry(loss, grid=(0.0,), *, title="", settings=None, data=None, needs="", n
   run's workdir ('' when none does); warmup_epochs: config.loss.warmup_epochs; epochs_fraction:
   the share of the protocol's epochs the run trains (an identification run's early stop);
   knows: what it knows about the bias when not its method's `knows` (data overrides know
-  something too); oracle: it knows what no practitioner does (the report ranks it apart).
+  something too); oracle: it knows what no practitioner does (the report ranks it apart);
+  family: the entry whose row this one's grid extends (a second hyper-parameter: Group DRO's L2
+  strength, JTT's identification epochs): trained with it, selected together with it (select
+  picks over both grids), never a row of its own; label: how its points are told apart from
+  the family's others ('L2 0.01').
   """
   return ml_collections.ConfigDict(dict(
       loss=loss, lam_grid=tuple(float(g) for g in grid), title=title or loss,
       settings=ml_collections.ConfigDict(settings or {}),
       data=ml_collections.ConfigDict(data or {}), needs=needs, needs_setting=needs_setting,
       warmup_epochs=warmup_epochs, epochs_fraction=epochs_fraction, knows=knows,
-      oracle=oracle))
+      oracle=oracle, family=family, label=label))
 
 
 # Methods that know what no practitioner does, ranked apart from the others: random recoloring

@@ -589,6 +589,7 @@ def test_attack_suite_report_and_findings():
   assert any("| cheater | 63.75 | 10.0% | 20.0 | 50.0% | 25.0% |" == line for line in cert)
   rows = attack_suite.findings(att)
   assert [r["holds"] for r in rows] == [True, True]  # Differences far beyond the noise.
+  assert all(r["p"] is None and r["family"] == 0 for r in rows)  # One replica: no test.
   assert all("masking check failed: counterfactual grey" in r["measured"] for r in rows)
   assert all(r["runs"] == ["counterfactual@0", "counterfactual"] and r["seeds"] == 1
              for r in rows)

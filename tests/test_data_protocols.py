@@ -144,6 +144,35 @@ def test_lff_config_defaults_and_errors():
                       noise_sigma=0.02)
 
 
+def test_lff_quotas_by_hand():
+  """25 examples of class 3 at rho 0.8, LfF's make_attr_labels by hand: color 3's share 0.8,
+  each other's 0.2 / 9; 25 x running sums 0.56, 1.11, 1.67, 21.67, 22.22, 22.78, 23.33, 23.89,
+  24.44, 25 round to 1, 1, 2, 22, 22, 23, 23, 24, 24, 25, whose differences are the counts."""
+  np.testing.assert_array_equal(splits.color_quotas(25, 3, 0.8, np.arange(10)),
+                                [1, 0, 1, 20, 0, 1, 0, 1, 0, 1])
+  labels = np.array([3] * 25 + [0] * 7)
+  colors = splits.quota_colors(labels, 0.8, np.random.default_rng(0))
+  np.testing.assert_array_equal(np.bincount(colors[:25], minlength=10),
+                                [1, 0, 1, 20, 0, 1, 0, 1, 0, 1])
+  np.testing.assert_array_equal(np.bincount(colors[25:], minlength=10),
+                                splits.color_quotas(7, 0, 0.8, np.arange(10)))
+  other = splits.quota_colors(labels, 0.8, np.random.default_rng(1))
+  assert not np.array_equal(other, colors)  # Which examples: the split's random order.
+
+
+def test_lff_train_split_holds_each_class_quota_of_conflicting_examples():
+  cfg = _lff_cfg(rho_train=0.95)
+  tr = splits.get_splits(cfg)["train"]
+  for y in range(10):
+    rows = tr["labels"] == y
+    n = int(rows.sum())
+    conflicting = int((~tr["aligned"][rows]).sum())
+    assert conflicting == n - splits.color_quotas(n, y, 0.95, np.arange(10))[y], y
+    assert abs(conflicting - round(n * 0.05)) <= 1
+    np.testing.assert_array_equal(np.bincount(tr["colors"][rows], minlength=10),
+                                  splits.color_quotas(n, y, 0.95, np.arange(10)))
+
+
 # ---------------------------------------------------------------- grayscale
 
 def test_to_grayscale_floors_the_channel_mean():

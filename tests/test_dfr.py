@@ -88,6 +88,46 @@ def test_fit_matches_known_logistic_regression_answers(mode, monkeypatch):
   assert ce(2) < ce(0) and ce(3) < ce(1)
 
 
+def test_l1_fit_zeroes_irrelevant_features_at_the_l1_optimum():
+  """Feature 0 decides the class, features 1-3 are noise: L1 sets their weights to exactly 0
+  (where L2 keeps them), and the fit meets the L1 optimality conditions: on the standardized
+  features the CE gradient of a nonzero weight is -reg * sign(w), of a zero one at most reg."""
+  rng = np.random.default_rng(3)
+  y = rng.integers(0, 2, (1, 200))
+  x = rng.normal(size=(1, 200, 4)).astype(np.float32) * [1, 2, 1, 3] + [0, 1, -2, 5]
+  x[..., 0] += 3.0 * y
+  reg = 0.05
+  kernel, bias = dfr.fit_heads(x, y, (reg,), num_classes=2, steps=500, penalty="l1")
+  np.testing.assert_array_equal(kernel[0, 1:], 0.0)
+  assert np.all(np.abs(kernel[0, 0]) > 0.1)
+  l2_kernel, _ = dfr.fit_heads(x, y, (reg,), num_classes=2, steps=100, penalty="l2")
+  assert np.abs(l2_kernel[0, 1:]).max() > 1e-3
+  mean, std = dfr.standardizer(jnp.asarray(x[0]))
+  z = (x[0] - mean) / std
+  head = (kernel[0] * std[:, None], bias[0] + mean @ kernel[0])
+  grad = jax.grad(dfr.objective)(head, z, y[0], 0.0)  # The CE's gradient alone.
+  w, gw = np.asarray(head[0]), np.asarray(grad[0])
+  np.testing.assert_allclose(gw[w != 0], -reg * np.sign(w[w != 0]), atol=2e-4)
+  assert np.all(np.abs(gw[w == 0]) <= reg + 2e-4)
+  np.testing.assert_allclose(grad[1], 0.0, atol=2e-4)  # The bias: not penalized.
+
+
+def test_averaged_fit_is_the_mean_of_the_single_fits():
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(2, 3, 40, 5)).astype(np.float32) + rng.normal(size=(2, 3, 1, 5))
+  y = rng.integers(0, 3, (2, 3, 40))
+  regs = (0.01, 0.1)
+  kernel, bias = dfr.fit_averaged(x, y, regs, num_classes=3, steps=50, penalty="l1")
+  assert kernel.shape == (4, 5, 3) and bias.shape == (4, 3)
+  singles = [dfr.fit_heads(x[:, j], y[:, j], regs, num_classes=3, steps=50, penalty="l1")
+             for j in range(3)]
+  np.testing.assert_allclose(kernel, np.mean([k for k, _ in singles], axis=0), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(bias, np.mean([b for _, b in singles], axis=0), rtol=1e-5,
+                             atol=1e-6)
+  assert not np.allclose(singles[0][0], singles[1][0])  # The subsets' fits differ.
+
+
 # ---------------------------------------------------------------- the workdir
 
 @pytest.fixture(scope="module", name="base")
@@ -105,7 +145,8 @@ def fixture_base(tmp_path_factory):
 
 def test_refit_writes_a_training_workdir_that_changes_only_the_head(base, tmp_path):
   base_dir, c = base
-  results = dfr.refit(base_dir, tmp_path / "dfr", reg_grid=(0.1, 0.001), steps=30)
+  results = dfr.refit(base_dir, tmp_path / "dfr", reg_grid=(0.1, 0.001), steps=30,
+                      num_subsets=2)
   out = tmp_path / "dfr"
   config = runs.load_config(out)
   assert config.dfr.base == str(base_dir.resolve()) and tuple(config.dfr.reg_grid) == (0.1, 0.001)
@@ -144,21 +185,23 @@ def test_refit_writes_a_training_workdir_that_changes_only_the_head(base, tmp_pa
   for rows in refit["rows"]:
     counts = groups.group_counts(held["labels"][rows], held["aligned"][rows])
     assert len(set(counts.tolist())) == 1 and counts[0] >= 1
-  assert not np.array_equal(refit["rows"][0], refit["rows"][1])
+  assert refit["rows"].shape[0] == 2 * 2  # Row s * 2 + j: seed s's subset j.
+  assert len({r.tobytes() for r in refit["rows"]}) == 4  # Each seed and subset its own draw.
 
   # Finished: returned at once, not refit (a fit would fail here).
   def no_fit(*a, **k):
     raise AssertionError("refit again")
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(dfr, "fit_heads", no_fit)
-    assert dfr.refit(base_dir, out, reg_grid=(0.1, 0.001), steps=30) == results
+    assert dfr.refit(base_dir, out, reg_grid=(0.1, 0.001), steps=30, num_subsets=2) == results
   with pytest.raises(ValueError, match="different config"):
     dfr.refit(base_dir, out, reg_grid=(0.1,), steps=30)
 
 
 def test_refit_depends_on_the_balanced_subset_only(base, tmp_path, monkeypatch):
   base_dir, c = base
-  fit = lambda name: (dfr.refit(base_dir, tmp_path / name, reg_grid=(0.01,), steps=30),
+  fit = lambda name: (dfr.refit(base_dir, tmp_path / name, reg_grid=(0.01,), steps=30,
+                                num_subsets=1),
                       dict(np.load(tmp_path / name / "refit.npz")))[1]
   first = fit("a")
   real = splits_lib.get_splits(c.data)
@@ -183,6 +226,43 @@ def test_refit_depends_on_the_balanced_subset_only(base, tmp_path, monkeypatch):
   assert not np.allclose(other["kernel"][0], first["kernel"][0])
 
 
+def test_refit_reads_only_its_held_out_subsets(base, tmp_path, monkeypatch):
+  """The fit's inputs are the features of the rows of its balanced subsets of val_balanced, J
+  per seed, and nothing else: a train split made different leaves the heads as they were."""
+  base_dir, c = base
+  real = splits_lib.get_splits(c.data)
+  seen = []
+  real_fit = dfr.fit_averaged
+
+  def spy(x, labels, *a, **k):
+    seen.append((np.asarray(x), np.asarray(labels)))
+    return real_fit(x, labels, *a, **k)
+  monkeypatch.setattr(dfr, "fit_averaged", spy)
+  dfr.refit(base_dir, tmp_path / "a", reg_grid=(0.01,), num_subsets=3, steps=20)
+  first = dict(np.load(tmp_path / "a" / "refit.npz"))
+  rows, held = first["rows"], real["val_balanced"]
+  assert rows.shape[0] == 2 * 3 and len({r.tobytes() for r in rows}) == 6
+  (x, labels), = seen
+  assert x.shape[:3] == (2, 3, rows.shape[1])
+  np.testing.assert_array_equal(labels.reshape(6, -1), held["labels"][rows])
+  model, params, _ = runs.load_run(base_dir, replica=None)
+  for i, r in enumerate(rows):  # Seed i // 3's features of exactly those held-out rows.
+    p = jax.tree_util.tree_map(lambda a, s=i // 3: a[s], params)
+    want = dfr.head_features(model, p, jnp.asarray(held["images"][r]))
+    np.testing.assert_allclose(x.reshape(6, *x.shape[2:])[i], want, rtol=1e-5, atol=1e-5)
+
+  def other_train(cfg, **kw):
+    out = {k: dict(v) for k, v in real.items()}
+    out["train"]["images"] = 255 - out["train"]["images"]
+    out["train"]["labels"] = (out["train"]["labels"] + 1) % 10
+    return out
+  monkeypatch.setattr(splits_lib, "get_splits", other_train)
+  dfr.refit(base_dir, tmp_path / "b", reg_grid=(0.01,), num_subsets=3, steps=20)
+  second = dict(np.load(tmp_path / "b" / "refit.npz"))
+  np.testing.assert_array_equal(second["kernel"], first["kernel"])
+  np.testing.assert_array_equal(second["rows"], rows)
+
+
 def test_refit_refuses_bad_arguments(base, tmp_path):
   base_dir, _ = base
   with pytest.raises(ValueError, match="reg_grid must be a non-empty"):
@@ -193,6 +273,10 @@ def test_refit_refuses_bad_arguments(base, tmp_path):
     dfr.refit(base_dir, tmp_path / "x", reg_grid=(0.1,), split="val_unbiased")
   with pytest.raises(ValueError, match="per_group must be >= 1"):
     dfr.refit(base_dir, tmp_path / "x", reg_grid=(0.1,), per_group=0)
+  with pytest.raises(ValueError, match="penalty must be one of"):
+    dfr.refit(base_dir, tmp_path / "x", reg_grid=(0.1,), penalty="l0")
+  with pytest.raises(ValueError, match="num_subsets"):
+    dfr.refit(base_dir, tmp_path / "x", reg_grid=(0.1,), num_subsets=0)
   with pytest.raises(ValueError, match="the base run's own"):
     dfr.refit(base_dir, base_dir, reg_grid=(0.1,))
   assert not (tmp_path / "x").exists()

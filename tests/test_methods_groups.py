@@ -136,6 +136,31 @@ def test_groupdro_initial_weights_and_adjustment_from_the_split():
   assert value == pytest.approx(np.log(10) * 1.0, rel=1e-5)
 
 
+def test_groupdro_l2_adds_torchs_coupled_weight_decay_to_the_loss():
+  """l2: the loss plus 0.5 * l2 * ||params||^2, its gradient plus l2 * params (the paper's
+  SGD weight_decay); q moves as without it; l2 = 0 is bit-identical to the plain loss."""
+  rng = np.random.default_rng(1)
+  z = rng.normal(size=(4, 10))
+  batch = {"labels": jnp.asarray([0, 1, 1, 3]), "aligned": jnp.asarray([True, False, True, True])}
+  extra = {"q": jnp.full(20, 1 / 20, jnp.float32), "adjustment": jnp.zeros(20)}
+  plain = call(groupdro.METHOD, z, batch, lam=0.3, extra=extra)
+  zero = call(groupdro.METHOD, z, batch, lam=0.3, extra=extra, settings={"l2": 0.0})
+  assert plain[0] == zero[0] and np.array_equal(plain[3], zero[3])
+  value, aux, new, grad = call(groupdro.METHOD, z, batch, lam=0.3, extra=extra,
+                               settings={"l2": 0.5})
+  z32 = np.asarray(z, np.float32).astype(np.float64)
+  assert value - plain[0] == pytest.approx(0.25 * np.sum(z32 ** 2), rel=1e-5)
+  assert float(aux["penalty"]) == pytest.approx(0.25 * np.sum(z32 ** 2), rel=1e-5)
+  np.testing.assert_allclose(grad - plain[3], 0.5 * z32, rtol=1e-4, atol=1e-6)
+  np.testing.assert_array_equal(new["q"], plain[2]["q"])
+
+
+def test_groupdro_negative_l2_refused():
+  c = tiny_config("groupdro", l2=-1.0)
+  with pytest.raises(ValueError, match="l2 must be >= 0"):
+    groupdro.check(c, settings=methods.settings_of(c))
+
+
 # ---------------------------------------------------------------- reweighting, sampling
 
 def test_group_weights_by_hand():
@@ -262,6 +287,16 @@ def test_vrex_penalty_is_the_variance_of_environment_risks(lam, step, divisor):
   assert float(aux["penalty"]) == pytest.approx(np.var(risks), rel=1e-4)
   weight = lam if step >= 5 else 1.0
   assert value == pytest.approx((risks.mean() + weight * np.var(risks)) / divisor, rel=1e-4)
+
+
+def test_irm_family_warmup_is_the_papers_share_of_the_run():
+  """IRM's code switches its penalty on at step 190 of 501, V-REx's at 100 of 501: the same
+  share of a 100-epoch and a 10-epoch protocol; a method without a fraction keeps its epochs."""
+  bench = irm.METHOD.benchmark
+  assert [bench.warmup_of(e) for e in (100, 10, 2, 1)] == [38, 4, 1, 1]
+  assert [vrex.METHOD.benchmark.warmup_of(e) for e in (100, 10)] == [20, 2]
+  assert groupdro.METHOD.benchmark.warmup_of(100) == 0
+  assert max(irm.IRM_GRID) > 9e4 and set(irm.IRM_QUICK_GRID) <= set(irm.IRM_GRID)
 
 
 def tiny_config(name, **settings):

@@ -66,7 +66,7 @@ def test_jtt_upweights_exactly_the_reference_errors(reference):
   np.testing.assert_array_equal(reference_lib.init_extra(c2, split)["errors"],
                                 preds != split["labels"][None])
 
-  # The loss: mean(w * CE) / mean_train(w), w = lam on the errors, 1 elsewhere.
+  # The loss: the plain mean CE (lambda_up acts through the data, epoch_pool).
   model = models.get_model("cheater", num_classes=10)
   params = models.init_params(model, jax.random.key(0), (28, 28, 3))
   rows = np.concatenate([np.flatnonzero(want)[:3], np.flatnonzero(~want)[:5]])
@@ -78,12 +78,54 @@ def test_jtt_upweights_exactly_the_reference_errors(reference):
   ce = np.asarray(losses.cross_entropy(
       logits=model.apply({"params": params}, batch["images"]), labels=batch["labels"],
       reduction="none"))
-  w = np.array([4.0] * 3 + [1.0] * 5)
-  mean_w = (4.0 * want.sum() + (~want).sum()) / 128
-  assert float(value) == pytest.approx(np.mean(w * ce) / mean_w, rel=1e-5)
+  assert float(value) == pytest.approx(ce.mean(), rel=1e-5)
   assert float(aux["upweighted"]) == pytest.approx(3 / 8)
   assert float(aux["ce"]) == pytest.approx(ce.mean(), rel=1e-5)
-  np.testing.assert_array_equal(extra["errors"], errors[0])  # Fixed weights: sliceable.
+  np.testing.assert_array_equal(extra["errors"], errors[0])  # Fixed: sliceable.
+
+
+def jtt_pool_case(grid=(2.0, 3.0)):
+  """12 train rows, rows 1, 4, 5, 9 and 10 errors of the one seed's reference: the config
+  (batch 4, so an epoch is 3 steps, 12 items) and epoch_pool's (pool, sizes)."""
+  c = tiny_config("jtt", grid=grid, lock=False, reference="unused")
+  c.train.batch_size = 4
+  errors = np.zeros(12, bool)
+  errors[[1, 4, 5, 9, 10]] = True
+  reps = runs.replicas(c)
+  return c, errors, jtt.epoch_pool(c, None, {"errors": np.tile(errors, (len(reps), 1))}, reps)
+
+
+def test_jtt_pool_repeats_each_error_lambda_up_times():
+  c, errors, (pool, sizes) = jtt_pool_case()
+  assert pool.dtype == np.int32 and sizes.tolist() == [12 + 5 * 1, 12 + 5 * 2]
+  assert pool.shape == (2, 22)
+  for r, lam in enumerate((2, 3)):  # Each replica its own lambda_up.
+    counts = np.bincount(pool[r, :sizes[r]], minlength=12)
+    np.testing.assert_array_equal(counts, np.where(errors, lam, 1))
+  with pytest.raises(ValueError, match="integer >= 1"):
+    jtt_pool_case(grid=(2.5,))
+  with pytest.raises(ValueError, match="integer >= 1"):
+    jtt.check(tiny_config("jtt", grid=(1.0, 2.5), reference="x"), settings={})
+
+
+def test_jtt_stream_passes_are_permutations_of_the_pool():
+  """Epochs of N // batch steps cross passes: the stream's items [p * M, (p + 1) * M) are a
+  permutation of the pool (M its size), each pass in its own order."""
+  c, _, (pool, sizes) = jtt_pool_case()
+  stream = np.concatenate([np.asarray(loop.epoch_orders(c, e, 12, 3, pool=(pool, sizes)))
+                           .reshape(2, -1) for e in range(1, 8)], axis=1)  # 84 items each.
+  for r in range(2):
+    m = int(sizes[r])
+    want = np.sort(pool[r, :m])
+    passes = [stream[r, p * m:(p + 1) * m] for p in range(84 // m)]
+    for items in passes:
+      np.testing.assert_array_equal(np.sort(items), want)
+    assert not np.array_equal(passes[0], passes[1])
+  # A replica's stream is that of a run of its own (the other replica's pool is wider).
+  single, _, single_pool = jtt_pool_case(grid=(2.0,))
+  np.testing.assert_array_equal(
+      loop.epoch_orders(single, 2, 12, 3, pool=single_pool)[0],
+      loop.epoch_orders(c, 2, 12, 3, pool=(pool, sizes))[0])
 
 
 def test_jtt_refuses_a_mismatched_reference(reference, tmp_path):
@@ -99,7 +141,7 @@ def test_jtt_refuses_a_mismatched_reference(reference, tmp_path):
     reference_lib.load(tiny_config("jtt", lam=4.0, reference=str(tmp_path)))
   with pytest.raises(ValueError, match="needs a reference run: set config.loss.settings.ref"):
     runs.check_config(tiny_config("jtt", lam=4.0))
-  with pytest.raises(ValueError, match="lambda_up, >= 1"):
+  with pytest.raises(ValueError, match="lambda_up, an integer >= 1"):
     runs.check_config(tiny_config("jtt", lam=0.5, reference=str(ref)))
   # A missing reference fails before anything is written.
   c = tiny_config("jtt", lam=4.0, reference=str(tmp_path / "nope"))

@@ -10,6 +10,7 @@ from ccmnist.report import collect
 from ccmnist.report import findings
 from ccmnist.report import markdown
 from ccmnist.report import sections
+from ccmnist.report import verdicts
 from ccmnist.util import stats
 from configs import study as study_config
 
@@ -40,8 +41,11 @@ def test_table_figure_and_the_made_lines():
   lines = markdown.environment_lines(ENV, "2020-01-01 00:00:00")
   assert lines == ["- jax J, flax F, optax O, Python P, cpu X x2, L.",
                    "- generated 2020-01-01 00:00:00.", ""]
+  assert markdown.environment_lines({**ENV, "code": "abc1234"}, "g")[0] == (
+      "- code: commit abc1234.")
   env = markdown.environment()
-  assert set(env) == set(ENV) and env["device_count"] >= 1
+  assert set(env) == set(ENV) | {"code"} and env["device_count"] >= 1
+  assert env["code"] == "unknown" or len(env["code"].split()[0]) >= 7
 
 
 def test_a_figure_is_linked_only_when_its_file_exists(tmp_path):
@@ -90,16 +94,29 @@ def test_budget_and_verdict_differences_with_another_study():
 
 def test_render_writes_every_finding_and_the_made_section_from_the_record_alone(tmp_path):
   study = study_config.get_config("tiny")
-  found = findings.finding("claim A", "rule A", ["r"], "measured A", [[0.95]],
-                           lambda: (True, "1 seed: indicative"))
-  missing = findings.finding("claim B", "rule B", ["r"], "n/a", [None], lambda: (True, ""))
+  rows, tests = zip(
+      findings.finding("claim A", "rule A", ["r"], "measured A", [[0.95]],
+                       lambda: verdicts.threshold([0.95], at_least=0.9), seeds=[[0]]),
+      findings.finding("claim B", "rule B", ["r"], "n/a", [None], lambda: 1 / 0),
+      findings.finding("claim C", "rule C", ["r", "s"], "measured C", [[0.1, 0.2, 0.3]] * 2,
+                       lambda: verdicts.paired_test([0.1, 0.2, 0.3], [0.3, 0.3, 0.5])))
+  found, missing, paired = verdicts.judge(list(rows), list(tests))
   assert missing["holds"] is None and missing["strength"] == "not measured"
-  res = {"runs": {}, "model_selection": {}, "findings": [found, missing],
+  assert found["run_seeds"] == [[0]] and found["p"] is None  # One seed: no test.
+  assert paired["family"] == 1 and paired["p_holm"] == pytest.approx(paired["p"])  # p 0.038.
+  assert paired["holds"] is True and paired["df"] == 2 and paired["test"] == "paired t"
+  unresolved = verdicts.judge([rows[2], rows[2]], [tests[2], (
+      verdicts.paired_test([0.1, 0.2, 0.3], [0.3, 0.3, 0.5]), -1, None)])[0]
+  assert unresolved["holds"] is None and unresolved["p_holm"] == pytest.approx(2 * paired["p"])
+  res = {"runs": {}, "model_selection": {}, "findings": [found, missing, unresolved],
          "stages": {"report": {"seconds": 0.5}}, "environment": ENV,
          "generated": "2020-01-01 00:00:00"}
   md = sections.render(res, study, tmp_path)  # An empty workdir: nothing is read from it.
   assert "| claim A | rule A | r | measured A | holds (1 seed: indicative) |" in md
   assert "| claim B | rule B | r | n/a | not measured |" in md
+  assert ("| measured C | paired t(2) = 5.00, p = 0.038, Holm-adjusted p = 0.075 over 2 "
+          "comparisons, 3 seeds (exact sign-flip p = 0.25): not resolved with 3 seeds |") in md
+  assert "Holm" in md and "2 standard errors" not in md
   assert "## 1. The cheater" not in md  # No run, no section.
   assert "- jax J, flax F, optax O, Python P, cpu X x2, L." in md
   assert "| report | 0.5 |" in md and "| total | 0.5 |" in md

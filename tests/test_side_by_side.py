@@ -141,3 +141,96 @@ def test_conv_ops_jax_side_times_the_model_convs_true_derivatives():
     np.testing.assert_allclose(wait(ops[f"{name}_fwd_b2"]()), y, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(wait(ops[f"{name}_dx_b2"]()), dx, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(wait(ops[f"{name}_dk_b2"]()), dk, rtol=1e-4, atol=1e-4)
+
+
+def _ours_lff(replicas: int, walls: list, steps: list, rates: list, train_eval=None) -> dict:
+  """tools/lff_ours.py's JSON line, by hand."""
+  return {"replicas": replicas, "model_epochs": 100, "epoch_wall_s": walls,
+          "epoch_train_eval_s": train_eval or [0.0] * len(walls),
+          "epoch_time_s": steps, "train_img_per_s": rates, "train_size": 512}
+
+
+def _theirs_epoch(wall: float, data: float, step: float, images: int = 1000) -> dict:
+  return {"wall_s": wall, "data_s": data, "step_s": step, "eval_s": wall - data - step,
+          "images": images}
+
+
+def test_steady_skips_the_first_epoch_unless_it_is_the_only_one():
+  assert sbs.steady([30.0, 10.0, 12.0, 11.0]) == 11.0
+  assert sbs.steady([30.0, 10.0]) == 10.0
+  assert sbs.steady([7.0]) == 7.0
+  with pytest.raises(ValueError, match="No epoch"):
+    sbs.steady([])
+
+
+def test_model_seconds_first_epoch_then_steady_ones_then_once():
+  assert sbs.model_seconds(30.0, 10.0, 100) == 30.0 + 99 * 10.0
+  assert sbs.model_seconds(30.0, 10.0, 100, once=4.0) == 30.0 + 99 * 10.0 + 4.0
+  assert sbs.model_seconds(7.0, 7.0, 1) == 7.0
+
+
+def test_ours_lff_times_are_per_replica_and_per_100_epochs():
+  # The last epoch also evaluated the train split (4 s): out of its median, counted once.
+  t = sbs.ours_lff_times(_ours_lff(5, [30.0, 10.0, 12.0, 15.0], [20.0, 8.0, 9.0, 10.0],
+                                   [1.0, 5.0, 7.0, 6.0], train_eval=[0.0, 0.0, 0.0, 4.0]))
+  # (first 30 + 99 x median(10, 12, 11) + 4) / 5 replicas; steps: 100 x 9 / 5.
+  assert t == pytest.approx({"s_per_model": (30.0 + 99 * 11.0 + 4.0) / 5,
+                             "step_s_per_model": 180.0, "img_per_s": 6.0})
+
+
+def test_theirs_lff_times_count_data_loading_as_training_and_exclude_eval():
+  raw = {"model_epochs": 100, "epochs": [_theirs_epoch(50.0, 5.0, 35.0),
+                                         _theirs_epoch(40.0, 4.0, 26.0)]}
+  t = sbs.theirs_lff_times(raw)
+  assert t == pytest.approx({"s_per_model": 50.0 + 99 * 40.0, "step_s_per_model": 3000.0,
+                             "img_per_s": 1000.0 / 30.0})
+
+
+def test_lff_factors_split_the_ratio_into_replicas_times_one_model():
+  ours_k = [{"s": 10.0}, {"s": 20.0}]
+  ours_1 = [{"s": 40.0}, {"s": 40.0}]
+  theirs = [{"s": 200.0}, {"s": 100.0}]
+  f = sbs.lff_factors(ours_k, ours_1, theirs, "s")
+  assert f["ratio"] == pytest.approx([20.0, 5.0])
+  assert f["replicas"] == pytest.approx([4.0, 2.0])
+  assert f["one_model"] == pytest.approx([5.0, 2.5])
+  for r, k, o in zip(f["ratio"], f["replicas"], f["one_model"]):
+    assert r == pytest.approx(k * o)
+  with pytest.raises(ValueError, match="pair"):
+    sbs.lff_factors(ours_k, ours_1[:1], theirs, "s")
+
+
+def test_lff_summary_and_table_by_hand():
+  # Two alternations: ours at K=4 takes 10 and 20 s per model, at K=1 40 and 40, theirs 200, 100.
+  def times(s):
+    return {"s_per_model": s, "step_s_per_model": s / 2, "img_per_s": 1000.0 / s}
+
+  ours_k, ours_1, theirs = map(lambda v: [times(x) for x in v],
+                               ([10.0, 20.0], [40.0, 40.0], [200.0, 100.0]))
+  s = sbs.lff_summary(ours_k, ours_1, theirs)
+  whole = s["s_per_model"]
+  assert (whole["ours"], whole["ours_1"], whole["theirs"]) == (15.0, 40.0, 150.0)
+  assert whole["ratio"] == pytest.approx({"median": 12.5, "min": 5.0, "max": 20.0})
+  assert whole["replicas"] == pytest.approx({"median": 3.0, "min": 2.0, "max": 4.0})
+  assert s["step_s_per_model"]["ratio"] == whole["ratio"]  # Both sides halved.
+  assert s["img_per_s"] == pytest.approx({"ours": 75.0, "ours_1": 25.0, "theirs": 7.5})
+  lines = sbs.format_lff_table({"lff / lff": s}, n=2, replicas=4).splitlines()
+  assert "K=4" in lines[0] and "2 alternations" in lines[0]
+  assert lines[2] == ("| lff / lff, whole epochs | 15 | 40 | 150 | 12.50 (5.00-20.00) | "
+                      "3.00 (2.00-4.00) | 3.75 (2.50-5.00) |")
+  assert lines[-1] == "| lff / lff | 75 | 25 | 8 |"
+
+
+def test_lff_ours_makes_the_zoo_run_with_k_replicas_and_cut_epochs():
+  spec = importlib.util.spec_from_file_location("lff_ours", _PATH.parent / "lff_ours.py")
+  lff_ours = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(lff_ours)
+  m = lff_ours._import_ccmnist()  # pylint: disable=protected-access
+  bench = lff_ours.bench_config(m["zoo_config"], replicas=3, epochs=2)
+  full = m["zoo_config"].build("full")
+  for entry in lff_ours.ENTRIES:
+    c = m["plan"].run_config(bench, m["plan"].Run("lff", "lff_mlp", 0.01, entry), "/nonexistent")
+    assert len(m["runs"].replicas(c)) == 3 and c.train.epochs == 2
+    assert c.data.train_size == full.protocols.lff.data.train_size
+    assert c.train.batch_size == full.protocols.lff.train.batch_size
+    assert c.loss.name == entry

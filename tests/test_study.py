@@ -129,7 +129,8 @@ def _res(hard: dict, easy, attack: dict, lams: dict | None = None) -> dict:
     lam = lams.get(name, 0.0)
     by_lam = by_lam if isinstance(by_lam, dict) else {lam: by_lam}
     runs[name] = {"downstream_lam": lam, "grid": [
-        {"lam": g, "accuracy": {"test_hard": {"values": v}, "test_easy": {"values": easy}}}
+        {"lam": g, "seeds": list(range(len(v))),
+         "accuracy": {"test_hard": {"values": v}, "test_easy": {"values": easy}}}
         for g, v in by_lam.items()]}
   models = {m: {"sweep": {"epsilons": [5.0, 12.75], "success_argmax": [0.0, a],
                           "success_prob": [0.0, pr]}, "min_eps": {"median": me}}
@@ -174,38 +175,27 @@ def test_findings_turn_when_the_controls_do_as_well():
 def test_findings_with_seeds_need_more_than_their_spread():
   noisy = _res({"cheater": [0.06, 0.07, 0.05], "erm_adam": [0.05, 0.30, 0.02],
                 "erm_momentum": [0.05, 0.06, 0.07],
-                "counterfactual": {0.0: [0.2, 0.22, 0.18], 0.5: [0.8, 0.82, 0.78]}},
+                "counterfactual": {0.0: [0.2, 0.22, 0.18], 0.5: [0.8, 0.83, 0.77]}},
                [0.95, 0.94, 0.96], {})
   got = holds(noisy)
-  assert got["cf vs its lambda 0"] is True  # +0.6 on every seed.
-  assert got["optimizer moves erm"] is None  # Differences -0.01, +0.23, -0.03: within 2 SE.
+  assert got["cf vs its lambda 0"] is True  # +0.60, +0.61, +0.59: t(2) = 104.
+  # Differences -0.01, +0.23, -0.03: mean 0.0633, sd 0.1457, t(2) = 0.75, p 0.53.
+  assert got["optimizer moves erm"] is None
   f = report_lib.findings(noisy)[6]
-  assert f["seeds"] == 3 and "within 2 SE" in f["strength"]
+  assert f["seeds"] == 3 and f["strength"].endswith("not resolved with 3 seeds")
+  assert f["df"] == 2 and f["p"] == pytest.approx(0.53, abs=0.01)
+  assert f["run_seeds"] == [[0, 1, 2], [0, 1, 2]]
+  # One family: the 6 claims with a test (the 2 not measured and the attack suite's apart).
+  assert f["family"] == 6 and f["p_holm"] >= f["p"]
   assert got["gp vs its lambda 0"] is None and got["attack argmax"] is None  # Not measured.
   assert report_lib.findings(noisy)[3]["strength"] == "not measured"
 
 
-def test_paired_difference_and_its_two_standard_errors():
-  d = verdicts.paired_difference([0.1, 0.2, 0.3], [0.3, 0.3, 0.5])
-  assert d["values"] == pytest.approx([0.2, 0.1, 0.2])
-  assert d["mean"] == pytest.approx(0.5 / 3)
-  assert d["se"] == pytest.approx(np.std([0.2, 0.1, 0.2], ddof=1) / np.sqrt(3))
-  assert verdicts.decide(d, direction=1)[0] is True  # 0.167 > 2 * 0.033
-  assert verdicts.decide(d, direction=-1)[0] is False
-  assert verdicts.decide(verdicts.paired_difference([0.0, 0.0], [0.1, -0.1]),
-                         direction=1)[0] is None
-  assert verdicts.decide(verdicts.paired_difference([0.5], [0.4]), direction=-1) == (
-      True, verdicts.INDICATIVE)
-  assert verdicts.decide(verdicts.paired_difference([0.5], [0.5]), direction=1)[0] is None
-  with pytest.raises(ValueError, match="paired"):
-    verdicts.paired_difference([0.1, 0.2], [0.1])
-
-
 def test_an_attack_that_never_succeeds_counts_as_the_largest_budget():
-  d = verdicts.paired_difference([8.0, float("inf")], [float("inf"), float("inf")])
+  d = verdicts.paired_test([8.0, float("inf")], [float("inf"), float("inf")])
   assert d["values"] == [float("inf"), 0.0]
-  assert d["se"] == float("inf") and verdicts.decide(d, direction=1)[0] is None
-  assert verdicts.decide(verdicts.paired_difference([8.0], [float("inf")]), direction=1)[0]
+  assert d["p"] is None and verdicts.decide(d, direction=1)[0] is None
+  assert verdicts.decide(verdicts.paired_test([8.0], [float("inf")]), direction=1)[0]
 
 
 def test_each_model_is_attacked_on_data_colored_as_it_was_trained(tiny_study):

@@ -10,6 +10,7 @@ import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from ccmnist import models
@@ -82,6 +83,62 @@ def test_study_settings():
 STATELESS = [n for n, m in methods.METHODS.items() if m.kind == "train"
              and set(m.batch_keys) <= {"images", "labels", "cf_images"}
              and m.init_extra is methods.base.no_extra]
+
+
+def optim_cfg(name, *, wd, momentum=0.0, lr=0.1):
+  c = tiny(**{"optim.name": name, "optim.lr": lr, "optim.momentum": momentum,
+              "optim.weight_decay": wd})
+  return c.optim
+
+
+def optim_steps(tx, w0, grad_fn, n):
+  """n steps of tx from w0 (a float32 scalar) on grad_fn: the params after each."""
+  w, state, out = jnp.float32(w0), tx.init(jnp.float32(w0)), []
+  for _ in range(n):
+    updates, state = tx.update(grad_fn(w), state, w)
+    w = optax.apply_updates(w, updates)
+    out.append(float(w))
+  return out
+
+
+# The loss 0.5 * (w - 3.1)^2 from w = 3: its gradient is w - 3.1 = -0.1, so without decay every
+# optimizer moves w up; with PyTorch's coupled decay wd = 0.1 the gradient it steps on is
+# -0.1 + 0.1 * 3 = 0.2, so w moves down.
+QUAD_GRAD = lambda w: w - 3.1
+
+
+def test_optim_weight_decay_is_pytorchs_coupled_l2():
+  """sgd, sgd with momentum and adam take weight_decay as torch.optim.SGD / Adam do."""
+  wd, lr = 0.1, 0.1
+  # SGD: w1 = 3 - lr * (-0.1 + 0.3) = 2.98; w2 = 2.98 - lr * (2.98 - 3.1 + 0.298) = 2.9622.
+  np.testing.assert_allclose(optim_steps(optim.make_optimizer(optim_cfg("sgd", wd=wd), 2), 3.0,
+                                         QUAD_GRAD, 2), [2.98, 2.9622], rtol=1e-6)
+  # Momentum 0.9 (dampening 0): buf1 = 0.2, w1 = 2.98; d2 = 2.98 - 3.1 + 0.298 = 0.178,
+  # buf2 = 0.9 * 0.2 + 0.178 = 0.358, w2 = 2.98 - 0.0358 = 2.9442.
+  np.testing.assert_allclose(optim_steps(optim.make_optimizer(
+      optim_cfg("sgd", wd=wd, momentum=0.9), 2), 3.0, QUAD_GRAD, 2), [2.98, 2.9442], rtol=1e-6)
+  # Adam (b1 0.9, b2 0.999, eps 1e-8): step 1 g = 0.2, m = 0.02, v = 4e-5, m^ = 0.2, v^ = 0.04,
+  # w1 = 3 - lr * 0.2 / (0.2 + eps) = 2.9. Step 2: g = 2.9 - 3.1 + 0.29 = 0.09,
+  # m = 0.018 + 0.009 = 0.027, v = 0.999 * 4e-5 + 0.001 * 0.0081 = 4.8060e-5,
+  # m^ = 0.027 / 0.19, v^ = 4.8060e-5 / 0.001999; w2 = w1 - lr * m^ / (sqrt(v^) + eps).
+  m_hat, v_hat = 0.027 / 0.19, (0.999 * 4e-5 + 0.001 * 0.0081) / (1 - 0.999 ** 2)
+  w2 = 2.9 - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+  np.testing.assert_allclose(optim_steps(optim.make_optimizer(optim_cfg("adam", wd=wd), 2), 3.0,
+                                         QUAD_GRAD, 2), [2.9, w2], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,momentum,plain", [
+    ("sgd", 0.0, lambda lr: optax.sgd(lr)), ("sgd", 0.9, lambda lr: optax.sgd(lr, momentum=0.9)),
+    ("adam", 0.0, optax.adam)])
+def test_optim_without_weight_decay_is_unchanged(name, momentum, plain):
+  """weight_decay 0: the same optimizer state and bit-identical updates as before it applied."""
+  tx = optim.make_optimizer(optim_cfg(name, wd=0.0, momentum=momentum), 3)
+  ref = plain(0.1)
+  assert (jax.tree_util.tree_structure(tx.init(jnp.float32(3.0)))
+          == jax.tree_util.tree_structure(ref.init(jnp.float32(3.0))))
+  assert optim_steps(tx, 3.0, QUAD_GRAD, 3) == optim_steps(ref, 3.0, QUAD_GRAD, 3)
+  assert optim_steps(tx, 3.0, QUAD_GRAD, 1) != optim_steps(
+      optim.make_optimizer(optim_cfg(name, wd=0.1, momentum=momentum), 3), 3.0, QUAD_GRAD, 1)
 
 
 @pytest.mark.parametrize("loss_name", STATELESS)

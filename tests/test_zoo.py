@@ -341,9 +341,11 @@ def test_comparisons_are_findings_only_beyond_the_seed_spread():
   assert behind["holds"] is False
   noisy = report.compare(_res({a: [0.30, 0.50, 0.40], b: [0.45, 0.35, 0.42]}), a, b,
                          differ_in="the method", kind="lead")
-  assert noisy["holds"] is None and "within 2 SE" in noisy["strength"]
+  # Differences +0.15, -0.15, +0.02: mean 0.0067, sd 0.150, t(2) = 0.077, p 0.95.
+  assert noisy["holds"] is None and noisy["strength"].endswith("not resolved with 3 seeds")
+  assert noisy["df"] == 2 and noisy["p"] == pytest.approx(0.95, abs=0.01)
   text = report.statement({**noisy, "cell": "study/cheater/rho0.99"}, {"groupdro": "Group DRO"})
-  assert "within the seed spread" in text and "not a finding" in text
+  assert "is not resolved with 3 seeds (paired t(2) = 0.08, p = 0.95" in text
   assert report.compare(_res({a: [0.3]}), a, b, differ_in="", kind="lead") is None
 
 

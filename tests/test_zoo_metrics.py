@@ -93,3 +93,49 @@ def test_group_labelled_examples_seen_come_from_the_config():
   assert seen("dfr") == d.val_balanced_size + d.val_unbiased_size
   assert (d.train_size, d.val_unbiased_size, d.val_balanced_size) == (10_000, 500, 1_000)
   assert entries.group_labels_seen(bench, "lff", "groupdro", rule="val") == d.train_size
+
+
+def _family_bench():
+  """The tiny benchmark with a second Group DRO grid (L2 0.01) as a family member."""
+  c = zoo_config.build("tiny")
+  c.zoo.groupdro_l2 = zoo_config._entry("groupdro", (0.5,), title="Group DRO, L2 0.01",
+                                        settings={"l2": 0.01}, family="groupdro",
+                                        label="L2 0.01")
+  c.methods = "erm,groupdro"
+  return c
+
+
+def test_a_family_trains_with_its_row_and_is_selected_over_both_grids(tmp_path):
+  from ccmnist.util import io  # pylint: disable=g-import-not-at-top
+  from ccmnist.zoo import plan  # pylint: disable=g-import-not-at-top
+  from ccmnist.zoo import stages  # pylint: disable=g-import-not-at-top
+  bench = _family_bench()
+  assert plan.method_entries(bench) == ("erm", "groupdro")
+  assert plan.entry_order(bench) == ("erm", "groupdro", "groupdro_l2")
+  run = plan.Run("lff", "lff_mlp", 0.05, "groupdro")
+  grids = {"groupdro": [_point(0, [0.9, 0.9], [0.1, 0.1], [0.3, 0.3])],
+           "groupdro_l2": [_point(0, [0.8, 0.8], [0.6, 0.5], [0.7, 0.6])]}
+  for entry, grid in grids.items():
+    io.write_json(plan.run_dir(tmp_path, plan.Run("lff", "lff_mlp", 0.05, entry))
+                  / evaluate.EVAL_FILE, {"grid": grid})
+  got = select.select(stages.family_grid(bench, tmp_path, run))
+  assert {w: s["entry"] for w, s in got.items()} == {
+      "val": "groupdro", "group_val": "groupdro_l2", "oracle": "groupdro_l2"}
+  # A run without a family keeps its own points, entry None.
+  io.write_json(plan.run_dir(tmp_path, plan.Run("lff", "lff_mlp", 0.05, "erm"))
+                / evaluate.EVAL_FILE, {"grid": grids["groupdro"]})
+  own = stages.family_grid(bench, tmp_path, plan.Run("lff", "lff_mlp", 0.05, "erm"))
+  assert [p["entry"] for p in own] == [None]
+  assert stages.family_grid(bench, tmp_path, plan.Run("lff", "lff_mlp", 0.02, "erm")) is None
+
+
+def test_a_family_member_is_not_a_row_and_must_extend_a_row():
+  from ccmnist.zoo import plan  # pylint: disable=g-import-not-at-top
+  bench = _family_bench()
+  bench.methods = "erm,groupdro_l2"
+  with pytest.raises(ValueError, match="a grid of the 'groupdro' entry: name that entry"):
+    plan.method_entries(bench)
+  bench = _family_bench()
+  bench.zoo.groupdro_l2.family = "groupdro_x"
+  with pytest.raises(ValueError, match="family='groupdro_x' must name an entry"):
+    plan.check_entry(bench, "groupdro_l2")

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from ccmnist.report import verdicts
 from ccmnist.zoo import collect
 from ccmnist.zoo import entries
 from ccmnist.zoo import evaluate
@@ -65,6 +66,10 @@ def test_findings_compare_the_leader_erm_the_best_told_nothing_and_the_oracle():
   assert all(f["holds"] is True and f["cell"] == "study/cheater/rho0.95" for f in got)
   assert all(f["measure"] == "group_balanced" for f in got)
   assert got[0]["diff"]["mean"] == pytest.approx(0.21)
+  # One protocol, one family of 4: each p Holm-adjusted over the 4 (2 seeds: paired t, df 1).
+  assert all(f["family"] == 4 and f["df"] == 1 and f["test"] == "paired t" for f in got)
+  assert [f["p_holm"] for f in got] == pytest.approx(verdicts.holm([f["p"] for f in got]))
+  assert got[0]["a_values"] == VALUES["jtt"] and got[0]["b_values"] == VALUES["groupdro"]
   # A run without numbers leaves its comparisons out.
   fewer = findings.findings(hand_made(bench, {"erm": VALUES["erm"]}), bench)
   assert fewer == []
@@ -75,12 +80,41 @@ def test_statements_say_who_is_ahead_by_how_much():
   res = hand_made(bench, VALUES)
   res["findings"] = findings.findings(res, bench)
   text = sections.statement(res["findings"][0], entries.titles_of(bench))
-  assert text.startswith(f"study/cheater/rho0.95: {bench.zoo.groupdro.title} 61.5% vs "
-                         f"{bench.zoo.jtt.title} 40.5%")
-  assert "is ahead by 21.0 points" in text
+  assert text.startswith(f"study/cheater/rho0.95, group-balanced accuracy (group_val-selected): "
+                         f"{bench.zoo.groupdro.title} 61.5% vs {bench.zoo.jtt.title} 40.5%")
+  f = res["findings"][0]
+  assert f"is ahead by 21.0 points (paired t(1) = {f['statistic']:.2f}, p = " in text
+  assert f"Holm p = {f['p_holm']:.2g})" in text
   lines = []
   sections.section_statements(res, bench, lines)
   assert "Findings: 4 of 4 comparisons." in lines[2]
+  assert "chosen after ranking" in lines[2] and "Holm-corrected" in lines[2]
+  assert "(study: 4;" in lines[2]
+  # Three noisy seeds: the leader's 2 points are not resolved.
+  noisy = hand_made(bench, {"erm": [0.20, 0.22, 0.21], "groupdro": [0.60, 0.40, 0.55],
+                            "jtt": [0.45, 0.50, 0.54]})
+  lead = findings.findings(noisy, bench)[0]
+  assert lead["kind"] == "lead" and lead["holds"] is None
+  text = sections.statement(lead, entries.titles_of(bench))
+  assert "is not resolved with 3 seeds (paired t(2) = " in text and "Holm p = " in text
+
+
+def test_identical_runs_in_two_cells_are_one_comparison():
+  bench = small_bench()
+  with bench.unlocked():
+    bench.ratios = (0.01, 0.05)
+  res = {"runs": {}}
+  for ratio, erm in ((0.01, [0.10, 0.12]), (0.05, [0.20, 0.22])):
+    cell = plan.Run("study", "cheater", ratio, "").cell
+    # The same two color-blind runs at every ratio (their data differ only in color).
+    res["runs"].update({f"{cell}/erm": _run(erm), f"{cell}/groupdro": _run([0.80, 0.81]),
+                        f"{cell}/grayscale": _run([0.90, 0.93])})
+  got = findings.findings(res, bench)
+  oracle = [f for f in got if f["kind"] == "oracle"]
+  assert len(oracle) == 1 and oracle[0]["also"] == [
+      "study/cheater/rho0.95/groupdro vs study/cheater/rho0.95/grayscale"]
+  # 2 cells x (lead, oracle) + the ratio comparison, less the duplicate: 4 in the family.
+  assert len(got) == 4 and all(f["family"] == 4 for f in got)
 
 
 def test_cells_say_why_a_run_has_no_number():

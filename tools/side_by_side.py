@@ -4,6 +4,7 @@
       --json_out=/tmp/ccmnist/side_by_side.json
   python tools/side_by_side.py --ops ...         # each conv op alone (conv_ops.py)
   python tools/side_by_side.py --real_epoch ...  # launch.train epochs on the quick config
+  python tools/side_by_side.py --lff --replicas=5 ...  # the zoo's lff protocol vs LfF's loop
 
 Each of `--repeats` alternations runs one JAX process then one PyTorch process (each measuring
 every workload `--inner_repeats` times interleaved and reporting medians), so a load change
@@ -23,6 +24,20 @@ once to a temporary file. Compared is each process's median img/s over its epoch
 first (launch.train's metrics.jsonl train_img_per_s: the epoch's steps, its shuffle and batch
 gathering included, evaluation excluded); the first epoch, which includes compiling (JAX) or
 warm-up, is reported apart.
+
+--lff alternates the debiasing benchmark's lff protocol with its authors' own training loop:
+per method (erm against their train_vanilla.py, lff against their train.py), one run of ours
+with --replicas replicas in one program (tools/lff_ours.py: the run launch.zoo's full profile
+trains, epochs cut to --epochs), the same at 1 replica, and theirs, one model
+(tools/lff_pytorch.py: their DataLoader, MLP, losses and evaluation cadence, on the same number
+of training digits). Compared is seconds per trained model of 100 epochs, ours divided by its
+replicas: whole runs (the first epoch as measured, with data and compiling, then 99 times the
+median later epoch, evaluation and, ours, checkpoints included; our last epoch's train-split
+evaluation counted once), and the training steps alone (100 x the median later epoch); with
+each side's img/s. With --epochs=1 the one epoch stands for every epoch (compiling included).
+The ratio theirs / ours splits exactly into replicas (ours at 1 replica / ours at K, per model)
+times one model (theirs / ours at 1 replica); each factor's median and range are over
+alternations.
 """
 
 import argparse
@@ -38,6 +53,11 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BASELINE = REPO / "tools" / "pytorch_baseline.py"
 CONV_OPS = REPO / "tools" / "conv_ops.py"
+LFF_OURS = REPO / "tools" / "lff_ours.py"
+LFF_THEIRS = REPO / "tools" / "lff_pytorch.py"
+# --lff: our benchmark entry -> the mode (their script) it is compared with.
+LFF_PAIRS = (("erm", "vanilla"), ("lff", "lff"))
+LFF_KEYS = ("s_per_model", "step_s_per_model")
 SPEED_FILE = "speed.json"  # What launch.speed writes into its --workdir.
 TRAIN_WORKLOADS = tuple(f"{loss}_b{b}" for loss in ("erm", "gradient_penalty", "consistency")
                         for b in (64, 256))
@@ -133,6 +153,85 @@ def format_table(s: dict, *, n: int, ops: bool = False) -> str:
   return "\n".join(lines)
 
 
+def steady(values: list) -> float:
+  """The median of the epochs after the first (compiling, warm-up), or the only epoch's."""
+  if not values:
+    raise ValueError("No epoch measured; --epochs must be at least 1.")
+  return statistics.median(values[1:]) if len(values) > 1 else values[0]
+
+
+def model_seconds(first: float, steady_epoch: float, epochs: int, once: float = 0.0) -> float:
+  """Seconds of a run of `epochs` epochs: its measured first epoch (data, compiling, warm-up),
+  then steady epochs, plus what the run does once (`once`)."""
+  return first + (epochs - 1) * steady_epoch + once
+
+
+def ours_lff_times(raw: dict) -> dict:
+  """Per trained model of raw['model_epochs'] epochs (one of raw['replicas']): whole seconds
+  (first epoch, later epochs without the last epoch's train-split evaluation, which is added
+  once), training-step seconds, and img/s over all replicas; from tools/lff_ours.py's line."""
+  k, n = raw["replicas"], raw["model_epochs"]
+  walls = [w - t for w, t in zip(raw["epoch_wall_s"], raw["epoch_train_eval_s"])]
+  whole = model_seconds(walls[0], steady(walls), n, once=sum(raw["epoch_train_eval_s"]))
+  return {"s_per_model": whole / k, "step_s_per_model": n * steady(raw["epoch_time_s"]) / k,
+          "img_per_s": steady(raw["train_img_per_s"])}
+
+
+def theirs_lff_times(raw: dict) -> dict:
+  """The same from tools/lff_pytorch.py's JSON line (one model): its training steps are the
+  data loading and the step, as ours count their shuffle and batch gathering."""
+  n, epochs = raw["model_epochs"], raw["epochs"]
+  walls = [e["wall_s"] for e in epochs]
+  train_s = [e["data_s"] + e["step_s"] for e in epochs]
+  return {"s_per_model": model_seconds(walls[0], steady(walls), n),
+          "step_s_per_model": n * steady(train_s),
+          "img_per_s": steady([e["images"] / t for e, t in zip(epochs, train_s)])}
+
+
+def lff_factors(ours_k: list, ours_1: list, theirs: list, key: str) -> dict:
+  """Per alternation, from paired lists of *_lff_times dicts: 'ratio' theirs / ours (seconds
+  per model; above 1: ours faster) = 'replicas' (ours at 1 replica / ours at K) x 'one_model'
+  (theirs / ours at 1 replica)."""
+  if not len(ours_k) == len(ours_1) == len(theirs):
+    raise ValueError(f"{len(ours_k)}, {len(ours_1)} and {len(theirs)} runs (ours at K, ours at "
+                     "1, theirs); they pair by alternation.")
+  return {"ratio": [t[key] / o[key] for o, t in zip(ours_k, theirs)],
+          "replicas": [o1[key] / o[key] for o, o1 in zip(ours_k, ours_1)],
+          "one_model": [t[key] / o1[key] for o1, t in zip(ours_1, theirs)]}
+
+
+def lff_summary(ours_k: list, ours_1: list, theirs: list) -> dict:
+  """Per LFF_KEYS: each side's median seconds per model and the median and range of each factor
+  of lff_factors; plus each side's median img/s."""
+  med = lambda runs, key: statistics.median(r[key] for r in runs)
+  out = {key: {"ours": med(ours_k, key), "ours_1": med(ours_1, key), "theirs": med(theirs, key),
+               **{f: summarize(v) for f, v in lff_factors(ours_k, ours_1, theirs, key).items()}}
+         for key in LFF_KEYS}
+  out["img_per_s"] = {"ours": med(ours_k, "img_per_s"), "ours_1": med(ours_1, "img_per_s"),
+                      "theirs": med(theirs, "img_per_s")}
+  return out
+
+
+def format_lff_table(s: dict, *, n: int, replicas: int) -> str:
+  """A Markdown table of {method: lff_summary} over `n` alternations."""
+  q = lambda v: f"{v['median']:.2f} ({v['min']:.2f}-{v['max']:.2f})"
+  lines = [f"| method (ours / theirs), s per 100-epoch model | ours, K={replicas} | ours, K=1 | "
+           f"theirs | theirs / ours, median (range), {n} alternations | from replicas (ours "
+           "K=1 / K) | from one model (theirs / ours K=1) |", "|---|---|---|---|---|---|---|"]
+  for method, v in s.items():
+    for key, what in (("s_per_model", "whole epochs"), ("step_s_per_model", "training steps")):
+      r = v[key]
+      lines.append(f"| {method}, {what} | {r['ours']:,.0f} | {r['ours_1']:,.0f} | "
+                   f"{r['theirs']:,.0f} | {q(r['ratio'])} | {q(r['replicas'])} | "
+                   f"{q(r['one_model'])} |")
+  lines += ["", f"| method, training img/s | ours, K={replicas} (all replicas) | ours, K=1 | "
+            "theirs |", "|---|---|---|---|"]
+  for method, v in s.items():
+    i = v["img_per_s"]
+    lines.append(f"| {method} | {i['ours']:,.0f} | {i['ours_1']:,.0f} | {i['theirs']:,.0f} |")
+  return "\n".join(lines)
+
+
 def _run(cmd: list, timeout: float) -> str:
   p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                      check=False)
@@ -193,6 +292,56 @@ def run_torch_epochs(python: str, npz: pathlib.Path, setting: dict, epochs: int,
                                f"--threads={threads}"], timeout))
 
 
+def run_ours_lff(python: str, entry: str, replicas: int, epochs: int, timeout: float) -> dict:
+  return parse_json_line(_run([python, str(LFF_OURS), f"--entry={entry}",
+                               f"--replicas={replicas}", f"--epochs={epochs}"], timeout))
+
+
+def run_theirs_lff(python: str, mode: str, epochs: int, train_size: int, threads: int,
+                   num_workers: int, timeout: float) -> dict:
+  return parse_json_line(_run([python, str(LFF_THEIRS), f"--mode={mode}", f"--epochs={epochs}",
+                               f"--train_size={train_size}", f"--threads={threads}",
+                               f"--num_workers={num_workers}"], timeout))
+
+
+def lff_alternation(a) -> dict:
+  """One alternation of --lff: {entry: (ours at K, ours at 1, theirs)} raw JSON lines."""
+  out = {}
+  for entry, mode in LFF_PAIRS:
+    ours = run_ours_lff(a.jax_python, entry, a.replicas, a.epochs, a.timeout_s)
+    ours_1 = (ours if a.replicas == 1 else
+              run_ours_lff(a.jax_python, entry, 1, a.epochs, a.timeout_s))
+    theirs = run_theirs_lff(a.torch_python, mode, a.epochs, ours["train_size"], a.threads,
+                            a.num_workers, a.timeout_s)
+    out[entry] = (ours, ours_1, theirs)
+  return out
+
+
+def main_lff(a, load_start, t0):
+  """--lff: alternations, the table, the JSON."""
+  raw = []
+  for r in range(a.repeats):
+    raw.append(lff_alternation(a))
+    print(f"alternation {r + 1}/{a.repeats} done, {time.time() - t0:.0f} s", file=sys.stderr)
+  load_end = os.getloadavg()
+  s = {f"{entry} / {mode}": lff_summary([ours_lff_times(x[entry][0]) for x in raw],
+                                        [ours_lff_times(x[entry][1]) for x in raw],
+                                        [theirs_lff_times(x[entry][2]) for x in raw])
+       for entry, mode in LFF_PAIRS}
+  first = raw[0][LFF_PAIRS[0][0]]
+  print(format_lff_table(s, n=a.repeats, replicas=a.replicas))
+  print(f"\n{a.epochs} epoch(s) per process, {first[0]['train_size']} training digits; theirs: "
+        f"{first[2]['num_workers']} DataLoader workers, {first[2]['threads']} threads, "
+        f"{first[2]['data']} digits. load average (1, 5, 15 min): start {load_start}, end "
+        f"{load_end}; {time.time() - t0:.0f} s; torch {first[2]['torch_version']}, "
+        f"jax {first[0]['jax_version']}")
+  if a.json_out:
+    out = pathlib.Path(a.json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(a), "load_start": load_start, "load_end": load_end,
+                               "start_unix": t0, "summary": s, "raw": raw}, indent=1))
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--repeats", type=int, default=5, help="Alternations (JAX then PyTorch).")
@@ -207,19 +356,32 @@ def main(argv=None):
   p.add_argument("--ops", action="store_true", help="Each conv op alone (conv_ops.py).")
   p.add_argument("--real_epoch", action="store_true",
                  help="launch.train epochs on configs/cheater.py:quick against the baseline's.")
-  p.add_argument("--epochs", type=int, default=4, help="Epochs per process for --real_epoch.")
+  p.add_argument("--lff", action="store_true",
+                 help="The zoo's lff protocol (erm, lff) against LfF's own PyTorch loop.")
+  p.add_argument("--replicas", type=int, default=5, help="--lff: our replicas in one program.")
+  p.add_argument("--num_workers", type=int, default=16,
+                 help="--lff: their DataLoader workers (their code: 16).")
+  p.add_argument("--epochs", type=int, default=None,
+                 help="Epochs per process: --real_epoch 4 by default, --lff 2.")
   a = p.parse_args(argv)
+  if a.epochs is None:
+    a.epochs = 2 if a.lff else 4
   a.torch_python = str(pathlib.Path(a.torch_python).expanduser())
   if a.repeats < 1 or a.inner_repeats < 1:
     p.error("--repeats and --inner_repeats must be at least 1.")
-  if a.ops and a.real_epoch:
-    p.error("--ops and --real_epoch are separate measurements; pass one of them.")
+  if a.ops + a.real_epoch + a.lff > 1:
+    p.error("--ops, --real_epoch and --lff are separate measurements; pass one of them.")
+  if a.lff and (a.epochs < 1 or a.replicas < 1 or a.num_workers < 0):
+    p.error("--lff needs --epochs and --replicas of at least 1 and --num_workers >= 0.")
   if a.real_epoch and a.epochs < 2:
     p.error("--epochs must be at least 2: the first includes compiling.")
   if not pathlib.Path(a.torch_python).exists():
     p.error(f"--torch_python {a.torch_python} does not exist; create it as "
             "tools/README.md says.")
   load_start, t0 = os.getloadavg(), time.time()
+  if a.lff:
+    main_lff(a, load_start, t0)
+    return
   jax_raw, torch_raw = [], []
   with tempfile.TemporaryDirectory(prefix="side_by_side_split_") as split_dir:
     npz = pathlib.Path(split_dir) / "train.npz"

@@ -37,7 +37,8 @@ from ccmnist.data import palette as palette_lib
 from ccmnist.util import io
 
 # Bump when the way splits are generated changes, so stale caches are not reused.
-SPLITS_VERSION = 7
+# 8: the 'lff' train split's colors by LfF's exact per-class quotas (quota_colors).
+SPLITS_VERSION = 8
 # Data-config fields that change the arrays (and so the cache key).
 KEY_FIELDS = ("coloring", "rho_train", "rho_test_easy", "rho_test_hard", "noise_sigma",
               "bg_low", "bg_high", "seed", "train_size", "test_size", "val_size",
@@ -132,16 +133,48 @@ def assign_colors(labels, rho: float, rng: np.random.Generator, *, color_class=N
   return np.where(keep, aligned, conflicting).astype(np.int32)
 
 
+def color_quotas(n: int, label: int, rho: float, color_class) -> np.ndarray:
+  """int [num_colors]: how many of a class's n examples get each color, as LfF's
+  make_attr_labels (alinlab/LfF, make_dataset.py) counts them: color c's share is rho (split
+  evenly among the colors that cue the label) or 1 - rho (split evenly among the others), and
+  the counts are the differences of round(n x the shares' running sum) in color order, so they
+  sum to n exactly."""
+  own = np.asarray(color_class) == label
+  share = np.where(own, rho / own.sum(), (1.0 - rho) / max((~own).sum(), 1))
+  milestones = np.round(n * np.cumsum(share)).astype(np.int64)
+  return np.diff(milestones, prepend=0)
+
+
+def quota_colors(labels, rho: float, rng: np.random.Generator, *,
+                 color_class=None) -> np.ndarray:
+  """Colors by LfF's exact per-class quotas (color_quotas), each class's examples dealt to
+  them in a random order; LfF deals them in its dataset's order, which is as arbitrary.
+  A class of n examples holds exactly n - (its own colors' quota) conflicting ones, within
+  one of round(n (1 - rho))."""
+  rho = check_rho(rho)
+  labels = np.asarray(labels).astype(np.int32)
+  color_class = np.arange(palette_lib.NUM_COLORS) if color_class is None else color_class
+  color_class = np.asarray(color_class, np.int64)
+  colors = np.zeros(labels.shape, np.int32)
+  for y in range(int(color_class.max()) + 1):
+    rows = np.flatnonzero(labels == y)
+    counts = color_quotas(rows.size, y, rho, color_class)
+    colors[rows[rng.permutation(rows.size)]] = np.repeat(np.arange(counts.size), counts)
+  return colors
+
+
 def field(cfg, name: str):
   """cfg[name], or FIELD_DEFAULTS[name] for a config saved before the field existed."""
   return cfg.get(name, FIELD_DEFAULTS[name]) if name in FIELD_DEFAULTS else cfg[name]
 
 
-def make_split(grey, labels, rho, rng, *, cfg, palette, with_counterfactuals=False):
+def make_split(grey, labels, rho, rng, *, cfg, palette, with_counterfactuals=False,
+               quotas=False):
   """Colors grey digits with correlation rho; returns the split dict (with counterfactuals, also
-  the grey digits: the train split's `grey`)."""
+  the grey digits: the train split's `grey`). quotas: colors by exact per-class quotas
+  (quota_colors) instead of independent draws (assign_colors)."""
   color_class = spec(cfg).color_class
-  colors = assign_colors(labels, rho, rng, color_class=color_class)
+  colors = (quota_colors if quotas else assign_colors)(labels, rho, rng, color_class=color_class)
   kw = coloring_kwargs(cfg, palette=palette)
   split = dict(images=coloring.colorize(grey, colors, rng, **kw), labels=labels.astype(np.int32),
                colors=colors, aligned=groups.aligned(colors, labels, color_class))
@@ -299,8 +332,9 @@ def build_splits(cfg) -> dict:
   make = lambda g, y, rho, name, **kw: make_split(g, y, rho, rngs[name], cfg=cfg, palette=pal,
                                                   **kw)
   splits = {
+      # LfF's protocol makes its train set's conflicting examples by exact per-class quotas.
       "train": make(train_grey[tr], train_labels[tr], cfg.rho_train, "train",
-                    with_counterfactuals=True),
+                    with_counterfactuals=True, quotas=cfg.coloring == "lff"),
       "test_easy": make(tg, tl, cfg.rho_test_easy, "test_easy"),
       "test_hard": make(tg, tl, cfg.rho_test_hard, "test_hard"),
   }

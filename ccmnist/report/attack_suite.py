@@ -5,7 +5,8 @@ stage's results) returning markdown lines or findings rows.
   certified_section(attack)  certified accuracy against L2 radius (markdown lines)
   findings(attack)           'the debiased model is harder to attack' under the suite's worst
                              case, targeted and untargeted: rows shaped as the report's findings
-                             (claim, rule, runs, seeds, measured, holds, strength)
+                             (claim, rule, runs, seeds, measured, the test's fields, holds,
+                             strength), Holm-corrected as one family
 
 A failed masking check is written beside every verdict that rests on the model it concerns.
 """
@@ -91,26 +92,27 @@ def certified_section(attack: dict) -> list:
   return lines
 
 
-def _row(claim, rule, runs, a, b, *, direction, n_items, attack) -> dict:
-  """A findings row on the paired difference b - a (a the control, b the method)."""
+def _row(claim, rule, runs, a, b, *, direction, n_items, attack, seeds) -> tuple:
+  """(row, test entry) of a findings row on the paired difference b - a (a the control, b the
+  method); the entry is None when either is not measured."""
   measured = f"{runs[0]} {_pct(np.mean(a)) if a else 'n/a'}, {runs[1]} " \
              f"{_pct(np.mean(b)) if b else 'n/a'}"
   failed = [f"{m} {f}" for m in runs for f in failed_checks(attack, m)]
   if failed:
     measured += "; masking check failed: " + "; ".join(failed)
+  row = {"claim": claim, "rule": rule, "runs": runs, "run_seeds": seeds,
+         "seeds": len(a) if a and b else 0, "measured": measured}
   if not a or not b:
-    return {"claim": claim, "rule": rule, "runs": runs, "seeds": 0, "measured": measured,
-            "holds": None, "strength": "not measured"}
+    return row, None
   sampling = verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), n_items)
-  holds, strength = verdicts.decide(verdicts.paired_difference(a, b), direction=direction,
-                                    sampling=sampling)
-  return {"claim": claim, "rule": rule, "runs": runs, "seeds": len(a), "measured": measured,
-          "holds": holds, "strength": strength}
+  return row, (verdicts.paired_test(a, b), direction, sampling)
 
 
 def findings(attack: dict, *, method: str = "counterfactual",
-             control: str = "counterfactual@0") -> list:
-  """Findings rows: the debiased model is harder to attack under the suite's worst case.
+             control: str = "counterfactual@0", seeds=None) -> list:
+  """Findings rows: the debiased model is harder to attack under the suite's worst case,
+  judged as one family (verdicts.judge); seeds: those of the control's and the method's
+  attacked replicas, when known.
 
   One value per replica the stage attacked (the attack stage attacks one replica per model).
   """
@@ -119,15 +121,16 @@ def findings(attack: dict, *, method: str = "counterfactual",
   n = next((m["num_images"] for m in models.values()), None)
   eps = next((m["eps"] for m in models.values()), None)
   runs = [control, method]
-  return [
+  rows, tests = zip(*[
       _row(f"The debiased model is harder to attack (worst case of APGD-CE, APGD-DLR and the "
            f"study's PGD, targeted, ε {eps}): argmax success", f"worst-case targeted success: "
            f"{method} < {control}", runs, get(control, lambda m: m["targeted"]["worst"]),
            get(method, lambda m: m["targeted"]["worst"]), direction=-1, n_items=n,
-           attack=attack),
+           attack=attack, seeds=seeds),
       _row(f"The debiased model is harder to attack (worst case of APGD-CE, APGD-T, Square, "
            f"untargeted, ε {eps}): robust accuracy", f"worst-case robust accuracy: {method} > "
            f"{control}", runs, get(control, lambda m: m["worst_robust_accuracy"]),
            get(method, lambda m: m["worst_robust_accuracy"]), direction=1, n_items=n,
-           attack=attack),
-  ]
+           attack=attack, seeds=seeds),
+  ])
+  return verdicts.judge(list(rows), list(tests))

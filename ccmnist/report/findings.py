@@ -1,7 +1,9 @@
 """The study's qualitative claims, each tested on the collected records (collect.py).
 
-A finding names the runs it compares and the seeds behind it; its verdict follows verdicts.py's
-rule on the paired seed differences.
+A finding names the runs it compares and the seeds behind it; it is tested by verdicts.py
+(the paired t-test of the seed differences, or a one-sample t-test of a claim about one run),
+and the findings of the section form one family, Holm-corrected. The attack suite's findings
+are a family of their own (attack_suite.findings).
 """
 
 import numpy as np
@@ -14,16 +16,38 @@ from ccmnist.report import verdicts
 _pct = markdown.mean_percent
 
 
-def seed_values(res, name: str, key: str, lam=None):
-  """Per-seed values of accuracy `key` of run `name` at grid point `lam` (default the study's),
-  or None when the run (or grid point) is missing."""
+def _point(res, name: str, lam=None):
+  """Grid point `lam` (default the study's) of run `name`, or None."""
   run = res["runs"].get(name)
   if not run:
     return None
-  point = next((p for p in run["grid"] if p["lam"] == (run["downstream_lam"] if lam is None
-                                                       else lam)), None)
+  return next((p for p in run["grid"] if p["lam"] == (run["downstream_lam"] if lam is None
+                                                      else lam)), None)
+
+
+def seed_values(res, name: str, key: str, lam=None):
+  """Per-seed values of accuracy `key` of run `name` at grid point `lam` (default the study's),
+  or None when the run (or grid point) is missing."""
+  point = _point(res, name, lam)
   stat = point and point["accuracy"].get(key)
   return stat and stat.get("values")
+
+
+def run_seeds(res, name: str, lam=None):
+  """The seeds of run `name` at grid point `lam` (default the study's), or None."""
+  point = _point(res, name, lam)
+  return point and point.get("seeds")
+
+
+def model_seeds(res, model: str):
+  """The seeds of a downstream model ('counterfactual' or 'counterfactual@0'), the attacked
+  replica's alone when the attack stage names one, or None."""
+  name, _, lam = model.partition("@")
+  seeds = run_seeds(res, name, float(lam) if lam else None)
+  attacked = ((res.get("attack") or {}).get("runs") or {}).get(model)
+  if not seeds or not attacked:
+    return seeds
+  return [seeds[int(attacked[1]) % len(seeds)]]
 
 
 def attack_values(res, model: str, eps: float) -> dict | None:
@@ -39,39 +63,34 @@ def attack_values(res, model: str, eps: float) -> dict | None:
           "min_eps": [float("inf") if median is None else median]}
 
 
-def finding(claim, rule, runs, measured, values, decision) -> dict:
-  """One findings entry; `values` are the per-seed lists it was decided on (None: missing)."""
+def finding(claim, rule, runs, measured, values, test, *, direction=1, sampling=None,
+            seeds=None) -> tuple:
+  """(row, test entry) of one claim, judged later with its section (verdicts.judge); `values`
+  are the per-seed lists it is decided on (None: missing, then the entry is None), `test` a
+  function returning its verdicts test, `seeds` the seeds of each run in `runs`."""
+  row = {"claim": claim, "rule": rule, "runs": runs, "run_seeds": seeds,
+         "seeds": 0 if any(v is None for v in values) else len(values[0]), "measured": measured}
   if any(v is None for v in values):
-    return {"claim": claim, "rule": rule, "runs": runs, "seeds": 0, "measured": measured,
-            "holds": None, "strength": "not measured"}
-  holds, strength = decision()
-  return {"claim": claim, "rule": rule, "runs": runs, "seeds": len(values[0]),
-          "measured": measured, "holds": holds, "strength": strength}
+    return row, None
+  return row, (test(), direction, sampling)
 
 
-def both(first: tuple, second: tuple) -> tuple:
-  """(holds, strength) of two threshold claims on the same seeds, both required."""
-  return first[0] and second[0], second[1]
-
-
-def compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None):
+def compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None, seeds=None):
   """A finding on the paired difference b - a (a = the control, b = the method); n_items: how
   many test items each rate was measured on (its sampling noise bounds a one-seed verdict)."""
   measured = (f"{runs[0]} {fmt_value(a)}, {runs[1]} {fmt_value(b)}"
               if a is not None and b is not None else "n/a")
-
-  def decision():
-    sampling = (verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), n_items)
-                if n_items else None)
-    return verdicts.decide(verdicts.paired_difference(a, b), direction=direction,
-                           sampling=sampling)
-  return finding(claim, rule, runs, measured, [a, b], decision)
+  sampling = (verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), n_items)
+              if n_items and a is not None and b is not None else None)
+  return finding(claim, rule, runs, measured, [a, b], lambda: verdicts.paired_test(a, b),
+                 direction=direction, sampling=sampling, seeds=seeds)
 
 
 def findings(res) -> list:
   """The study's qualitative claims, each tested between runs that differ in one thing.
 
-  Every entry names the runs it compares (`runs`) and how many seeds stand behind it (`seeds`).
+  Every entry names the runs it compares (`runs`), how many seeds stand behind it (`seeds`)
+  and which (`run_seeds`), and its test (verdicts.judge's fields); the claims form one family.
   The λ = 0 point of a method's grid ('counterfactual@0') is its control: same optimizer, data,
   epochs and seeds. Attacks are judged by scale-free measures (argmax success, median minimal
   ε); the study's target-probability criterion is shown beside.
@@ -80,6 +99,7 @@ def findings(res) -> list:
   n_test = ((res.get("config") or {}).get("data") or {}).get("test_size")
   n_attacked = (res.get("attack") or {}).get("num_images")
   hard = lambda name, lam=None: seed_values(res, name, "test_hard", lam)
+  seeds = lambda name, lam=None: run_seeds(res, name, lam)
   easy = seed_values(res, "cheater", "test_easy")
   cf_lam = (res["runs"].get("counterfactual") or {}).get("downstream_lam")
   gp_lam = (res["runs"].get("gradient_penalty") or {}).get("downstream_lam")
@@ -90,42 +110,47 @@ def findings(res) -> list:
       finding("The cheater learns the color shortcut",
                "cheater: test_easy >= 90% and test_hard <= 50%", ["cheater"],
                f"test_easy {_pct(easy)}, test_hard {_pct(hard('cheater'))}",
-               [easy, hard("cheater")], lambda: both(
+               [easy, hard("cheater")], lambda: verdicts.both(
                    verdicts.threshold(easy, at_least=0.9),
-                   verdicts.threshold(hard("cheater"), at_most=0.5))),
+                   verdicts.threshold(hard("cheater"), at_most=0.5)), seeds=[seeds("cheater")]),
       finding("Counterfactual consistency recovers the hard set",
                f"{cf}: test_hard >= 70% (study: 85.2%)", [cf],
                f"test_hard {_pct(hard('counterfactual'))}", [hard("counterfactual")],
-               lambda: verdicts.threshold(hard("counterfactual"), at_least=0.7)),
+               lambda: verdicts.threshold(hard("counterfactual"), at_least=0.7),
+               seeds=[seeds("counterfactual")]),
       compare("Consistency training, not its optimizer, removes the shortcut",
                f"test_hard: {cf} > {cf0} (λ = 0: the same Adam, data, epochs)", [cf0, cf],
-               hard("counterfactual", 0.0), hard("counterfactual"), direction=1, n_items=n_test),
+               hard("counterfactual", 0.0), hard("counterfactual"), direction=1, n_items=n_test,
+               seeds=[seeds("counterfactual", 0.0), seeds("counterfactual")]),
       compare("The input-gradient penalty helps on the hard set (the study: it sits between "
                "the cheater and consistency)",
                f"test_hard: {gp} > gradient_penalty@0 (λ = 0: the same SGD, noise-free data, "
                "epochs)", ["gradient_penalty@0", gp],
                hard("gradient_penalty", 0.0), hard("gradient_penalty"), direction=1,
-               n_items=n_test),
+               n_items=n_test, seeds=[seeds("gradient_penalty", 0.0), seeds("gradient_penalty")]),
       finding("Plain ERM learns the shortcut whatever the optimizer: with Adam (the study "
                "implies the shortcut is the data's doing)", "erm_adam: test_hard <= 50%",
                ["erm_adam"], f"test_hard {_pct(hard('erm_adam'))}", [hard("erm_adam")],
-               lambda: verdicts.threshold(hard("erm_adam"), at_most=0.5)),
+               lambda: verdicts.threshold(hard("erm_adam"), at_most=0.5),
+               seeds=[seeds("erm_adam")]),
       finding("... and with SGD momentum", "erm_momentum: test_hard <= 50%", ["erm_momentum"],
                f"test_hard {_pct(hard('erm_momentum'))}", [hard("erm_momentum")],
-               lambda: verdicts.threshold(hard("erm_momentum"), at_most=0.5)),
+               lambda: verdicts.threshold(hard("erm_momentum"), at_most=0.5),
+               seeds=[seeds("erm_momentum")]),
       compare("(new) The optimizer moves the hard-set accuracy of plain ERM",
                "test_hard: erm_adam > cheater (ERM, the same data and epochs; Adam vs the "
                "study's SGD)", ["cheater", "erm_adam"], hard("cheater"), hard("erm_adam"),
-               direction=1, n_items=n_test),
+               direction=1, n_items=n_test, seeds=[seeds("cheater"), seeds("erm_adam")]),
   ]
   att = {m: attack_values(res, m, eps) for m in ("cheater", "counterfactual", cf0)}
   get = lambda m, k: att[m] and att[m][k]
+  attacked = [model_seeds(res, cf0), model_seeds(res, "counterfactual")]
   out.append(compare(
       f"The debiased model is harder to attack (targeted PGD, ε {eps}): argmax success",
       f"argmax success: counterfactual < {cf0} (both Adam); study's pair and p > 0.9 beside",
       [cf0, cf], get(cf0, "argmax"), get("counterfactual", "argmax"), direction=-1,
-      n_items=n_attacked))
-  out[-1]["measured"] += (f"; study's criterion p > 0.9: {cf0} {_pct(get(cf0, 'prob'))}, "
+      n_items=n_attacked, seeds=attacked))
+  out[-1][0]["measured"] += (f"; study's criterion p > 0.9: {cf0} {_pct(get(cf0, 'prob'))}, "
                           f"{cf} {_pct(get('counterfactual', 'prob'))}; study's pair: cheater "
                           f"{_pct(get('cheater', 'prob'))} vs {cf} "
                           f"{_pct(get('counterfactual', 'prob'))} (study: 98% vs 67%)")
@@ -133,9 +158,10 @@ def findings(res) -> list:
       "The debiased model is harder to attack: median minimal ε (scale-free)",
       f"median minimal ε: counterfactual > {cf0}", [cf0, cf], get(cf0, "min_eps"),
       get("counterfactual", "min_eps"), direction=1,
-      fmt_value=lambda v: "n/a" if v is None else f"{v[0]:.2f}"))
-  out += attack_suite.findings(res.get("attack"), method="counterfactual", control=cf0)
-  return out
+      fmt_value=lambda v: "n/a" if v is None else f"{v[0]:.2f}", seeds=attacked))
+  rows, tests = zip(*out)
+  return verdicts.judge(list(rows), list(tests)) + attack_suite.findings(
+      res.get("attack"), method="counterfactual", control=cf0, seeds=attacked)
 
 
 def budget(config: dict) -> str:

@@ -87,8 +87,8 @@ def environment() -> dict:
 
 def environment_lines(env: dict, generated: str) -> list:
   """The list items naming the software, the device and when the report was generated."""
-  code = f"- code: commit {env['code']}." if env.get("code") else "- code: not recorded."
-  return [code,
+  code = [f"- code: commit {env['code']}."] if env.get("code") else []
+  return [*code,
           f"- jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, Python "
           f"{env['python']}, {env['device']} x{env['device_count']}, {env['platform']}.",
           f"- generated {generated}.", ""]

@@ -11,6 +11,7 @@ from ccmnist.report import claims
 from ccmnist.report import collect
 from ccmnist.report import findings as findings_lib
 from ccmnist.report import markdown
+from ccmnist.report import verdicts
 
 fmt, vs, table, figure = markdown.fmt, markdown.vs, markdown.table, markdown.figure
 point_at, budget = collect.point_at, findings_lib.budget
@@ -283,7 +284,9 @@ def _verdict(f) -> str:
   """A finding's verdict in words, with its strength."""
   word = {True: "holds", False: "**does not hold**"}.get(f["holds"])
   if word is None:
-    return "not measured" if f["strength"] == "not measured" else f"not resolved ({f['strength']})"
+    if f["strength"] == "not measured" or "not resolved" in f["strength"]:
+      return f["strength"]
+    return f"not resolved ({f['strength']})"
   return f"{word} ({f['strength']})"
 
 
@@ -292,8 +295,13 @@ def section_findings(res, lines):
   lines += ["## Findings", "",
             "The study's qualitative claims, each tested between runs that differ in the method "
             "alone (`name@0`: the method's own λ = 0 grid point, with its optimizer, data, epochs "
-            "and seeds). With several seeds a claim holds only when the paired difference lies "
-            "beyond 2 standard errors; with one seed the verdict is indicative.", ""]
+            "and seeds). With several seeds a comparison is the paired t-test of the seed "
+            "differences, a claim about one run a one-sided one-sample t-test against its "
+            f"bound; the level is {verdicts.LEVEL:g} (two-sided for comparisons) after Holm's "
+            "correction over the claims of this table (the attack suite's two claims are a "
+            "family of their own), and a claim the seeds cannot settle is not resolved with "
+            "that many seeds (no evidence either way). With one seed the verdict is "
+            "indicative.", ""]
   lines += table(["claim", "tested as", "runs compared", "measured", "verdict"],
                  [[f["claim"], f["rule"], ", ".join(f["runs"]), f["measured"], _verdict(f)]
                   for f in res["findings"]])

@@ -91,12 +91,46 @@ def _orders(key_data_K, epoch, n: int, steps: int, batch: int, weights=None):
   return jax.vmap(one)(key_data_K)
 
 
-def epoch_orders(config, epoch: int, n: int, steps: int, weights=None):
+def _pass_order(key_data, p, size, width: int):
+  """[width] pass p's order through a pool of `size` real entries padded to `width`: a random
+  permutation of 0..size-1 (uniform keys, +inf on the padding, argsorted), then the padding.
+  Entry i's key is drawn from fold_in(key, i), so the order does not depend on the padding's
+  width: a replica's stream is the same in a run of one replica as beside larger pools."""
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(key_data), 2), p)
+  i = jnp.arange(width)
+  u = jax.vmap(lambda j: jax.random.uniform(jax.random.fold_in(key, j)))(i)
+  return jnp.argsort(jnp.where(i < size, u, jnp.inf))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _pool_orders(key_data_K, epoch, steps: int, batch: int, passes: int, pool_KM, sizes_K):
+  def one(key_data, pool, size):
+    first = (epoch - 1) * (steps * batch)  # The epoch's first item in the replica's stream.
+    t = first + jnp.arange(steps * batch)
+    p0 = first // size
+    orders = jax.vmap(lambda j: _pass_order(key_data, p0 + j, size, pool.shape[0]))(
+        jnp.arange(passes))
+    return pool[orders[t // size - p0, t % size]].reshape(steps, batch)
+  return jax.vmap(one)(key_data_K, pool_KM, sizes_K)
+
+
+def epoch_orders(config, epoch: int, n: int, steps: int, weights=None, pool=None):
   """[K, steps, batch] example indices of one epoch; replica r's from key(seed_r).
 
   weights: None (every example once, in a random order), or [n] probabilities: examples drawn
   with replacement (a method's sample_weights).
+  pool: None, or a method's epoch_pool (pool [K, M], sizes [K]): replica r streams through
+  successive random permutations of pool[r, :sizes[r]], pass p's from key(seed_r) and p alone;
+  epoch e takes the stream's items (e - 1) * steps * batch onward, crossing passes as needed.
   """
+  if pool is not None:
+    if weights is not None:
+      raise ValueError("A method gives either sample_weights or an epoch_pool, not both.")
+    pool_KM, sizes = (np.asarray(a) for a in pool)
+    # An epoch's items span at most this many passes of the smallest pool.
+    passes = steps * config.train.batch_size // int(sizes.min()) + 2
+    return _pool_orders(replica_keys(config), jnp.int32(epoch), steps, config.train.batch_size,
+                        passes, jnp.asarray(pool_KM, jnp.int32), jnp.asarray(sizes, jnp.int32))
   weights = None if weights is None else jnp.asarray(weights, jnp.float32)
   return _orders(replica_keys(config), jnp.int32(epoch), n, steps, config.train.batch_size,
                  weights)
@@ -187,6 +221,8 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
   extra = reference.init_extra(config, splits["train"])  # A reference run loaded first.
   weights = (None if method.sample_weights is None else
              method.sample_weights(config, splits["train"]))
+  pool = (None if method.epoch_pool is None else
+          method.epoch_pool(config, splits["train"], extra, runs.replicas(config)))
   logging.info("Data ready in %.1fs: %s", time.perf_counter() - t_data,
                {k: len(v["labels"]) for k, v in splits.items()})
 
@@ -218,7 +254,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
   tensorboard = summaries.writers(workdir, k) if writer else contextlib.nullcontext([])
   with tensorboard as tb:
     for epoch in range(start_epoch + 1, config.train.epochs + 1):
-      orders = place_orders(epoch_orders(config, epoch, n_train, steps, weights))
+      orders = place_orders(epoch_orders(config, epoch, n_train, steps, weights, pool))
       t_epoch, step_metrics = time.perf_counter(), []
       for s in range(steps):
         state, m = step_fn(state, orders, s)

@@ -1,6 +1,7 @@
 """Measured statements of the benchmark, each between two runs that differ in one thing, paired
-by seed, with report/verdicts.py's rule: a difference within 2 standard errors of the paired
-seed differences is not a finding. They read the collected records (collect.py).
+by seed and tested with report/verdicts.py's paired t-test; the comparisons of one protocol form
+one family, Holm-corrected (comparisons of identical runs counted once). They read the collected
+records (collect.py).
 """
 
 import numpy as np
@@ -13,31 +14,52 @@ from ccmnist.zoo import plan
 pct = markdown.percent
 
 
+def _selection(res, key: str, way: str = "val"):
+  """Run `key`'s `way`-selected record, or None."""
+  run = res["runs"].get(key)
+  return run and run.get("selection") and run["selection"].get(way)
+
+
 def _values(res, key: str, way: str = "val", measure: str = "unbiased"):
   """Per-seed `measure` of run `key` at its `way`-selected point; None if any is missing."""
-  run = res["runs"].get(key)
-  sel = run and run.get("selection") and run["selection"].get(way)
+  sel = _selection(res, key, way)
   if not sel:
     return None
   values = sel["measures"][measure]["values"]
   return None if any(v is None for v in values) else values
 
 
+def _test(f: dict) -> tuple:
+  """(paired test, direction, one-seed sampling floor) of a comparison's stored values."""
+  a, b = f["a_values"], f["b_values"]
+  test = verdicts.paired_test(a, b)
+  sampling = (verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), f["test_items"])
+              if test["n"] == 1 and f["test_items"] else None)
+  return test, 1, sampling
+
+
+def judge(fs: list) -> list:
+  """Comparisons judged as one family (Holm over them; see verdicts.judge)."""
+  return verdicts.judge(fs, [_test(f) for f in fs])
+
+
 def compare(res, key_a: str, key_b: str, *, differ_in: str, kind: str, way: str = "val",
             measure: str = "unbiased", n_items: int | None = None) -> dict | None:
   """The paired seed difference b - a of `measure` at each run's `way`-selected grid point, and
-  its verdict (holds True: b is ahead, False: a is ahead, None: within the seed spread); None
-  when either run has no numbers."""
+  its verdict judged alone (holds True: b is ahead, False: a is ahead, None: not resolved);
+  findings() judges it again within its protocol's family. None when either run has no
+  numbers."""
   a, b = _values(res, key_a, way, measure), _values(res, key_b, way, measure)
   if a is None or b is None or len(a) != len(b):
     return None
-  diff = verdicts.paired_difference(a, b)
-  sampling = (verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), n_items)
-              if diff["n"] == 1 and n_items else None)
-  holds, strength = verdicts.decide(diff, direction=1, sampling=sampling)
-  return {"kind": kind, "a": key_a, "b": key_b, "differ_in": differ_in, "measure": measure,
-          "selection": way, "a_mean": float(np.mean(a)), "b_mean": float(np.mean(b)),
-          "diff": diff, "holds": holds, "strength": strength}
+  test = verdicts.paired_test(a, b)
+  f = {"kind": kind, "a": key_a, "b": key_b, "differ_in": differ_in, "measure": measure,
+       "selection": way, "a_mean": float(np.mean(a)), "b_mean": float(np.mean(b)),
+       "diff": {k: test[k] for k in ("mean", "n", "values")},
+       "a_values": list(a), "b_values": list(b),
+       "a_seeds": _selection(res, key_a, way).get("seeds"),
+       "b_seeds": _selection(res, key_b, way).get("seeds"), "test_items": n_items}
+  return judge([f])[0]
 
 
 def _mean(res, key, way="val", measure="unbiased"):
@@ -48,7 +70,8 @@ def _mean(res, key, way="val", measure="unbiased"):
 
 def findings(res, bench) -> list:
   """Measured statements, each between two runs that differ in one thing (see compare), on
-  group-balanced accuracy (the papers' metric):
+  group-balanced accuracy (the papers' metric), judged per protocol as one Holm family after
+  comparisons of identical runs are merged (dedupe):
 
   per cell (protocol, model, ratio), methods ranked at their headline selection rule
   (entries.headline_rule): the leader vs the runner-up and vs ERM (the method alone),
@@ -57,7 +80,8 @@ def findings(res, bench) -> list:
   (grayscale, random recoloring) vs the leader (oracle entries are ranked apart); per protocol
   and model: ERM at the largest vs the smallest ratio (the ratio alone). Both runs of a pair are
   read under one rule, so that only the method differs: their shared headline rule, else
-  group_val (a group-labelled val set every run can be selected on)."""
+  group_val (a group-labelled val set every run can be selected on). The pairs are chosen after
+  ranking."""
   names = [n for n in plan.method_entries(bench)]
   oracle = {n for n in names if bench.zoo[n].oracle}
   rule = {n: entries.headline_rule(bench, n) for n in names}
@@ -101,4 +125,7 @@ def findings(res, bench) -> list:
                     n_items=bench.protocols[protocol].data.test_size)
         if f is not None:
           out.append({**f, "cell": f"{protocol}/{model}"})
-  return out
+  by_protocol = {}
+  for f in out:
+    by_protocol.setdefault(f["cell"].split("/")[0], []).append(f)
+  return [g for fs in by_protocol.values() for g in judge(verdicts.dedupe(fs))]

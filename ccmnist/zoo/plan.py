@@ -62,7 +62,8 @@ def split_names(text: str) -> tuple:
 
 
 def method_entries(bench) -> tuple:
-  """The entries of config.methods (checked against config.zoo), in report order."""
+  """The entries of config.methods (checked against config.zoo), in report order: the rows of
+  the report (a family's members are trained and selected with their row's entry)."""
   names = split_names(bench.methods)
   if not names:
     raise ValueError("config.methods is empty; name entries of config.zoo, e.g. "
@@ -71,7 +72,22 @@ def method_entries(bench) -> tuple:
   if unknown:
     raise ValueError(f"config.methods names {unknown}, not entries of config.zoo; its entries: "
                      f"{', '.join(bench.zoo)}.")
+  members = [n for n in names if family_of(bench, n)]
+  if members:
+    raise ValueError(f"config.methods names {members[0]!r}, a grid of the "
+                     f"{family_of(bench, members[0])!r} entry: name that entry instead (its "
+                     "family trains with it).")
   return names
+
+
+def family_of(bench, name: str) -> str:
+  """The entry whose grid `name` extends ('' for a row of its own)."""
+  return bench.zoo[name].get("family", "")
+
+
+def members_of(bench, name: str) -> tuple:
+  """The entries that extend `name`'s grid (its family, without it), in config.zoo's order."""
+  return tuple(n for n in bench.zoo if family_of(bench, n) == name)
 
 
 def entry_order(bench, names=None) -> tuple:
@@ -96,6 +112,8 @@ def entry_order(bench, names=None) -> tuple:
 
   for name in (method_entries(bench) if names is None else names):
     visit(name)
+    for member in members_of(bench, name):
+      visit(member)
   return tuple(out)
 
 
@@ -175,6 +193,10 @@ def kind_of(bench, name: str) -> str:
 def check_entry(bench, name: str) -> None:
   entry = bench.zoo[name]
   method = methods_lib.get(entry.loss)
+  head = family_of(bench, name)
+  if head and (head not in bench.zoo or family_of(bench, head)):
+    raise ValueError(f"config.zoo.{name}.family={head!r} must name an entry of config.zoo that "
+                     "is a row of its own (its family empty).")
   if method.kind == "refit" and not entry.needs:
     raise ValueError(f"config.zoo.{name} refits a trained run: set its needs to the entry of the "
                      "run it refits (e.g. needs='erm').")

@@ -11,6 +11,7 @@ import pathlib
 import numpy as np
 
 from ccmnist.report import markdown
+from ccmnist.report import verdicts
 from ccmnist.zoo import entries
 from ccmnist.zoo import plan
 from ccmnist.zoo import published
@@ -39,20 +40,29 @@ def _entry_of(key: str) -> str:
 
 
 def statement(f: dict, titles: dict) -> str:
-  """One measured statement as a sentence."""
+  """One measured statement as a sentence, with its test and p (Holm-adjusted over its
+  family), or "not resolved with N seeds"."""
   a, b = titles.get(_entry_of(f["a"]), _entry_of(f["a"])), titles.get(_entry_of(f["b"]),
                                                                          _entry_of(f["b"]))
   if f["kind"] == "ratio":
     a, b = f"ERM at {f['a'].split('/')[2]}", f"ERM at {f['b'].split('/')[2]}"
-  d = 100 * f["diff"]["mean"]
-  head = (f"{f['cell']}: {b} {100 * f['b_mean']:.1f}% vs {a} {100 * f['a_mean']:.1f}% "
+  d, n = 100 * f["diff"]["mean"], f["diff"]["n"]
+  metric = f.get("measure", "unbiased").replace("_", "-")
+  head = (f"{f['cell']}, {metric} accuracy ({f['selection']}-selected): {b} "
+          f"{100 * f['b_mean']:.1f}% vs {a} {100 * f['a_mean']:.1f}% "
           f"(they differ in {f['differ_in']})")
+  also = (f" The same two runs stand for {', '.join(f['also'])}." if f.get("also") else "")
+  test = verdicts.brief(f)
+  if f.get("p") is not None:
+    test = f"{'paired ' if f.get('statistic') is not None else ''}{test}"
   if f["holds"] is True:
-    return f"{head}: {b} is ahead by {d:.1f} points ({f['strength']})."
+    return f"{head}: {b} is ahead by {d:.1f} points ({test}).{also}"
   if f["holds"] is False:
-    return f"{head}: {a} is ahead by {-d:.1f} points ({f['strength']})."
-  return (f"{head}: the difference, {d:+.1f} points, is within the seed spread "
-          f"({f['strength']}), so it is not a finding.")
+    return f"{head}: {a} is ahead by {-d:.1f} points ({test}).{also}"
+  if n == 1:
+    return (f"{head}: the difference, {d:+.1f} points, is no finding "
+            f"({f['strength']}).{also}")
+  return f"{head}: the difference, {d:+.1f} points, is {verdicts.unresolved(n)} ({test}).{also}"
 
 
 def _cell_run(res, cell_key: str, entry: str) -> dict:
@@ -122,15 +132,24 @@ def cell_groups(run: dict, way: str = "val") -> str:
   return " / ".join(fmt(sel["measures"].get(k)) for k in ("aligned", "conflicting", "test_hard"))
 
 
-def cell_selections(run: dict, measure: str = RANK_MEASURE) -> str:
-  """`measure` under each selection rule (and each one's λ, for a grid)."""
+def point_label(sel: dict, labels: dict) -> str:
+  """A selected grid point: its λ, and its family member's label when it is one's."""
+  entry = sel.get("entry")
+  return f"{sel['lam']:g}" + (f" {labels[entry]}" if labels.get(entry) else "")
+
+
+def cell_selections(run: dict, measure: str = RANK_MEASURE, *,
+                    labels: dict | None = None) -> str:
+  """`measure` under each selection rule (and each one's λ, for a grid; labels: {family
+  member: its label})."""
   text = _status_text(run)
   if text:
     return text
   sels = [_sel(run, w) for w in SELECTION_TITLES]
   accs = " · ".join(fmt(s["measures"].get(measure)) if s else "n/a" for s in sels)
-  if len(run.get("lam_grid") or ()) > 1:
-    accs += " (λ " + " · ".join(f"{s['lam']:g}" if s else "n/a" for s in sels) + ")"
+  if len(run.get("lam_grid") or ()) > 1 or any(s and s.get("entry") for s in sels):
+    accs += " (λ " + " · ".join(point_label(s, labels or {}) if s else "n/a"
+                                for s in sels) + ")"
   return accs
 
 
@@ -184,13 +203,22 @@ def section_statements(res, bench, lines):
     lines += ["No two runs could be compared (missing runs).", ""]
     return
   found = [f for f in fs if f["holds"] is not None]
-  lines += [f"Every sentence compares two runs that differ in one thing, paired over seeds, on "
-            f"group-balanced accuracy; the methods are ranked (leader, runner-up) at their "
-            f"headline selection rules, and each pair is read under one rule (their shared "
-            f"headline rule, else group_val). With {bench.num_seeds} seeds a difference is a "
-            "finding only beyond 2 standard errors of the paired seed differences, and one within "
-            f"the seed spread is said to be no finding. Findings: {len(found)} of {len(fs)} "
-            "comparisons.", ""]
+  families = {}
+  for f in fs:
+    families[f["cell"].split("/")[0]] = f["family"]
+  sizes = ", ".join(f"{p}: {m}" for p, m in families.items())
+  lines += [f"Every sentence compares two runs that differ in one thing, paired over "
+            f"{bench.num_seeds} seed(s) on group-balanced accuracy (the methods ranked at their "
+            "headline selection rules, and each pair read under one rule: their shared headline "
+            "rule, else group_val), by the paired t-test "
+            f"(two-sided, level {verdicts.LEVEL:g}). The pairs are chosen after ranking (the "
+            "leader against the runner-up and ERM, the best method told nothing of the bias "
+            "against ERM, the oracle against the leader); their p-values are Holm-corrected "
+            f"over the section's comparisons of one protocol ({sizes}; the same two runs "
+            "counted once), and a difference is a finding only when its Holm p is below the "
+            "level; otherwise it is not resolved with these seeds (which is no evidence that "
+            "the runs are alike). With one seed there is no test: the sign alone is reported, "
+            f"as indicative. Findings: {len(found)} of {len(fs)} comparisons.", ""]
   by_cell = {}
   for f in fs:
     by_cell.setdefault(f["cell"], []).append(statement(f, titles))
@@ -270,8 +298,10 @@ def section_cells(res, bench, lines):
       lines += ["**Group-balanced accuracy under every rule: " +
                 " · ".join(f"`{w}`" for w in SELECTION_TITLES) +
                 "** (and the λ each chose, for grids of more than one point)", ""]
+      labels = {n: bench.zoo[n].get("label", "") for n in bench.zoo}
       lines += table(header, [[_label(bench, n)] + [
-          cell_selections(_cell_run(res, c, n)) for c in cell_keys] for n in shown])
+          cell_selections(_cell_run(res, c, n), labels=labels) for c in cell_keys]
+          for n in shown])
       section_published(res, bench, protocol, lines)
 
 
@@ -419,8 +449,12 @@ def section_methods(res, bench, lines):
     e = bench.zoo[n]
     m = entries.method_of(bench, n)
     needs = f"; needs the `{e.needs}` run" if e.needs else ""
-    rows.append([e.title, f"`{e.loss}`{needs}", entries.knows(bench, n), m.lam_means,
-                 ", ".join(f"{g:g}" for g in e.lam_grid), m.paper or "—"])
+    grid = ", ".join(f"{g:g}" for g in e.lam_grid)
+    for member in plan.members_of(bench, n):  # The family's other grids, each labelled.
+      grid += (f"; {bench.zoo[member].label or member}: "
+               + ", ".join(f"{g:g}" for g in bench.zoo[member].lam_grid))
+    rows.append([e.title, f"`{e.loss}`{needs}", entries.knows(bench, n), m.lam_means, grid,
+                 m.paper or "—"])
   lines += table(["method", "loss", "knows", "λ means", "λ grid", "paper"], rows)
 
 

@@ -49,15 +49,17 @@ def select_point(grid: list, criterion: str, tie_break: str | None = None) -> in
 
 
 def select(grid: list) -> dict:
-  """{selection: {'index', 'lam', 'criterion', 'score', 'measures': {m: mean_std + values}}}
-  for every way of SELECTIONS that some grid point can be chosen by (run_measures' grid)."""
+  """{selection: {'index', 'lam', 'entry', 'criterion', 'score', 'measures': {m: mean_std +
+  values}}} for every way of SELECTIONS that some grid point can be chosen by (run_measures'
+  grid; a family's grid names each point's 'entry', else 'entry' is None)."""
   out = {}
   for way, criterion in SELECTIONS.items():
     g = select_point(grid, criterion, TIE_BREAKS.get(way))
     if g is None:
       continue
     point = grid[g]
-    out[way] = {"index": g, "lam": point["lam"], "criterion": criterion,
+    out[way] = {"index": g, "lam": point["lam"], "entry": point.get("entry"),
+                "criterion": criterion,
                 "score": float(np.mean(point["measures"][criterion])), "seeds": point["seeds"],
                 "measures": {m: stats.over_seeds(point["measures"][m])
                              for m in evaluate.MEASURES}}

@@ -15,6 +15,7 @@ pipeline.py (the workdir lock, config.only, stage times, the refusal of a stage 
 """
 
 import collections
+import dataclasses
 import pathlib
 import time
 
@@ -196,12 +197,26 @@ def select_done(bench, workdir) -> bool:
   return (pathlib.Path(workdir) / report.SELECTION_FILE).exists()
 
 
+def family_grid(bench, workdir, run: plan.Run) -> list | None:
+  """The grid points of `run` and of its family's runs in its cell, each naming its entry (a
+  family of one: the run's own points, entry None); None when none was measured."""
+  family = plan.members_of(bench, run.entry)
+  out, measured = [], False
+  for entry in (run.entry, *family):
+    ev = io.read_json(plan.run_dir(workdir, dataclasses.replace(run, entry=entry))
+                      / evaluate.EVAL_FILE)
+    if ev is not None:
+      measured = True
+      out += [{**p, "entry": entry if family else None} for p in ev["grid"]]
+  return out if measured else None
+
+
 def stage_select(bench, workdir) -> bool:
   out = {}
   for run in plan.all_runs(bench):
-    ev = io.read_json(plan.run_dir(workdir, run) / evaluate.EVAL_FILE)
-    if ev is not None:
-      out[run.key] = select_lib.select(ev["grid"])
+    grid = family_grid(bench, workdir, run)
+    if grid is not None:
+      out[run.key] = select_lib.select(grid)
   io.write_json(pathlib.Path(workdir) / report.SELECTION_FILE, out, indent=1)
   return True
 

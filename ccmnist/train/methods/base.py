@@ -41,6 +41,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ccmnist.train import losses
 
@@ -64,6 +65,9 @@ class Benchmark:
 
   title: its row in the report. grid: its lambda grid in the full profile; quick_grid: in the
   quick and tiny ones (None: the full grid). warmup_epochs: config.loss.warmup_epochs.
+  warmup_fraction: when > 0, the warmup as a share of the run's epochs instead (warmup_of), for
+  a method whose paper switches a term on at a point of its training (IRM's code: step 190 of
+  501), the same share whatever the protocol's epoch count.
   needs: the benchmark entry whose run (same cell, data and seeds) is trained first: the run a
   refit refits, or the one whose workdir goes into the method's `reference` setting.
   """
@@ -71,7 +75,16 @@ class Benchmark:
   grid: tuple = (0.0,)
   quick_grid: tuple | None = None
   warmup_epochs: int = 0
+  warmup_fraction: float = 0.0
   needs: str = ""
+
+  def warmup_of(self, epochs: int) -> int:
+    """config.loss.warmup_epochs of a run of `epochs` epochs: round(warmup_fraction x epochs),
+    at least 1 and less than epochs when the fraction is set (the term is on for part of the
+    run), else warmup_epochs."""
+    if self.warmup_fraction <= 0:
+      return self.warmup_epochs
+    return min(max(round(self.warmup_fraction * epochs), 1), max(epochs - 1, 1))
 
   def grid_of(self, size: str) -> tuple:
     """The lambda grid of a profile ('full', 'quick' or 'tiny')."""
@@ -91,6 +104,11 @@ class Method:
     replica axis (numpy).
   sample_weights(config, train_split) -> [N] probabilities of drawing each example into a batch
     (drawn with replacement), or None for the default: every example once per epoch.
+  epoch_pool(config, train_split, extra, reps) -> (pool [K, M] int32 train rows, sizes [K]):
+    replica r trains on the dataset pool[r, :sizes[r]] (rows repeated as often as they appear;
+    the rest is padding), streamed in successive random permutations of it
+    (loop.epoch_orders); an epoch keeps its N // batch steps. None: the train split itself.
+    extra: init_extra's state (numpy, [K, ...]); reps: runs.replicas(config).
   check(config, *, settings): raises ValueError, saying what to fix, on settings the method
     cannot use.
   wrap_model(model) -> the module the method trains (LfF trains a second, biased model beside
@@ -111,11 +129,23 @@ class Method:
   defaults: Any = dataclasses.field(default_factory=dict)
   init_extra: Callable[..., Any] = no_extra
   sample_weights: Callable[..., Any] | None = None
+  epoch_pool: Callable[..., Any] | None = None
   check: Callable[[Any], None] = no_check
   wrap_model: Callable[[nn.Module], nn.Module] | None = None
   kind: str = "train"
   reference: str = ""
   benchmark: Benchmark | None = None
+
+
+def repeat_pool(counts) -> tuple:
+  """(pool [K, M] int32, sizes [K] int32) of per-example repeat counts [K, N] (ints >= 0):
+  row r holds train row i counts[r, i] times, in row order, padded with 0 to the longest."""
+  counts = np.asarray(counts, np.int64)
+  sizes = counts.sum(axis=1)
+  pool = np.zeros((len(counts), int(sizes.max())), np.int32)
+  for r, c in enumerate(counts):
+    pool[r, :sizes[r]] = np.repeat(np.arange(len(c), dtype=np.int32), c)
+  return pool, sizes.astype(np.int32)
 
 
 def logit_fn(model: nn.Module, params) -> Callable:

@@ -128,4 +128,5 @@ METHOD = base.Method(
     lam_means=irm.METHOD.lam_means, batch_keys=irm.METHOD.batch_keys, sliceable=False,
     defaults=DEFAULTS, init_extra=init_extra, check=check, reference="reference",
     benchmark=base.Benchmark(title="EIIL", grid=irm.IRM_GRID, quick_grid=irm.IRM_QUICK_GRID,
-                             warmup_epochs=1, needs="identify"))
+                             warmup_epochs=1, warmup_fraction=irm.IRM_WARMUP_FRACTION,
+                             needs="identify"))

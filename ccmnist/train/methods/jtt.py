@@ -1,4 +1,4 @@
-"""Just Train Twice (JTT): upweight the training examples an identification run got wrong.
+"""Just Train Twice (JTT): upsample the training examples an identification run got wrong.
 
 Liu, Haghgoo, Chen, Raghunathan, Koh, Sagawa, Liang and Finn 2021, "Just Train Twice: Improving
 Group Robustness without Training Group Information" (ICML 2021).
@@ -10,19 +10,20 @@ the reference replica with the same seed (at the reference's headline lambda), s
 its own error set.
 
 Its error set E_r is the train examples the reference replica misclassifies after its last
-epoch (its predictions.npz 'train'); lam is the paper's upweight lambda_up (>= 1; 1 is ERM).
-The paper trains on a dataset in which E is repeated lambda_up times; here each batch keeps
-the ordinary order and the loss weights E by lambda_up, normalized as the upsampled dataset's
-mean: loss = mean_batch(w_i * CE_i) / mean_train(w), w_i = lambda_up on E and 1 elsewhere, whose
-expectation over batches is the upsampled set's mean loss. The normalizer is fixed (the whole
-train set's mean weight), so the loss stays a mean over examples: sliceable.
+epoch (its predictions.npz 'train'); lam is the paper's upweight lambda_up, an integer >= 1 (1 is
+ERM). As the paper (and its code's upsampled train set) does, replica r trains on the train set
+with each example of E_r repeated lambda_up times and every other example once (epoch_pool,
+base.Method.epoch_pool); batches stream through successive random permutations of that pool
+(loop.epoch_orders), and the loss is the plain mean cross-entropy. An epoch keeps the train
+split's N // batch steps, the compute of an ERM epoch: the upsampled set, N + (lambda_up - 1)
+|E_r| examples, takes more than one epoch to pass through once, and epochs cross its passes.
+aux adds `upweighted`, the batch's share of E_r.
 """
 
 from absl import logging
 import jax.numpy as jnp
 import numpy as np
 
-from ccmnist.train import losses
 from ccmnist.train import replicas as replicas_lib
 from ccmnist.train.methods import base
 
@@ -53,36 +54,38 @@ def init_extra(config, train_split, reps, *, settings, reference) -> dict:
 
 def check(config, *, settings) -> None:
   del settings  # The reference itself may not be trained yet: init_extra reads it.
-  bad = [lam for lam in replicas_lib.lam_grid(config) if lam < 1]
-  if bad:
-    raise ValueError(f"JTT's lam is its upweight lambda_up, >= 1 (1 is ERM); got {bad[0]}: set "
-                     "config.loss.lam / lam_grid (the paper's values lie in 4..100).")
+  for lam in replicas_lib.lam_grid(config):
+    if lam < 1 or lam != int(lam):
+      raise ValueError(f"JTT's lam is its upsampling lambda_up, an integer >= 1 (1 is ERM); got "
+                       f"{lam}: set config.loss.lam / lam_grid (the paper's values lie in 4..100).")
 
 
-def weights(errors, lam):
-  """Per-example weights lam on the error set, 1 elsewhere."""
-  return jnp.where(errors, lam, 1.0)
+def epoch_pool(config, train_split, extra, reps) -> tuple:
+  """(pool [K, M], sizes [K]): replica r's upsampled train set, each error of its reference
+  replica lambda_up = reps[r]['lam'] times and every other example once."""
+  del config, train_split
+  lams = np.asarray([r["lam"] for r in reps])
+  if np.any(lams < 1) or np.any(lams != np.round(lams)):
+    raise ValueError(f"JTT's lambda_up must be an integer >= 1; got {lams.tolist()}.")
+  errors = np.asarray(extra["errors"], bool)
+  return base.repeat_pool(np.where(errors, lams[:, None].astype(np.int64), 1))
 
 
 def loss(*, model, params, batch, lam, extra, step, warmup_steps, settings):
-  del step, warmup_steps, settings
-  logits = model.apply({"params": params}, batch["images"])
-  ce = losses.cross_entropy(logits=logits, labels=batch["labels"], reduction="none")
+  del lam, step, warmup_steps, settings  # lambda_up acts through the data: epoch_pool.
+  total, aux, extra = base.ce_on(model, params, batch["images"], batch["labels"], extra)
   errors = extra["errors"][batch["index"]]
-  mean_weight = 1.0 + (lam - 1.0) * jnp.mean(extra["errors"].astype(jnp.float32))
-  total = jnp.mean(weights(errors, lam) * ce) / mean_weight
-  return total, {**base.ce_metrics(ce, logits, batch["labels"]),
-                 "upweighted": jnp.mean(errors.astype(jnp.float32))}, extra
+  return total, {**aux, "upweighted": jnp.mean(errors.astype(jnp.float32))}, extra
 
 
 METHOD = base.Method(
     name="jtt", loss=loss,
-    summary="CE with the errors of an ERM identification run upweighted by lam",
+    summary="CE on the train set with an ERM identification run's errors repeated lam times",
     paper="Liu et al. 2021, 'Just Train Twice: Improving Group Robustness without Training "
           "Group Information'",
     knows="nothing about the bias (a reference ERM run's train errors)",
-    lam_means="upweight lambda_up of the identification run's errors (>= 1)",
+    lam_means="upsampling lambda_up: each identification error repeated lam times (int >= 1)",
     batch_keys=("images", "labels", "index"), defaults=DEFAULTS, init_extra=init_extra,
-    check=check, reference="reference",
+    check=check, reference="reference", epoch_pool=epoch_pool,
     benchmark=base.Benchmark(title="JTT", grid=(5.0, 20.0, 50.0), quick_grid=(20.0,),
                              needs="identify"))
