@@ -137,19 +137,29 @@ def test_random_inits_fall_inside_their_null():
 def test_the_null_verdict_and_the_call_separate_using_hiding_and_removing():
   s = lambda v: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)), "n": len(v),
                  "values": list(v)}
-  null = s([0.02, 0.03, 0.025])
-  assert analyse.versus_null(s([0.5, 0.6, 0.55]), null)[0] is True
-  assert analyse.versus_null(s([0.021, 0.03, 0.026]), null)[0] is None
-  assert analyse.versus_null(s([0.0, 0.001, 0.0]), null)[0] is False
-  erm = s([0.5, 0.6, 0.7])
-  assert analyse.versus_erm(erm, s([0.1, 0.2, 0.3]))[0] is False  # Paired: always 0.4 lower.
-  assert analyse.versus_erm(erm, s([0.6, 0.5, 0.7]))[0] is None
+  null = s([0.02, 0.03, 0.025, 0.022, 0.028])
+  seeds = lambda *v: s(list(v))
+  assert analyse.versus_null(seeds(0.5, 0.6, 0.55, 0.52, 0.58), null)[0] is True
+  assert analyse.versus_null(seeds(0.021, 0.03, 0.026, 0.024, 0.02), null)[0] is None
+  assert analyse.versus_null(seeds(0.0, 0.001, 0.0, 0.002, 0.001), null)[0] is False
+  # Without spread on either side the exact permutation test decides: 2 seeds against 3 inits
+  # can reach p = 2 / C(5, 2) = 0.2 at best, never a finding at level 0.05.
+  assert analyse.null_test(seeds(1.0, 1.0), s([0.0, 0.0, 0.0]))["p"] == pytest.approx(0.2)
+  erm = s([0.5, 0.6, 0.7, 0.65, 0.55])
+  assert analyse.versus_erm(erm, s([0.1, 0.21, 0.3, 0.24, 0.16]))[0] is False  # Paired.
+  assert analyse.versus_erm(erm, s([0.6, 0.5, 0.7, 0.55, 0.65]))[0] is None
+  probe_null = s([0.5, 0.6, 0.55, 0.52, 0.58])
   rec = lambda uses, probe: {"stimuli": {}, "uses_color": s(uses), "uses_color_null": null,
-                             "color_probe": s(probe), "color_probe_null": s([0.5, 0.6, 0.55])}
-  assert shortcut.call(rec([0.5, 0.6, 0.55], [0.9, 0.9, 0.95])) == "uses"
-  assert shortcut.call(rec([0.02, 0.03, 0.025], [0.9, 0.9, 0.95])) == "hides"
-  assert shortcut.call(rec([0.02, 0.03, 0.025], [0.1, 0.12, 0.11])) == "removed"
-  grey = {**rec([0.0, 0.0, 0.0], [0.1, 0.1, 0.1]), "stimuli": {"grayscale": True}}
+                             "color_probe": s(probe), "color_probe_null": probe_null}
+  assert shortcut.call(rec([0.5, 0.6, 0.55, 0.52, 0.58], [0.9, 0.91, 0.92, 0.9, 0.93])) == "uses"
+  assert shortcut.call(rec([0.02, 0.03, 0.025, 0.022, 0.028], [0.9, 0.91, 0.95, 0.9, 0.92])) \
+      == "hides"
+  assert shortcut.call(rec([0.02, 0.03, 0.025, 0.022, 0.028], [0.1, 0.12, 0.11, 0.1, 0.13])) \
+      == "removed"
+  # Two seeds far apart, one far above the null: the test cannot tell, and neither can the call.
+  wide = rec([0.02, 0.9, 0.5, 0.03, 0.03], [0.9, 0.91, 0.92, 0.9, 0.93])
+  assert shortcut.call(wide) == "unresolved"
+  grey = {**rec([0.0] * 5, [0.1] * 5), "stimuli": {"grayscale": True}}
   assert shortcut.call(grey) == "grey input"
 
 

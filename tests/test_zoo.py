@@ -136,10 +136,16 @@ def test_every_run_is_analysed_at_its_headline_point_beside_its_null(tiny_bench)
   cfg, workdir, _ = tiny_bench
   res = json.loads((workdir / "results.json").read_text())
   selection = json.loads((workdir / report.SELECTION_FILE).read_text())
-  for r in plan.all_runs(cfg):
+  rows = analyse.rows(cfg)
+  assert {r.entry for r in rows} == set(plan.method_entries(cfg))
+  assert not (plan.run_dir(workdir, plan.Run("study", "cheater", 0.05, "identify"))
+              / analyse.ANALYSIS_FILE).exists()  # Not a row of the report.
+  for r in rows:
     a = json.loads((plan.run_dir(workdir, r) / analyse.ANALYSIS_FILE).read_text())
     sel = selection[r.key][entries.headline_rule(cfg, r.entry)]
-    rcfg = runs_lib.load_config(plan.run_dir(workdir, r))
+    assert a["point"]["entry"] == (sel["entry"] or r.entry)  # A family member's run, or its own.
+    rcfg = runs_lib.load_config(plan.run_dir(workdir, plan.Run(r.protocol, r.model, r.ratio,
+                                                               a["point"]["entry"])))
     # The replicas at the selected lambda, one per seed, in seed order.
     assert a["point"]["lam"] == sel["lam"] and a["point"]["seeds"] == sel["seeds"]
     assert a["point"]["replicas"] == [x["replica"] for x in runs_lib.replicas(rcfg)

@@ -45,6 +45,7 @@ the same settings (config.analyse) at the same grid point is skipped, so the set
 between calls on a workdir (stages.IGNORE) and only what they change is recomputed.
 """
 
+import dataclasses
 import functools
 import json
 import time
@@ -53,6 +54,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats
 
 from ccmnist import models
 from ccmnist.attacks import anatomy
@@ -310,7 +312,7 @@ def headline_point(bench, run: plan.Run, selection: dict) -> dict | None:
   if not sel:
     return None
   return {"rule": rule, "index": int(sel["index"]), "lam": float(sel["lam"]),
-          "seeds": list(sel["seeds"])}
+          "entry": sel.get("entry") or run.entry, "seeds": list(sel["seeds"])}
 
 
 def analyse_run(bench, workdir, run: plan.Run, point: dict, *, null_cache: dict,
@@ -319,7 +321,8 @@ def analyse_run(bench, workdir, run: plan.Run, point: dict, *, null_cache: dict,
   t0 = time.perf_counter()
   cfg = bench.analyse
   attack = check_config(cfg)
-  rdir = plan.run_dir(workdir, run)
+  # A family's selected point may lie in a member's run (select.py names its entry).
+  rdir = plan.run_dir(workdir, dataclasses.replace(run, entry=point["entry"]))
   model, params_K, config = runs_lib.load_run(rdir, replica=None)
   spec = splits_lib.spec(config.data)
   reps = [r["replica"] for r in runs_lib.replicas(config) if r["lam"] == point["lam"]]
@@ -363,11 +366,19 @@ def analysed(bench, workdir, run: plan.Run, point: dict) -> bool:
   return old is not None and old.get("settings") == want
 
 
+def rows(bench) -> list:
+  """The runs the analysis covers: every report row's (config.methods' entries) in every
+  cell, in training order. An identification run and a family member's run are not rows:
+  a row's selected point in a member's run is analysed as the row's."""
+  names = set(plan.method_entries(bench))
+  return [r for r in plan.all_runs(bench) if r.entry in names]
+
+
 def todo(bench, workdir, selection: dict) -> list:
-  """The runs with a headline selection and no analysis of it under these settings yet, in
+  """The rows with a headline selection and no analysis of it under these settings yet, in
   training order."""
   out = []
-  for run in plan.all_runs(bench):
+  for run in rows(bench):
     point = headline_point(bench, run, selection)
     if point is not None and not analysed(bench, workdir, run, point):
       out.append(run)
@@ -414,9 +425,9 @@ def record(analysis: dict) -> dict:
 
 
 def collect(bench, workdir) -> dict:
-  """{run key: record()} of every run that has an analysis.json."""
+  """{run key: record()} of every row that has an analysis.json."""
   out = {}
-  for run in plan.all_runs(bench):
+  for run in rows(bench):
     a = io.read_json(plan.run_dir(workdir, run) / ANALYSIS_FILE)
     if a is not None:
       out[run.key] = record(a)
@@ -424,27 +435,65 @@ def collect(bench, workdir) -> dict:
 
 
 def versus_erm(erm: dict, other: dict) -> tuple | None:
-  """(holds, strength, diff) of "other - erm > 0", paired over seeds (verdicts.py's rule);
-  None when either lacks a seed."""
+  """(holds, strength, mean difference) of "other - erm > 0": report/verdicts.py's paired
+  t-test over seeds, at its level, uncorrected (one comparison); None when either lacks a
+  seed."""
+  test = erm_test(erm, other)
+  if test is None:
+    return None
+  holds, strength = verdicts.decide(test, direction=1)
+  return holds, strength, test["mean"]
+
+
+def erm_test(erm: dict, other: dict) -> dict | None:
+  """verdicts.paired_test of other - erm over seeds; None when either lacks a seed."""
   a, b = erm["values"], other["values"]
   if len(a) != len(b) or not a or any(x is None for x in a + b):
     return None
-  diff = verdicts.paired_difference(a, b)
-  holds, strength = verdicts.decide(diff, direction=1)
-  return holds, strength, diff["mean"]
+  return verdicts.paired_test(a, b)
 
 
-def versus_null(stat: dict, null: dict) -> tuple | None:
-  """(holds, strength, diff) of "the seeds' mean lies above the random inits' mean": the
-  difference of means against 2 standard errors of it (seeds and inits unpaired: the two
-  variances of the mean added), through verdicts.decide; None without values."""
+def null_test(stat: dict, null: dict, *, level: float = verdicts.LEVEL) -> dict | None:
+  """Welch's t-test (scipy.stats.ttest_ind, unequal variances, two-sided) of the seeds' mean
+  against the random inits' mean (unpaired: an init is no seed's twin), shaped as
+  verdicts.paired_test's dict so that verdicts.decide judges it; None without values. A seed
+  whose value is missing (a minimal epsilon not found) leaves it untested."""
   a = np.asarray([x for x in null["values"] if x is not None], np.float64)
   b = np.asarray([x for x in stat["values"] if x is not None], np.float64)
   if not a.size or not b.size or len(b) != len(stat["values"]):
     return None
-  var = lambda v: v.var(ddof=1) / v.size if v.size > 1 else 0.0
-  n = int(min(a.size, b.size))
-  diff = {"mean": float(b.mean() - a.mean()), "se": float(np.sqrt(var(a) + var(b))), "n": n,
-          "values": []}
-  holds, strength = verdicts.decide(diff, direction=1)
-  return holds, strength, diff["mean"]
+  # Rates computed as floats: values equal up to rounding have no spread at all (where scipy's
+  # t would be a ratio of rounding errors), as verdicts.paired_test treats them.
+  snap = lambda v: np.full_like(v, v.mean()) if np.ptp(v) <= 1e-12 * max(1.0, abs(v.mean())) \
+      else v
+  a, b = snap(a), snap(b)
+  mean = float(b.mean() - a.mean())
+  out = {"test": "Welch t", "level": level, "statistic": None, "df": None, "p": None,
+         "p_exact": None, "mean": mean, "ci": None, "n": int(b.size), "values": b.tolist(),
+         "reason": None}
+  if b.size == 1:
+    out["reason"] = verdicts.INDICATIVE
+  elif a.size < 2:
+    out["reason"] = "one random init: no spread to test against"
+  elif np.ptp(a) == 0 and np.ptp(b) == 0:
+    # No spread on either side, t undefined: the exact permutation test of the mean
+    # difference over every split of the pooled values stands in (verdicts' sign-flip twin).
+    r = stats.permutation_test((b, a), lambda x, y, axis: x.mean(axis) - y.mean(axis),
+                               permutation_type="independent", n_resamples=np.inf,
+                               vectorized=True)
+    out.update(test="exact permutation (no spread: t undefined)", p=float(r.pvalue))
+  else:
+    r = stats.ttest_ind(b, a, equal_var=False)
+    out.update(statistic=float(r.statistic), df=float(r.df), p=float(r.pvalue))
+  return out
+
+
+def versus_null(stat: dict, null: dict) -> tuple | None:
+  """(holds, strength, mean difference) of "the seeds' mean lies above the random inits'
+  mean" (null_test, judged by verdicts.decide at its level, uncorrected); None without
+  values."""
+  test = null_test(stat, null)
+  if test is None:
+    return None
+  holds, strength = verdicts.decide(test, direction=1)
+  return holds, strength, test["mean"]

@@ -2,12 +2,14 @@
 analyse stage's records (analyse.collect: res['analysis']).
 
 Each measure of analyse.py is shown as mean ± std over seeds at the run's headline grid point,
-beside its null (the random inits' mean), with two verdicts (report/verdicts.py's rule): against
-ERM of the same cell (paired over seeds) and against the null (analyse.versus_null). A method's
-call: it **uses** color when its predictions change on recoloring beyond the null; otherwise it
-**hides** the shortcut when its penultimate features still carry color at the null's level or
-above (a linear probe reads it as well as from a random network's features, or better), and
-**removed** it when they carry less than the null.
+beside its null (the random inits' mean), with two verdicts (report/verdicts.py's tests at its
+level, each uncorrected): against ERM of the same cell (verdicts.paired_test over seeds) and
+against the null (analyse.null_test: Welch's t-test, seeds against inits). A method's
+call (call()): it **uses** color when its predictions change on recoloring beyond the null;
+otherwise it **hides** the shortcut when its penultimate features still carry color at the
+null's level or above (a linear probe reads it as well as from a random network's features, or
+better), and **removed** it when they carry less than the null; **unresolved** when the seeds
+cannot tell.
 """
 
 import numpy as np
@@ -71,8 +73,15 @@ def cell(rec: dict, erm: dict | None, measure: str) -> str:
 
 
 def call(rec: dict) -> str:
-  """'uses' / 'hides' / 'removed' (module docstring), 'grey input' for a run trained and
-  tested on grey digits (nothing to remove), or 'n/a'."""
+  """'uses' / 'hides' / 'removed' (module docstring), 'unresolved' when the seeds cannot
+  tell, 'grey input' for a run trained and tested on grey digits (nothing to remove), 'n/a'.
+
+  uses: uses color above the null (Welch's t-test). When the test does not resolve it, a run
+  whose every seed lies within the inits' range does not use color, and one with a seed above
+  the range is unresolved. Then, not using color: it removed the shortcut when its color probe
+  lies below the null's (tested), hides it when above, or when unresolved with every seed at
+  or above the inits' lowest; else unresolved.
+  """
   if rec["stimuli"].get("grayscale"):
     return "grey input"
   uses = analyse.versus_null(rec["uses_color"], rec["uses_color_null"])
@@ -81,7 +90,15 @@ def call(rec: dict) -> str:
     return "n/a"
   if uses[0] is True:
     return "uses"
-  return "removed" if carries[0] is False else "hides"
+  top = max(v for v in rec["uses_color_null"]["values"] if v is not None)
+  if uses[0] is None and max(rec["uses_color"]["values"]) > top:
+    return "unresolved"
+  if carries[0] is False:
+    return "removed"
+  low = min(v for v in rec["color_probe_null"]["values"] if v is not None)
+  if carries[0] is True or min(rec["color_probe"]["values"]) >= low:
+    return "hides"
+  return "unresolved"
 
 
 def reversed_bias(rec: dict) -> bool:
@@ -90,8 +107,8 @@ def reversed_bias(rec: dict) -> bool:
   values = rec["aligned_minus_conflicting"]["values"]
   if not values or any(v is None for v in values):
     return False
-  diff = verdicts.paired_difference([0.0] * len(values), values)
-  return verdicts.decide(diff, direction=1)[0] is False
+  return verdicts.decide(verdicts.paired_test([0.0] * len(values), values),
+                         direction=1)[0] is False
 
 
 def _records(res, bench, protocol: str, model: str, ratio: float) -> dict:
@@ -123,12 +140,15 @@ def statements(res, bench, protocol: str) -> list:
                  f"{100 * erm['follows_color']['mean']:.1f}% of conflicting digits as their "
                  "color's class.")
       others = {n: r for n, r in recs.items() if n != "erm"}
-      less = [n for n, r in others.items()
-              if (analyse.versus_erm(erm["uses_color"], r["uses_color"]) or (None,))[0] is False]
+      judged = verdicts.judge(
+          [{"entry": n} for n in others],
+          [(t, 1, None) if t is not None else None for t in
+           (analyse.erm_test(erm["uses_color"], r["uses_color"]) for r in others.values())])
+      less = [j["entry"] for j in judged if j["holds"] is False]
       if others:
-        out.append(f"{len(less)} of {len(others)} other methods use color less than ERM beyond "
-                   "the seed spread" + (f" ({', '.join(_label(bench, n) for n in less)})."
-                                        if less else "."))
+        out.append(f"{len(less)} of {len(others)} other methods use color less than ERM "
+                   f"(paired t-tests over seeds, Holm-corrected over these {len(others)})"
+                   + (f": {', '.join(_label(bench, n) for n in less)}." if less else "."))
       calls = {n: call(r) for n, r in recs.items()}
       for kind, text in (("hides", "use color no more than random inits but still carry it in "
                                    "their penultimate features at the random inits' level or "
@@ -182,12 +202,16 @@ def section(res, bench, workdir, lines) -> None:
         f"energy at ε {st['attack']['eps']:g} that is one RGB shift of the stroke. Rates in %.",
         "",
         f"Beside each value: its **null**, the mean of {st['null_inits']} random inits of the "
-        "architecture on the same digits. Marks (report/verdicts.py's rule, 2 standard errors): "
-        "▲E / ▼E / =E above / below / within the seed spread of ERM (paired over seeds); "
-        "▲N / ▼N / =N the same against the null (seeds and inits unpaired). **call**: *uses* "
-        "(uses color beyond the null), else *hides* (its features carry color at the null's "
-        "level or above), else *removed*. The grayscale oracle, when run, is the no-color "
-        "reference: it is trained and tested on grey digits.", ""]
+        "architecture on the same digits. Marks (tests at level 0.05, each uncorrected: a table "
+        "of many marks holds some false ones): ▲E / ▼E above / below ERM by report/verdicts.py's "
+        "paired t-test over seeds, =E not resolved; ▲N / ▼N / =N the same against the null by "
+        "Welch's t-test (seeds against inits, unpaired). **call**: *uses* (uses color above the "
+        "null, ▲N); otherwise, when it does not use color (▼N, or every seed within the inits' "
+        "range), *removed* when its color probe lies below the null's (▼N) and *hides* when its "
+        "features still carry color as a random network's do or more (▲N, or every seed at or "
+        "above the inits' lowest); *unresolved* when the seeds cannot tell. The grayscale "
+        "oracle, when run, is the no-color reference: it is trained and tested on grey digits "
+        "(*grey input*).", ""]
     for model in models:
       for ratio in bench.ratios:
         recs = _records(res, bench, protocol, model, ratio)
