@@ -150,6 +150,8 @@ def statements(res, bench, protocol: str) -> list:
                    f"(paired t-tests over seeds, Holm-corrected over these {len(others)})"
                    + (f": {', '.join(_label(bench, n) for n in less)}." if less else "."))
       calls = {n: call(r) for n, r in recs.items()}
+      out.append("Calls: " + ", ".join(f"{_label(bench, n)} *{c}*" for n, c in calls.items())
+                 + ".")
       for kind, text in (("hides", "use color no more than random inits but still carry it in "
                                    "their penultimate features at the random inits' level or "
                                    "above: they hide the shortcut"),
