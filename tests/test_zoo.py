@@ -157,6 +157,12 @@ def test_every_run_is_analysed_at_its_headline_point_beside_its_null(tiny_bench)
       assert got[k]["values"] == a["measures"][k] and got[f"{k}_null"]["values"] == a["null"][k]
     rates = [v for k, vs in a["measures"].items() if k not in analyse.NOT_RATES for v in vs]
     assert all(v is None or 0.0 <= v <= 1.0 for v in rates)
+  # Resumable: nothing is left to analyse; other settings would analyse every row again.
+  assert stages.analyse_done(cfg, workdir) and not analyse.todo(cfg, workdir, selection)
+  other = tiny_config()
+  with other.unlocked():
+    other.analyse.seed = 1
+  assert analyse.todo(other, workdir, selection) == rows
   # The CNN's probes read each conv layer too; the MLP has none.
   cheater = res["analysis"]["study/cheater/rho0.95/erm"]
   assert {"color_probe@conv0", "color_probe@conv2_null"} <= set(cheater)

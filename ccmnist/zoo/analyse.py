@@ -326,6 +326,10 @@ def analyse_run(bench, workdir, run: plan.Run, point: dict, *, null_cache: dict,
   model, params_K, config = runs_lib.load_run(rdir, replica=None)
   spec = splits_lib.spec(config.data)
   reps = [r["replica"] for r in runs_lib.replicas(config) if r["lam"] == point["lam"]]
+  if not reps:
+    raise ValueError(f"{rdir} holds no replica at the selected lambda {point['lam']} (its grid: "
+                     f"{runs_lib.lam_grid(config)}); rerun the select stage "
+                     "(--config.only=select,analyse).")
   skey = stimuli_key(config.data, num=cfg.num_digits, seed=cfg.seed)
   if skey not in stim_cache:
     stim_cache.clear()  # Runs of one data config come together: keep one.
