@@ -78,7 +78,8 @@ def uses_color_figure(panels: dict, *, titles: dict | None = None):
   """One panel per key of `panels` ({panel: {'points': [(method, ratio, accuracy, uses)],
   'null': uses of random inits or None}}, rates in [0, 1]): how much a method uses color
   against its group-balanced accuracy, one point per method and ratio, labelled with the ratio;
-  one legend of every method, below the panels; the null as a dotted line."""
+  a thin line joins each method's ratios; one legend of every method, below the panels; the
+  null as a dotted line."""
   titles = titles or {}
   names = list(dict.fromkeys(p[0] for panel in panels.values() for p in panel["points"]))
   n = max(1, len(panels))
@@ -89,11 +90,23 @@ def uses_color_figure(panels: dict, *, titles: dict | None = None):
   height = 4.2 * rows + legend_in
   fig, axes = plt.subplots(rows, cols, figsize=(5.8 * cols, height), squeeze=False)
   for ax, (panel, got) in zip(axes.flat, panels.items()):
+    by_method = {}
+    for name, ratio, acc, uses in got["points"]:
+      by_method.setdefault(name, []).append((ratio, 100 * acc, 100 * uses))
+    for name, pts in by_method.items():  # A thin line joins one method's ratios, in order.
+      pts.sort()
+      ax.plot([p[1] for p in pts], [p[2] for p in pts], color=method_color(name), lw=0.8,
+              alpha=0.5, zorder=2)
+    placed = []
     for name, ratio, acc, uses in got["points"]:
       x, y = 100 * acc, 100 * uses
       ax.scatter([x], [y], color=method_color(name), s=36, zorder=3,
                  marker="s" if name == "grayscale" else "o", edgecolor="white", linewidth=0.5)
-      ax.annotate(f"{100 * ratio:g}%", (x, y), xytext=(4, 3), textcoords="offset points",
+      # A label near an earlier point's goes on another side of its own point.
+      near = sum(abs(x - px) < 5 and abs(y - py) < 5 for px, py in placed)
+      offset = ((4, 3), (4, -10), (-16, 3), (-16, -10))[near % 4]
+      placed.append((x, y))
+      ax.annotate(f"{100 * ratio:g}%", (x, y), xytext=offset, textcoords="offset points",
                   fontsize=7, color=method_color(name))
     if got.get("null") is not None:
       ax.axhline(100 * got["null"], color="0.4", ls=":", lw=1)
@@ -110,7 +123,8 @@ def uses_color_figure(panels: dict, *, titles: dict | None = None):
   handles.append(mlines.Line2D([], [], color="0.4", ls=":", lw=1,
                                label="random inits of the architecture (null)"))
   fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
-             title="method (each point labelled with its bias-conflicting ratio)",
+             title="method (each point labelled with its bias-conflicting ratio; a line joins a "
+                   "method's ratios)",
              title_fontsize=8)
   fig.tight_layout(rect=(0, legend_in / height, 1, 1))
   return fig

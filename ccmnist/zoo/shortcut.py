@@ -63,6 +63,8 @@ def cell(rec: dict, erm: dict | None, measure: str) -> str:
   text = _stat_text(stat, measure)
   if null and null["mean"] is not None:
     text += f" (null {_num(null['mean'], measure)})"
+  elif null and null["values"]:  # Every init's value missing: a minimal ε never found.
+    text += " (null: not found)"
   marks = []
   if erm is not None and erm is not rec and stat is not None:
     marks.append(_mark(analyse.versus_erm(erm[measure], stat), "▲E", "▼E", "=E"))
@@ -170,9 +172,12 @@ def statements(res, bench, protocol: str) -> list:
       eps = {n: r["min_eps"]["mean"] for n, r in recs.items() if r["min_eps"]["mean"] is not None}
       if eps:
         best = max(eps, key=eps.get)
-        out.append(f"Median minimal ε of targeted PGD: ERM {_num(eps.get('erm'), 'min_eps')}, "
-                   f"largest {_label(bench, best)} {eps[best]:.2f} (random inits "
-                   f"{_num(erm['min_eps_null']['mean'], 'min_eps')}).")
+        null_eps = erm["min_eps_null"]["mean"]
+        null_text = (_num(null_eps, "min_eps") if null_eps is not None else
+                     f"not found within {erm['stimuli']['attack']['eps_max']:g}")
+        out.append(f"Median minimal ε of targeted PGD (pixel levels): ERM "
+                   f"{_num(eps.get('erm'), 'min_eps')}, largest {_label(bench, best)} "
+                   f"{eps[best]:.2f} (random inits: {null_text}).")
   return out
 
 
@@ -271,7 +276,8 @@ def figure_points(res, bench) -> dict:
           acc = sel and sel["measures"]["group_balanced"]["mean"]
           if acc is not None and rec["uses_color"]["mean"] is not None:
             pts.append((n, ratio, acc, rec["uses_color"]["mean"]))
-          nulls.append(rec["uses_color_null"]["mean"])
+          if not rec["stimuli"].get("grayscale"):  # Grey stimuli: a null of their own.
+            nulls.append(rec["uses_color_null"]["mean"])
       if pts:
         nulls = [v for v in nulls if v is not None]
         panels[f"{protocol} / {model}"] = {"points": pts,
