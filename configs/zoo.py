@@ -185,8 +185,9 @@ def analyse(size: str) -> ml_collections.ConfigDict:
   num_digits test digits (balanced over the classes) with their recolored twins; probes by
   `folds`-fold cross-validation (ridge alpha, pooling grid x grid); the null: null_inits random
   inits (keys null_seed, ...); targeted PGD (the study's attack, `pgd`: Attack's arguments) on
-  the first num_attack digits of the target rule (attacks/sweep.py select_examples), minimal
-  epsilon by bisection on [0, eps_max] (argmax criterion), the color-shift share at pgd.eps.
+  the first num_attack digits of the target rule (attacks/sweep.py select_examples; 0: no
+  robustness measures), minimal epsilon by bisection on [0, eps_max] (argmax criterion), the
+  color-shift share at pgd.eps.
   """
   return ml_collections.ConfigDict(dict(
       num_digits={"full": 500, "quick": 200, "tiny": 40}[size],

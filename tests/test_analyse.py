@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from ccmnist import models
 from ccmnist.data import palette as palette_lib
 from ccmnist.interpret import representation as rep_lib
 from ccmnist.zoo import analyse
@@ -79,7 +80,8 @@ class TinyCNN(nn.Module):
 
 def config(**over) -> ml_collections.ConfigDict:
   c = zoo_config.analyse("tiny")
-  c.update(dict(num_digits=NUM, num_attack=8, batch_size=100, null_inits=3))
+  # No attack unless a test asks (its programs take the longest to compile).
+  c.update(dict(num_digits=NUM, num_attack=0, batch_size=100, null_inits=3))
   c.update(over)
   return c
 
@@ -109,14 +111,16 @@ def test_a_model_blind_to_color_never_changes_and_its_color_probe_is_at_chance()
   stim = stimuli()
   model = GreyOnly()
   inits = [model.init(jax.random.key(s), jnp.zeros((1, 12, 12, 3)))["params"] for s in (0, 1)]
-  m = measures(model, inits, stim)
+  m = measures(model, inits, stim, config(num_attack=8))
   assert (m["uses_color"] == 0.0).all() and (m["aligned_minus_conflicting"] == 0.0).all()
   # Colors are drawn independently of the digits, and the features are a function of the digit
   # alone: the held-out color probe is a guess. Chance is 1/10; 3 binomial standard errors on
   # 200 digits, sqrt(0.1 * 0.9 / 200) = 0.021 each, bound it.
   assert (m["color_probe"] <= 0.1 + 3 * 0.021).all(), m["color_probe"]
   assert (m["digit_probe"] >= 0.9).all(), m["digit_probe"]  # It does see the digit.
-  # The perturbation at fixed epsilon cannot move the stroke mask's color into use either.
+  # No gradient reaches the input through the stroke mask: a digit is either already called the
+  # target (minimal epsilon 0) or never within eps_max, so the median is one of the two.
+  assert set(m["min_eps"].tolist()) <= {0.0, np.inf}, m["min_eps"]
   assert np.isfinite(m["color_shift_share"]).all()
 
 
@@ -145,6 +149,11 @@ def test_the_null_verdict_and_the_call_separate_using_hiding_and_removing():
   # Without spread on either side the exact permutation test decides: 2 seeds against 3 inits
   # can reach p = 2 / C(5, 2) = 0.2 at best, never a finding at level 0.05.
   assert analyse.null_test(seeds(1.0, 1.0), s([0.0, 0.0, 0.0]))["p"] == pytest.approx(0.2)
+  # One side constant (a grey model's null is exactly 0): the one-sample t-test of the other.
+  zero = seeds(0.0, 0.0, 0.0)
+  assert analyse.null_test(seeds(0.5, 0.6, 0.55), zero)["df"] == 2
+  assert analyse.versus_null(seeds(0.5, 0.6, 0.55), zero)[0] is True
+  assert analyse.versus_null(zero, seeds(0.5, 0.6, 0.55))[0] is False
   erm = s([0.5, 0.6, 0.7, 0.65, 0.55])
   assert analyse.versus_erm(erm, s([0.1, 0.21, 0.3, 0.24, 0.16]))[0] is False  # Paired.
   assert analyse.versus_erm(erm, s([0.6, 0.5, 0.7, 0.55, 0.65]))[0] is None
@@ -173,7 +182,7 @@ def test_aligned_and_conflicting_twins_differ_from_x_in_color_alone():
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("folds", 1, "folds >= 2"), ("null_inits", 1, "at least 2"), ("num_attack", 0, "num_attack"),
+    ("folds", 1, "folds >= 2"), ("null_inits", 1, "at least 2"), ("num_attack", -1, "num_attack"),
     ("pgd.targeted", False, "targeted must be True"), ("pgd.norm", "l1", "config.analyse.pgd")])
 def test_bad_settings_say_what_to_fix(field, value, match):
   c = config()
@@ -181,3 +190,27 @@ def test_bad_settings_say_what_to_fix(field, value, match):
   (c[parent] if parent else c)[key] = value
   with pytest.raises(ValueError, match=match):
     analyse.check_config(c)
+
+
+# The models the tiny benchmark does not analyse end to end (tests/test_zoo.py runs the
+# CheaterCNN and LfF's MLP); the full profile trains these too.
+@pytest.mark.parametrize("name", sorted(set(models.MODELS) - {"cheater", "lff_mlp"}))
+def test_every_model_is_analysed_with_a_probe_per_conv_layer(name):
+  """Each such model, at random init: every measure a number in its range, the head's
+  features probed, and one probe per exposed conv layer (none for an MLP)."""
+  grey, labels = grey_digits(n_per_class=4, size=12)
+  stim = analyse.stimuli_from(grey, labels, num=20, seed=0, num_classes=NUM_CLASSES,
+                              color_class=np.arange(NUM_CLASSES), mode="lff", palette=PALETTE,
+                              color_std=0.005)
+  cfg = config(num_digits=20, folds=2, null_inits=2)
+  model = models.get_model(name, num_classes=NUM_CLASSES)
+  inits = rep_lib.random_params(model, inits=2, seed=0, image_shape=(12, 12, 3))
+  m = measures(model, inits, stim, cfg)
+  convs = [k for k in m if k.startswith("color_probe@")]
+  exposed = models.layer_shapes(model, inits[0], (12, 12, 3))
+  assert sorted(convs) == sorted(f"color_probe@{k}" for k, v in exposed.items() if len(v) == 4)
+  assert len(convs) == (4 if name == "shape_cnn" else 0)
+  for k, v in m.items():
+    assert v.shape == (2,), k
+    if k not in analyse.NOT_RATES:
+      assert np.all((v >= -1.0) & (v <= 1.0)), (k, v)

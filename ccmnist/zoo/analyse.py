@@ -96,9 +96,10 @@ def check_config(cfg) -> pgd_lib.Attack:
                      "folds >= 2 and num_digits >= 2 * folds.")
   if cfg.null_inits < 2:
     raise ValueError(f"config.analyse.null_inits={cfg.null_inits}; a null needs at least 2.")
-  if not 1 <= cfg.num_attack <= cfg.num_digits or cfg.batch_size < 1:
-    raise ValueError(f"config.analyse: num_attack={cfg.num_attack} must lie in [1, num_digits="
-                     f"{cfg.num_digits}] and batch_size={cfg.batch_size} >= 1.")
+  if not 0 <= cfg.num_attack <= cfg.num_digits or cfg.batch_size < 1:
+    raise ValueError(f"config.analyse: num_attack={cfg.num_attack} must lie in [0, num_digits="
+                     f"{cfg.num_digits}] (0: no robustness measures) and batch_size="
+                     f"{cfg.batch_size} >= 1.")
   if cfg.min_eps.eps_max <= 0 or cfg.min_eps.iters < 1:
     raise ValueError("config.analyse.min_eps: need eps_max > 0 and iters >= 1.")
   try:
@@ -288,6 +289,8 @@ def analyse_models(model, params_S, stim: dict, cfg, attack, *, layers, num_clas
                                                              cfg.seed),
                     alpha=cfg.alpha, grid=cfg.grid, num_classes=num_classes,
                     num_colors=num_colors))
+  if not cfg.num_attack:  # The robustness measures are asked for by num_attack > 0.
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
   images, targets = attack_set(stim, cfg)
   n = len(jax.tree_util.tree_leaves(params_S)[0])
   rob = [robustness(model, jax.tree_util.tree_map(lambda v, s=s: v[s], params_S), images,
@@ -486,6 +489,14 @@ def null_test(stat: dict, null: dict, *, level: float = verdicts.LEVEL) -> dict 
                                permutation_type="independent", n_resamples=np.inf,
                                vectorized=True)
     out.update(test="exact permutation (no spread: t undefined)", p=float(r.pvalue))
+  elif np.ptp(a) == 0 or np.ptp(b) == 0:
+    # One side without spread: Welch's t reduces to the one-sample t-test of the other side
+    # against that constant (df its size - 1), computed so, without scipy's warning on constant
+    # data.
+    sign, varied, const = (1.0, b, a[0]) if np.ptp(a) == 0 else (-1.0, a, b[0])
+    r = stats.ttest_1samp(varied, const)
+    out.update(statistic=sign * float(r.statistic), df=float(varied.size - 1),
+               p=float(r.pvalue))
   else:
     r = stats.ttest_ind(b, a, equal_var=False)
     out.update(statistic=float(r.statistic), df=float(r.df), p=float(r.pvalue))

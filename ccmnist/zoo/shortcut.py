@@ -169,7 +169,8 @@ def statements(res, bench, protocol: str) -> list:
       if reversed_:
         out.append(f"Reversed bias (aligned accuracy below conflicting beyond the seed spread): "
                    f"{', '.join(_label(bench, n) for n in reversed_)}.")
-      eps = {n: r["min_eps"]["mean"] for n, r in recs.items() if r["min_eps"]["mean"] is not None}
+      eps = {n: r["min_eps"]["mean"] for n, r in recs.items()
+             if "min_eps" in r and r["min_eps"]["mean"] is not None}
       if eps:
         best = max(eps, key=eps.get)
         null_eps = erm["min_eps_null"]["mean"]
