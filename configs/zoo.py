@@ -34,12 +34,13 @@ by a short cost probe each); 'tiny' synthetic digits, for tests.
 import ml_collections
 
 from ccmnist.train import methods
+from ccmnist.train.methods import groupdro
 from ccmnist.zoo import published
 from configs import common
 
 # Bias-conflicting fraction of the training set; rho_train = 1 - ratio.
 RATIOS = {"full": (0.05, 0.02, 0.01, 0.005), "quick": (0.05, 0.01), "tiny": (0.05,)}
-SEEDS = {"full": 3, "quick": 2, "tiny": 2}
+SEEDS = {"full": 5, "quick": 2, "tiny": 2}
 # Held-out digits (from MNIST's training set) and the test digits.
 SIZES = {
     "full": dict(train_size=52_000, val_size=5_000, val_unbiased_size=1_000,
@@ -50,7 +51,8 @@ SIZES = {
                  test_size=100),
 }
 def _entry(loss, grid=(0.0,), *, title="", settings=None, data=None, needs="", needs_setting="",
-           warmup_epochs=0, epochs_fraction=1.0, knows="", oracle=False, family="", label=""):
+           warmup_epochs=0, warmup_fraction=0.0, epochs_fraction=1.0, knows="", oracle=False,
+           family="", label=""):
   """One entry of the benchmark's table.
 
   loss: its config.loss.name (a method of the registry; its kind, methods.Method.kind, says
@@ -58,7 +60,8 @@ def _entry(loss, grid=(0.0,), *, title="", settings=None, data=None, needs="", n
   the method's lam_means); settings: config.loss.settings; data: data-config overrides (the
   grayscale oracle's); needs: an entry whose run (same protocol, model, ratio, data and seeds)
   is trained first (the run a refit refits); needs_setting: the setting that receives that
-  run's workdir ('' when none does); warmup_epochs: config.loss.warmup_epochs; epochs_fraction:
+  run's workdir ('' when none does); warmup_epochs: config.loss.warmup_epochs, or, when
+  warmup_fraction > 0, that share of the run's epochs (base.Benchmark.warmup_of); epochs_fraction:
   the share of the protocol's epochs the run trains (an identification run's early stop);
   knows: what it knows about the bias when not its method's `knows` (data overrides know
   something too); oracle: it knows what no practitioner does (the report ranks it apart);
@@ -71,7 +74,8 @@ def _entry(loss, grid=(0.0,), *, title="", settings=None, data=None, needs="", n
       loss=loss, lam_grid=tuple(float(g) for g in grid), title=title or loss,
       settings=ml_collections.ConfigDict(settings or {}),
       data=ml_collections.ConfigDict(data or {}), needs=needs, needs_setting=needs_setting,
-      warmup_epochs=warmup_epochs, epochs_fraction=epochs_fraction, knows=knows,
+      warmup_epochs=warmup_epochs, warmup_fraction=warmup_fraction,
+      epochs_fraction=epochs_fraction, knows=knows,
       oracle=oracle, family=family, label=label))
 
 
@@ -90,6 +94,7 @@ def method_entries(size: str) -> dict:
     if b is not None:
       out[name] = _entry(name, b.grid_of(size), title=b.title, needs=b.needs,
                          needs_setting=method.reference, warmup_epochs=b.warmup_epochs,
+                         warmup_fraction=b.warmup_fraction,
                          oracle=name in ORACLE_METHODS)
   return out
 
@@ -111,7 +116,35 @@ def zoo(size: str) -> ml_collections.ConfigDict:
   # Not a method: the ERM run that JTT and EIIL read their bias identification from, trained
   # for a fifth of the epochs (JTT's early-stopped identification model).
   z.identify = _entry("erm", title="ERM identification run (JTT, EIIL)", epochs_fraction=0.2)
+  if size == "full":
+    _second_grids(z, size)
   return z
+
+
+# The second hyper-parameter of a method, as family entries of its row (the full profile only):
+# Group DRO's L2 strength (its paper's regime: strong L2 or early stopping), and JTT's
+# identification epochs T as a share of the protocol's (its paper's T range from 1 of 50
+# epochs to 2 of 5).
+GROUPDRO_L2 = tuple(l2 for l2 in groupdro.L2_GRID if l2)
+JTT_T = (0.02, 0.4)  # Beside `identify`'s 0.2.
+
+
+def _second_grids(z, size: str) -> None:
+  """Adds the family entries of GROUPDRO_L2 and JTT_T to the table `z`."""
+  dro = methods.get("groupdro").benchmark
+  z.groupdro.settings = ml_collections.ConfigDict({"l2": 0.0})  # Named: a tuned run sets it.
+  for l2 in GROUPDRO_L2:
+    z[f"groupdro_l2_{l2:g}".replace(".", "p").replace("-", "m")] = _entry(
+        "groupdro", dro.grid_of(size), title=f"{dro.title}, L2 {l2:g}", settings={"l2": l2},
+        family="groupdro", label=f"L2 {l2:g}")
+  jtt = methods.get("jtt").benchmark
+  for t in JTT_T:
+    name = f"{t:g}".replace(".", "p")
+    z[f"identify_t{name}"] = _entry("erm", title=f"ERM identification run, T {t:g}",
+                                    epochs_fraction=t)
+    z[f"jtt_t{name}"] = _entry("jtt", jtt.grid_of(size), title=f"{jtt.title}, T {t:g}",
+                               needs=f"identify_t{name}", needs_setting="reference",
+                               family="jtt", label=f"T {t:g}")
 
 
 # Every entry of the benchmark, in report order: the registry's methods, then EXTRA.
@@ -169,6 +202,9 @@ def build(size: str) -> ml_collections.ConfigDict:
   c.num_seeds = SEEDS[size]
   c.only = ""  # A comma-separated list of stages ('train,evaluate'); '' runs them all.
   c.methods = ",".join(ZOO)  # The entries of `zoo` to run and report, in order.
+  # Whether an entry's family (its second grid: zoo's `family` entries) trains with it; off for a
+  # run at settings tuned before (tools/tuned_overrides.py).
+  c.families = True
   c.ratios = RATIOS[size]
   c.run_protocols = "study,lff"  # The protocols of `protocols` to run and report, in order.
   c.protocols = protocols(size)

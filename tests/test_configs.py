@@ -61,7 +61,7 @@ HAND_TABLE = {
             0),
     "irm": ("irm", (1e2, 1e3, 1e4, 1e5), (1e2, 1e4), "IRMv1", "", "", 1),
     "vrex": ("vrex", (2e2, 2e3, 2e4), (2e2, 2e4), "V-REx", "", "", 1),
-    "jtt": ("jtt", (5.0, 20.0, 50.0), (20.0,), "JTT", "identify", "reference", 0),
+    "jtt": ("jtt", (5.0, 20.0, 50.0, 100.0), (20.0,), "JTT", "identify", "reference", 0),
     "lff": ("lff", (0.0,), (0.0,), "LfF", "", "", 0),
     "eiil": ("eiil", (1e2, 1e3, 1e4, 1e5), (1e2, 1e4), "EIIL", "identify", "reference", 1),
     "random_recolor": ("random_recolor", (0.0,), (0.0,), "random recoloring", "", "", 0),
@@ -81,11 +81,29 @@ def test_the_zoo_table_from_the_registry_equals_the_hand_written_one(size):
     got = (e.loss, tuple(e.lam_grid), e.title, e.needs, e.needs_setting, e.warmup_epochs)
     want = (loss, full if size == "full" else quick, title, needs, needs_setting, warmup)
     assert got == want, name
-    assert not e.settings and e.epochs_fraction == (0.2 if name == "identify" else 1.0), name
+    named = {"l2": 0.0} if size == "full" and name == "groupdro" else {}  # Its family's setting.
+    assert e.settings.to_dict() == named, name
+    assert e.epochs_fraction == (0.2 if name == "identify" else 1.0), name
   assert table.grayscale.data.to_dict() == {"grayscale": True} and table.grayscale.oracle
-  assert [n for n in table if table[n].oracle] == ["grayscale"]
+  assert sorted(n for n in table if table[n].oracle) == ["grayscale", "random_recolor"]
   listed = [n for n in zoo.get_config(size).methods.split(",") if n in HAND_TABLE]
   assert listed == [n for n in HAND_TABLE if n != "identify"]
+
+
+def test_the_full_zoo_grids_group_dro_l2_and_jtt_t_as_families():
+  from ccmnist.zoo import plan  # pylint: disable=g-import-not-at-top
+  c = zoo.get_config("full")
+  assert plan.members_of(c, "groupdro") == tuple(
+      f"groupdro_l2_{v}" for v in ("0p0001", "0p1", "1"))
+  assert [c.zoo[m].settings.l2 for m in plan.members_of(c, "groupdro")] == [1e-4, 0.1, 1.0]
+  assert plan.members_of(c, "jtt") == ("jtt_t0p02", "jtt_t0p4")
+  assert [c.zoo[c.zoo[m].needs].epochs_fraction for m in plan.members_of(c, "jtt")] == [0.02, 0.4]
+  order = plan.entry_order(c)
+  assert order.index("identify_t0p02") < order.index("jtt_t0p02")
+  assert "groupdro_l2_1" not in zoo.get_config("quick").zoo  # Quick and tiny: one grid each.
+  c.unlock()
+  c.families = False
+  assert plan.members_of(c, "groupdro") == () and "jtt_t0p4" not in plan.entry_order(c)
 
 
 def test_the_zoo_lists_every_benchmarked_method_in_registry_order():

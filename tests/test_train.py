@@ -1,5 +1,6 @@
 """The training loop on the tiny config: learning, resume, NaN, workdir and config checks."""
 
+import functools
 import gc
 import json
 import os
@@ -382,3 +383,29 @@ def test_headline_numbers_stand_for_the_configured_lambda():
   other = tiny(**{"loss.lam": 0.25, "loss.lam_grid": (0.0, 0.5, 1.0), "num_seeds": 2})
   assert runs.headline_lam(other) == 0.0  # Not on the grid: its first point, said so.
   assert runs.summarize(other, history)["accuracy"]["test_hard"] == pytest.approx(0.15)
+
+
+def test_replicas_scanned_equal_replicas_unrolled():
+  """An MLP's K replicas run one at a time in a loop ('scan', its CPU default) train exactly as
+  the unrolled program does, and the conv nets keep 'unroll' on CPU."""
+  c = tiny(**{"model.name": "lff_mlp", "num_seeds": 3, "optim.name": "adam"})
+  model = models.get_model("lff_mlp", num_classes=10)
+  assert step_lib.replica_map_of(model) == ("scan" if jax.default_backend() == "cpu" else "vmap")
+  assert step_lib.replica_map_of(models.get_model("cheater", num_classes=10)) in (
+      "unroll", "vmap")
+  rng = np.random.default_rng(2)
+  data = {"images": jnp.asarray(rng.integers(0, 256, (24, 28, 28, 3), dtype=np.uint8)),
+          "labels": jnp.asarray(rng.integers(0, 10, 24), jnp.int32)}
+  order = jnp.asarray(np.stack([rng.permutation(24)[:16].reshape(2, 8) for _ in range(3)]))
+  out = {}
+  for mode in ("scan", "unroll"):
+    step = functools.partial(step_lib.train_step, **runs.step_kwargs(c, model, 2))
+    fn = jax.jit(step_lib.map_replicas(step, (0, None, 0, 0), mode=mode))
+    state = runs.init_state(c, model, optim.make_optimizer(c.optim, 10))
+    for _ in range(3):
+      state, m = fn(state, data, order, jnp.zeros((3,)))
+    out[mode] = state, m
+  for a, b in zip(jax.tree_util.tree_leaves(out["scan"]), jax.tree_util.tree_leaves(out["unroll"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with pytest.raises(ValueError, match="Unknown replica map 'pmap'"):
+    step_lib.map_replicas(step, (0,), mode="pmap")

@@ -387,7 +387,9 @@ def test_the_projection_prices_planned_runs_at_measured_rates():
 def test_run_order_and_directories():
   cfg = zoo_config.get_config("full")
   runs = plan.all_runs(cfg)
-  assert len(runs) == 4 * (3 + 1) * 16  # ratios x models x (the 15 methods + identify).
+  # ratios x models x (the 15 methods + identify + Group DRO's 3 L2 and JTT's 2 T family runs,
+  # each T with its identification run).
+  assert len(runs) == 4 * (3 + 1) * (16 + 3 + 2 * 2)
   cell = [r.entry for r in runs if r.cell == "study/cheater/rho0.995"]
   assert cell.index("identify") < cell.index("jtt") and cell.index("erm") < cell.index("dfr")
   assert str(plan.run_dir("D", runs[0])) == "D/runs/study/cheater/rho0.95/erm"

@@ -109,16 +109,43 @@ def eval_step(params, images, labels, mask, *, model: nn.Module):
 
 # How replicas (seeds x lambda grid) share one program. 'vmap' batches them, which turns each
 # conv into a grouped conv, which XLA:CPU runs far slower than K separate convs (docs/perf.md);
-# 'unroll' traces the step once per replica into the same program. Accelerators favor 'vmap'.
-# None picks by backend when a step is built (not at import: multi-host init must come first).
+# 'unroll' traces the step once per replica into the same program; 'scan' runs one replica at a
+# time in a loop (lax.map): on XLA:CPU an MLP's replicas then keep one replica's weights and
+# optimizer state in cache at a time and compile once, not K times, while a conv net's steps run
+# far slower inside the loop. Accelerators favor 'vmap'. None picks by backend and model when a
+# step is built (not at import: multi-host init must come first).
 REPLICA_MAP = None
+REPLICA_MAPS = ("vmap", "unroll", "scan")
 
 
-def map_replicas(fn, in_axes):
-  """fn mapped over the leading replica axis of the arguments whose in_axes entry is 0."""
-  mode = REPLICA_MAP or ("unroll" if jax.default_backend() == "cpu" else "vmap")
+def replica_map_of(model=None) -> str:
+  """REPLICA_MAP when set; else 'vmap' off CPU, and on CPU the model's `cpu_replica_map`
+  ('unroll' for a model that does not name one, or none given)."""
+  if REPLICA_MAP:
+    return REPLICA_MAP
+  if jax.default_backend() != "cpu":
+    return "vmap"
+  return getattr(model, "cpu_replica_map", "unroll")
+
+
+def map_replicas(fn, in_axes, *, mode: str | None = None):
+  """fn mapped over the leading replica axis of the arguments whose in_axes entry is 0, as
+  `mode` (one of REPLICA_MAPS; None: replica_map_of())."""
+  mode = mode or replica_map_of()
+  if mode not in REPLICA_MAPS:
+    raise ValueError(f"Unknown replica map {mode!r}; use one of {REPLICA_MAPS}.")
   if mode == "vmap":
     return jax.vmap(fn, in_axes=in_axes)
+
+  def args_of(args, mapped):
+    it = iter(mapped)
+    return [next(it) if axis == 0 else a for a, axis in zip(args, in_axes)]
+
+  if mode == "scan":
+    def scanned(*args):
+      mapped = tuple(a for a, axis in zip(args, in_axes) if axis == 0)
+      return jax.lax.map(lambda xs: fn(*args_of(args, xs)), mapped)
+    return scanned
 
   def unrolled(*args):
     k = jax.tree_util.tree_leaves(args[in_axes.index(0)])[0].shape[0]
@@ -131,10 +158,12 @@ def map_replicas(fn, in_axes):
 def make_train_step(**static):
   """The replica-mapped, jitted train step (state donated)."""
   step = functools.partial(train_step, **static)
-  return jax.jit(map_replicas(step, (0, None, 0, 0)), donate_argnums=(0,))
+  mode = replica_map_of(static.get("model"))
+  return jax.jit(map_replicas(step, (0, None, 0, 0), mode=mode), donate_argnums=(0,))
 
 
 def make_eval_step(**static):
   """The replica-mapped, jitted eval step: params [K, ...] -> preds [K, B], correct [K]."""
   step = functools.partial(eval_step, **static)
-  return jax.jit(map_replicas(step, (0, None, None, None)))
+  mode = replica_map_of(static.get("model"))
+  return jax.jit(map_replicas(step, (0, None, None, None), mode=mode))

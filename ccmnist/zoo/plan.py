@@ -86,7 +86,10 @@ def family_of(bench, name: str) -> str:
 
 
 def members_of(bench, name: str) -> tuple:
-  """The entries that extend `name`'s grid (its family, without it), in config.zoo's order."""
+  """The entries that extend `name`'s grid (its family, without it), in config.zoo's order;
+  none when config.families is off."""
+  if not bench.get("families", True):
+    return ()
   return tuple(n for n in bench.zoo if family_of(bench, n) == name)
 
 
@@ -164,6 +167,16 @@ def epochs(bench, run: Run) -> int:
   return max(1, int(round(bench.zoo[run.entry].epochs_fraction * total)))
 
 
+def warmup_epochs(bench, run: Run) -> int:
+  """The run's config.loss.warmup_epochs: its entry's warmup_fraction of its epochs when set
+  (base.Benchmark.warmup_of's rounding), else its warmup_epochs."""
+  entry = bench.zoo[run.entry]
+  fraction = entry.get("warmup_fraction", 0.0)
+  return methods_lib.base.Benchmark(
+      title="", warmup_epochs=entry.warmup_epochs,
+      warmup_fraction=fraction).warmup_of(epochs(bench, run))
+
+
 def needed_run(bench, run: Run) -> Run | None:
   need = bench.zoo[run.entry].needs
   return dataclasses.replace(run, entry=need) if need else None
@@ -181,7 +194,7 @@ def run_config(bench, run: Run, workdir) -> ml_collections.ConfigDict:
       seed=bench.seed, num_seeds=bench.num_seeds, data=data_config(bench, run),
       model=dict(name=run.model),
       loss=dict(name=entry.loss, lam=grid[0] if grid else 0.0, lam_grid=grid,
-                warmup_epochs=entry.warmup_epochs, settings=settings),
+                warmup_epochs=warmup_epochs(bench, run), settings=settings),
       optim=protocol.optim, train={**protocol.train.to_dict(), "epochs": epochs(bench, run)})
 
 
