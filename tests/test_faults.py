@@ -230,7 +230,7 @@ def reference_study(env, tmp_path_factory):
   """An uninterrupted tiny study in its own process, started by the first test of the module
   (which does not wait for it) and waited for by the last, which needs it."""
   workdir = tmp_path_factory.mktemp("reference_study")
-  proc = Proc(["launch.study", f"--config={STUDY}", f"--workdir={workdir}"], env, limit_s=400)
+  proc = Proc(["launch.study", f"--config={STUDY}", f"--workdir={workdir}"], env, limit_s=900)
   yield proc, workdir
   proc.close()
 
@@ -240,7 +240,7 @@ def reference_zoo(env, tmp_path_factory):
   """An uninterrupted small benchmark (ZOO) in its own process, started by the test that needs
   it and running beside it."""
   workdir = tmp_path_factory.mktemp("reference_zoo")
-  proc = Proc([*ZOO, f"--workdir={workdir}"], env, limit_s=400)
+  proc = Proc([*ZOO, f"--workdir={workdir}"], env, limit_s=900)
   yield proc, workdir
   proc.close()
 
