@@ -178,7 +178,7 @@ def test_only_a_stage_whose_inputs_do_not_exist_says_what_to_run_first(tmp_path)
 
 ZOO_CASES = {
     "unknown stage": ("only", "train,nonsense", r"unknown stages \['nonsense'\]",
-                      r"stages: train, evaluate, select, report"),
+                      r"stages: train, evaluate, select, analyse, report"),
     "unknown method": ("methods", "erm,nonsense", r"\['nonsense'\], not entries of config\.zoo",
                        r"its entries: balanced_sampling, "),
     "ratio outside (0, 1)": ("ratios", (0.05, 1.5), r"config\.ratios holds 1\.5",
