@@ -91,6 +91,8 @@ class TrainWorkload:
     self.compile_s = time.perf_counter() - t
     # An SPMD program's cost analysis counts one device's share.
     self.flops_per_step = _cost_flops(self.fn) * (jax.device_count() if data_parallel else 1)
+    if not data_parallel and step_lib.replica_map_of(model) == "scan":
+      self.flops_per_step *= len(self.lams)  # XLA counts a loop's body once.
     self.call()  # Warm-up.
 
   def call(self, steps: int | None = None) -> float:
