@@ -335,11 +335,16 @@ def main_lff(a, load_start, t0):
         f"{first[2]['data']} digits. load average (1, 5, 15 min): start {load_start}, end "
         f"{load_end}; {time.time() - t0:.0f} s; torch {first[2]['torch_version']}, "
         f"jax {first[0]['jax_version']}")
+  write_json_out(a, {"load_start": load_start, "load_end": load_end, "start_unix": t0,
+                     "summary": s, "raw": raw})
+
+
+def write_json_out(a, record: dict) -> None:
+  """Every measurement, with the arguments, to --json_out (when given)."""
   if a.json_out:
     out = pathlib.Path(a.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(a), "load_start": load_start, "load_end": load_end,
-                               "start_unix": t0, "summary": s, "raw": raw}, indent=1))
+    out.write_text(json.dumps({"args": vars(a), **record}, indent=1))
 
 
 def main(argv=None):
@@ -414,12 +419,8 @@ def main(argv=None):
   print(f"\nload average (1, 5, 15 min): start {load_start}, end {load_end}; "
         f"{time.time() - t0:.0f} s; torch {torch_raw[0].get('torch_version')}, "
         f"jax {jax_version}")
-  if a.json_out:
-    out = pathlib.Path(a.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(a), "load_start": load_start, "load_end": load_end,
-                               "start_unix": t0, "summary": s, "jax": jax_raw,
-                               "torch": torch_raw}, indent=1))
+  write_json_out(a, {"load_start": load_start, "load_end": load_end, "start_unix": t0,
+                     "summary": s, "jax": jax_raw, "torch": torch_raw})
 
 
 if __name__ == "__main__":

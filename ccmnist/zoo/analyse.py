@@ -445,7 +445,12 @@ def versus_erm(erm: dict, other: dict) -> tuple | None:
   """(holds, strength, mean difference) of "other - erm > 0": report/verdicts.py's paired
   t-test over seeds, at its level, uncorrected (one comparison); None when either lacks a
   seed."""
-  test = erm_test(erm, other)
+  return _judged(erm_test(erm, other))
+
+
+def _judged(test: dict | None) -> tuple | None:
+  """(holds, strength, mean difference) of a test's "above" claim (verdicts.decide); None
+  without a test."""
   if test is None:
     return None
   holds, strength = verdicts.decide(test, direction=1)
@@ -507,8 +512,4 @@ def versus_null(stat: dict, null: dict) -> tuple | None:
   """(holds, strength, mean difference) of "the seeds' mean lies above the random inits'
   mean" (null_test, judged by verdicts.decide at its level, uncorrected); None without
   values."""
-  test = null_test(stat, null)
-  if test is None:
-    return None
-  holds, strength = verdicts.decide(test, direction=1)
-  return holds, strength, test["mean"]
+  return _judged(null_test(stat, null))

@@ -171,10 +171,8 @@ def warmup_epochs(bench, run: Run) -> int:
   """The run's config.loss.warmup_epochs: its entry's warmup_fraction of its epochs when set
   (base.Benchmark.warmup_of's rounding), else its warmup_epochs."""
   entry = bench.zoo[run.entry]
-  fraction = entry.get("warmup_fraction", 0.0)
-  return methods_lib.base.Benchmark(
-      title="", warmup_epochs=entry.warmup_epochs,
-      warmup_fraction=fraction).warmup_of(epochs(bench, run))
+  return methods_lib.base.warmup_of(entry.get("warmup_fraction", 0.0), epochs(bench, run),
+                                    default=entry.warmup_epochs)
 
 
 def needed_run(bench, run: Run) -> Run | None:

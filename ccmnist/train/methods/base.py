@@ -59,6 +59,14 @@ def no_check(config, *, settings) -> None:
   del config, settings
 
 
+def warmup_of(fraction: float, epochs: int, *, default: int = 0) -> int:
+  """Warmup epochs of a run of `epochs` epochs: round(fraction x epochs), at least 1 and less
+  than epochs when fraction > 0 (the term is on for part of the run), else `default`."""
+  if fraction <= 0:
+    return default
+  return min(max(round(fraction * epochs), 1), max(epochs - 1, 1))
+
+
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
   """How the benchmark (configs/zoo.py) runs a method.
@@ -82,9 +90,7 @@ class Benchmark:
     """config.loss.warmup_epochs of a run of `epochs` epochs: round(warmup_fraction x epochs),
     at least 1 and less than epochs when the fraction is set (the term is on for part of the
     run), else warmup_epochs."""
-    if self.warmup_fraction <= 0:
-      return self.warmup_epochs
-    return min(max(round(self.warmup_fraction * epochs), 1), max(epochs - 1, 1))
+    return warmup_of(self.warmup_fraction, epochs, default=self.warmup_epochs)
 
   def grid_of(self, size: str) -> tuple:
     """The lambda grid of a profile ('full', 'quick' or 'tiny')."""
