@@ -43,10 +43,17 @@ def test_every_stage_ran_and_report_has_every_section(tiny_study):
   for point in results["runs"]["cheater"]["grid"]:
     assert 0.0 <= point["accuracy"]["test_hard"]["mean"] <= 1.0
   assert results["interpret"]["models"] and results["attack"]["models"]
-  # The study's claims, then the attack suite's two (worst case, targeted and untargeted).
+  # The study's claims, the penalty at the study's settings, then the attack suite's two
+  # (worst case, targeted and untargeted).
   assert [f["claim"][:40] for f in results["findings"][len(CLAIMS):]] == [
-      "The debiased model is harder to attack (", "The debiased model is harder to attack ("]
-  assert len(results["findings"]) == len(CLAIMS) + 2
+      "The input-gradient penalty helps on the ", "The debiased model is harder to attack (",
+      "The debiased model is harder to attack ("]
+  assert results["findings"][len(CLAIMS)]["runs"][0] == "gradient_penalty_study@0"
+  assert len(results["findings"]) == len(CLAIMS) + 3
+  for point in results["runs"]["gradient_penalty"]["grid"]:  # The penalty's weight recorded.
+    assert point["penalty_ratio"]["mean"] >= 0 and (point["lam"] > 0) == (
+        point["penalty_ratio"]["mean"] > 0)
+  assert "| λ | train | test_hard | λ·penalty / CE |" in report
   for f in results["findings"]:
     assert f["runs"] and f["seeds"] == 1 and f["strength"] != "not measured", f
   assert results["findings"][1]["holds"] == (  # lambda 0.5, the study's.
@@ -138,8 +145,9 @@ def _res(hard: dict, easy, attack: dict, lams: dict | None = None) -> dict:
   return {"runs": runs, "attack": {"models": models}}
 
 
-CLAIMS = ("shortcut", "cf recovers", "cf vs its lambda 0", "gp vs its lambda 0", "erm adam",
-          "erm momentum", "optimizer moves erm", "attack argmax", "attack min eps")
+CLAIMS = ("shortcut", "cf recovers", "cf vs its lambda 0", "erm adam", "erm momentum",
+          "optimizer moves erm", "attack argmax", "attack min eps", "gp at the study's lambda",
+          "gp at its best lambda")
 
 
 def holds(res) -> dict:
@@ -157,7 +165,8 @@ def test_findings_compare_each_method_with_its_own_control():
   assert holds(res)["optimizer moves erm"] is False  # 5% < 6%: Adam does not help here.
   f = {c: x for c, x in zip(CLAIMS, report_lib.findings(res))}
   assert f["cf vs its lambda 0"]["runs"] == ["counterfactual@0", "counterfactual@0.5"]
-  assert f["gp vs its lambda 0"]["runs"] == ["gradient_penalty@0", "gradient_penalty@0.1"]
+  assert f["gp at the study's lambda"]["runs"] == ["gradient_penalty@0", "gradient_penalty@0.1"]
+  assert f["gp at its best lambda"]["runs"] == ["gradient_penalty@0", "gradient_penalty@0.1"]
   assert all(x["seeds"] == 1 and x["strength"] == verdicts.INDICATIVE for x in f.values())
   # The study's uncontrolled pair (cheater vs consistency by p > 0.9) is shown, not judged.
   assert "study's pair: cheater 5.0% vs" in f["attack argmax"]["measured"]
@@ -181,14 +190,14 @@ def test_findings_with_seeds_need_more_than_their_spread():
   assert got["cf vs its lambda 0"] is True  # +0.60, +0.61, +0.59: t(2) = 104.
   # Differences -0.01, +0.23, -0.03: mean 0.0633, sd 0.1457, t(2) = 0.75, p 0.53.
   assert got["optimizer moves erm"] is None
-  f = report_lib.findings(noisy)[6]
+  f = report_lib.findings(noisy)[5]
   assert f["seeds"] == 3 and f["strength"].endswith("not resolved with 3 seeds")
   assert f["df"] == 2 and f["p"] == pytest.approx(0.53, abs=0.01)
   assert f["run_seeds"] == [[0, 1, 2], [0, 1, 2]]
   # One family: the 6 claims with a test (the 2 not measured and the attack suite's apart).
   assert f["family"] == 6 and f["p_holm"] >= f["p"]
-  assert got["gp vs its lambda 0"] is None and got["attack argmax"] is None  # Not measured.
-  assert report_lib.findings(noisy)[3]["strength"] == "not measured"
+  assert got["gp at the study's lambda"] is None and got["attack argmax"] is None  # Unmeasured.
+  assert report_lib.findings(noisy)[8]["strength"] == "not measured"
 
 
 def test_an_attack_that_never_succeeds_counts_as_the_largest_budget():
@@ -242,11 +251,11 @@ def test_the_report_lists_verdicts_that_differ_from_another_profile(tiny_study, 
 def test_one_seed_differences_within_the_test_sets_noise_are_no_finding():
   res = _res({"gradient_penalty": {0.0: [0.0350], 0.1: [0.0353]},
               "counterfactual": {0.0: [0.25], 0.5: [0.80]}}, [0.95], {})
-  assert holds(res)["gp vs its lambda 0"] is True  # Without a test-set size: by sign alone.
+  assert holds(res)["gp at the study's lambda"] is True  # No test-set size: by sign alone.
   res["config"] = {"data": {"test_size": 10_000}}
   got = {c: f for c, f in zip(CLAIMS, report_lib.findings(res))}
-  assert got["gp vs its lambda 0"]["holds"] is None
-  assert "sampling noise" in got["gp vs its lambda 0"]["strength"]
+  assert got["gp at the study's lambda"]["holds"] is None
+  assert "sampling noise" in got["gp at the study's lambda"]["strength"]
   assert got["cf vs its lambda 0"]["holds"] is True  # 55 points: far beyond the noise.
   # The noise floor itself: two rates of 0.5 on 100 items differ by sqrt(0.5/100) = 0.0707 SE.
   assert verdicts.sampling_se(0.5, 0.5, 100) == pytest.approx(np.sqrt(0.5 / 100))

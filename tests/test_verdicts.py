@@ -123,3 +123,26 @@ def test_comparisons_of_identical_runs_count_once():
   assert [f["family"] for f in judged] == [2, 2]  # Not 3: the duplicate is one comparison.
   assert judged[0]["p_holm"] == pytest.approx(
       verdicts.holm([t[0]["p"] for t in tests])[0])
+
+
+def test_an_underfit_control_is_untestable_and_leaves_the_family():
+  cheater = [0.94, 0.96]  # Mean 0.95: the bound is 0.9 x 0.95 = 0.855.
+  assert verdicts.underfit([0.86, 0.99], cheater) is None  # Every seed at or above the bound.
+  assert verdicts.underfit(None, cheater) is None and verdicts.underfit([0.2], None) is None
+  low = verdicts.underfit([0.576, 0.286, 0.91], cheater, control="the λ = 0 control",
+                          reference="the cheater")
+  assert isinstance(low, verdicts.Untestable)
+  assert low.reason == ("the λ = 0 control underfits (train 57.6%, 28.6%: 2 of 3 seeds below "
+                        "85.5% = 90% of the cheater's 95.0%)")
+  assert "its one seed" in verdicts.underfit([0.5], cheater).reason
+  with pytest.raises(ValueError, match="fraction"):
+    verdicts.underfit([0.5], cheater, fraction=0.0)
+  paired = verdicts.paired_test([0.1, 0.2, 0.3], [0.3, 0.3, 0.5])  # p 0.0377.
+  rows = [{"claim": c} for c in "abc"]
+  got = verdicts.judge(rows, [(paired, 1, None), low, (paired, 1, None)])
+  assert got[1]["holds"] is None and got[1]["p"] is None and got[1]["p_holm"] is None
+  assert got[1]["strength"] == "untestable: " + low.reason
+  # Two tests left in the family, not three: Holm doubles the smaller p, not triples it.
+  assert got[0]["family"] == got[1]["family"] == 2
+  assert got[0]["p_holm"] == pytest.approx(2 * paired["p"]) and got[0]["holds"] is None
+  assert verdicts.judge(rows[:2], [(paired, 1, None), low])[0]["holds"] is True

@@ -17,6 +17,7 @@ from ccmnist.util import io
 from ccmnist.util import stats
 
 SPLITS = ("train", "test_easy", "test_hard")
+TERMS = ("train_ce", "train_penalty", "penalty_ratio")
 
 
 def collect_run(study, workdir, name: str) -> dict | None:
@@ -34,6 +35,11 @@ def collect_run(study, workdir, name: str) -> dict | None:
     final = {r["replica"]: r["accuracy"] for r in results["replicas"]}
     for split in final[reps[0]["replica"]]:
       point["accuracy"][split] = stats.over_seeds([final[r["replica"]][split] for r in reps])
+    # The training objective's terms over the last epoch (train_ce, train_penalty and
+    # penalty_ratio = lam x penalty / ce), where the run recorded them.
+    terms = {r["replica"]: r for r in results["replicas"]}
+    for key in TERMS:
+      point[key] = stats.over_seeds([terms[r["replica"]].get(key) for r in reps])
     if ev is not None:
       evr = {r["replica"]: r for r in ev["replicas"]}
       for split in SPLITS:

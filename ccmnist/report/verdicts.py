@@ -10,6 +10,11 @@ once). A difference is a finding, in the sign of its mean, when its Holm-adjuste
 the level; otherwise it is "not resolved with N seeds": the seeds at hand cannot tell it from
 seed-to-seed noise, which is no evidence that the runs are alike.
 
+A comparison whose control did not train (a seed of it below UNDERFIT_FRACTION of the train
+accuracy of a reference run that shows the data can be fit) is "untestable": a method cannot be
+judged against a control that never learned the task, so it gets that verdict with its reason
+and leaves the Holm family.
+
 With one seed there is no test: the verdict is the sign of the difference, marked "1 seed:
 indicative", and no finding when it lies within 2 standard errors of the test set's own sampling
 noise (sampling_se). A claim about one run's mean (threshold) is a one-sample t-test against
@@ -18,6 +23,7 @@ epsilon not found within its budget): equal infinities differ by 0, and an infin
 leaves the test undefined (p None, with the reason).
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -26,6 +32,10 @@ from scipy import stats
 LEVEL = 0.05
 INDICATIVE = "1 seed: indicative"
 MAX_EXACT = 16  # Seeds up to which every sign flip is enumerated (2^16 flips).
+# A control underfits when a seed of it trains to less than this share of the reference's mean
+# train accuracy. Per seed, because the paired test pairs seeds: one seed that never left its
+# plateau makes its difference a training failure, not an effect of the method.
+UNDERFIT_FRACTION = 0.9
 
 
 def _p(p, name: str = "p") -> str:
@@ -144,6 +154,34 @@ def holm(p_values) -> list:
   return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Untestable:
+  """A comparison that cannot be tested, and why (judge: its verdict, outside the family)."""
+  reason: str
+
+
+def underfit(control_train, reference_train, *, control: str = "the control",
+             reference: str = "the reference", fraction: float = UNDERFIT_FRACTION):
+  """Untestable(reason) when a seed of `control` trained to less than `fraction` of the mean
+  train accuracy of `reference` (a run on the same data that fits it), else None; None too
+  when either was not measured (no evidence of underfitting)."""
+  if not 0 < fraction <= 1:
+    raise ValueError(f"fraction must be in (0, 1]; got {fraction}.")
+  ctrl = [v for v in (control_train or []) if v is not None]
+  ref = [v for v in (reference_train or []) if v is not None]
+  if not ctrl or not ref:
+    return None
+  bound = fraction * float(np.mean(ref))
+  low = [v for v in ctrl if v < bound]
+  if not low:
+    return None
+  seeds = f"{len(low)} of {len(ctrl)} seeds" if len(ctrl) > 1 else "its one seed"
+  return Untestable(
+      f"{control} underfits (train {', '.join(f'{100 * v:.1f}%' for v in low)}: {seeds} "
+      f"below {100 * bound:.1f}% = {100 * fraction:g}% of {reference}'s "
+      f"{100 * float(np.mean(ref)):.1f}%)")
+
+
 def _stat_text(test: dict) -> str:
   """'paired t(2) = 3.52, p = 0.072' (the parts of a compound test, joined)."""
   if "parts" in test:
@@ -221,15 +259,17 @@ def record(test: dict | None) -> dict:
 def judge(rows: list, tests: list, *, level: float = LEVEL) -> list:
   """The findings rows of one report section, judged as one family: each row gets its test's
   fields (record), 'p_holm', 'family' (how many tests the correction spans), 'holds' and
-  'strength'. tests[i]: (test, direction, sampling) for rows[i], or None when not measured."""
-  ps = [t[0]["p"] if t is not None and t[0]["n"] > 1 else None for t in tests]
+  'strength'. tests[i]: (test, direction, sampling) for rows[i], None when not measured, or
+  Untestable (its verdict "untestable: <reason>", outside the family)."""
+  testable = lambda t: t is not None and not isinstance(t, Untestable)
+  ps = [t[0]["p"] if testable(t) and t[0]["n"] > 1 else None for t in tests]
   adjusted = holm(ps)
   m = sum(p is not None for p in ps)
   out = []
   for row, t, adj in zip(rows, tests, adjusted):
-    if t is None:
+    if not testable(t):
       out.append({**row, **record(None), "p_holm": None, "family": m, "holds": None,
-                  "strength": "not measured"})
+                  "strength": "not measured" if t is None else f"untestable: {t.reason}"})
       continue
     test, direction, sampling = t
     holds, strength = decide(test, direction=direction, adjusted_p=adj, family=m, level=level,

@@ -26,6 +26,7 @@ from ccmnist.train import optim
 from ccmnist.train import parallel
 from ccmnist.train import replicas as replicas_lib
 from ccmnist.train import step as step_lib
+from ccmnist.train import summaries
 from ccmnist.util import io
 from ccmnist.util import stats
 from ccmnist.util import workdir as workdir_lib
@@ -157,19 +158,23 @@ def summarize(config, history: list) -> dict:
     s = stats.mean_std(values)
     return {"mean": s["mean"], "std": s["std"], "values": [float(v) for v in values]}
 
+  # The last epoch's loss terms per replica (summaries.loss_terms), None for old histories.
+  terms = summaries.loss_terms(history[-1], [r["lam"] for r in reps])
   grid = []
   for g, lam in enumerate(lam_grid(config)):
     idx = [r["replica"] for r in reps if r["replica"] // config.num_seeds == g]
     grid.append({"lam": lam, "accuracy": {n: over_seeds([v[i] for i in idx])
                                           for n, v in final.items()}})
+    if terms is not None:
+      grid[-1].update({k: stats.over_seeds([terms[i][k] for i in idx]) for k in terms[0]})
   head = grid[lam_grid(config).index(headline_lam(config))]
   return {
       "headline_lam": head["lam"],
       "accuracy": {n: s["mean"] for n, s in head["accuracy"].items()},
       "accuracy_std": {n: s["std"] for n, s in head["accuracy"].items()},
       "grid": grid,
-      "replicas": [{**r, "accuracy": {n: v[r["replica"]] for n, v in final.items()}}
-                   for r in reps],
+      "replicas": [{**r, "accuracy": {n: v[r["replica"]] for n, v in final.items()},
+                    **(terms[r["replica"]] if terms is not None else {})} for r in reps],
       "epochs": len(history),
       "train_time_s": float(sum(h["epoch_time_s"] for h in history)),
   }

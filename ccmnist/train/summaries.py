@@ -3,6 +3,7 @@
 DIR/tensorboard/replica_<r>/ holds one event file series per replica, so TensorBoard draws each
 replica (seed x lambda) as its own run; the scalars are those of metrics.jsonl's epoch rows:
 train/<metric> (means over the epoch's steps), accuracy/<split>, and speed/train_img_per_s.
+loss_terms reads the two terms of a method's objective off such a row for results.json.
 """
 
 import contextlib
@@ -17,6 +18,21 @@ def scalars(row: dict, replica: int) -> dict:
          if k.startswith("train_") and isinstance(v, list)}
   out.update({f"accuracy/{split}": v[replica] for split, v in row["accuracy"].items()})
   out["speed/train_img_per_s"] = row["train_img_per_s"]
+  return out
+
+
+def loss_terms(row: dict, lams) -> list | None:
+  """Per replica, the two terms of the training objective in one metrics.jsonl row (means over
+  the epoch's steps): {'train_ce', 'train_penalty', 'penalty_ratio'}, the ratio being
+  lam x penalty / ce, the weight the method's term carries beside the cross-entropy (0 at
+  lam 0; None at a zero ce). lams: each replica's lambda. None when the row lacks the terms."""
+  if "train_ce" not in row or "train_penalty" not in row:
+    return None
+  out = []
+  for ce, penalty, lam in zip(row["train_ce"], row["train_penalty"], lams, strict=True):
+    ce, penalty, lam = float(ce), float(penalty), float(lam)
+    ratio = 0.0 if lam == 0 else (lam * penalty / ce if ce > 0 else None)
+    out.append({"train_ce": ce, "train_penalty": penalty, "penalty_ratio": ratio})
   return out
 
 
