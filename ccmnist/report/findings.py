@@ -221,7 +221,7 @@ def penalty_findings(res) -> list:
   for name in PENALTY_RUNS:
     if (name, lam) not in where:
       continue
-    setting = "the study's optimizer and budget" if name.endswith("_study") else "trained to fit"
+    setting = "the study's optimizer" if name.endswith("_study") else "trained to fit"
     picks = [(lam, f"at the study's λ {lam:g} ({setting}; the study: {100 * study_hard:.1f}%)")]
     if name == "gradient_penalty":
       best = best_penalty_lam(res["runs"].get(name) or {"grid": []})
