@@ -63,6 +63,45 @@ def section_grid(res, lines, name, title, claim_rows):
                  rows)
 
 
+def section_step_size(res, lines):
+  """What moves plain ERM's hard-set accuracy: the lr grid, the long run and the adaptive
+  controls, each row with its final training loss (findings_lib.step_size_rows tests them)."""
+  runs = res["runs"]
+  lr_run, long_run = findings_lib.LR_RUN, findings_lib.LONG_RUN
+  if lr_run not in runs and long_run not in runs:
+    return
+  best, crit, _ = findings_lib.best_lr(res)
+  optim = lambda name: ((res.get("config") or {}).get("runs") or {}).get(name, {}).get("optim")
+
+  def loss(point):
+    curves = point.get("train_loss")
+    return f"{sum(c[-1] for c in curves) / len(curves):.4f}" if curves else "n/a"
+
+  def row(name, lr, point, note=""):
+    return [name + note, "n/a" if lr is None else f"{lr:g}", runs[name].get("epochs"),
+            fmt(_acc(point, "train")), fmt(_acc(point, "test_hard")),
+            fmt(_acc(point, "val_unbiased")), loss(point)]
+
+  rows = [row(lr_run, p["lr"], p, f" (best on {crit})" if p["lr"] == best else "")
+          for p in (runs.get(lr_run) or {}).get("grid", ()) if "lr" in p]
+  for name in (long_run, "erm_adam", "erm_momentum"):
+    if name in runs:
+      o = optim(name) or {}
+      kind = {"adam": " (Adam)"}.get(o.get("name"), " (momentum)" if o.get("momentum") else "")
+      rows.append(row(name, o.get("lr"), point_at(runs[name]), kind))
+  lines += markdown.heading(
+      "Step size, training length and adaptivity (plain ERM)",
+      f"`{lr_run}`: the cheater's run (plain SGD, its data, batch and epochs) at each learning "
+      "rate of a grid, trained as replicas of one program with the same seeds. "
+      f"`{long_run}`: the cheater at the study's lr 1e-3 for longer. The Adam and momentum "
+      "controls train the cheater's epochs. Accuracies: mean ± std over seeds; training loss: "
+      "the mean over the last epoch's steps, mean over seeds. The findings above test these "
+      "rows (step size, training length, whether the long run's loss still falls, "
+      "adaptivity).")
+  lines += table(["run", "lr", "epochs", "train", "test_hard", "val (unbiased)",
+                  "final train loss"], rows)
+
+
 def section_gradcam(res, lines, workdir):
   """3: where the models look (Grad-CAM spread) beside their accuracies."""
   interp = res.get("interpret")
@@ -322,6 +361,7 @@ def render(res, study, workdir) -> str:
     lines += ["Sample grids of the other splits: " + ", ".join(others) + ".", ""]
   section_cheater(res, lines)
   lines += figure(workdir, "runs/cheater/figures/color_swap.png", "Color-swap probe, cheater")
+  section_step_size(res, lines)
   section_grid(res, lines, "gradient_penalty", "2a. Input-gradient penalty, λ grid",
                {claims.GRADIENT_PENALTY["lam"]: (claims.GRADIENT_PENALTY["train"],
                                                  claims.GRADIENT_PENALTY["test_hard"])})
