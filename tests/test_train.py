@@ -87,6 +87,21 @@ def test_study_settings():
     erm_adam.get_config("momentum,huge")
 
 
+@pytest.mark.parametrize("size", ["full", "quick", "tiny"])
+def test_step_size_runs_differ_from_the_cheater_in_lr_and_epochs_alone(size):
+  base = cheater.get_config(size).to_dict()
+  grid, long = (cheater.get_config(f"{run},{size}").to_dict() for run in ("lr_grid", "long"))
+  assert grid["optim"].pop("lr_grid") == (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+  assert grid["optim"]["lr"] == long["optim"]["lr"] == 1e-3  # The study's, in every size.
+  assert long["train"]["epochs"] == 4 * base["train"]["epochs"]
+  for run in (grid, long):
+    run["optim"]["lr"], run["train"]["epochs"] = base["optim"]["lr"], base["train"]["epochs"]
+    assert run == base
+  # The adaptive controls train the cheater's epochs too (matched epochs).
+  for arg in (size, f"momentum,{size}"):
+    assert erm_adam.get_config(arg).train.epochs == base["train"]["epochs"]
+
+
 # Every registered method whose batch is images, labels and partners, and which keeps no state.
 STATELESS = [n for n, m in methods.METHODS.items() if m.kind == "train"
              and set(m.batch_keys) <= {"images", "labels", "cf_images"}
