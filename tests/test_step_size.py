@@ -50,7 +50,7 @@ def test_step_size_is_judged_at_the_lr_chosen_on_val_unbiased_with_the_choice_co
   raw = verdicts.paired_test([0.05, 0.06, 0.07], [0.35, 0.38, 0.36])
   assert step["p"] == pytest.approx(min(1.0, 2 * raw["p"]))  # Chosen among 2 other points.
   assert step["family"] == 4 and step["p_holm"] >= step["p"] and step["holds"] is True
-  assert step["run_seeds"] == [[0, 1, 2]] * 2
+  assert step["run_seeds"] == [[0, 1, 2]] * 2 and step["key"] == "step_size"  # The summary.
   raw = verdicts.paired_test([0.35, 0.38, 0.36], [0.20, 0.30, 0.25])
   assert adapt["runs"] == ["erm_sgd_lr[lr=0.01]", "erm_adam"] and "matched epochs" in adapt["rule"]
   assert adapt["p"] == pytest.approx(min(1.0, 3 * raw["p"]))

@@ -66,18 +66,20 @@ def attack_values(res, model: str, eps: float) -> dict | None:
 
 
 def finding(claim, rule, runs, measured, values, test, *, direction=1, sampling=None,
-            seeds=None) -> tuple:
+            seeds=None, key=None) -> tuple:
   """(row, test entry) of one claim, judged later with its section (verdicts.judge); `values`
   are the per-seed lists it is decided on (None: missing, then the entry is None), `test` a
-  function returning its verdicts test, `seeds` the seeds of each run in `runs`."""
-  row = {"claim": claim, "rule": rule, "runs": runs, "run_seeds": seeds,
+  function returning its verdicts test, `seeds` the seeds of each run in `runs`, `key` the
+  claim's short name where the report's summary quotes it (paper.SUMMARY_KEYS)."""
+  row = {"claim": claim, "rule": rule, "runs": runs, "run_seeds": seeds, "key": key,
          "seeds": 0 if any(v is None for v in values) else len(values[0]), "measured": measured}
   if any(v is None for v in values):
     return row, None
   return row, (test(), direction, sampling)
 
 
-def compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None, seeds=None):
+def compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None, seeds=None,
+            key=None):
   """A finding on the paired difference b - a (a = the control, b = the method); n_items: how
   many test items each rate was measured on (its sampling noise bounds a one-seed verdict)."""
   measured = (f"{runs[0]} {fmt_value(a)}, {runs[1]} {fmt_value(b)}"
@@ -85,7 +87,7 @@ def compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None,
   sampling = (verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), n_items)
               if n_items and a is not None and b is not None else None)
   return finding(claim, rule, runs, measured, [a, b], lambda: verdicts.paired_test(a, b),
-                 direction=direction, sampling=sampling, seeds=seeds)
+                 direction=direction, sampling=sampling, seeds=seeds, key=key)
 
 
 # ---------------------------------------------------------------- step size
@@ -162,13 +164,13 @@ def step_size_rows(res) -> list:
       "beats the study's lr 1e-3", f"test_hard: {at} > {ref} ({how}: p × {max(k - 1, 1)} for the "
       "choice; the same data, batch, epochs, seeds)", [ref, at],
       lr_values(res, STUDY_LR), lr_values(res, lr), direction=1, n_items=n_test,
-      seeds=[lr_seeds(STUDY_LR), lr_seeds(lr)])
+      seeds=[lr_seeds(STUDY_LR), lr_seeds(lr)], key="step_size")
   length = compare(
       "(new) Training longer at the study's lr 1e-3 raises the hard-set accuracy",
       f"test_hard: {LONG_RUN} ({epochs[LONG_RUN]} epochs) > {ref} ({epochs[LR_RUN]} epochs: "
       "the cheater's run at lr 1e-3); the same data, batch, seeds",
       [ref, LONG_RUN], lr_values(res, STUDY_LR), hard(LONG_RUN), direction=1, n_items=n_test,
-      seeds=[lr_seeds(STUDY_LR), run_seeds(res, LONG_RUN)])
+      seeds=[lr_seeds(STUDY_LR), run_seeds(res, LONG_RUN)], key="training_length")
   tail = loss_tail(_point(res, LONG_RUN))
   first, last, (a, b) = tail if tail else (None, None, (None, None))
   falls = compare(
@@ -176,12 +178,12 @@ def step_size_rows(res) -> list:
       "not a plateau, ends it)", f"mean training loss of epoch {last} < epoch {first}",
       [f"{LONG_RUN}[epoch {first}]", f"{LONG_RUN}[epoch {last}]"], a, b, direction=-1,
       fmt_value=lambda v: "n/a" if v is None else f"{np.mean(v):.4f}",
-      seeds=[run_seeds(res, LONG_RUN)] * 2)
+      seeds=[run_seeds(res, LONG_RUN)] * 2, key="long_loss_falls")
   adapt = compare(
       "(new) Adam's adaptivity raises the hard-set accuracy beyond SGD at its best step size",
       f"test_hard: erm_adam > {at} ({matched}; {how}: p × {max(k, 1)} for the choice)",
       [at, "erm_adam"], lr_values(res, lr), hard("erm_adam"), direction=1, n_items=n_test,
-      seeds=[lr_seeds(lr), run_seeds(res, "erm_adam")])
+      seeds=[lr_seeds(lr), run_seeds(res, "erm_adam")], key="adaptivity")
   return [_with_choice(step, k - 1), length, falls, _with_choice(adapt, k)]
 
 
@@ -226,16 +228,18 @@ def findings(res) -> list:
                f"test_easy {_pct(easy)}, test_hard {_pct(hard('cheater'))}",
                [easy, hard("cheater")], lambda: verdicts.both(
                    verdicts.threshold(easy, at_least=0.9),
-                   verdicts.threshold(hard("cheater"), at_most=0.5)), seeds=[seeds("cheater")]),
+                   verdicts.threshold(hard("cheater"), at_most=0.5)), seeds=[seeds("cheater")],
+               key="shortcut"),
       finding("Counterfactual consistency recovers the hard set",
                f"{cf}: test_hard >= 70% (study: 85.2%)", [cf],
                f"test_hard {_pct(hard('counterfactual'))}", [hard("counterfactual")],
                lambda: verdicts.threshold(hard("counterfactual"), at_least=0.7),
-               seeds=[seeds("counterfactual")]),
+               seeds=[seeds("counterfactual")], key="consistency"),
       compare("Consistency training, not its optimizer, removes the shortcut",
                f"test_hard: {cf} > {cf0} (λ = 0: the same Adam, data, epochs)", [cf0, cf],
                hard("counterfactual", 0.0), hard("counterfactual"), direction=1, n_items=n_test,
-               seeds=[seeds("counterfactual", 0.0), seeds("counterfactual")]),
+               seeds=[seeds("counterfactual", 0.0), seeds("counterfactual")],
+               key="consistency_control"),
       compare("The input-gradient penalty helps on the hard set (the study: it sits between "
                "the cheater and consistency)",
                f"test_hard: {gp} > gradient_penalty@0 (λ = 0: the same SGD, noise-free data, "
