@@ -194,3 +194,8 @@ def test_only_the_collect_modules_read_the_workdir(module):
 def test_the_collect_modules_are_where_the_workdir_is_read():
   assert {"read_json", "read_curves"} <= readers_called(REPO / "ccmnist/report/collect.py")
   assert "read_json" in readers_called(REPO / "ccmnist/zoo/collect.py")
+
+
+def test_a_report_without_an_attack_stage_has_no_failed_checks():
+  from ccmnist.report import attack_suite  # pylint: disable=g-import-not-at-top
+  assert attack_suite.failed_checks(None, "cheater") == []
