@@ -6,6 +6,7 @@ import pathlib
 
 import pytest
 
+from ccmnist.report import attack_suite
 from ccmnist.report import collect
 from ccmnist.report import findings
 from ccmnist.report import markdown
@@ -197,5 +198,4 @@ def test_the_collect_modules_are_where_the_workdir_is_read():
 
 
 def test_a_report_without_an_attack_stage_has_no_failed_checks():
-  from ccmnist.report import attack_suite  # pylint: disable=g-import-not-at-top
   assert attack_suite.failed_checks(None, "cheater") == []
