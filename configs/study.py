@@ -90,6 +90,10 @@ def get_config(arg=None):
       # erm_adam's twin trained on Gaussian-noised images: the base classifier randomized
       # smoothing certifies (attack stage), at the smoothing's middle sigma.
       "erm_adam_noise": _noise_twin(erm_adam.get_config(size), sigma=0.25 * 255),
+      # The step-size control: the cheater's run (plain SGD, its data, batch and epochs) over a
+      # learning-rate grid, and the cheater at the study's lr trained for longer.
+      "erm_sgd_lr": _run(cheater.get_config(f"lr_grid,{variant}")),
+      "cheater_long": _run(cheater.get_config(f"long,{variant}")),
   }
   # The study names no optimizer for its counterfactual run; with plain SGD lr 1e-3 the
   # consistency term can start while the model is still on its initial plateau. This study runs

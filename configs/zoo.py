@@ -113,9 +113,9 @@ def zoo(size: str) -> ml_collections.ConfigDict:
   z.grayscale = _entry("erm", title="grayscale oracle (ERM on grey digits)",
                        data={"grayscale": True}, oracle=True,
                        knows="that the bias is color: train and test digits are made grey")
-  # Not a method: the ERM run that JTT and EIIL read their bias identification from, trained
-  # for a fifth of the epochs (JTT's early-stopped identification model).
-  z.identify = _entry("erm", title="ERM identification run (JTT, EIIL)", epochs_fraction=0.2)
+  # Not a method: the ERM run that JTT reads its error set from, trained for a fifth of the
+  # epochs (JTT's early-stopped identification model). EIIL reads the cell's full ERM run.
+  z.identify = _entry("erm", title="ERM identification run (JTT)", epochs_fraction=0.2)
   if size == "full":
     _second_grids(z, size)
   return z

@@ -63,12 +63,12 @@ HAND_TABLE = {
     "vrex": ("vrex", (2e2, 2e3, 2e4), (2e2, 2e4), "V-REx", "", "", 1),
     "jtt": ("jtt", (5.0, 20.0, 50.0, 100.0), (20.0,), "JTT", "identify", "reference", 0),
     "lff": ("lff", (0.0,), (0.0,), "LfF", "", "", 0),
-    "eiil": ("eiil", (1e2, 1e3, 1e4, 1e5), (1e2, 1e4), "EIIL", "identify", "reference", 1),
+    "eiil": ("eiil", (1e2, 1e3, 1e4, 1e5), (1e2, 1e4), "EIIL", "erm", "reference", 1),
     "random_recolor": ("random_recolor", (0.0,), (0.0,), "random recoloring", "", "", 0),
     "cf_augment": ("cf_augment", (0.0,), (0.0,), "counterfactual augmentation (no consistency)",
                    "", "", 0),
     "grayscale": ("erm", (0.0,), (0.0,), "grayscale oracle (ERM on grey digits)", "", "", 0),
-    "identify": ("erm", (0.0,), (0.0,), "ERM identification run (JTT, EIIL)", "", "", 0),
+    "identify": ("erm", (0.0,), (0.0,), "ERM identification run (JTT)", "", "", 0),
 }
 
 

@@ -6,9 +6,11 @@ import pathlib
 
 import pytest
 
+from ccmnist.report import attack_suite
 from ccmnist.report import collect
 from ccmnist.report import findings
 from ccmnist.report import markdown
+from ccmnist.report import paper
 from ccmnist.report import sections
 from ccmnist.report import verdicts
 from ccmnist.util import stats
@@ -122,6 +124,50 @@ def test_render_writes_every_finding_and_the_made_section_from_the_record_alone(
   assert "| report | 0.5 |" in md and "| total | 0.5 |" in md
 
 
+def _seed_point(lam, train, hard):
+  """A collected grid point with per-seed train and hard accuracies."""
+  return {"lam": lam, "seeds": [0, 1], "accuracy": {"train": stats.over_seeds(train),
+                                                    "test_hard": stats.over_seeds(hard)}}
+
+
+def test_grids_show_a_shared_lambda_zero_control_once_and_keep_a_different_one():
+  res = {"runs": {
+      "a": {"grid": [_seed_point(0.0, [0.9, 0.8], [0.1, 0.2]),
+                     _seed_point(1.0, [0.7, 0.7], [0.5, 0.6])]},
+      "b": {"grid": [_seed_point(0.0, [0.9, 0.8], [0.1, 0.2]),
+                     _seed_point(2.0, [0.6, 0.6], [0.7, 0.7])]},
+      "c": {"grid": [_seed_point(0.0, [0.5, 0.5], [0.1, 0.2])]}}}
+  lines = []
+  sections.section_grids(res, lines, "2. Grids", [("a", {}), ("b", {}), ("c", {})])
+  rows = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| run")]
+  assert [r.split(" | ")[0] for r in rows] == ["| a@0 = b@0", "| a", "| b", "| c@0"]
+  assert "85.0 ± 7.1" in rows[0]  # Train of the shared control, mean ± std over its 2 seeds.
+
+
+def test_summary_is_five_lines_at_most_and_quotes_keyed_findings_in_order():
+  found = [{"claim": f"claim {k}", "key": k, "holds": True, "strength": "p = 0.01",
+            "measured": f"m {k}", "family": 6} for k in reversed(paper.SUMMARY_KEYS)]
+  found.append({"claim": "x", "key": None, "holds": None, "strength": "untestable: underfits",
+                "measured": "n/a"})
+  lines = []
+  paper.section_summary({"findings": found, "config": {"num_seeds": 3, "seed": 0}}, lines)
+  body = [ln for ln in lines if ln.startswith("- ")]
+  assert len(body) == 5 and "3 seeds (0, 1, 2)" in body[0]
+  assert f"{len(paper.SUMMARY_KEYS)} hold, 1 untestable" in body[0]
+  assert [b.split(":")[0] for b in body[1:]] == [f"- claim {k}" for k in paper.SUMMARY_KEYS[:4]]
+
+
+def test_run_titles_and_setup_say_the_optimizer_each_run_was_configured_with():
+  config = study_config.get_config("quick").to_dict()
+  lr = config["runs"]["cheater"]["optim"]["lr"]
+  assert paper.run_title(config, "cheater") == f"cheater (erm, SGD lr {lr:g})"
+  assert "Adam lr 0.001" in paper.run_title(config, "counterfactual")
+  lines = []
+  paper.section_setup({"config": config}, lines)
+  row = next(ln for ln in lines if ln.startswith("| cheater |"))
+  assert f"SGD lr {lr:g}" in row and f"| {config['runs']['cheater']['train']['epochs']} |" in row
+
+
 # Calls that read what the stages wrote; only the collect modules make them.
 READERS = {"read_json", "read_text", "read_bytes", "read_curves", "load_config",
            "load_predictions", "read_stage_times", "read_selection", "open", "load"}
@@ -149,3 +195,7 @@ def test_only_the_collect_modules_read_the_workdir(module):
 def test_the_collect_modules_are_where_the_workdir_is_read():
   assert {"read_json", "read_curves"} <= readers_called(REPO / "ccmnist/report/collect.py")
   assert "read_json" in readers_called(REPO / "ccmnist/zoo/collect.py")
+
+
+def test_a_report_without_an_attack_stage_has_no_failed_checks():
+  assert attack_suite.failed_checks(None, "cheater") == []

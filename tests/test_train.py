@@ -35,6 +35,13 @@ def tiny(**overrides):
   return c
 
 
+def with_lr_grid(c, lr_grid):
+  """Config `c` (locked) with config.optim.lr_grid, a field only lr-grid runs have."""
+  with c.unlocked():
+    c.optim.lr_grid = tuple(lr_grid)
+  return c
+
+
 def params_close(a, b, **kw):
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
@@ -54,7 +61,7 @@ def fixture_straight(tmp_path_factory):
     (cheater, None), (cheater, "quick"), (gradient_penalty, None), (gradient_penalty, "quick"),
     (color_gradient_penalty, None), (counterfactual, None), (counterfactual, "quick"),
     (erm_adam, None), (erm_adam, "momentum"), (erm_adam, "momentum,quick"),
-    (erm_adam, "optimizer=momentum,size=tiny")])
+    (erm_adam, "optimizer=momentum,size=tiny"), (cheater, "lr_grid,quick"), (cheater, "long")])
 def test_configs_are_valid_and_locked(module, arg):
   c = module.get_config(arg)
   runs.check_config(c)
@@ -78,6 +85,21 @@ def test_study_settings():
   assert erm_adam.get_config("momentum,quick").data.train_size == 20_000
   with pytest.raises(ValueError, match="variant"):
     erm_adam.get_config("momentum,huge")
+
+
+@pytest.mark.parametrize("size", ["full", "quick", "tiny"])
+def test_step_size_runs_differ_from_the_cheater_in_lr_and_epochs_alone(size):
+  base = cheater.get_config(size).to_dict()
+  grid, long = (cheater.get_config(f"{run},{size}").to_dict() for run in ("lr_grid", "long"))
+  assert grid["optim"].pop("lr_grid") == (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+  assert grid["optim"]["lr"] == long["optim"]["lr"] == 1e-3  # The study's, in every size.
+  assert long["train"]["epochs"] == 4 * base["train"]["epochs"]
+  for run in (grid, long):
+    run["optim"]["lr"], run["train"]["epochs"] = base["optim"]["lr"], base["train"]["epochs"]
+    assert run == base
+  # The adaptive controls train the cheater's epochs too (matched epochs).
+  for arg in (size, f"momentum,{size}"):
+    assert erm_adam.get_config(arg).train.epochs == base["train"]["epochs"]
 
 
 # Every registered method whose batch is images, labels and partners, and which keeps no state.
@@ -344,6 +366,40 @@ def test_replica_equals_single_seed_run(straight, tmp_path):
     for split, acc in results["accuracy"].items():
       assert both["replicas"][seed]["accuracy"][split] == pytest.approx(acc, abs=0.02)
   assert [r["seed"] for r in both["replicas"]] == [0, 1]
+
+
+def test_lr_grid_replicas_equal_single_runs_at_each_lr(straight, tmp_path):
+  """Replica (lr point g, seed s) of a 2-lr x 2-seed grid trains as the single run at that lr
+  and seed (lr 1e-3, seed 0: `straight`); results.json says each point's lr."""
+  grid = loop.train_and_evaluate(with_lr_grid(tiny(num_seeds=2), (1e-3, 1e-2)), tmp_path / "g")
+  assert [(r["lr"], r["seed"]) for r in grid["replicas"]] == [
+      (1e-3, 0), (1e-3, 1), (1e-2, 0), (1e-2, 1)]
+  assert [p["lr"] for p in grid["grid"]] == [1e-3, 1e-2] and grid["headline_lr"] == 1e-3
+  _, p_grid, config = runs.load_run(tmp_path / "g", replica=None)
+  assert runs.replica_of(config, 0.0, 1, lr=1e-2) == 3
+  pick = lambda r: jax.tree_util.tree_map(lambda x: x[r], p_grid)
+  for r in grid["replicas"]:
+    workdir = tmp_path / f"lr{r['lr']}_seed{r['seed']}"
+    if (r["lr"], r["seed"]) == (1e-3, 0):
+      workdir, single = straight
+    else:
+      single = loop.train_and_evaluate(tiny(seed=r["seed"], **{"optim.lr": r["lr"]}), workdir)
+    params_close(pick(r["replica"]), runs.load_run(workdir)[1], rtol=1e-5, atol=1e-6)
+    g, s = divmod(r["replica"], 2)
+    for split, acc in single["accuracy"].items():
+      assert grid["grid"][g]["accuracy"][split]["values"][s] == pytest.approx(acc, abs=1e-6)
+  with pytest.raises(AssertionError):  # The lr is used: 1e-2 steps away from 1e-3.
+    params_close(pick(0), pick(2), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("overrides,lr_grid,match", [
+    ({"loss.lam_grid": (0.0, 0.5)}, (1e-3, 1e-2), "both set"),
+    ({}, (1e-3, 0.0), "learning rates must be > 0"),
+    ({}, (-1e-3,), "learning rates must be > 0")])
+def test_bad_lr_grid_raises_before_writing(tmp_path, overrides, lr_grid, match):
+  with pytest.raises(ValueError, match=match):
+    loop.train_and_evaluate(with_lr_grid(tiny(**overrides), lr_grid), tmp_path)
+  assert not (tmp_path / "config.json").exists()
 
 
 def read_scalars(logdir) -> dict:

@@ -20,7 +20,7 @@ from ccmnist.util import io
 from ccmnist.util import stats
 
 # Headline numbers, per split, averaged over the seeds of the headline grid point
-# (runs.headline_lam) in eval.json's summary.
+# (runs.headline_index) in eval.json's summary.
 SUMMARY_KEYS = ("accuracy", "aligned", "conflicting", "unbiased_equivalent", "worst_class")
 
 
@@ -66,7 +66,7 @@ def _mean(values):
 def _summary(config, per_replica: list) -> dict:
   """The headline grid point, averaged over its seeds (the replicas of results.json's
   'accuracy')."""
-  g = runs.lam_grid(config).index(runs.headline_lam(config))
+  g = runs.headline_index(config)
   first = [r for r in per_replica if r["replica"] // config.num_seeds == g]
   out = {"headline_lam": runs.headline_lam(config)}
   out.update({name: {k: _mean([r["splits"][name][k] for r in first]) for k in SUMMARY_KEYS}

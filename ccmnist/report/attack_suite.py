@@ -27,7 +27,7 @@ def _pct(v) -> str:
 
 def failed_checks(attack: dict, model: str) -> list:
   """['check: measured', ...] of the masking checks that failed on `model`."""
-  checks = ((attack.get("suite") or {}).get("masking_checks") or {}).get(model) or {}
+  checks = (((attack or {}).get("suite") or {}).get("masking_checks") or {}).get(model) or {}
   return [f"{k}: {c['measured']}" for k, c in checks.items() if not c["holds"]]
 
 

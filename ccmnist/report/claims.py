@@ -4,6 +4,10 @@ These are claims to check, never results: nothing in ccmnist computes with them.
 Fractions in [0, 1]; epsilons in pixel units.
 """
 
+STUDY = {"title": "Biased Model Analysis: Understanding and Mitigating Spurious Correlations in "
+                  "CNNs", "author": "Saketh", "date": "9 February 2026", "kind": "technical report",
+         "budget": "60,000 digits for 4-10 epochs per run"}
+
 CHEATER = {"train": 0.968, "test_hard": 0.243}
 COLOR_SWAP_3_BROWN = 0.87  # "87% of brown-3's predicted as 8".
 GRADIENT_PENALTY = {"lam": 0.1, "train": 0.923, "test_hard": 0.417,

@@ -5,6 +5,7 @@ sections.py read these records, never the run files. Numbers are mean +- std ove
 the per-seed values beside (stats.over_seeds).
 """
 
+import json
 import pathlib
 import time
 
@@ -21,17 +22,21 @@ TERMS = ("train_ce", "train_penalty", "penalty_ratio")
 
 
 def collect_run(study, workdir, name: str) -> dict | None:
-  """Per grid point (lambda), mean +- std over seeds of every accuracy we report; None when
-  the run has not finished."""
+  """Per grid point (its lambda, and lr with an lr grid), mean +- std over seeds of every
+  accuracy we report and each seed's training loss per epoch; None when the run has not
+  finished."""
   rdir = layout.run_dir(workdir, name)
   results, ev = io.read_json(rdir / "results.json"), io.read_json(rdir / "eval.json")
   if results is None:
     return None
   config = layout.run_config(study, name)
+  losses = train_losses(rdir)
   grid = []
-  for g, lam in enumerate(runs_lib.lam_grid(config)):
+  for g, at in enumerate(runs_lib.grid_points(config)):
     reps = [r for r in runs_lib.replicas(config) if r["replica"] // config.num_seeds == g]
-    point = {"lam": lam, "seeds": [r["seed"] for r in reps], "accuracy": {}}
+    point = {**at, "seeds": [r["seed"] for r in reps], "accuracy": {}}
+    if losses:
+      point["train_loss"] = [[row[r["replica"]] for row in losses] for r in reps]
     final = {r["replica"]: r["accuracy"] for r in results["replicas"]}
     for split in final[reps[0]["replica"]]:
       point["accuracy"][split] = stats.over_seeds([final[r["replica"]][split] for r in reps])
@@ -39,7 +44,9 @@ def collect_run(study, workdir, name: str) -> dict | None:
     # penalty_ratio = lam x penalty / ce), where the run recorded them.
     terms = {r["replica"]: r for r in results["replicas"]}
     for key in TERMS:
-      point[key] = stats.over_seeds([terms[r["replica"]].get(key) for r in reps])
+      values = [terms[r["replica"]].get(key) for r in reps]
+      if any(v is not None for v in values):
+        point[key] = stats.over_seeds(values)
     if ev is not None:
       evr = {r["replica"]: r for r in ev["replicas"]}
       for split in SPLITS:
@@ -52,6 +59,15 @@ def collect_run(study, workdir, name: str) -> dict | None:
   return {"grid": grid, "downstream_lam": layout.downstream_lam(study, name),
           "train_time_s": results.get("train_time_s"), "epochs": results.get("epochs"),
           "curves": str(rdir / "metrics.jsonl")}
+
+
+def train_losses(rdir) -> list:
+  """[epoch][replica] mean training loss of each epoch (metrics.jsonl), [] without it."""
+  path = pathlib.Path(rdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line)["train_loss"] for line in path.read_text().splitlines()
+          if line.strip()]
 
 
 def point_at(run: dict, lam=None) -> dict:
@@ -81,7 +97,9 @@ def collect(study, workdir) -> dict:
   return {
       "config": study.to_dict(),
       "runs": runs,
-      "model_selection": {n: model_selection(r) for n, r in runs.items() if len(r["grid"]) > 1},
+      # λ grids only: an lr grid's choice is the step-size section's (findings.step_size_rows).
+      "model_selection": {n: model_selection(r) for n, r in runs.items()
+                          if len(r["grid"]) > 1 and "lr" not in r["grid"][0]},
       "interpret": io.read_json(layout.analysis_dir(workdir, "interpret") / "interpret.json"),
       "attack": io.read_json(layout.analysis_dir(workdir, "attack") / "attack.json"),
       "stages": pipeline.read_stage_times(workdir),

@@ -6,6 +6,8 @@ and the findings of the section form one family, Holm-corrected. The attack suit
 are a family of their own (attack_suite.findings).
 """
 
+import math
+
 import numpy as np
 
 from ccmnist.report import attack_suite
@@ -64,18 +66,20 @@ def attack_values(res, model: str, eps: float) -> dict | None:
 
 
 def finding(claim, rule, runs, measured, values, test, *, direction=1, sampling=None,
-            seeds=None) -> tuple:
+            seeds=None, key=None) -> tuple:
   """(row, test entry) of one claim, judged later with its section (verdicts.judge); `values`
   are the per-seed lists it is decided on (None: missing, then the entry is None), `test` a
-  function returning its verdicts test, `seeds` the seeds of each run in `runs`."""
-  row = {"claim": claim, "rule": rule, "runs": runs, "run_seeds": seeds,
+  function returning its verdicts test, `seeds` the seeds of each run in `runs`, `key` the
+  claim's short name where the report's summary quotes it (paper.SUMMARY_KEYS)."""
+  row = {"claim": claim, "rule": rule, "runs": runs, "run_seeds": seeds, "key": key,
          "seeds": 0 if any(v is None for v in values) else len(values[0]), "measured": measured}
   if any(v is None for v in values):
     return row, None
   return row, (test(), direction, sampling)
 
 
-def compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None, seeds=None):
+def compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None, seeds=None,
+            key=None):
   """A finding on the paired difference b - a (a = the control, b = the method); n_items: how
   many test items each rate was measured on (its sampling noise bounds a one-seed verdict)."""
   measured = (f"{runs[0]} {fmt_value(a)}, {runs[1]} {fmt_value(b)}"
@@ -83,7 +87,119 @@ def compare(claim, rule, runs, a, b, *, direction, fmt_value=_pct, n_items=None,
   sampling = (verdicts.sampling_se(float(np.mean(a)), float(np.mean(b)), n_items)
               if n_items and a is not None and b is not None else None)
   return finding(claim, rule, runs, measured, [a, b], lambda: verdicts.paired_test(a, b),
-                 direction=direction, sampling=sampling, seeds=seeds)
+                 direction=direction, sampling=sampling, seeds=seeds, key=key)
+
+
+# ---------------------------------------------------------------- step size
+
+STUDY_LR = 1e-3  # The study's SGD learning rate, the lr grid's reference point.
+LR_RUN, LONG_RUN = "erm_sgd_lr", "cheater_long"
+
+
+def lr_point(res, lr, name: str = LR_RUN):
+  """The grid point of run `name`'s lr grid at learning rate `lr`, or None."""
+  run = res["runs"].get(name) or {}
+  return next((p for p in run.get("grid", ()) if p.get("lr") == lr), None)
+
+
+def best_lr(res, name: str = LR_RUN) -> tuple:
+  """(lr, criterion, k): the lr-grid point of best mean val_unbiased (held out, colored
+  uniformly), or of best test_hard when the run has no val_unbiased (criterion says which), and
+  how many points it was chosen among; (None, None, 0) without the run."""
+  grid = [p for p in ((res["runs"].get(name) or {}).get("grid") or ()) if "lr" in p]
+  if not grid:
+    return None, None, 0
+  crit = ("val_unbiased" if all("val_unbiased" in p["accuracy"] for p in grid)
+          else "test_hard")
+  best = max(grid, key=lambda p: p["accuracy"][crit]["mean"])
+  return best["lr"], crit, len(grid)
+
+
+def chosen(test: dict, k: int) -> dict:
+  """A paired test of a grid point chosen among k after looking: its p-values times k
+  (Bonferroni, capped at 1), before Holm's correction over the table."""
+  scale = lambda p: None if p is None else min(1.0, k * p)
+  return {**test, "p": scale(test["p"]), "p_exact": scale(test.get("p_exact"))}
+
+
+def lr_values(res, lr, key: str = "test_hard"):
+  """Per-seed values of `key` at lr-grid point `lr` of the lr run, or None."""
+  point = lr_point(res, lr)
+  stat = point and point["accuracy"].get(key)
+  return stat and stat.get("values")
+
+
+def loss_tail(point) -> tuple:
+  """(first, last, values): the epochs that open the last 10% of training (at least one epoch
+  before the last) and the last, and the per-seed training losses at each, or None without
+  curves."""
+  curves = (point or {}).get("train_loss")
+  if not curves:
+    return None
+  n = len(curves[0])
+  first = max(1, n - max(1, math.ceil(0.1 * n)))
+  return first, n, ([c[first - 1] for c in curves], [c[-1] for c in curves])
+
+
+def step_size_rows(res) -> list:
+  """(row, test) of what moves plain ERM's hard-set accuracy, each claimed to raise it (does
+  not hold: it lowers it), with the runs that show it: step size (the lr grid's best point
+  against the study's lr 1e-3), training length (the cheater's run at lr 1e-3 against
+  cheater_long, trained longer at the same lr), whether cheater_long's training loss still
+  falls in its last 10% of epochs, and adaptivity (Adam against SGD at its best lr, matched
+  epochs). A point chosen after looking carries the choice (chosen)."""
+  lr, crit, k = best_lr(res)
+  n_test = ((res.get("config") or {}).get("data") or {}).get("test_size")
+  ref = f"{LR_RUN}[lr={STUDY_LR:g}]"
+  at = f"{LR_RUN}[lr={lr:g}]" if lr is not None else f"{LR_RUN}[best lr]"
+  lr_seeds = lambda lr_: (lr_point(res, lr_) or {}).get("seeds")
+  hard = lambda name: seed_values(res, name, "test_hard")
+  how = (f"lr chosen on {crit} among {k}" if crit == "val_unbiased" else
+         f"lr chosen on test_hard itself among {k} (no val_unbiased split)")
+  epochs = {n: (res["runs"].get(n) or {}).get("epochs") for n in (LR_RUN, LONG_RUN, "erm_adam")}
+  matched = ("matched epochs" if epochs["erm_adam"] == epochs[LR_RUN] else
+             f"epochs not matched: {epochs['erm_adam']} vs {epochs[LR_RUN]}")
+  step = compare(
+      "(new) A larger step size raises plain ERM's hard-set accuracy: SGD at the grid's best lr "
+      "beats the study's lr 1e-3", f"test_hard: {at} > {ref} ({how}: p × {max(k - 1, 1)} for the "
+      "choice; the same data, batch, epochs, seeds)", [ref, at],
+      lr_values(res, STUDY_LR), lr_values(res, lr), direction=1, n_items=n_test,
+      seeds=[lr_seeds(STUDY_LR), lr_seeds(lr)], key="step_size")
+  length = compare(
+      "(new) Training longer at the study's lr 1e-3 raises the hard-set accuracy",
+      f"test_hard: {LONG_RUN} ({epochs[LONG_RUN]} epochs) > {ref} ({epochs[LR_RUN]} epochs: "
+      "the cheater's run at lr 1e-3); the same data, batch, seeds",
+      [ref, LONG_RUN], lr_values(res, STUDY_LR), hard(LONG_RUN), direction=1, n_items=n_test,
+      seeds=[lr_seeds(STUDY_LR), run_seeds(res, LONG_RUN)], key="training_length")
+  tail = loss_tail(_point(res, LONG_RUN))
+  first, last, (a, b) = tail if tail else (None, None, (None, None))
+  falls = compare(
+      f"(new) {LONG_RUN}'s training loss still falls in its last 10% of epochs (its budget, "
+      "not a plateau, ends it)", f"mean training loss of epoch {last} < epoch {first}",
+      [f"{LONG_RUN}[epoch {first}]", f"{LONG_RUN}[epoch {last}]"], a, b, direction=-1,
+      fmt_value=lambda v: "n/a" if v is None else f"{np.mean(v):.4f}",
+      seeds=[run_seeds(res, LONG_RUN)] * 2, key="long_loss_falls")
+  adapt = compare(
+      "(new) Adam's adaptivity raises the hard-set accuracy beyond SGD at its best step size",
+      f"test_hard: erm_adam > {at} ({matched}; {how}: p × {max(k, 1)} for the choice)",
+      [at, "erm_adam"], lr_values(res, lr), hard("erm_adam"), direction=1, n_items=n_test,
+      seeds=[lr_seeds(lr), run_seeds(res, "erm_adam")], key="adaptivity")
+  return [_with_choice(step, k - 1), length, falls, _with_choice(adapt, k)]
+
+
+def _with_choice(entry: tuple, k: int) -> tuple:
+  """A (row, test) entry whose test carries the choice among k points (chosen)."""
+  row, test = entry
+  if test is None:
+    return entry
+  return row, (chosen(test[0], max(k, 1)),) + tuple(test[1:])
+
+
+def step_size_findings(res) -> list:
+  """The step-size rows (step_size_rows), judged as a family of their own; findings() judges
+  the same rows with the study's claims."""
+  rows, tests = zip(*step_size_rows(res))
+  return verdicts.judge(list(rows), list(tests))
 
 
 def findings(res) -> list:
@@ -110,29 +226,31 @@ def findings(res) -> list:
                f"test_easy {_pct(easy)}, test_hard {_pct(hard('cheater'))}",
                [easy, hard("cheater")], lambda: verdicts.both(
                    verdicts.threshold(easy, at_least=0.9),
-                   verdicts.threshold(hard("cheater"), at_most=0.5)), seeds=[seeds("cheater")]),
+                   verdicts.threshold(hard("cheater"), at_most=0.5)), seeds=[seeds("cheater")],
+               key="shortcut"),
       finding("Counterfactual consistency recovers the hard set",
                f"{cf}: test_hard >= 70% (study: 85.2%)", [cf],
                f"test_hard {_pct(hard('counterfactual'))}", [hard("counterfactual")],
                lambda: verdicts.threshold(hard("counterfactual"), at_least=0.7),
-               seeds=[seeds("counterfactual")]),
+               seeds=[seeds("counterfactual")], key="consistency"),
       compare("Consistency training, not its optimizer, removes the shortcut",
                f"test_hard: {cf} > {cf0} (λ = 0: the same Adam, data, epochs)", [cf0, cf],
                hard("counterfactual", 0.0), hard("counterfactual"), direction=1, n_items=n_test,
-               seeds=[seeds("counterfactual", 0.0), seeds("counterfactual")]),
-      finding("Plain ERM learns the shortcut whatever the optimizer: with Adam (the study "
-               "implies the shortcut is the data's doing)", "erm_adam: test_hard <= 50%",
+               seeds=[seeds("counterfactual", 0.0), seeds("counterfactual")],
+               key="consistency_control"),
+      finding("Plain ERM with Adam (lr 1e-3, the cheater's epochs) also learns the shortcut "
+               "(the study implies the shortcut is the data's doing)", "erm_adam: test_hard <= 50%",
                ["erm_adam"], f"test_hard {_pct(hard('erm_adam'))}", [hard("erm_adam")],
                lambda: verdicts.threshold(hard("erm_adam"), at_most=0.5),
                seeds=[seeds("erm_adam")]),
-      finding("... and with SGD momentum", "erm_momentum: test_hard <= 50%", ["erm_momentum"],
+      finding("... and with SGD momentum (lr 1e-2, 0.9)", "erm_momentum: test_hard <= 50%",
+               ["erm_momentum"],
                f"test_hard {_pct(hard('erm_momentum'))}", [hard("erm_momentum")],
                lambda: verdicts.threshold(hard("erm_momentum"), at_most=0.5),
                seeds=[seeds("erm_momentum")]),
-      compare("(new) The optimizer moves the hard-set accuracy of plain ERM",
-               "test_hard: erm_adam > cheater (ERM, the same data and epochs; Adam vs the "
-               "study's SGD)", ["cheater", "erm_adam"], hard("cheater"), hard("erm_adam"),
-               direction=1, n_items=n_test, seeds=[seeds("cheater"), seeds("erm_adam")]),
+      # What moves the hard-set accuracy (step size, training length, adaptivity), each with
+      # the runs that show it: not "the optimizer" (Adam against SGD at the study's lr).
+      *step_size_rows(res),
   ]
   att = {m: attack_values(res, m, eps) for m in ("cheater", "counterfactual", cf0)}
   get = lambda m, k: att[m] and att[m][k]
@@ -222,16 +340,18 @@ def penalty_findings(res) -> list:
     if (name, lam) not in where:
       continue
     setting = "the study's optimizer" if name.endswith("_study") else "trained to fit"
-    picks = [(lam, f"at the study's λ {lam:g} ({setting}; the study: {100 * study_hard:.1f}%)")]
-    if name == "gradient_penalty":
+    fit = name == "gradient_penalty"
+    picks = [(lam, f"at the study's λ {lam:g} ({setting}; the study: {100 * study_hard:.1f}%)",
+              "penalty" if fit else "penalty_study_settings")]
+    if fit:
       best = best_penalty_lam(res["runs"].get(name) or {"grid": []})
       picks.append((lam if best is None else best,
                     f"at its best λ{'' if best is None else f' {best:g}'} ({setting}; chosen "
-                    "on test_hard after looking)"))
-    for g, words in picks:
+                    "on test_hard after looking)", "penalty_best"))
+    for g, words, key in picks:
       f = judged[where[name, g]]
       out.append({**f, "claim": f"The input-gradient penalty helps on the hard set {words}",
-                  "rule": f["rule"] + family})
+                  "rule": f["rule"] + family, "key": key})
   return out
 
 

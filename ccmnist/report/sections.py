@@ -4,26 +4,17 @@ Every cell that the study also reports reads "ours (study: X)". Numbers are mean
 seeds when the study ran more than one.
 """
 
-import pathlib
 
 from ccmnist.report import attack_suite
 from ccmnist.report import claims
 from ccmnist.report import collect
 from ccmnist.report import findings as findings_lib
 from ccmnist.report import markdown
+from ccmnist.report import paper
 from ccmnist.report import verdicts
 
 fmt, vs, table, figure = markdown.fmt, markdown.vs, markdown.table, markdown.figure
 point_at, budget = collect.point_at, findings_lib.budget
-METHOD_TITLES = {
-    "cheater": "Cheater (ERM, SGD lr 1e-3, the study's)",
-    "erm_adam": "ERM + Adam (control)",
-    "erm_momentum": "ERM + SGD momentum (control)",
-    "erm_adam_noise": "ERM + Adam on Gaussian-noised images (smoothing's base classifier)",
-    "gradient_penalty": "Input-gradient penalty",
-    "color_gradient_penalty": "Color-gradient penalty (new)",
-    "counterfactual": "Counterfactual consistency",
-}
 
 
 def _acc(point, split):
@@ -47,20 +38,76 @@ def section_cheater(res, lines):
  ])
 
 
-def section_grid(res, lines, name, title, claim_rows):
-  """A method's λ grid, each point beside the study's (claim_rows: λ -> (train, hard))."""
-  run = res["runs"].get(name)
-  if not run:
+def section_grids(res, lines, title, runs):
+  """One table for the λ grids of several runs, each point beside the study's (runs: [(name,
+  {λ: (train, hard)})]). A λ = 0 point with the same per-seed accuracies as one already shown
+  (the same model trained twice: every grid starts at the plain-ERM control) is shown once."""
+  rows, seen = [], {}
+  for name, claim_rows in runs:
+    run = res["runs"].get(name)
+    if not run:
+      continue
+    for p in run["grid"]:
+      ident = tuple(tuple((p["accuracy"].get(k) or {}).get("values") or ())
+                    for k in ("train", "test_hard"))
+      if p["lam"] == 0 and ident in seen and any(ident):
+        seen[ident].append(name)
+        continue
+      claim = claim_rows.get(p["lam"], (None, None))
+      row = [name, p["lam"], vs(_acc(p, "train"), claim[0]), fmt(_acc(p, "test_easy")),
+             vs(_acc(p, "test_hard"), claim[1]), fmt(_acc(p, "val")),
+             fmt(_acc(p, "val_unbiased"))]
+      if p["lam"] == 0:
+        seen[ident] = row[:1]
+        row[0] = seen[ident]  # Filled in below with every run sharing it.
+      rows.append(row)
+  if not rows:
     return
+  for row in rows:
+    if isinstance(row[0], list):
+      row[0] = " = ".join(f"{n}@0" for n in row[0])
   lines += [f"## {title}", ""]
-  rows = []
-  for p in run["grid"]:
-    claim = claim_rows.get(p["lam"], (None, None))
-    rows.append([p["lam"], vs(_acc(p, "train"), claim[0]), fmt(_acc(p, "test_easy")),
-                 vs(_acc(p, "test_hard"), claim[1]), fmt(_acc(p, "val")),
-                 fmt(_acc(p, "val_unbiased"))])
-  lines += table(["λ", "train", "test_easy", "test_hard", "val (aligned)", "val (unbiased)"],
-                 rows)
+  lines += table(["run", "λ", "train", "test_easy", "test_hard", "val (aligned)",
+                  "val (unbiased)"], rows)
+
+
+def section_step_size(res, lines):
+  """What moves plain ERM's hard-set accuracy: the lr grid, the long run and the adaptive
+  controls, each row with its final training loss (findings_lib.step_size_rows tests them)."""
+  runs = res["runs"]
+  lr_run, long_run = findings_lib.LR_RUN, findings_lib.LONG_RUN
+  if lr_run not in runs and long_run not in runs:
+    return
+  best, crit, _ = findings_lib.best_lr(res)
+  optim = lambda name: ((res.get("config") or {}).get("runs") or {}).get(name, {}).get("optim")
+
+  def loss(point):
+    curves = point.get("train_loss")
+    return f"{sum(c[-1] for c in curves) / len(curves):.4f}" if curves else "n/a"
+
+  def row(name, lr, point, note=""):
+    return [name + note, "n/a" if lr is None else f"{lr:g}", runs[name].get("epochs"),
+            fmt(_acc(point, "train")), fmt(_acc(point, "test_hard")),
+            fmt(_acc(point, "val_unbiased")), loss(point)]
+
+  rows = [row(lr_run, p["lr"], p, f" (best on {crit})" if p["lr"] == best else "")
+          for p in (runs.get(lr_run) or {}).get("grid", ()) if "lr" in p]
+  for name in (long_run, "erm_adam", "erm_momentum"):
+    if name in runs:
+      o = optim(name) or {}
+      kind = {"adam": " (Adam)"}.get(o.get("name"), " (momentum)" if o.get("momentum") else "")
+      rows.append(row(name, o.get("lr"), point_at(runs[name]), kind))
+  lines += markdown.heading(
+      "Step size, training length and adaptivity (plain ERM)",
+      f"`{lr_run}`: the cheater's run (plain SGD, its data, batch and epochs) at each learning "
+      "rate of a grid, trained as replicas of one program with the same seeds. "
+      f"`{long_run}`: the cheater at the study's lr 1e-3 for longer. The Adam and momentum "
+      "controls train the cheater's epochs. Accuracies: mean ± std over seeds; training loss: "
+      "the mean over the last epoch's steps, mean over seeds. The findings above test these "
+      "rows (step size, training length, whether the long run's loss still falls, "
+      "adaptivity).")
+  lines += table(["run", "lr", "epochs", "train", "test_hard", "val (unbiased)",
+                  "final train loss"], rows)
 
 
 # λ·penalty / CE from which the penalty weighs in the objective beside the cross-entropy.
@@ -134,7 +181,7 @@ def section_penalty(res, lines):
               f"{fmt(claims.GRADIENT_PENALTY['test_hard'])}.", ""] + _penalty_table(study_run)
   found = [f for f in res.get("findings") or []
            if f["claim"].startswith("The input-gradient penalty")]
-  lines += [f"- {f['claim']}: {_verdict(f)}." for f in found] + ([""] if found else [])
+  lines += [f"- {f['claim']}: {paper.verdict_text(f)}." for f in found] + ([""] if found else [])
   lines += [_penalty_why(run), ""]
 
 
@@ -159,6 +206,9 @@ def section_gradcam(res, lines, workdir):
                  f"{m['spread']['test_easy']['pred']['entropy_nats_mean']:.3f}"])
   lines += table(["model", "color-matched acc", "color-mismatched acc", "spread, hard",
                   "spread, easy"], rows)
+  lines += ["Color-matched / mismatched: test_easy's aligned images / test_hard. The study's "
+            "color-matched figure for the cheater is its training accuracy, the nearest it "
+            "reports.", ""]
   lines += figure(workdir, "interpret/figures/gradcam_cases.png",
                  "Grad-CAM on the study's cases (red 0, green 0, yellow 3, yellow 8, brown 7)")
 
@@ -212,22 +262,13 @@ def section_side_by_side(res, lines, workdir):
             "0.1 aligned + 0.9 conflicting.", ""]
   columns = ("train", "test_easy", "test_hard", "test_easy/aligned", "test_easy/conflicting",
              "test_easy/unbiased_equivalent", "test_hard/worst_class")
-  rows = [[METHOD_TITLES.get(name, name), point_at(run)["lam"]] +
+  rows = [[paper.run_title(res.get('config'), name), point_at(run)["lam"]] +
           [fmt(_acc(point_at(run), c)) for c in columns] for name, run in res["runs"].items()]
   lines += table(["model", "λ", "train", "test_easy", "test_hard", "aligned", "conflicting",
                   "unbiased-eq.", "worst class (hard)"], rows)
   lines += figure(workdir, "figures/training_curves.png",
-                 "Easy (solid) and hard (dashed) test accuracy per epoch")
-  links = []
-  for name in res["runs"]:
-    figs = [f"[{label}](runs/{name}/figures/{f})" for label, f in (
-        ("hard-test confusion", "confusion_test_hard.png"), ("color-swap probe", "color_swap.png"))
-            if (pathlib.Path(workdir) / "runs" / name / "figures" / f).exists()]
-    if figs:
-      links.append(f"- {METHOD_TITLES.get(name, name)}: " + ", ".join(figs))
-  if links:
-    lines += ["Per model (at the λ above): confusion matrix on the hard test set (rows: true "
-              "digit) and color-swap probe (each digit painted in each color).", ""] + links + [""]
+                 "Test accuracy per epoch on test_easy (left) and test_hard (right), seed 0 at "
+                 "the study's λ; dotted: chance")
 
 
 def section_selection(res, lines):
@@ -291,9 +332,6 @@ def section_representation(res, lines, workdir):
                  "Probes and invariance per layer, each model beside its null")
   lines += figure(workdir, "interpret/figures/invariance_channels.png",
                  "Per-channel invariance ratios against the null's range")
-  for name in models:
-    lines += figure(workdir, f"interpret/figures/featviz_{name}_conv0.png",
-                   f"Feature visualization, {name}, conv0")
 
 
 def section_attack_anatomy(res, lines, workdir):
@@ -319,9 +357,6 @@ def section_attack_anatomy(res, lines, workdir):
                  f"{an['mean_l2']:.1f}"])
   lines += table(["model", "median minimal ε", "found within ε_max", "color-shift share",
                   "images above null p95 %", "energy on the stroke", "mean L2 of δ"], rows)
-  lines += figure(workdir, "attack/figures/example_perturbation.png",
-                 "The study's 7 -> 3 example: image, perturbation, adversarial image, per model")
-  lines += figure(workdir, "attack/figures/mean_abs_delta.png", "Mean |δ| per model")
 
 
 def section_profiles(res, lines):
@@ -355,17 +390,6 @@ def section_made(res, lines, study):
   lines += markdown.stage_table(res["stages"])
 
 
-def _verdict(f) -> str:
-  """A finding's verdict in words, with its strength."""
-  word = {True: "holds", False: "**does not hold**"}.get(f["holds"])
-  if word is None:
-    if f["strength"] == "not measured" or "not resolved" in f["strength"] or \
-        f["strength"].startswith("untestable"):
-      return f["strength"]
-    return f"not resolved ({f['strength']})"
-  return f"{word} ({f['strength']})"
-
-
 def section_findings(res, lines):
   """Every claim tested, the runs it compares and its verdict."""
   lines += ["## Findings", "",
@@ -379,30 +403,24 @@ def section_findings(res, lines):
             "that many seeds (no evidence either way). With one seed the verdict is "
             "indicative.", ""]
   lines += table(["claim", "tested as", "runs compared", "measured", "verdict"],
-                 [[f["claim"], f["rule"], ", ".join(f["runs"]), f["measured"], _verdict(f)]
-                  for f in res["findings"]])
+                 [[f["claim"], f["rule"], ", ".join(f["runs"]), f["measured"],
+                   paper.verdict_text(f)] for f in res["findings"]])
 
 
 def render(res, study, workdir) -> str:
-  """report.md's text from the collected record (findings included)."""
-  lines = ["# Colored-MNIST shortcut study: our measurements beside the study's claims", "",
-           "Each cell: our measurement, and in brackets what the study reports. Accuracies in %.",
-           ""]
+  """report.md's text from the collected record (findings included), laid out as a paper:
+  summary, setup, results, disagreements, limitations, appendix, how it was made."""
+  lines = paper.title(res)
+  paper.section_summary(res, lines)
+  paper.section_setup(res, lines)
   section_findings(res, lines)
-  for split in ("train", "test_hard"):
-    lines += figure(workdir, f"figures/samples_{split}.png", f"Samples of {split}")
-  others = [f"[{split}](figures/samples_{split}.png)" for split in ("test_easy", "val",
-                                                                    "val_unbiased")
-            if (pathlib.Path(workdir) / "figures" / f"samples_{split}.png").exists()]
-  if others:
-    lines += ["Sample grids of the other splits: " + ", ".join(others) + ".", ""]
   section_cheater(res, lines)
-  lines += figure(workdir, "runs/cheater/figures/color_swap.png", "Color-swap probe, cheater")
+  lines += figure(workdir, "runs/cheater/figures/color_swap.png",
+                  "Color-swap probe, cheater (seed 0)")
+  section_step_size(res, lines)
+  section_grids(res, lines, "2. Debiasing methods, λ grids", [
+      ("color_gradient_penalty", {}), ("counterfactual", claims.COUNTERFACTUAL)])
   section_penalty(res, lines)
-  section_grid(res, lines, "counterfactual", "2b. Counterfactual consistency, λ grid",
-               claims.COUNTERFACTUAL)
-  section_grid(res, lines, "color_gradient_penalty", "2c. Color-gradient penalty (new), λ grid",
-               {})
   section_gradcam(res, lines, workdir)
   section_sweep(res, lines, workdir)
   section_transfer(res, lines, workdir)
@@ -412,6 +430,9 @@ def render(res, study, workdir) -> str:
   section_attack_anatomy(res, lines, workdir)
   lines += attack_suite.section(res.get("attack"))
   lines += attack_suite.certified_section(res.get("attack"))
+  paper.section_disagreements(res, lines)
+  paper.section_limitations(res, lines)
+  paper.section_appendix(res, lines, workdir)
   section_profiles(res, lines)
   section_made(res, lines, study)
   return "\n".join(lines) + "\n"

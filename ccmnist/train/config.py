@@ -7,7 +7,8 @@ zoo/plan.py make theirs here).
                     ccmnist/models/layers.py)
   loss              name (a method of ccmnist/train/methods), lam, lam_grid, warmup_epochs,
                     grad_scale, settings (the method's own; empty: its defaults)
-  optim             name, lr, momentum, weight_decay, schedule, warmup_steps (train/optim.py)
+  optim             name, lr, momentum, weight_decay, schedule, warmup_steps (train/optim.py);
+                    lr_grid, a field only an lr-grid run adds (train/replicas.py)
   train             epochs, batch_size, eval_batch_size, log_every_steps, data_parallel,
                     eval_train_every_epoch (train/loop.py)
 """

@@ -1,7 +1,7 @@
 """What a training workdir holds, and how to read it back.
 
-A run trains K replicas (seeds x lambda grid) in one program (train/replicas.py: which seed and
-lambda each replica has).
+A run trains K replicas (seeds x a lambda or learning-rate grid) in one program
+(train/replicas.py: which seed, lambda and learning rate each replica has).
 
   DIR/config.json       the run's config (util/workdir.py)
   DIR/checkpoints/      orbax, one per epoch (the last two kept)
@@ -37,6 +37,9 @@ lam_grid = replicas_lib.lam_grid
 replicas = replicas_lib.replicas
 replica_of = replicas_lib.replica_of
 headline_lam = replicas_lib.headline_lam
+lr_grid = replicas_lib.lr_grid
+grid_points = replicas_lib.grid_points
+headline_index = replicas_lib.headline_index
 checkpoint_manager = checkpoints.checkpoint_manager
 CheckpointError = checkpoints.CheckpointError
 restore_latest = checkpoints.restore_latest
@@ -66,6 +69,7 @@ def check_config(config) -> None:
   if config.train.batch_size > config.data.train_size:
     raise ValueError(f"batch_size {config.train.batch_size} > train_size "
                      f"{config.data.train_size}; lower config.train.batch_size.")
+  replicas_lib.check_grid(config)
   if any(lam < 0 for lam in lam_grid(config)):
     raise ValueError(f"loss weights must be >= 0; got {lam_grid(config)}.")
   if config.loss.warmup_epochs < 0:
@@ -131,7 +135,11 @@ def init_state(config, model, tx, extra=None):
   params = [models.init_params(model, k, splits_lib.spec(config.data).image_shape) for k in keys]
   params = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *params)
   create = lambda p, e: step_lib.TrainState.create(apply_fn=None, params=p, tx=tx, extra=e)
-  return jax.jit(jax.vmap(create))(params, {} if extra is None else extra)
+  state = jax.jit(jax.vmap(create))(params, {} if extra is None else extra)
+  if replicas_lib.has_lr_grid(config):  # Each replica's own learning rate (optim.set_lrs).
+    lrs = [r["lr"] for r in replicas(config)]
+    state = state.replace(opt_state=optim.set_lrs(state.opt_state, lrs))
+  return state
 
 
 # ---------------------------------------------------------------- outputs
@@ -149,8 +157,8 @@ def load_predictions(workdir) -> dict:
 
 
 def summarize(config, history: list) -> dict:
-  """results.json: the headline accuracy at headline_lam (mean over seeds), and per grid
-  point mean/std and per-seed values."""
+  """results.json: the headline accuracy at the headline grid point (mean over seeds), and per
+  grid point its lambda (and lr with an lr grid), mean/std and per-seed values."""
   final = history[-1]["accuracy"]
   reps = replicas(config)
 
@@ -161,15 +169,16 @@ def summarize(config, history: list) -> dict:
   # The last epoch's loss terms per replica (summaries.loss_terms), None for old histories.
   terms = summaries.loss_terms(history[-1], [r["lam"] for r in reps])
   grid = []
-  for g, lam in enumerate(lam_grid(config)):
+  for g, point in enumerate(grid_points(config)):
     idx = [r["replica"] for r in reps if r["replica"] // config.num_seeds == g]
-    grid.append({"lam": lam, "accuracy": {n: over_seeds([v[i] for i in idx])
-                                          for n, v in final.items()}})
+    grid.append({**point, "accuracy": {n: over_seeds([v[i] for i in idx])
+                                       for n, v in final.items()}})
     if terms is not None:
       grid[-1].update({k: stats.over_seeds([terms[i][k] for i in idx]) for k in terms[0]})
-  head = grid[lam_grid(config).index(headline_lam(config))]
+  head = grid[replicas_lib.headline_index(config)]
   return {
       "headline_lam": head["lam"],
+      **({"headline_lr": head["lr"]} if "lr" in head else {}),
       "accuracy": {n: s["mean"] for n, s in head["accuracy"].items()},
       "accuracy_std": {n: s["std"] for n, s in head["accuracy"].items()},
       "grid": grid,
@@ -190,7 +199,7 @@ def load_run(workdir, *, replica: int | None = 0):
   """(model, params, config) of the latest checkpoint that restores in a training workdir.
 
   params are replica `replica`'s (default the first); replica=None gives the stacked [K, ...]
-  params of every replica (see `replicas(config)` for their seeds and lambdas).
+  params of every replica (see `replicas(config)` for their seeds, lambdas and lrs).
   """
   config = load_config(workdir)
   model, tx, _ = build(config)

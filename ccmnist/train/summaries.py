@@ -1,7 +1,7 @@
 """TensorBoard summaries beside metrics.jsonl: `tensorboard --logdir DIR` shows every replica.
 
 DIR/tensorboard/replica_<r>/ holds one event file series per replica, so TensorBoard draws each
-replica (seed x lambda) as its own run; the scalars are those of metrics.jsonl's epoch rows:
+replica (seed x grid point) as its own run; the scalars are those of metrics.jsonl's epoch rows:
 train/<metric> (means over the epoch's steps), accuracy/<split>, and speed/train_img_per_s.
 loss_terms reads the two terms of a method's objective off such a row for results.json.
 """

@@ -4,7 +4,10 @@ Creager, Jacobsen and Zemel 2021, "Environment Inference for Invariant Learning"
 
 Knows nothing about the bias. Needs a reference run: ERM on the same data, trained by the
 caller with the same seeds (settings.reference, its workdir, which the loop loads:
-train/reference.py; replica r reads the reference replica with its seed, as JTT).
+train/reference.py; replica r reads the reference replica with its seed, as JTT). The paper's
+reference is a fully trained ERM model (the authors' code trains it for as many steps as the
+invariant learner, with the IRM code's L2), so the benchmark gives EIIL the cell's own ERM run
+(the protocol's optimizer and epochs), not JTT's early-stopped identification run.
 
 The environment-inference (EI) step, once per replica before training (init_extra): with the
 reference model's train logits z_i fixed, soft assignments q_i = sigmoid(u_i) = q(e=1 | x_i)
@@ -129,4 +132,4 @@ METHOD = base.Method(
     defaults=DEFAULTS, init_extra=init_extra, check=check, reference="reference",
     benchmark=base.Benchmark(title="EIIL", grid=irm.IRM_GRID, quick_grid=irm.IRM_QUICK_GRID,
                              warmup_epochs=1, warmup_fraction=irm.IRM_WARMUP_FRACTION,
-                             needs="identify"))
+                             needs="erm"))
