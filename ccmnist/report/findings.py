@@ -241,7 +241,9 @@ def findings(res) -> list:
   and which (`run_seeds`), and its test (verdicts.judge's fields); the claims form one family.
   The λ = 0 point of a method's grid ('counterfactual@0') is its control: same optimizer, data,
   epochs and seeds. Attacks are judged by scale-free measures (argmax success, median minimal
-  ε); the study's target-probability criterion is shown beside.
+  ε) paired over every attacked seed; the study's target-probability criterion is shown beside,
+  with the models' clean confidence. The study's own pair (cheater vs consistency, as it
+  trained them) is a row of its own, its rule naming what else differs between the two.
   """
   eps = claims.PGD_EPS
   n_test = ((res.get("config") or {}).get("data") or {}).get("test_size")
