@@ -321,7 +321,7 @@ def test_attack_verdicts_run_over_every_attacked_seed():
   assert pair["p"] == pytest.approx(stats.ttest_rel(cf, cheat).pvalue) and pair["p"] < 0.05
   assert pair["holds"] is True
   # Clean confidence beside p > 0.9: the seed means of the mean max-softmax and of the share.
-  assert "cheater 0.60, 10.0%; counterfactual 0.97, 88.3%" in pair["measured"]
+  assert "cheater 0.60, 10.0%; counterfactual@0.5 0.97, 88.3%" in pair["measured"]
   assert "counterfactual@0 n/a" in f["attack argmax"]["measured"]
 
 

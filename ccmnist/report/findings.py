@@ -304,8 +304,10 @@ def findings(res) -> list:
     return (att[m][k][:n] or None) if att[m] and att[m][k] else None
 
   mean = lambda v: "n/a" if not v else f"{float(np.mean(v)):.2f}"
-  conf = lambda m: (f"{m} {mean(get(m, 'confidence'))}, {_pct(get(m, 'confident_share'))}"
-                    if get(m, "confidence") else f"{m} n/a")
+  label = lambda m: cf if m == "counterfactual" else m  # As the rows name the runs.
+  conf = lambda m: (f"{label(m)} {mean(get(m, 'confidence'))}, "
+                    f"{_pct(get(m, 'confident_share'))}" if get(m, "confidence")
+                    else f"{label(m)} n/a")
   thr = (((res.get("attack") or {}).get("config") or {}).get("success") or {}).get(
       "threshold", 0.9)
   conf_note = ("clean confidence (mean max-softmax on the attacked clean images, share of them "
