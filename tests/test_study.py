@@ -344,6 +344,9 @@ def test_the_attack_stage_attacks_every_seed_on_the_same_digits(tiny_study, tmp_
   assert m["seeds"][1]["sweep"]["mean_p_target"] != m["seeds"][0]["sweep"]["mean_p_target"]
   for e in m["seeds"]:
     assert 0 < e["clean_confidence"]["mean_max_softmax"] <= 1
+  assert m["clean_confidence"]["mean_max_softmax"] == [  # The model's entry: every seed's.
+      e["clean_confidence"]["mean_max_softmax"] for e in m["seeds"]]
+  assert out["seeds"] == [cfg.seed]  # Two grid points of one seed.
   assert (tmp_path / "attack" / "stages" / "counterfactual@0.seed1.json").exists()
   # Transfer and the suite per seed; the second seed's models: those that have one.
   assert [t["names"] for t in out["transfer_seeds"]] == [["cheater", "counterfactual@0"],

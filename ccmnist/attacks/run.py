@@ -193,8 +193,12 @@ def attack_runs(runs, cfg, out_dir) -> dict:
           summary["sweep"]["success_" + crit], 3).tolist())))
       logging.info("%s seed %d minimal eps: %s; clean confidence %s", name, s,
                    summary["min_eps"], summary["clean_confidence"])
-  # Each model's entry is its first seed's (the figures'), every seed's in 'seeds'.
-  per_model = {name: {**seeds[0], "seeds": seeds} for name, seeds in per_seed.items()}
+  # Each model's entry is its first seed's (the figures'), every seed's in 'seeds'; its clean
+  # confidence lists every seed's, as the report quotes it beside the p > threshold rates.
+  per_model = {name: {**seeds[0], "seeds": seeds, "clean_confidence": {
+      **{k: [e["clean_confidence"][k] for e in seeds]
+         for k in ("mean_max_softmax", "share_above_threshold")},
+      "threshold": thr, "num_images": len(idx)}} for name, seeds in per_seed.items()}
 
   transfers = [sweep.transfer_matrix(
       {n: (m_, p_[s]) for n, (m_, p_, _) in loaded.items() if n in advs[s]}, advs[s],
@@ -207,7 +211,9 @@ def attack_runs(runs, cfg, out_dir) -> dict:
       **identity,
       "note": "null = not finite (no success within eps_max). Success 'prob': target "
               "probability > threshold; 'argmax': predicted class == target. Each model's "
-              "entry is its first seed's; 'seeds' lists every seed's (figures: the first).",
+              "entry is its first seed's; 'seeds' lists every seed's (figures: the first), and "
+              "its clean_confidence holds a list over seeds.",
+      "seeds": sorted({e["seed"] for seeds in per_seed.values() for e in seeds}),
       "data_run": data_run, "split": cfg.split, "num_images": len(idx),
       "target_rule": tc.to_dict(), "study_eps": float(attack.eps), "criterion": crit,
       "models": per_model, "transfer": transfers[0], "transfer_seeds": transfers,

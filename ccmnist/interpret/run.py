@@ -330,6 +330,8 @@ def interpret_runs(runs, cfg, out_dir) -> dict:
     result["models"][name] = r
     logging.info("%s: %d seed(s) in %.0fs", name, len(seeds), r["seconds"])
 
+  result["seeds"] = sorted({e["replica"]["seed"] for m in result["models"].values()
+                            for e in m["seeds"]})
   # Paired spread differences (same images): each model minus the first.
   names = list(loaded)
   result["spread_vs_first"] = {

@@ -319,7 +319,7 @@ def findings(res) -> list:
       f"The debiased model is harder to attack (targeted PGD, ε {eps}): argmax success",
       f"argmax success: counterfactual < {cf0} (both Adam); p > 0.9 and clean confidence "
       "beside", [cf0, cf], get(cf0, "argmax", n), get("counterfactual", "argmax", n),
-      direction=-1, n_items=n_attacked, seeds=attacked))
+      direction=-1, n_items=n_attacked, seeds=attacked, key="attack"))
   out[-1][0]["measured"] += (f"; study's criterion p > 0.9: {cf0} {_pct(get(cf0, 'prob', n))}, "
                              f"{cf} {_pct(get('counterfactual', 'prob', n))}; " + conf_note
                              + f"{conf(cf0)}; {conf('counterfactual')}")
@@ -338,7 +338,8 @@ def findings(res) -> list:
       f"(they differ in more than the method: {differ})", ["cheater", cf],
       get("cheater", "argmax", pn), get("counterfactual", "argmax", pn), direction=-1,
       n_items=n_attacked, seeds=[(model_seeds(res, "cheater") or [])[:pn] or None,
-                                 (model_seeds(res, "counterfactual") or [])[:pn] or None]))
+                                 (model_seeds(res, "counterfactual") or [])[:pn] or None],
+      key="study_pair"))
   out[-1][0]["measured"] += (f"; study's criterion p > 0.9: cheater "
                              f"{_pct(get('cheater', 'prob', pn))}, {cf} "
                              f"{_pct(get('counterfactual', 'prob', pn))} (study: 98% vs 67%); "
