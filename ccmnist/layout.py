@@ -1,4 +1,4 @@
-"""The study workdir: where each stage writes, and which replica stands for a method.
+"""The study workdir: where each stage writes, and which replicas stand for a method.
 
   DIR/config.json          the study config (a different config is refused)
   DIR/figures/             sample grids, and every figure the report shows
@@ -51,13 +51,19 @@ def downstream_lam(study, name: str) -> float:
   return study.downstream_lam.get(name, runs.lam_grid(run_config(study, name))[0])
 
 
-def selected_replica(study, name: str, lam: float | None = None) -> int:
-  """The replica standing for a method downstream: seed 0 at `lam` (default the study's)."""
+def selected_replica(study, name: str, lam: float | None = None, seed_index: int = 0) -> int:
+  """The replica standing for a method downstream: the seed_index-th seed (default the first,
+  whose replica the figures show) at `lam` (default the study's)."""
   lam = downstream_lam(study, name) if lam is None else lam
   try:
-    return runs.replica_of(run_config(study, name), lam)
+    return runs.replica_of(run_config(study, name), lam, seed_index)
   except ValueError as e:
     raise ValueError(f"config.downstream_lam.{name} or a model '{name}@LAMBDA': {e}") from None
+
+
+def selected_replicas(study, name: str, lam: float | None = None) -> list:
+  """Every seed's replica of a method at `lam` (default the study's), the first seed first."""
+  return [selected_replica(study, name, lam, s) for s in range(study.num_seeds)]
 
 
 def model_key(name: str, lam: float | None = None) -> str:
@@ -80,11 +86,11 @@ def parse_model(study, spec: str) -> tuple:
 
 
 def downstream_runs(study, workdir, names: str) -> dict:
-  """{model key: (run workdir, replica)} for a comma-separated list of models ('name' or
-  'name@lambda')."""
+  """{model key: (run workdir, [replica of each seed])} for a comma-separated list of models
+  ('name' or 'name@lambda'): the interpret and attack stages analyse every seed, and draw their
+  figures from the first."""
   out = {}
   for spec in (n for n in names.split(",") if n.strip()):
     name, lam = parse_model(study, spec)
-    out[model_key(name, lam)] = (run_dir(workdir, name), selected_replica(study, name, lam))
+    out[model_key(name, lam)] = (run_dir(workdir, name), selected_replicas(study, name, lam))
   return out
-

@@ -610,3 +610,51 @@ def test_run_suite_on_a_linear_model():
   assert all(out["worst_robust_accuracy"] <= r for r in out["robust_accuracy"].values())
   assert out["targeted"]["worst"] >= max(out["targeted"]["apgd_ce"], out["targeted"]["apgd_dlr"])
   assert out["masking"]["grey_accuracy"] == 0.0  # eps 128 reaches anything on a linear model.
+
+
+class FirstPixelLogits(nn.Module):
+  """logits = the first pixel's three channels: the softmax of each image is known by hand."""
+
+  @nn.compact
+  def __call__(self, x_NHWC):
+    return x_NHWC[:, 0, 0, :]
+
+
+def test_clean_confidence_is_the_mean_max_softmax_and_the_share_above_the_threshold():
+  from ccmnist.attacks import suite  # pylint: disable=import-outside-toplevel
+  x = np.zeros((3, 2, 2, 3), np.float32)
+  x[1, 0, 0] = [4.0, 0.0, 0.0]  # max-softmax e^4 / (e^4 + 2) = 0.9647
+  x[2, 0, 0] = [0.0, 2.0, 1.0]  # e^2 / (1 + e^2 + e) = 0.6652; image 0: 1/3.
+  p = [1 / 3, np.e ** 4 / (np.e ** 4 + 2), np.e ** 2 / (1 + np.e ** 2 + np.e)]
+  out = suite.clean_confidence(FirstPixelLogits(), {}, x, threshold=0.9, batch_size=2)
+  assert out["mean_max_softmax"] == pytest.approx(np.mean(p), rel=1e-6)
+  assert out["share_above_threshold"] == pytest.approx(1 / 3)  # Only image 1.
+  assert out["num_images"] == 3 and out["threshold"] == 0.9
+  lower = suite.clean_confidence(FirstPixelLogits(), {}, x, threshold=0.5, batch_size=3)
+  assert lower["share_above_threshold"] == pytest.approx(2 / 3)
+
+
+def test_attack_suite_findings_pair_every_seed():
+  from ccmnist.attacks import suite  # pylint: disable=import-outside-toplevel
+  from ccmnist.report import attack_suite  # pylint: disable=import-outside-toplevel
+  ctrl = [_suite_entry(worst=w, t_worst=t) for w, t in ((0.1, 0.9), (0.2, 0.8), (0.15, 0.95))]
+  meth = [_suite_entry(worst=w, t_worst=t) for w, t in ((0.6, 0.2), (0.5, 0.3), (0.7, 0.1))]
+  meth[1]["masking"]["grey_accuracy"] = 0.3  # The second seed fails the grey check.
+  for s, (c, m) in enumerate(zip(ctrl, meth)):
+    c["seed"] = m["seed"] = 10 + s
+  per_seed = [{"counterfactual@0": c, "counterfactual": m} for c, m in zip(ctrl, meth)]
+  checks = [suite.masking_checks(p, None, tol=0.02, zero_tol=0.01) for p in per_seed]
+  att = {"suite": {"models": {"counterfactual@0": {**ctrl[0], "seeds": ctrl},
+                              "counterfactual": {**meth[0], "seeds": meth}},
+                   "masking_checks": checks[0], "masking_checks_seeds": checks}}
+  rows = attack_suite.findings(att)
+  assert [r["seeds"] for r in rows] == [3, 3] and all(r["df"] == 2 for r in rows)
+  assert all(r["run_seeds"] == [[10, 11, 12], [10, 11, 12]] for r in rows)
+  # Seed s of the control paired with seed s of the method.
+  assert rows[0]["p"] == pytest.approx(stats.ttest_rel([0.2, 0.3, 0.1], [0.9, 0.8, 0.95]).pvalue)
+  assert rows[1]["p"] == pytest.approx(stats.ttest_rel([0.6, 0.5, 0.7], [0.1, 0.2, 0.15]).pvalue)
+  assert all("counterfactual grey (seed 11)" in r["measured"] for r in rows)
+  assert "seed 10" not in rows[0]["measured"]
+  lines = attack_suite.section(att)
+  assert sum(line.startswith("| counterfactual | ") for line in lines) == 3  # A row per seed.
+  assert any(line.startswith("| counterfactual (seed 11) | **FAILED**") for line in lines)

@@ -388,7 +388,8 @@ def test_interpret_runs_end_to_end(tmp_path):
     cfg.representation.layers = ("conv2",)
     cfg.topk.layers = ("conv2",)
     cfg.sanity.methods = ("gradcam",)
-  out = interpret_run.interpret_runs({"a": (run_dir, 0), "b": str(run_dir)}, cfg,
+  # 'a' names its one replica twice: two seeds whose measures must agree.
+  out = interpret_run.interpret_runs({"a": (run_dir, [0, 0]), "b": str(run_dir)}, cfg,
                                      tmp_path / "out")
   assert out["runs"] == {"a": str(run_dir), "b": str(run_dir)}
   assert out["models"]["a"]["replica"] == out["models"]["b"]["replica"] == {
@@ -415,3 +416,10 @@ def test_interpret_runs_end_to_end(tmp_path):
   assert {"gradcam_cases.png", "representation.png", "invariance_channels.png",
           "featviz_a_conv0.png", "topk_b_conv2.png", "sanity_a.png"} <= figs
   assert out["models"]["a"]["representation"] == out["models"]["b"]["representation"]
+  # Every seed's measures, the first seed's also the model's own entry.
+  seeds = saved["models"]["a"]["seeds"]
+  assert len(seeds) == 2 and len(saved["models"]["b"]["seeds"]) == 1
+  for entry in seeds:
+    assert entry["replica"] == m["replica"]
+    for key in ("cases", "spread", "representation"):
+      assert entry[key] == m[key], key

@@ -199,3 +199,29 @@ def test_the_collect_modules_are_where_the_workdir_is_read():
 
 def test_a_report_without_an_attack_stage_has_no_failed_checks():
   assert attack_suite.failed_checks(None, "cheater") == []
+
+
+def test_seed_summaries_spread_every_analysed_seed():
+  entry = lambda argmax, median, conf: {
+      "sweep": {"epsilons": [5.0, 12.75], "success_prob": [0.0, 0.5],
+                "success_argmax": [0.1, argmax]},
+      "min_eps": {"median": median}, "anatomy": {},
+      "clean_confidence": {"mean_max_softmax": conf, "share_above_threshold": 0.5}}
+  seeds = [entry(0.2, 8.0, 0.9), entry(0.4, None, 0.7)]  # The second: no success (null).
+  attack = {"study_eps": 12.75, "models": {"a": {**seeds[0], "seeds": seeds}},
+            "suite": {"models": {"a": {"worst_robust_accuracy": 0.3,
+                                       "targeted": {"worst": 0.6}}}}}
+  interp = {"models": {"a": {"spread": {"test_hard": {"pred": {"entropy_nats_mean": 4.0}}},
+                             "seeds": [{"spread": {"test_hard": {"pred": {
+                                 "entropy_nats_mean": h}}}} for h in (4.0, 5.0)]}}}
+  got = collect.seed_summaries(attack, interp)
+  a = got["attack"]["a"]
+  assert a["success_argmax@12.75"] == stats.over_seeds([0.2, 0.4])
+  assert a["min_eps_median"]["values"] == [8.0, None] and a["min_eps_median"]["n"] == 1
+  assert a["clean_mean_max_softmax"]["mean"] == pytest.approx(0.8)
+  assert a["color_shift_share"]["n"] == 0  # Not measured: no value, no mean.
+  # An entry without 'seeds' (one seed analysed) is its own one seed.
+  assert a["suite_worst_robust_accuracy"]["values"] == [0.3]
+  assert got["interpret"]["a"]["spread_test_hard"]["mean"] == pytest.approx(4.5)
+  assert got["interpret"]["a"]["spread_test_easy"]["n"] == 0
+  assert collect.seed_summaries(None, None) == {"attack": {}, "interpret": {}}

@@ -9,8 +9,11 @@ import pytest
 from ccmnist import layout
 from ccmnist import pipeline
 from ccmnist import study
+from ccmnist.report import findings as findings_lib
 from ccmnist.report import report as report_lib
 from ccmnist.report import verdicts
+from scipy import stats
+
 from configs import study as study_config
 
 
@@ -128,9 +131,24 @@ def test_bad_stage_and_run_names_raise():
     study_config.get_config("huge")
 
 
+def _attacked(argmax, prob, median, confidence=None) -> dict:
+  """attack.json's entry of one model: one number each for one seed, or a list per seed
+  (then the first seed's entry with every seed's in 'seeds', as the attack stage writes it)."""
+  per_seed = lambda v: v if isinstance(v, list) else [v]
+  seeds = [{"seed": s, "sweep": {"epsilons": [5.0, 12.75], "success_argmax": [0.0, a],
+                                 "success_prob": [0.0, pr]}, "min_eps": {"median": me},
+            **({"clean_confidence": {"mean_max_softmax": c[0], "share_above_threshold": c[1]}}
+               if c else {})}
+           for s, (a, pr, me, c) in enumerate(zip(per_seed(argmax), per_seed(prob),
+                                                  per_seed(median),
+                                                  confidence or [None] * len(per_seed(argmax))))]
+  return {**seeds[0], "seeds": seeds}
+
+
 def _res(hard: dict, easy, attack: dict, lams: dict | None = None) -> dict:
   """A hand-made collect() result. hard: {run: {lam: [per-seed test_hard]}} (or a list: one
-  grid point at the run's study lambda); attack: {model: (argmax, prob, median min eps)}."""
+  grid point at the run's study lambda); attack: {model: (argmax, prob, median min eps[,
+  [(mean max-softmax, share above 0.9) per seed]])}, each a number or a list per seed."""
   lams = lams or {"counterfactual": 0.5, "gradient_penalty": 0.1}
   runs = {}
   for name, by_lam in hard.items():
@@ -140,15 +158,14 @@ def _res(hard: dict, easy, attack: dict, lams: dict | None = None) -> dict:
         {"lam": g, "seeds": list(range(len(v))),
          "accuracy": {"test_hard": {"values": v}, "test_easy": {"values": easy}}}
         for g, v in by_lam.items()]}
-  models = {m: {"sweep": {"epsilons": [5.0, 12.75], "success_argmax": [0.0, a],
-                          "success_prob": [0.0, pr]}, "min_eps": {"median": me}}
-            for m, (a, pr, me) in attack.items()}
+  models = {m: _attacked(*v) for m, v in attack.items()}
   return {"runs": runs, "attack": {"models": models}}
 
 
 STEP = ("step size", "training length", "loss still falls", "adaptivity")
 CLAIMS = ("shortcut", "cf recovers", "cf vs its lambda 0", "erm adam", "erm momentum", *STEP,
-          "attack argmax", "attack min eps", "gp at the study's lambda", "gp at its best lambda")
+          "attack argmax", "attack min eps", "study pair", "gp at the study's lambda",
+          "gp at its best lambda")
 
 
 def holds(res) -> dict:
@@ -167,8 +184,14 @@ def test_findings_compare_each_method_with_its_own_control():
   assert f["gp at the study's lambda"]["runs"] == ["gradient_penalty@0", "gradient_penalty@0.1"]
   assert f["gp at its best lambda"]["runs"] == ["gradient_penalty@0", "gradient_penalty@0.1"]
   assert all(x["seeds"] == 1 and x["strength"] == verdicts.INDICATIVE for x in f.values())
-  # The study's uncontrolled pair (cheater vs consistency by p > 0.9) is shown, not judged.
-  assert "study's pair: cheater 5.0% vs" in f["attack argmax"]["measured"]
+  # The study's own pair (cheater vs consistency), its own row: argmax 60% -> 30%, and the
+  # study's p > 0.9 criterion beside.
+  assert f["study pair"]["runs"] == ["cheater", "counterfactual@0.5"]
+  assert f["study pair"]["holds"] is True
+  assert "p > 0.9: cheater 5.0% vs" not in f["study pair"]["measured"]
+  assert "p > 0.9: cheater 5.0%, counterfactual@0.5 10.0% (study: 98% vs 67%)" in f[
+      "study pair"]["measured"]
+  assert "more than the method: the optimizer" in f["study pair"]["rule"]
 
 
 def test_findings_turn_when_the_controls_do_as_well():
@@ -176,8 +199,8 @@ def test_findings_turn_when_the_controls_do_as_well():
               "counterfactual": {0.0: [0.85], 0.5: [0.8]},
               "gradient_penalty": {0.0: [0.05], 0.1: [0.03]}}, [0.95],
              {"counterfactual@0": (0.4, 0.97, 15.0), "counterfactual": (0.5, 0.89, 12.0)})
-  assert holds(res) == {c: None if c in STEP else c in ("shortcut", "cf recovers")
-                        for c in CLAIMS}
+  assert holds(res) == {c: None if c in STEP or c == "study pair"  # The cheater: not attacked.
+                        else c in ("shortcut", "cf recovers") for c in CLAIMS}
 
 
 def test_findings_with_seeds_need_more_than_their_spread():
@@ -264,3 +287,81 @@ def test_one_seed_differences_within_the_test_sets_noise_are_no_finding():
   assert got["cf vs its lambda 0"]["holds"] is True  # 55 points: far beyond the noise.
   # The noise floor itself: two rates of 0.5 on 100 items differ by sqrt(0.5/100) = 0.0707 SE.
   assert verdicts.sampling_se(0.5, 0.5, 100) == pytest.approx(np.sqrt(0.5 / 100))
+
+
+def test_downstream_models_carry_every_seeds_replica():
+  cfg = study_config.get_config("tiny")
+  cfg.num_seeds = 3
+  runs = layout.downstream_runs(cfg, "W", "cheater,counterfactual,counterfactual@0")
+  # Replica r = grid point g * num_seeds + seed s; the study's counterfactual λ 0.5 is g = 3.
+  assert runs == {"cheater": (layout.run_dir("W", "cheater"), [0, 1, 2]),
+                  "counterfactual": (layout.run_dir("W", "counterfactual"), [9, 10, 11]),
+                  "counterfactual@0": (layout.run_dir("W", "counterfactual"), [0, 1, 2])}
+  assert layout.selected_replica(cfg, "counterfactual") == 9  # The figures' seed: the first.
+
+
+def test_attack_verdicts_run_over_every_attacked_seed():
+  cf0, cf, cheat = [0.9, 0.8, 0.85], [0.3, 0.35, 0.2], [0.9, 0.96, 0.81]
+  res = _res({"cheater": [0.06, 0.07, 0.05], "counterfactual": {0.0: [0.2, 0.2, 0.2],
+                                                                0.5: [0.8, 0.8, 0.8]}},
+             [0.95] * 3,
+             {"counterfactual@0": (cf0, [0.5, 0.4, 0.45], [8.0, 9.0, 7.0]),
+              "counterfactual": (cf, [0.1, 0.1, 0.1], [20.0, 19.0, 22.0],
+                                 [(0.97, 0.9), (0.95, 0.8), (0.99, 0.95)]),
+              "cheater": (cheat, [0.05, 0.02, 0.03], [25.0, 24.0, 26.0],
+                          [(0.6, 0.1), (0.5, 0.0), (0.7, 0.2)])})
+  assert findings_lib.attack_values(res, "counterfactual", 12.75) == {
+      "argmax": cf, "prob": [0.1, 0.1, 0.1], "min_eps": [20.0, 19.0, 22.0],
+      "confidence": [0.97, 0.95, 0.99], "confident_share": [0.9, 0.8, 0.95]}
+  assert findings_lib.attack_values(res, "counterfactual@0", 12.75)["confidence"] is None
+  assert findings_lib.attack_values(res, "counterfactual", 7.0) is None  # Not swept there.
+  assert findings_lib.attack_values(res, "erm_adam", 12.75) is None  # Not attacked.
+  assert findings_lib.model_seeds(res, "counterfactual") == [0, 1, 2]
+  f = dict(zip(CLAIMS, report_lib.findings(res)))
+  for claim in ("attack argmax", "attack min eps", "study pair"):
+    assert f[claim]["seeds"] == 3 and f[claim]["df"] == 2, claim
+    assert f[claim]["run_seeds"] == [[0, 1, 2], [0, 1, 2]], claim
+  # Seed s of the control paired with seed s of the method: the paired t-test over seeds.
+  assert f["attack argmax"]["p"] == pytest.approx(stats.ttest_rel(cf, cf0).pvalue)
+  assert f["attack min eps"]["p"] == pytest.approx(
+      stats.ttest_rel([20.0, 19.0, 22.0], [8.0, 9.0, 7.0]).pvalue)
+  # The study's own pair, its own row and verdict: 89% -> 28% argmax success, 3 seeds.
+  pair = f["study pair"]
+  assert pair["runs"] == ["cheater", "counterfactual@0.5"]
+  assert pair["p"] == pytest.approx(stats.ttest_rel(cf, cheat).pvalue) and pair["p"] < 0.05
+  assert pair["holds"] is True
+  # Clean confidence beside p > 0.9: the seed means of the mean max-softmax and of the share.
+  assert "cheater 0.60, 10.0%; counterfactual@0.5 0.97, 88.3%" in pair["measured"]
+  assert "counterfactual@0 n/a" in f["attack argmax"]["measured"]
+
+
+def test_the_attack_stage_attacks_every_seed_on_the_same_digits(tiny_study, tmp_path):
+  cfg, workdir, _ = tiny_study
+  from ccmnist.attacks import run as attack_run  # pylint: disable=import-outside-toplevel
+  settings = study_config.get_config("tiny").attack.settings
+  settings.smoothing.enabled = False
+  # The tiny study trains one seed: two grid points of a run stand in for two seeds.
+  out = attack_run.attack_runs(
+      {"cheater": (layout.run_dir(workdir, "cheater"), [0]),
+       "counterfactual@0": (layout.run_dir(workdir, "counterfactual"), [0, 3])}, settings,
+      tmp_path / "attack")
+  study_run = json.loads((workdir / "attack" / "attack.json").read_text())
+  m = out["models"]["counterfactual@0"]
+  assert [e["replica"] for e in m["seeds"]] == [0, 3]
+  assert len(out["models"]["cheater"]["seeds"]) == 1
+  for key in ("sweep", "min_eps", "anatomy"):  # The first seed: as the study's stage had it.
+    assert m["seeds"][0][key] == m[key] == study_run["models"]["counterfactual@0"][key], key
+  assert m["seeds"][1]["sweep"]["mean_p_target"] != m["seeds"][0]["sweep"]["mean_p_target"]
+  for e in m["seeds"]:
+    assert 0 < e["clean_confidence"]["mean_max_softmax"] <= 1
+  assert m["clean_confidence"]["mean_max_softmax"] == [  # The model's entry: every seed's.
+      e["clean_confidence"]["mean_max_softmax"] for e in m["seeds"]]
+  assert out["seeds"] == [cfg.seed]  # Two grid points of one seed.
+  assert (tmp_path / "attack" / "stages" / "counterfactual@0.seed1.json").exists()
+  # Transfer and the suite per seed; the second seed's models: those that have one.
+  assert [t["names"] for t in out["transfer_seeds"]] == [["cheater", "counterfactual@0"],
+                                                         ["counterfactual@0"]]
+  assert [e["replica"] for e in out["suite"]["models"]["counterfactual@0"]["seeds"]] == [0, 3]
+  assert len(out["suite"]["masking_checks_seeds"]) == 2
+  assert len(findings_lib.attack_values({"attack": out}, "counterfactual@0", 12.75)[
+      "argmax"]) == 2

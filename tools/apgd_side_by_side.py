@@ -106,7 +106,8 @@ def jax_side(args) -> dict:
   runs = layout.downstream_runs(study, args.workdir, args.models)
   epsilons = [float(e) for e in args.epsilons.split(",")]
   export, out = {"names": np.array(list(runs)), "epsilons": np.array(epsilons)}, {}
-  for name, (wd, replica) in runs.items():
+  for name, (wd, replicas) in runs.items():
+    replica = replicas[0]  # The first seed's replica.
     model, params, config = runs_lib.load_run(wd, replica=replica)
     if type(model).__name__ != "CheaterCNN":
       raise ValueError(f"{name} is a {type(model).__name__}; this tool maps the CheaterCNN only.")

@@ -1,11 +1,14 @@
 """attack_runs(runs, cfg, out_dir): the adversarial analysis of trained runs, end to end.
 
 The attack is built once from cfg.pgd (`pgd.from_config`); every analysis only calls it. For
-every run: an epsilon sweep (one program per batch), per-example minimal epsilon (bisection),
-the study's 7 -> 3 example; across runs: the transfer matrix. Then, on the models of
-cfg.suite.models, the attack suite and its gradient-masking checks (suite.py), and on those of
-cfg.smoothing.models, certified accuracy against L2 radius. Writes out_dir/attack.json,
-out_dir/attack_arrays.npz and out_dir/figures/*.png.
+every run and every seed's replica of it, on the same digits and targets: an epsilon sweep (one
+program per batch), per-example minimal epsilon (bisection), the perturbation anatomy and the
+clean confidence; across runs, per seed: the transfer matrix. Then, on the models of
+cfg.suite.models, per seed, the attack suite and its gradient-masking checks (suite.py). On the
+first seed alone: the study's 7 -> 3 example, and on the models of cfg.smoothing.models,
+certified accuracy against L2 radius. Writes out_dir/attack.json (each model's entry is its first
+seed's, with every seed's in its 'seeds' list), out_dir/attack_arrays.npz and
+out_dir/figures/*.png (the first seed's).
 """
 
 import json
@@ -27,14 +30,27 @@ from ccmnist.train import runs as runs_lib
 from ccmnist.util import batches
 from ccmnist.util import io
 
-RESULTS_VERSION = 3  # 2: the anatomy measures beside their null; 3: the suite and smoothing.
+RESULTS_VERSION = 4  # 2: the anatomy measures beside their null; 3: the suite and smoothing;
+# 4: every seed's replica of each model.
+STAGE_VERSION = 3  # A model's cached stage (out_dir/stages/): one replica, as in version 3.
 
 
-def _workdir_replica(value, replica: int):
-  """A run given as a workdir (then `replica`) or as (workdir, replica)."""
+def _workdir_replicas(value, replica: int) -> tuple:
+  """(workdir, [replicas]) of a run given as a workdir (then `replica`), as (workdir, replica),
+  or as (workdir, [the replica of each seed])."""
   if isinstance(value, (tuple, list)):
     value, replica = value
-  return str(value), int(replica)
+  replicas = list(replica) if isinstance(replica, (tuple, list)) else [replica]
+  if not replicas:
+    raise ValueError(f"Run {value} names no replica; give one, or one per seed.")
+  return str(value), [int(r) for r in replicas]
+
+
+def _stage_file(out_dir, name: str, seed_index: int, suffix: str) -> pathlib.Path:
+  """out_dir/stages/NAME[.seedS]SUFFIX: a model's cached stage per seed (the first seed's
+  without a tag, as before seeds were attacked)."""
+  tag = f".seed{seed_index}" if seed_index else ""
+  return pathlib.Path(out_dir) / "stages" / f"{name}{tag}{suffix}"
 
 
 def check_config(cfg) -> pgd_lib.Attack:
@@ -62,9 +78,14 @@ def check_config(cfg) -> pgd_lib.Attack:
   return attack
 
 
-def _load(workdir, replica: int, conv_impl: str):
-  """(model, params, config) of a run, the model rebuilt with conv_impl when set."""
-  model, params, config = runs_lib.load_run(workdir, replica=replica)
+def _load(workdir, replicas: list, conv_impl: str):
+  """(model, [params of each replica], config) of a run (its checkpoint restored once), the
+  model rebuilt with conv_impl when set."""
+  model, stacked, config = runs_lib.load_run(workdir, replica=None)
+  num = len(runs_lib.replicas(config))
+  if not all(0 <= r < num for r in replicas):
+    raise ValueError(f"replicas {replicas} of {workdir} out of range: the run has {num}.")
+  params = [jax.tree_util.tree_map(lambda x, r=r: x[r], stacked) for r in replicas]
   if conv_impl and getattr(model, "conv_impl", conv_impl) != conv_impl:
     model = model.clone(conv_impl=conv_impl)
   return model, params, config
@@ -96,14 +117,15 @@ def _attack_data(cfg, loaded: dict):
 def attack_runs(runs, cfg, out_dir) -> dict:
   """The adversarial analysis of `runs`; returns attack.json's dict.
 
-  runs: {name: workdir or (workdir, replica)} (or 'name=workdir,...', see
-  train.runs.parse_runs); a bare workdir uses cfg.replica. cfg: a configs/attack.py config
-  (its `runs` field is ignored here). A finished analysis of the same runs and config is read
-  back, not recomputed; a finished model's stage (out_dir/stages/NAME.*) is reused when its
-  run and settings match.
+  runs: {name: workdir, (workdir, replica) or (workdir, [replica of each seed])} (or
+  'name=workdir,...', see train.runs.parse_runs); a bare workdir uses cfg.replica. Seed s of
+  every model is attacked on the same digits and targets, and compared with seed s of the
+  others. cfg: a configs/attack.py config (its `runs` field is ignored here). A finished
+  analysis of the same runs and config is read back, not recomputed; a finished model's stage
+  per seed (out_dir/stages/NAME[.seedS].*) is reused when its replica and settings match.
   """
   out_dir = pathlib.Path(out_dir)
-  runs = {name: _workdir_replica(v, cfg.replica)
+  runs = {name: _workdir_replicas(v, cfg.replica)
           for name, v in runs_lib.parse_runs(runs).items()}
   attack = check_config(cfg)
   identity = {"version": RESULTS_VERSION, "runs": {k: list(v) for k, v in runs.items()},
@@ -117,13 +139,14 @@ def attack_runs(runs, cfg, out_dir) -> dict:
       return old
     logging.info("%s holds another analysis; recomputing.", results_path)
 
-  loaded = {name: _load(wd, replica, cfg.conv_impl) for name, (wd, replica) in runs.items()}
+  loaded = {name: _load(wd, reps, cfg.conv_impl) for name, (wd, reps) in runs.items()}
+  first = {name: (model, params[0], config) for name, (model, params, config) in loaded.items()}
   split, data_run, own_split = _attack_data(cfg, loaded)
   tc = cfg.targets
   idx, targets = sweep.select_examples(
       split["labels"], split["colors"], rule=tc.rule, target=tc.target, source=tc.source,
       shift=tc.shift, exclude_target_color=tc.exclude_target_color, num=tc.num_images,
-      color_class=splits_lib.spec(loaded[data_run][2].data).color_class, seed=cfg.seed)
+      color_class=splits_lib.spec(first[data_run][2].data).color_class, seed=cfg.seed)
   images_of = {name: own_split[name]["images"][idx].astype(np.float32) for name in loaded}
   labels = split["labels"][idx].astype(np.int32)
   attack_labels = targets if attack.targeted else labels
@@ -134,43 +157,70 @@ def attack_runs(runs, cfg, out_dir) -> dict:
   key = jax.random.key(cfg.seed)
   crit = cfg.success.criterion
 
-  per_model, advs, arrays = {}, {}, {}
-  for name, (model, params, _) in loaded.items():
-    stage = out_dir / "stages" / name
-    # A model's stage depends on its run, the attacked data and the settings, not the others.
-    stage_id = {"version": RESULTS_VERSION, "run": list(runs[name]),
-                "data_run": list(runs[data_run]), "config": identity["config"], "own_data": True}
-    summary, arr = _load_stage(stage, stage_id)
-    if summary is None:
-      summary, arr = _attack_model(cfg, attack, model, params, images_of[name], labels,
-                                   attack_labels, key, epsilons)
-      _save_stage(stage, stage_id, summary, arr)
-    else:
-      logging.info("%s: read the finished sweep and minimal epsilon from %s.", name, stage)
-    per_model[name] = summary
-    advs[name] = arr.pop("adv")
-    arrays.update({f"{name}/{k}": v for k, v in arr.items()})
-    logging.info("%s sweep (%s): %s", name, crit, dict(zip(epsilons, np.round(
-        summary["sweep"]["success_" + crit], 3).tolist())))
-    logging.info("%s minimal eps: %s", name, summary["min_eps"])
+  num_seeds = max(len(reps) for _, reps in runs.values())
+  seed_of = lambda name, s: runs_lib.replicas(loaded[name][2])[runs[name][1][s]]["seed"]
+  thr, bs = float(cfg.success.threshold), int(cfg.batch_size)
+  # per_seed[name][s]: model `name`'s summary at its s-th seed; advs[s]: {name: adversarials}.
+  per_seed, advs, arrays = {name: [] for name in loaded}, [], {}
+  for s in range(num_seeds):
+    advs.append({})
+    for name, (model, params, _) in loaded.items():
+      if s >= len(params):
+        continue
+      replica = runs[name][1][s]
+      stage = _stage_file(out_dir, name, s, "")
+      # A model's stage depends on its replica, the attacked data and the settings, not the
+      # other models.
+      stage_id = {"version": STAGE_VERSION, "run": [runs[name][0], replica],
+                  "data_run": [runs[data_run][0], runs[data_run][1][0]],
+                  "config": identity["config"], "own_data": True}
+      summary, arr = _load_stage(stage, stage_id)
+      if summary is None:
+        summary, arr = _attack_model(cfg, attack, model, params[s], images_of[name], labels,
+                                     attack_labels, key, epsilons)
+        _save_stage(stage, stage_id, summary, arr)
+      else:
+        logging.info("%s seed %d: read the finished sweep and minimal epsilon from %s.", name,
+                     s, stage)
+      summary = {"replica": replica, "seed": seed_of(name, s), **summary,
+                 "clean_confidence": suite_lib.clean_confidence(
+                     model, params[s], images_of[name], threshold=thr, batch_size=bs)}
+      per_seed[name].append(summary)
+      advs[s][name] = arr.pop("adv")
+      if s == 0:  # The figures' arrays: the first seed's.
+        arrays.update({f"{name}/{k}": v for k, v in arr.items()})
+      logging.info("%s seed %d sweep (%s): %s", name, s, crit, dict(zip(epsilons, np.round(
+          summary["sweep"]["success_" + crit], 3).tolist())))
+      logging.info("%s seed %d minimal eps: %s; clean confidence %s", name, s,
+                   summary["min_eps"], summary["clean_confidence"])
+  # Each model's entry is its first seed's (the figures'), every seed's in 'seeds'; its clean
+  # confidence lists every seed's, as the report quotes it beside the p > threshold rates.
+  per_model = {name: {**seeds[0], "seeds": seeds, "clean_confidence": {
+      **{k: [e["clean_confidence"][k] for e in seeds]
+         for k in ("mean_max_softmax", "share_above_threshold")},
+      "threshold": thr, "num_images": len(idx)}} for name, seeds in per_seed.items()}
 
-  models_params = {n: (m_, p_) for n, (m_, p_, _) in loaded.items()}
-  transfer = sweep.transfer_matrix(models_params, advs, attack_labels, targeted=attack.targeted,
-                                   threshold=float(cfg.success.threshold))
-  example = _study_example(cfg, attack, split, own_split, loaded, key)
-  robustness = _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, transfer,
-                                    key, out_dir, identity)
+  transfers = [sweep.transfer_matrix(
+      {n: (m_, p_[s]) for n, (m_, p_, _) in loaded.items() if n in advs[s]}, advs[s],
+      attack_labels, targeted=attack.targeted, threshold=thr) for s in range(num_seeds)]
+  example = _study_example(cfg, attack, split, own_split, first, key)
+  robustness = _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs,
+                                    transfers, key, out_dir, identity)
 
   results = io.finite_or_none({
       **identity,
       "note": "null = not finite (no success within eps_max). Success 'prob': target "
-              "probability > threshold; 'argmax': predicted class == target.",
+              "probability > threshold; 'argmax': predicted class == target. Each model's "
+              "entry is its first seed's; 'seeds' lists every seed's (figures: the first), and "
+              "its clean_confidence holds a list over seeds.",
+      "seeds": sorted({e["seed"] for seeds in per_seed.values() for e in seeds}),
       "data_run": data_run, "split": cfg.split, "num_images": len(idx),
       "target_rule": tc.to_dict(), "study_eps": float(attack.eps), "criterion": crit,
-      "models": per_model, "transfer": transfer, "example": example["summary"],
-      **robustness,
+      "models": per_model, "transfer": transfers[0], "transfer_seeds": transfers,
+      "example": example["summary"], **robustness,
   })
-  _write_figures(out_dir, cfg, results, arrays, example)
+  _write_figures(out_dir, cfg, results, arrays, example,
+                 seed=f"seed {per_seed[data_run][0]['seed']}")
   io.write_npz(out_dir / "attack_arrays.npz", indices=idx, targets=targets, **arrays)
   io.write_json(results_path, results)
   return results
@@ -230,50 +280,64 @@ def _selected(models: str, names) -> list:
   return [n for n in names if not want or n in want]
 
 
-def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, transfer, key,
+def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, transfers, key,
                          out_dir, identity) -> dict:
-  """{'suite': ..., 'smoothing': ...} of attack.json: per model the attack suite (and its
-  replica), the masking checks, and certified accuracy against L2 radius; each model's part is
-  cached in out_dir/stages/NAME.suite.json under its run and the config."""
+  """{'suite': ..., 'smoothing': ...} of attack.json: per model and seed the attack suite (and
+  its replica) and the masking checks (each model's entry its first seed's, every seed's in
+  'seeds'; 'masking_checks_seeds' per seed); certified accuracy against L2 radius of the first
+  seed. Each model's suite per seed is cached in out_dir/stages/NAME[.seedS].suite.json under
+  its replica and the config."""
   out = {}
   if cfg.suite.enabled:
     n = min(int(cfg.suite.num_images), len(labels))
-    per = {}
-    for name in _selected(cfg.suite.models, list(loaded)):
-      cache = out_dir / "stages" / f"{name}.suite.json"
-      stage_id = {"version": RESULTS_VERSION, "run": list(runs[name]),
-                  "config": identity["config"]}
-      saved = io.read_json(cache)
-      if saved is not None and saved.get("identity") == stage_id:
-        per[name] = saved["suite"]
-        continue
-      model, params, _ = loaded[name]
-      pgd_ok = sweep.evaluate(model, params, advs[name][:n], targets[:n], targeted=True,
-                              threshold=float(cfg.success.threshold))["argmax"]
-      res = suite_lib.run_suite(model, params, images_of[name][:n], labels[:n], targets[:n],
-                                cfg=cfg.suite, key=jax.random.fold_in(key, 40_000),
-                                pgd_targeted_ok=np.asarray(pgd_ok))
-      res["replica"] = runs[name][1]
-      io.write_json(cache, io.finite_or_none({"identity": stage_id, "suite": res}), indent=1)
-      per[name] = res
-      logging.info("%s suite: clean %.3f, robust %s, worst %.3f; targeted %s", name,
-                   res["clean_accuracy"], res["robust_accuracy"], res["worst_robust_accuracy"],
-                   res["targeted"])
-    checks = suite_lib.masking_checks(per, transfer, tol=float(cfg.suite.tol),
-                                      zero_tol=float(cfg.suite.zero_tol))
-    for name, cs in checks.items():
-      for check, c in cs.items():
-        if not c["holds"]:
-          logging.warning("%s: masking check %s failed: %s", name, check, c["measured"])
-    out["suite"] = {"models": per, "masking_checks": checks}
+    names = _selected(cfg.suite.models, list(loaded))
+    per_seed = []  # [{name: run_suite's result}] per seed.
+    for s, advs_s in enumerate(advs):
+      per = {}
+      for name in (n_ for n_ in names if n_ in advs_s):
+        replica = runs[name][1][s]
+        cache = _stage_file(out_dir, name, s, ".suite.json")
+        stage_id = {"version": STAGE_VERSION, "run": [runs[name][0], replica],
+                    "config": identity["config"]}
+        seed = runs_lib.replicas(loaded[name][2])[replica]["seed"]
+        saved = io.read_json(cache)
+        if saved is not None and saved.get("identity") == stage_id:
+          per[name] = {**saved["suite"], "seed": seed}
+          continue
+        model, params, _ = loaded[name]
+        pgd_ok = sweep.evaluate(model, params[s], advs_s[name][:n], targets[:n], targeted=True,
+                                threshold=float(cfg.success.threshold))["argmax"]
+        res = suite_lib.run_suite(model, params[s], images_of[name][:n], labels[:n],
+                                  targets[:n], cfg=cfg.suite, key=jax.random.fold_in(key, 40_000),
+                                  pgd_targeted_ok=np.asarray(pgd_ok))
+        res["replica"] = replica
+        io.write_json(cache, io.finite_or_none({"identity": stage_id, "suite": res}), indent=1)
+        per[name] = {**res, "seed": seed}
+        logging.info("%s seed %d suite: clean %.3f, robust %s, worst %.3f; targeted %s", name,
+                     s, res["clean_accuracy"], res["robust_accuracy"],
+                     res["worst_robust_accuracy"], res["targeted"])
+      per_seed.append(per)
+    checks = [suite_lib.masking_checks(per, transfers[s], tol=float(cfg.suite.tol),
+                                       zero_tol=float(cfg.suite.zero_tol))
+              for s, per in enumerate(per_seed)]
+    for s, checks_s in enumerate(checks):
+      for name, cs in checks_s.items():
+        for check, c in cs.items():
+          if not c["holds"]:
+            logging.warning("%s seed %d: masking check %s failed: %s", name, s, check,
+                            c["measured"])
+    out["suite"] = {
+        "models": {name: {**res, "seeds": [p[name] for p in per_seed if name in p]}
+                   for name, res in per_seed[0].items()},
+        "masking_checks": checks[0], "masking_checks_seeds": checks}
   if cfg.smoothing.enabled:
     n = min(int(cfg.smoothing.num_images), len(labels))
     per = {}
     for name in _selected(cfg.smoothing.models, list(loaded)):
       model, params, _ = loaded[name]
-      per[name] = suite_lib.certify_model(model, params, images_of[name][:n], labels[:n],
+      per[name] = suite_lib.certify_model(model, params[0], images_of[name][:n], labels[:n],
                                           cfg=cfg.smoothing, key=jax.random.fold_in(key, 50_000))
-      per[name]["replica"] = runs[name][1]
+      per[name]["replica"] = runs[name][1][0]
       logging.info("%s certified accuracy: %s", name, {
           s: v["certified_accuracy"] for s, v in per[name]["sigmas"].items()})
     out["smoothing"] = {"models": per, "alpha": float(cfg.smoothing.alpha),
@@ -283,7 +347,7 @@ def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, tr
 
 def _load_stage(stage: pathlib.Path, identity: dict):
   """(summary, arrays) of a model finished by an earlier call with the same identity."""
-  meta, data = stage.with_suffix(".json"), stage.with_suffix(".npz")
+  meta, data = stage.parent / f"{stage.name}.json", stage.parent / f"{stage.name}.npz"
   saved = io.read_json(meta)
   if saved is None or not data.exists() or saved.get("identity") != identity:
     return None, None
@@ -291,8 +355,8 @@ def _load_stage(stage: pathlib.Path, identity: dict):
 
 
 def _save_stage(stage: pathlib.Path, identity: dict, summary: dict, arrays: dict) -> None:
-  io.write_npz(stage.with_suffix(".npz"), **arrays)
-  io.write_json(stage.with_suffix(".json"),
+  io.write_npz(stage.parent / f"{stage.name}.npz", **arrays)
+  io.write_json(stage.parent / f"{stage.name}.json",
                 io.finite_or_none({"identity": identity, "summary": summary}), indent=1)
 
 
@@ -345,7 +409,8 @@ def _study_example(cfg, attack, split, own_split, loaded, key) -> dict:
           "advs": advs}
 
 
-def _write_figures(out_dir, cfg, results, arrays, example) -> None:
+def _write_figures(out_dir, cfg, results, arrays, example, *, seed: str) -> None:
+  """The stage's figures, of the first seed (`seed` names it in every title)."""
   fig_dir = out_dir / "figures"
   names = list(results["models"])
   crit = results["criterion"]
@@ -356,20 +421,20 @@ def _write_figures(out_dir, cfg, results, arrays, example) -> None:
   plots.save_figure(attack_plots.sweep_curves(
       eps, rates, marker_eps=results["study_eps"], norm=cfg.pgd.norm,
       title=f"{results['num_images']} {results['split']} images, rule "
-            f"{results['target_rule']['rule']}"), fig_dir / "sweep.png")
+            f"{results['target_rule']['rule']}, {seed}"), fig_dir / "sweep.png")
   plots.save_figure(attack_plots.min_eps_histograms(
       {n: arrays[f"{n}/min_eps"] for n in names}, eps_max=cfg.min_eps.eps_max,
-      title=f"minimal epsilon ({crit} criterion)"), fig_dir / "min_eps.png")
+      title=f"minimal epsilon ({crit} criterion), {seed}"), fig_dir / "min_eps.png")
   tr = results["transfer"]
   plots.save_figure(attack_plots.transfer_heatmaps(
       tr["names"], {f"success ({crit})": tr["success_" + crit],
                     "mean target probability": tr["p_target"]},
-      title=f"transfer at eps {results['study_eps']}"), fig_dir / "transfer.png")
+      title=f"transfer at eps {results['study_eps']}, {seed}"), fig_dir / "transfer.png")
   ex = results["example"]
   caps = {n: f"p(target)={m['p_target']:.2f}" for n, m in ex["models"].items()}
   plots.save_figure(attack_plots.perturbation_maps(
       example["originals"], example["advs"], captions=caps,
-      title=f"digit {ex['label']} -> {ex['target']}, eps {ex['eps']}"),
+      title=f"digit {ex['label']} -> {ex['target']}, eps {ex['eps']}, {seed}"),
       fig_dir / "example_perturbation.png")
   if (results.get("smoothing") or {}).get("models"):
     sm = results["smoothing"]["models"]
@@ -378,9 +443,10 @@ def _write_figures(out_dir, cfg, results, arrays, example) -> None:
         first["radii"], {f"sigma {s}": {n: m["sigmas"][s]["certified_accuracy"]
                                         for n, m in sm.items()} for s in first["sigmas"]},
         title=f"randomized smoothing, {first['num_images']} images, alpha "
-              f"{results['smoothing']['alpha']:g}"), fig_dir / "certified_accuracy.png")
+              f"{results['smoothing']['alpha']:g}, {seed}"), fig_dir / "certified_accuracy.png")
   plots.save_figure(attack_plots.mean_abs_delta_maps(
       {n: arrays[f"{n}/mean_abs_delta"] for n in names},
       shares={n: (results["models"][n]["anatomy"]["color_shift_share"],
                   results["models"][n]["anatomy"]["color_shift_share_null"]) for n in names},
-      title=f"mean |delta| at eps {results['study_eps']}"), fig_dir / "mean_abs_delta.png")
+      title=f"mean |delta| at eps {results['study_eps']}, {seed}"),
+      fig_dir / "mean_abs_delta.png")

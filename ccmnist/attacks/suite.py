@@ -1,5 +1,6 @@
 """The attack suite of one model, AutoAttack's standard version in spirit, its gradient-masking
-checks, and randomized-smoothing certificates. numpy in, dicts of plain numbers out.
+checks, randomized-smoothing certificates, and the clean confidence beside the study's p > 0.9
+criterion. numpy in, dicts of plain numbers out.
 
 Suite (untargeted robust accuracy at eps, Linf, the true labels): APGD-CE; targeted APGD-DLR
 toward each of the `dlr_targets` classes the clean logits rank highest after the label (the
@@ -44,6 +45,18 @@ def _fooled(model, params, x, labels, bs, attack, key, *, targeted=False):
     pred = jnp.argmax(model.apply({"params": params}, adv), -1)
     return pred == yb if targeted else pred != yb
   return batches.map_batches(one, [x, labels], batch_size=bs, with_index=True).astype(bool)
+
+
+def clean_confidence(model, params, images, *, threshold: float, batch_size: int) -> dict:
+  """How confident a model is on the clean images it is attacked on: the mean max-softmax, and
+  the share of images whose max-softmax exceeds `threshold` (a model that is rarely that sure of
+  anything can rarely be pushed past the study's p > threshold criterion either)."""
+  x = np.asarray(images, np.float32)
+  logits = _logits(model, params, x, min(int(batch_size), len(x)))
+  p_max = np.asarray(jax.nn.softmax(jnp.asarray(logits, jnp.float32), axis=-1)).max(-1)
+  return {"mean_max_softmax": float(p_max.mean()),
+          "share_above_threshold": float(np.mean(p_max > threshold)),
+          "threshold": float(threshold), "num_images": len(x)}
 
 
 def top_targets(logits, labels, k: int) -> np.ndarray:

@@ -1,12 +1,14 @@
 """interpret_runs: the interpretability analyses of trained runs, side by side.
 
-For each named run, on test images colored as its training images were: Grad-CAM of the
-study's cases, the Grad-CAM activation spread on the hard and easy test sets, the
-model-randomization sanity check with Integrated-Gradients completeness, the representation
-measures beside their null (linear probes, counterfactual invariance, causal patching:
-interpret/representation.py), top-k activating test images and feature visualization of every
-channel of every conv layer.
-Writes out_dir/interpret.json and out_dir/figures/*.png.
+For each named run, on test images colored as its training images were, for every seed's
+replica: Grad-CAM of the study's cases, the Grad-CAM activation spread on the hard and easy test
+sets, the representation measures beside their null (linear probes, counterfactual invariance,
+causal patching: interpret/representation.py). For the first seed's replica alone (figures, and
+checks of the methods rather than of the models): the model-randomization sanity check with
+Integrated-Gradients completeness, top-k activating test images and feature visualization of
+every channel of every conv layer, the paired spread differences between models.
+Writes out_dir/interpret.json (each model's entry is its first seed's, with every seed's measures
+in its 'seeds' list) and out_dir/figures/*.png (the first seed's, so titled).
 """
 
 import functools
@@ -96,7 +98,7 @@ def _spread(model, params, split, cfg):
   return out, entropies
 
 
-def _sanity(model, params, split, cfg, name, fig_dir):
+def _sanity(model, params, split, cfg, name, fig_dir, seed):
   s = cfg.sanity
   n = min(s.num_images, len(split["labels"]))
   x = jnp.asarray(split["images"][:n], jnp.float32)
@@ -129,12 +131,12 @@ def _sanity(model, params, split, cfg, name, fig_dir):
       "saliency": gradcam_lib.saliency(model, params, xk, pk),
       "saliency rand": gradcam_lib.saliency(model, rand, xk, pk),
       "|IG|": ig_map / (ig_map.max(axis=(1, 2), keepdims=True) + 1e-12)},
-      title=f"{name}: trained vs re-initialized (rows), hard-test images")
+      title=f"{name} ({seed}): trained vs re-initialized (rows), hard-test images")
   plots.save_figure(fig, fig_dir / f"sanity_{name}.png")
   return out
 
 
-def _featviz(model, params, cfg, name, fig_dir, image_shape):
+def _featviz(model, params, cfg, name, fig_dir, image_shape, seed):
   f = cfg.featviz
   # Every key but the layer list and the seed is a keyword argument of visualize_layer.
   kwargs = {k: v for k, v in f.items() if k not in ("layers", "seed")}
@@ -148,13 +150,14 @@ def _featviz(model, params, cfg, name, fig_dir, image_shape):
                   "image_min": float(r["images"].min()), "image_max": float(r["images"].max())}
     plots.save_figure(interpret_plots.channel_grid(
         r["images"], r["activation"], layer=layer,
-        title=f"{name} {layer}: activation maximization ({f.steps} steps, {f.param})"),
+        title=f"{name} {layer} ({seed}): activation maximization ({f.steps} steps, "
+              f"{f.param})"),
         fig_dir / f"featviz_{name}_{layer}.png")
     logging.info("featviz %s %s: %.1fs", name, layer, seconds)
   return out
 
 
-def _topk(model, params, pool, cfg, name, fig_dir):
+def _topk(model, params, pool, cfg, name, fig_dir, seed):
   """The top-k activating images of every channel of each layer: {layer: indices}."""
   t = cfg.topk
   out = {}
@@ -162,7 +165,7 @@ def _topk(model, params, pool, cfg, name, fig_dir):
     tk = topk_lib.top_k(model, params, pool["images"], layer=layer, k=t.k)
     plots.save_figure(interpret_plots.topk_grid(
         pool["images"], tk["indices"], layer=layer, labels=pool["labels"],
-        colors=pool["colors"], title=f"{name} {layer}: top-{t.k} {t.split} images "
+        colors=pool["colors"], title=f"{name} {layer} ({seed}): top-{t.k} {t.split} images "
         "(digit/color)"), fig_dir / f"topk_{name}_{layer}.png")
     out[layer] = tk["indices"].tolist()
   return out
@@ -219,24 +222,58 @@ def _paired(a, b, rng, n_boot=2000) -> dict:
           "frac_a_higher": float(np.mean(d > 0)), "num_images": len(d)}
 
 
-def _workdir_and_replica(value, default_replica: int):
-  if isinstance(value, (tuple, list)):
-    return str(value[0]), value[1]
-  return str(value), default_replica
+def _workdir_and_replicas(value, default_replica: int) -> tuple:
+  """(workdir, [replicas]) of a run given as a workdir (then default_replica), as (workdir,
+  replica), or as (workdir, [the replica of each seed])."""
+  workdir, replica = (value[0], value[1]) if isinstance(value, (tuple, list)) else (
+      value, default_replica)
+  replicas = list(replica) if isinstance(replica, (tuple, list)) else [replica]
+  if not replicas:
+    raise ValueError(f"Run {workdir} names no replica; give one, or one per seed.")
+  return str(workdir), [int(r) for r in replicas]
+
+
+def _load(workdir, replicas: list) -> tuple:
+  """(model, [params of each replica], config): the checkpoint restored once."""
+  model, stacked, config = runs_lib.load_run(workdir, replica=None)
+  num = len(runs_lib.replicas(config))
+  if not all(0 <= r < num for r in replicas):
+    raise ValueError(f"replicas {replicas} of {workdir} out of range: the run has {num}.")
+  return model, [jax.tree_util.tree_map(lambda x, r=r: x[r], stacked) for r in replicas], config
+
+
+def _seed_measures(model, params, cases, splits, stim, cfg, null_cache, spec) -> tuple:
+  """(entry, extras) of one replica: the measures whose numbers the report uses (Grad-CAM of
+  the cases, the spread, the representation beside its null), and the arrays the first seed's
+  figures and paired differences draw on."""
+  entry, extra = {}, {"entropies": {}}
+  entry["cases"], extra["maps"], extra["preds"], extra["probs"] = _cases(model, params, cases,
+                                                                         cfg)
+  entry["spread"] = {}
+  for split in SPREAD_SPLITS:
+    entry["spread"][split], h = _spread(model, params, splits[split], cfg)
+    extra["entropies"].update({(split, t): v for t, v in h.items()})
+  t1 = time.perf_counter()
+  stim_key, stim_ = stim
+  entry["representation"] = _representation(model, params, stim_, stim_key, cfg.representation,
+                                            null_cache, spec)
+  entry["representation_seconds"] = time.perf_counter() - t1
+  return entry, extra
 
 
 def interpret_runs(runs, cfg, out_dir) -> dict:
   """Runs every analysis on each run's model; returns (and writes) interpret.json's dict.
 
-  runs: {name: workdir} (replica cfg.replica of each) or {name: (workdir, replica)}, or the
-  string 'name1=/path1,name2=/path2'. cfg: a configs/interpret.py config.
+  runs: {name: workdir} (replica cfg.replica of each), {name: (workdir, replica)} or
+  {name: (workdir, [the replica of each seed])}, or the string 'name1=/path1,name2=/path2'.
+  cfg: a configs/interpret.py config.
   """
-  chosen = {name: _workdir_and_replica(v, cfg.replica)
+  chosen = {name: _workdir_and_replicas(v, cfg.replica)
             for name, v in runs_lib.parse_runs(runs).items()}
   workdirs = {name: wd for name, (wd, _) in chosen.items()}
   out_dir = pathlib.Path(out_dir)
   fig_dir = out_dir / "figures"
-  loaded = {name: runs_lib.load_run(wd, replica=rep) for name, (wd, rep) in chosen.items()}
+  loaded = {name: _load(wd, reps) for name, (wd, reps) in chosen.items()}
   first = next(iter(loaded.values()))[2]
   data_cfgs = {name: run_cfg.data if cfg.data_from_run else cfg.data
                for name, (_, _, run_cfg) in loaded.items()}
@@ -254,60 +291,71 @@ def interpret_runs(runs, cfg, out_dir) -> dict:
   result = {"runs": workdirs, "layer": cfg.layer, "data": data_cfg.to_dict(),
             "settings": cfg.to_dict(), "models": {}}
   case_maps, case_preds, case_probs, rep_all, entropies = {}, {}, {}, {}, {}
+  seed_label = {}
   for name, (model, params, run_cfg) in loaded.items():
     t0 = time.perf_counter()
     splits = splits_of(name)
     cases = case_images(data_cfgs[name], tuple(cfg.cases), cfg.seed)
-    r = {"workdir": workdirs[name], "replica": runs_lib.replicas(run_cfg)[chosen[name][1]],
+    stim = _stimuli(data_cfgs[name], cfg.representation, stim_cache)
+    spec = splits_lib.spec(data_cfgs[name])
+    seeds = []
+    for s, p in enumerate(params):
+      entry, extra = _seed_measures(model, p, cases, splits, stim, cfg, null_cache, spec)
+      seeds.append({"replica": runs_lib.replicas(run_cfg)[chosen[name][1][s]], **entry})
+      if s == 0:
+        case_maps[name], case_preds[name], case_probs[name] = (
+            extra["maps"], extra["preds"], extra["probs"])
+        entropies[name] = extra["entropies"]
+      logging.info("%s seed %d: spread hard %.3f nats, easy %.3f nats; representation %.0fs",
+                   name, s, entry["spread"]["test_hard"]["pred"]["entropy_nats_mean"],
+                   entry["spread"]["test_easy"]["pred"]["entropy_nats_mean"],
+                   entry["representation_seconds"])
+    seed_label[name] = f"seed {seeds[0]['replica']['seed']}"
+    r = {"workdir": workdirs[name], "replica": seeds[0]["replica"],
          "model": run_cfg.model.name, "loss": run_cfg.loss.name,
          "data": {k: data_cfgs[name][k] for k in ("noise_sigma", "coloring", "bg_low",
-                                                  "bg_high")}}
-    r["cases"], case_maps[name], case_preds[name], case_probs[name] = _cases(
-        model, params, cases, cfg)
-    r["spread"], entropies[name] = {}, {}
-    for split in SPREAD_SPLITS:
-      r["spread"][split], h = _spread(model, params, splits[split], cfg)
-      entropies[name].update({(split, t): v for t, v in h.items()})
-    r["sanity"] = _sanity(model, params, splits["test_hard"], cfg, name, fig_dir)
-    t1 = time.perf_counter()
-    stim_key, stim = _stimuli(data_cfgs[name], cfg.representation, stim_cache)
-    r["representation"] = rep_all[name] = _representation(
-        model, params, stim, stim_key, cfg.representation, null_cache,
-        splits_lib.spec(data_cfgs[name]))
-    r["representation_seconds"] = time.perf_counter() - t1
+                                                  "bg_high")},
+         **{k: v for k, v in seeds[0].items() if k != "replica"}}
+    rep_all[name] = r["representation"]
+    r["sanity"] = _sanity(model, params[0], splits["test_hard"], cfg, name, fig_dir,
+                          seed_label[name])
     pool_split = splits[cfg.topk.split]
     pool = {k: pool_split[k][:min(cfg.topk.pool, len(pool_split["labels"]))]
             for k in ("images", "labels", "colors")}
-    r["topk"] = _topk(model, params, pool, cfg, name, fig_dir)
-    r["featviz"] = _featviz(model, params, cfg, name, fig_dir,
-                            splits_lib.image_shape(splits["test_hard"]))
+    r["topk"] = _topk(model, params[0], pool, cfg, name, fig_dir, seed_label[name])
+    r["featviz"] = _featviz(model, params[0], cfg, name, fig_dir,
+                            splits_lib.image_shape(splits["test_hard"]), seed_label[name])
+    r["seeds"] = seeds
     r["seconds"] = time.perf_counter() - t0
     result["models"][name] = r
-    logging.info("%s: spread hard %.3f nats, easy %.3f nats; representation %.0fs (%.0fs)",
-                 name, r["spread"]["test_hard"]["pred"]["entropy_nats_mean"],
-                 r["spread"]["test_easy"]["pred"]["entropy_nats_mean"],
-                 r["representation_seconds"], r["seconds"])
+    logging.info("%s: %d seed(s) in %.0fs", name, len(seeds), r["seconds"])
 
+  result["seeds"] = sorted({e["replica"]["seed"] for m in result["models"].values()
+                            for e in m["seeds"]})
   # Paired spread differences (same images): each model minus the first.
   names = list(loaded)
   result["spread_vs_first"] = {
       f"{b}-{names[0]}": {f"{sp}/{t}": _paired(entropies[b][(sp, t)], entropies[names[0]][(sp, t)],
                                              np.random.default_rng(cfg.seed))
                           for (sp, t) in entropies[b]} for b in names[1:]}
+  # The figures show each model's first seed; say which.
+  seed = (next(iter(seed_label.values())) if len(set(seed_label.values())) == 1
+          else "each model's first seed")
   cases = case_images(data_cfg, tuple(cfg.cases), cfg.seed)
   plots.save_figure(interpret_plots.gradcam_cases(
       cases["images"], cases["titles"], case_maps, case_preds, case_probs,
-      title=f"Grad-CAM ({cfg.layer}) of the predicted class"), fig_dir / "gradcam_cases.png")
+      title=f"Grad-CAM ({cfg.layer}) of the predicted class, {seed}"),
+      fig_dir / "gradcam_cases.png")
   layers = tuple(cfg.representation.layers)
   plots.save_figure(interpret_plots.representation_summary(
       rep_all, layers=layers,
       title="Representation measures (bars) beside their null: random inits (grey: mean, "
-            "whisker to the 95th percentile), hue-blind copy (x)"),
+            f"whisker to the 95th percentile), hue-blind copy (x); {seed}"),
       fig_dir / "representation.png")
   plots.save_figure(interpret_plots.invariance_channels(
       rep_all, layers=layers,
       title="Per-channel counterfactual invariance E|h(x)-h(x_cf)|^2 / E|h(x)-h(x')|^2; "
-            "grey band: the random inits' 2.5-97.5% range"),
+            f"grey band: the random inits' 2.5-97.5% range; {seed}"),
       fig_dir / "invariance_channels.png")
   io.write_json(out_dir / "interpret.json", result, indent=2)
   return result

@@ -8,7 +8,10 @@ stage's results) returning markdown lines or findings rows.
                              (claim, rule, runs, seeds, measured, the test's fields, holds,
                              strength), Holm-corrected as one family
 
-A failed masking check is written beside every verdict that rests on the model it concerns.
+Each model's suite entry is its first seed's, with every seed's in its 'seeds' list (the attack
+stage attacks every seed); the findings pair seed s of the control with seed s of the method. A
+failed masking check, on any seed, is written beside every verdict that rests on the model it
+concerns.
 """
 
 import numpy as np
@@ -25,10 +28,34 @@ def _pct(v) -> str:
   return "n/a" if v is None else f"{100 * float(v):.1f}%"
 
 
+def seed_entries(entry: dict) -> list:
+  """Every seed's suite result of one model's entry (an entry without 'seeds': one seed)."""
+  return entry.get("seeds") or [entry]
+
+
+def _seed_checks(attack: dict) -> list:
+  """[{model: checks}] per seed (attack.json before seeds were attacked: the one seed's)."""
+  su = (attack or {}).get("suite") or {}
+  return su.get("masking_checks_seeds") or [su.get("masking_checks") or {}]
+
+
+def _seed_label(attack: dict, model: str, s: int) -> str:
+  """'seed 2' of a model's s-th attacked seed (its index when the seed is not recorded)."""
+  entries = seed_entries((((attack or {}).get("suite") or {}).get("models") or {}).get(model)
+                         or {})
+  return f"seed {entries[s].get('seed', s) if s < len(entries) else s}"
+
+
 def failed_checks(attack: dict, model: str) -> list:
-  """['check: measured', ...] of the masking checks that failed on `model`."""
-  checks = (((attack or {}).get("suite") or {}).get("masking_checks") or {}).get(model) or {}
-  return [f"{k}: {c['measured']}" for k, c in checks.items() if not c["holds"]]
+  """['check: measured', ...] of the masking checks that failed on `model`, on any seed (each
+  named by its seed when more than one was checked)."""
+  per_seed = _seed_checks(attack)
+  out = []
+  for s, checks in enumerate(per_seed):
+    tag = f" ({_seed_label(attack, model, s)})" if len(per_seed) > 1 else ""
+    out += [f"{k}{tag}: {c['measured']}" for k, c in (checks.get(model) or {}).items()
+            if not c["holds"]]
+  return out
 
 
 def section(attack: dict) -> list:
@@ -46,23 +73,28 @@ def section(attack: dict) -> list:
            "worst case only if no attack fools it. Targeted: argmax reaches the stage's target "
            "(the study's setting); the worst case adds the study's PGD.", ""]
   rows = []
-  for name, m in models.items():
-    ra, t = m["robust_accuracy"], m["targeted"]
-    rows.append([name, m.get("replica", 0), _pct(m["clean_accuracy"]),
-                 *(_pct(ra.get(k)) for k in ATTACK_TITLES),
-                 f"**{_pct(m['worst_robust_accuracy'])}**",
-                 _pct(t.get("pgd")), _pct(t["apgd_ce"]), _pct(t["apgd_dlr"]),
-                 f"**{_pct(t['worst'])}**"])
-  lines += markdown.table(["model", "replica", "clean", *ATTACK_TITLES.values(), "worst case",
-                   "targeted: study's PGD", "APGD-CE", "APGD-DLR", "worst case"], rows)
-  checks = su.get("masking_checks") or {}
-  if checks:
+  for name, entry in models.items():  # One row per seed's replica.
+    for m in seed_entries(entry):
+      ra, t = m["robust_accuracy"], m["targeted"]
+      rows.append([name, m.get("seed", "n/a"), m.get("replica", 0), _pct(m["clean_accuracy"]),
+                   *(_pct(ra.get(k)) for k in ATTACK_TITLES),
+                   f"**{_pct(m['worst_robust_accuracy'])}**",
+                   _pct(t.get("pgd")), _pct(t["apgd_ce"]), _pct(t["apgd_dlr"]),
+                   f"**{_pct(t['worst'])}**"])
+  lines += markdown.table(["model", "seed", "replica", "clean", *ATTACK_TITLES.values(),
+                           "worst case", "targeted: study's PGD", "APGD-CE", "APGD-DLR",
+                           "worst case"], rows)
+  per_seed = _seed_checks(attack)
+  if any(per_seed):
     lines += ["Gradient-masking checks (a failure weakens every robustness verdict on that "
               "model; failures are repeated beside those verdicts):", ""]
     rows = []
-    for name, cs in checks.items():
-      rows.append([name] + [("ok" if cs[k]["holds"] else "**FAILED**") + f" ({cs[k]['measured']})"
-                            if k in cs else "n/a" for k in CHECK_TITLES])
+    for s, checks in enumerate(per_seed):
+      for name, cs in checks.items():
+        label = f"{name} ({_seed_label(attack, name, s)})" if len(per_seed) > 1 else name
+        rows.append([label] + [("ok" if cs[k]["holds"] else "**FAILED**")
+                               + f" ({cs[k]['measured']})" if k in cs else "n/a"
+                               for k in CHECK_TITLES])
     lines += markdown.table(["model", *CHECK_TITLES.values()], rows)
   return lines
 
@@ -111,26 +143,32 @@ def _row(claim, rule, runs, a, b, *, direction, n_items, attack, seeds) -> tuple
 def findings(attack: dict, *, method: str = "counterfactual",
              control: str = "counterfactual@0", seeds=None) -> list:
   """Findings rows: the debiased model is harder to attack under the suite's worst case,
-  judged as one family (verdicts.judge); seeds: those of the control's and the method's
-  attacked replicas, when known.
+  judged as one family (verdicts.judge) by the paired test over seeds; seeds: those of the
+  control's and the method's attacked replicas, when the suite's entries do not record them.
 
-  One value per replica the stage attacked (the attack stage attacks one replica per model).
+  One value per seed's replica the stage attacked, seed s of the control paired with seed s of
+  the method.
   """
   models = (((attack or {}).get("suite") or {}).get("models")) or {}
-  get = lambda m, f: [f(models[m])] if m in models else None
-  n = next((m["num_images"] for m in models.values()), None)
+  n = min((len(seed_entries(models[m])) for m in (control, method) if m in models), default=0)
+  get = lambda m, f: [f(e) for e in seed_entries(models[m])[:n]] if m in models else None
+  recorded = [[e.get("seed") for e in seed_entries(models[m])[:n]] if m in models else None
+              for m in (control, method)]
+  if all(r and None not in r for r in recorded):
+    seeds = recorded
+  n_items = next((m["num_images"] for m in models.values()), None)
   eps = next((m["eps"] for m in models.values()), None)
   runs = [control, method]
   rows, tests = zip(*[
       _row(f"The debiased model is harder to attack (worst case of APGD-CE, APGD-DLR and the "
            f"study's PGD, targeted, ε {eps}): argmax success", f"worst-case targeted success: "
            f"{method} < {control}", runs, get(control, lambda m: m["targeted"]["worst"]),
-           get(method, lambda m: m["targeted"]["worst"]), direction=-1, n_items=n,
+           get(method, lambda m: m["targeted"]["worst"]), direction=-1, n_items=n_items,
            attack=attack, seeds=seeds),
       _row(f"The debiased model is harder to attack (worst case of APGD-CE, APGD-T, Square, "
            f"untargeted, ε {eps}): robust accuracy", f"worst-case robust accuracy: {method} > "
            f"{control}", runs, get(control, lambda m: m["worst_robust_accuracy"]),
-           get(method, lambda m: m["worst_robust_accuracy"]), direction=1, n_items=n,
+           get(method, lambda m: m["worst_robust_accuracy"]), direction=1, n_items=n_items,
            attack=attack, seeds=seeds),
   ])
   return verdicts.judge(list(rows), list(tests))

@@ -89,19 +89,75 @@ def model_selection(run: dict) -> dict:
   return out
 
 
+def _get(entry: dict, path: str):
+  """entry['a']['b'][i] for path 'a/b/i' (an integer part indexes a list); None if missing."""
+  for part in path.split("/"):
+    if isinstance(entry, list):
+      entry = entry[int(part)] if part.isdigit() and int(part) < len(entry) else None
+    elif isinstance(entry, dict):
+      entry = entry.get(part)
+    if entry is None:
+      return None
+  return entry
+
+
+def seed_summaries(attack: dict | None, interpret: dict | None) -> dict:
+  """{'attack': {model: {measure: over_seeds}}, 'interpret': {...}}: the numbers the report's
+  attack and interpretability tables print, mean +- std over every analysed seed with the
+  per-seed values beside (stats.over_seeds; a minimal epsilon not found, null, is skipped)."""
+  out = {"attack": {}, "interpret": {}}
+  if attack and attack.get("models"):
+    eps = attack["study_eps"]
+    suite = (attack.get("suite") or {}).get("models") or {}
+    for name, m in attack["models"].items():
+      seeds = m.get("seeds") or [m]
+      k = seeds[0]["sweep"]["epsilons"].index(eps)
+      paths = {f"success_prob@{eps:g}": f"sweep/success_prob/{k}",
+               f"success_argmax@{eps:g}": f"sweep/success_argmax/{k}",
+               "min_eps_median": "min_eps/median",
+               "color_shift_share": "anatomy/color_shift_share",
+               "stroke_energy_share": "anatomy/stroke_energy_share",
+               "clean_mean_max_softmax": "clean_confidence/mean_max_softmax",
+               "clean_share_above_threshold": "clean_confidence/share_above_threshold"}
+      out["attack"][name] = {key: stats.over_seeds([_get(e, p) for e in seeds])
+                             for key, p in paths.items()}
+      if name in suite:
+        su = suite[name].get("seeds") or [suite[name]]
+        out["attack"][name].update({
+            key: stats.over_seeds([_get(e, p) for e in su]) for key, p in (
+                ("suite_worst_robust_accuracy", "worst_robust_accuracy"),
+                ("suite_targeted_worst", "targeted/worst"))})
+  for name, m in ((interpret or {}).get("models") or {}).items():
+    seeds = m.get("seeds") or [m]
+    paths = {f"spread_{sp}": f"spread/{sp}/pred/entropy_nats_mean"
+             for sp in ("test_hard", "test_easy")}
+    paths["recolor_changed"] = "representation/input_swap/changed"
+    for layer in (_get(seeds[0], "representation/layers") or {}):
+      paths.update({f"{layer}/{key}": f"representation/layers/{layer}/{p}" for key, p in (
+          ("probe_color", "probe/color"), ("probe_digit", "probe/digit"),
+          ("invariance_ratio", "invariance/ratio"))})
+    out["interpret"][name] = {key: stats.over_seeds([_get(e, p) for e in seeds])
+                              for key, p in paths.items()}
+  return out
+
+
 def collect(study, workdir) -> dict:
   """results.json's dict, less its findings (None here: findings.py decides them)."""
   workdir = pathlib.Path(workdir)
   runs = {n: collect_run(study, workdir, n) for n in layout.train_runs(study)}
   runs = {n: r for n, r in runs.items() if r is not None}
+  interpret = io.read_json(layout.analysis_dir(workdir, "interpret") / "interpret.json")
+  attack = io.read_json(layout.analysis_dir(workdir, "attack") / "attack.json")
   return {
       "config": study.to_dict(),
       "runs": runs,
       # λ grids only: an lr grid's choice is the step-size section's (findings.step_size_rows).
       "model_selection": {n: model_selection(r) for n, r in runs.items()
                           if len(r["grid"]) > 1 and "lr" not in r["grid"][0]},
-      "interpret": io.read_json(layout.analysis_dir(workdir, "interpret") / "interpret.json"),
-      "attack": io.read_json(layout.analysis_dir(workdir, "attack") / "attack.json"),
+      "interpret": interpret,
+      "attack": attack,
+      # The analysed seeds' spread, beside the first seed's numbers in the two records above.
+      "over_seeds": seed_summaries(attack, interpret),
       "stages": pipeline.read_stage_times(workdir),
       "findings": None,
       "environment": markdown.environment(),

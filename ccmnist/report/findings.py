@@ -42,27 +42,59 @@ def run_seeds(res, name: str, lam=None):
 
 
 def model_seeds(res, model: str):
-  """The seeds of a downstream model ('counterfactual' or 'counterfactual@0'), the attacked
-  replica's alone when the attack stage names one, or None."""
+  """The seeds of a downstream model ('counterfactual' or 'counterfactual@0'): those of the
+  replicas the attack stage attacked when it names them (every seed's, in its order), else the
+  run's; None when unknown."""
+  entries = (((res.get("attack") or {}).get("models") or {}).get(model) or {}).get("seeds")
+  if entries and all("seed" in e for e in entries):
+    return [e["seed"] for e in entries]
   name, _, lam = model.partition("@")
   seeds = run_seeds(res, name, float(lam) if lam else None)
   attacked = ((res.get("attack") or {}).get("runs") or {}).get(model)
   if not seeds or not attacked:
     return seeds
-  return [seeds[int(attacked[1]) % len(seeds)]]
+  replicas = attacked[1] if isinstance(attacked[1], (list, tuple)) else [attacked[1]]
+  return [seeds[int(r) % len(seeds)] for r in replicas]
 
 
 def attack_values(res, model: str, eps: float) -> dict | None:
-  """Scale-free and study-criterion attack numbers of one attacked model at `eps` (one value
-  each: the attack stage analyses seed 0), or None when it was not attacked."""
+  """Per-seed attack numbers of one attacked model at `eps` (one value per attacked seed, in
+  the attack stage's order): argmax success, success by the study's target-probability
+  criterion, median minimal epsilon, and the clean confidence beside that criterion (mean
+  max-softmax on the attacked clean images, and the share of them above its threshold; None
+  when the stage did not measure it); None when the model was not attacked."""
   m = ((res.get("attack") or {}).get("models") or {}).get(model)
-  if not m or eps not in m["sweep"]["epsilons"]:
+  if not m:
     return None
-  k = m["sweep"]["epsilons"].index(eps)
-  median = m["min_eps"]["median"]
-  return {"argmax": [m["sweep"]["success_argmax"][k]], "prob": [m["sweep"]["success_prob"][k]],
+  entries = m.get("seeds") or [m]
+  if any(eps not in e["sweep"]["epsilons"] for e in entries):
+    return None
+  at = lambda e, key: e["sweep"][key][e["sweep"]["epsilons"].index(eps)]
+  conf = [e.get("clean_confidence") for e in entries]
+  return {"argmax": [at(e, "success_argmax") for e in entries],
+          "prob": [at(e, "success_prob") for e in entries],
           # No success within eps_max (null) is the largest budget of all.
-          "min_eps": [float("inf") if median is None else median]}
+          "min_eps": [float("inf") if e["min_eps"]["median"] is None else e["min_eps"]["median"]
+                      for e in entries],
+          "confidence": None if None in conf else [c["mean_max_softmax"] for c in conf],
+          "confident_share": None if None in conf else [c["share_above_threshold"]
+                                                        for c in conf]}
+
+
+def run_differences(res, a: str, b: str) -> str:
+  """'optimizer sgd lr 0.001 vs adam lr 0.001; epochs 5 vs 3': the training settings in which
+  runs a and b differ besides their loss (from the study config), or '' when unknown."""
+  runs = (res.get("config") or {}).get("runs") or {}
+  if a not in runs or b not in runs:
+    return ""
+  opt = lambda r: " ".join(f"{k} {r['optim'][k]:g}" if k != "name" else str(r["optim"][k])
+                           for k in ("name", "lr", "momentum") if k in r["optim"]
+                           and (k == "name" or r["optim"][k]))
+  parts = [] if opt(runs[a]) == opt(runs[b]) else [f"optimizer {opt(runs[a])} vs {opt(runs[b])}"]
+  ea, eb = runs[a]["train"].get("epochs"), runs[b]["train"].get("epochs")
+  if ea != eb:
+    parts.append(f"epochs {ea} vs {eb}")
+  return "; ".join(parts)
 
 
 def finding(claim, rule, runs, measured, values, test, *, direction=1, sampling=None,
@@ -209,7 +241,9 @@ def findings(res) -> list:
   and which (`run_seeds`), and its test (verdicts.judge's fields); the claims form one family.
   The λ = 0 point of a method's grid ('counterfactual@0') is its control: same optimizer, data,
   epochs and seeds. Attacks are judged by scale-free measures (argmax success, median minimal
-  ε); the study's target-probability criterion is shown beside.
+  ε) paired over every attacked seed; the study's target-probability criterion is shown beside,
+  with the models' clean confidence. The study's own pair (cheater vs consistency, as it
+  trained them) is a row of its own, its rule naming what else differs between the two.
   """
   eps = claims.PGD_EPS
   n_test = ((res.get("config") or {}).get("data") or {}).get("test_size")
@@ -253,22 +287,55 @@ def findings(res) -> list:
       *step_size_rows(res),
   ]
   att = {m: attack_values(res, m, eps) for m in ("cheater", "counterfactual", cf0)}
-  get = lambda m, k: att[m] and att[m][k]
-  attacked = [model_seeds(res, cf0), model_seeds(res, "counterfactual")]
+  # Seed s of one model is paired with seed s of another (the study's runs share seeds).
+  both_n = lambda *ms: min((len(att[m]["argmax"]) for m in ms if att[m]), default=0)
+
+
+  def get(m, k, n=None):
+    """Model m's per-seed values of measure k, its first n seeds; None when not measured."""
+    return (att[m][k][:n] or None) if att[m] and att[m][k] else None
+
+  mean = lambda v: "n/a" if not v else f"{float(np.mean(v)):.2f}"
+  label = lambda m: cf if m == "counterfactual" else m  # As the rows name the runs.
+  conf = lambda m: (f"{label(m)} {mean(get(m, 'confidence'))}, "
+                    f"{_pct(get(m, 'confident_share'))}" if get(m, "confidence")
+                    else f"{label(m)} n/a")
+  thr = (((res.get("attack") or {}).get("config") or {}).get("success") or {}).get(
+      "threshold", 0.9)
+  conf_note = ("clean confidence (mean max-softmax on the attacked clean images, share of them "
+               f"above {thr:g}): ")
+  n = both_n(cf0, "counterfactual")
+  attacked = [(model_seeds(res, cf0) or [])[:n] or None,
+              (model_seeds(res, "counterfactual") or [])[:n] or None]
   out.append(compare(
       f"The debiased model is harder to attack (targeted PGD, ε {eps}): argmax success",
-      f"argmax success: counterfactual < {cf0} (both Adam); study's pair and p > 0.9 beside",
-      [cf0, cf], get(cf0, "argmax"), get("counterfactual", "argmax"), direction=-1,
-      n_items=n_attacked, seeds=attacked))
-  out[-1][0]["measured"] += (f"; study's criterion p > 0.9: {cf0} {_pct(get(cf0, 'prob'))}, "
-                          f"{cf} {_pct(get('counterfactual', 'prob'))}; study's pair: cheater "
-                          f"{_pct(get('cheater', 'prob'))} vs {cf} "
-                          f"{_pct(get('counterfactual', 'prob'))} (study: 98% vs 67%)")
+      f"argmax success: counterfactual < {cf0} (both Adam); p > 0.9 and clean confidence "
+      "beside", [cf0, cf], get(cf0, "argmax", n), get("counterfactual", "argmax", n),
+      direction=-1, n_items=n_attacked, seeds=attacked, key="attack"))
+  out[-1][0]["measured"] += (f"; study's criterion p > 0.9: {cf0} {_pct(get(cf0, 'prob', n))}, "
+                             f"{cf} {_pct(get('counterfactual', 'prob', n))}; " + conf_note
+                             + f"{conf(cf0)}; {conf('counterfactual')}")
   out.append(compare(
       "The debiased model is harder to attack: median minimal ε (scale-free)",
-      f"median minimal ε: counterfactual > {cf0}", [cf0, cf], get(cf0, "min_eps"),
-      get("counterfactual", "min_eps"), direction=1,
-      fmt_value=lambda v: "n/a" if v is None else f"{v[0]:.2f}", seeds=attacked))
+      f"median minimal ε: counterfactual > {cf0}", [cf0, cf], get(cf0, "min_eps", n),
+      get("counterfactual", "min_eps", n), direction=1,
+      fmt_value=lambda v: "n/a" if v is None else " / ".join(f"{x:.2f}" for x in v),
+      seeds=attacked))
+  # The study's own pair, as it trained them: a verdict of its own, on the scale-free measure.
+  pn = both_n("cheater", "counterfactual")
+  differ = run_differences(res, "cheater", "counterfactual") or "the optimizer"
+  out.append(compare(
+      f"The study's pair: the debiased model is harder to attack (targeted PGD, ε {eps}): "
+      "argmax success", f"argmax success: counterfactual < cheater, as the study trained them "
+      f"(they differ in more than the method: {differ})", ["cheater", cf],
+      get("cheater", "argmax", pn), get("counterfactual", "argmax", pn), direction=-1,
+      n_items=n_attacked, seeds=[(model_seeds(res, "cheater") or [])[:pn] or None,
+                                 (model_seeds(res, "counterfactual") or [])[:pn] or None],
+      key="study_pair"))
+  out[-1][0]["measured"] += (f"; study's criterion p > 0.9: cheater "
+                             f"{_pct(get('cheater', 'prob', pn))}, {cf} "
+                             f"{_pct(get('counterfactual', 'prob', pn))} (study: 98% vs 67%); "
+                             + conf_note + f"{conf('cheater')}; {conf('counterfactual')}")
   rows, tests = zip(*out)
   return verdicts.judge(list(rows), list(tests)) + penalty_findings(res) + attack_suite.findings(
       res.get("attack"), method="counterfactual", control=cf0, seeds=attacked)

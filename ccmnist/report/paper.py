@@ -211,7 +211,7 @@ def _attack_gap(res) -> str | None:
              + " and ".join(f"{_mean_pct(c['mean_max_softmax'])} for the {m}"
                             for m, c in conf.items())
              + "; the share of attacked images the model ever gives p > 0.9 is "
-             + " and ".join(f"{_mean_pct(c['share_above_0.9'])}" for c in conf.values())
+             + " and ".join(f"{_mean_pct(c['share_above_threshold'])}" for c in conf.values())
              + ", so the p > 0.9 criterion measures confidence as much as vulnerability.")
   return text
 
