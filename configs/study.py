@@ -37,9 +37,17 @@ def _run(config, *, lam_grid=()):
   # use noise-free images, as the study's did).
   default = common.data_config("full")
   run.data_overrides = ml_collections.ConfigDict(
-      {k: config.data[k] for k in ("noise_sigma", "coloring", "rho_train")
+      {k: config.data[k] for k in ("noise_sigma", "coloring", "rho_train", "grayscale")
        if config.data[k] != default[k]})
   return run
+
+
+def _grayscale(config):
+  """A run's twin trained (and tested) on grey digits, the benchmark's grayscale oracle: with no
+  color to learn, it is the positive control of the representation measures' 'shape' call."""
+  with config.unlocked():
+    config.data.grayscale = True
+  return _run(config)
 
 
 def _noise_twin(config, *, sigma: float):
@@ -94,6 +102,7 @@ def get_config(arg=None):
       # learning-rate grid, and the cheater at the study's lr trained for longer.
       "erm_sgd_lr": _run(cheater.get_config(f"lr_grid,{variant}")),
       "cheater_long": _run(cheater.get_config(f"long,{variant}")),
+      "grayscale": _grayscale(cheater.get_config(size)),
   }
   # The study names no optimizer for its counterfactual run; with plain SGD lr 1e-3 the
   # consistency term can start while the model is still on its initial plateau. This study runs
@@ -106,7 +115,9 @@ def get_config(arg=None):
   c.downstream_lam = ml_collections.ConfigDict(dict(
       gradient_penalty=0.1, gradient_penalty_study=0.1, counterfactual=0.5,
       color_gradient_penalty=0.1))
-  c.interpret = _analysis("cheater,gradient_penalty,counterfactual", interpret.get_config(size))
+  # grayscale: the positive control of the representation measures' 'shape' call.
+  c.interpret = _analysis("cheater,gradient_penalty,counterfactual,grayscale",
+                          interpret.get_config(size))
   # name@0: the method's own lambda = 0 grid point, which differs from it in nothing but the
   # method (same optimizer, data, epochs, seeds): the control its verdicts compare against.
   c.attack = _analysis("cheater,gradient_penalty,counterfactual,erm_adam,erm_adam_noise,"

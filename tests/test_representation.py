@@ -140,6 +140,53 @@ def test_invariance_by_hand():
   assert list(classes) == ["color", "shape", "mixed", "dead", "dead"]
 
 
+def test_selectivity_merges_mixed_and_dead_into_neither():
+  classes = ["color", "shape", "mixed", "dead", "color"]
+  np.testing.assert_array_equal(R.selectivity(classes),
+                                ["color", "shape", "neither", "neither", "color"])
+  assert R.selectivity_counts(classes) == {"color": 2, "shape": 1, "neither": 2, "channels": 5}
+
+
+def feature_maps(fn):
+  """fn(grey digits [N, 28, 28], colors [N], RGB images [N, 28, 28, 3]) -> features
+  [N, 7, 7, C], evaluated on x, x_cf and x_alt of the synthetic stimuli."""
+  grey, _ = splits_lib.synthetic_digits(300, np.random.default_rng(0))
+  st = stimuli()
+  sets = {"x": (st["indices"], st["colors"]), "x_cf": (st["indices"], st["cf_colors"]),
+          "x_alt": (st["alt_indices"], st["colors"])}
+  return [fn(grey[idx].astype(np.float64), col, st[name].astype(np.float64))
+          for name, (idx, col) in sets.items()]
+
+
+def pool7(a):
+  """[N, 28, 28, ...] -> [N, 7, 7, ...]: means of 4 x 4 blocks."""
+  return a.reshape(a.shape[0], 7, 4, 7, 4, *a.shape[3:]).mean(axis=(2, 4))
+
+
+def random_projection(seed, channels):
+  """Random linear features of the colored images: what a random 1 x 1 conv of the pooled
+  pixels sees (it moves with the stroke's color and with the digit)."""
+  w = np.random.default_rng(seed).normal(size=(3, channels))
+  return lambda grey, colors, images: pool7(images) @ w
+
+
+def test_hand_built_shape_color_and_random_features_are_called_by_selectivity():
+  null = R.invariance(*feature_maps(random_projection(0, 300)))["ratio"]
+  # The grey digit alone (blind to color): its recolored twin is the same map.
+  shape = R.channel_selectivity(*feature_maps(lambda g, c, x: pool7(g)[..., None]), null)
+  # The stroke's palette color alone, at every position: another digit in the same color is
+  # the same map.
+  color = R.channel_selectivity(*feature_maps(
+      lambda g, c, x: np.broadcast_to(palette_lib.PALETTE_RGB[c][:, None, None, :],
+                                      (len(c), 7, 7, 3)).astype(np.float64)), null)
+  assert list(shape) == ["shape"] and list(color) == ["color"] * 3
+  # Fresh random features of the null's kind: 2.5% expected in each tail.
+  calls = R.channel_selectivity(*feature_maps(random_projection(1, 400)), null)
+  assert np.mean(calls == "neither") >= 0.9, np.unique(calls, return_counts=True)
+  with pytest.raises(ValueError, match="at least 2"):
+    R.channel_selectivity(*feature_maps(lambda g, c, x: pool7(g)[..., None]), [np.nan, 1.0])
+
+
 def hand_built(params):
   """Conv_0 channel 0: a hue detector (+R, -G at every tap); channel 1: a grey vertical edge
   (equal R, G, B weights, + on the left half, - on the right)."""
@@ -248,7 +295,10 @@ def test_summary_has_a_null_beside_every_measure():
   for layer in LAYERS:
     r = s["layers"][layer]
     assert set(r) == {"probe", "probe_null", "invariance", "invariance_null", "causal",
-                      "causal_null"}
+                      "causal_null", "selectivity", "selectivity_null"}
+    counts = r["selectivity"]
+    assert counts["color"] + counts["shape"] + counts["neither"] == counts["channels"]
+    assert counts["channels"] == len(r["invariance"]["classes"])
     for key in ("probe", "invariance", "causal"):
       assert set(r[f"{key}_null"]) == {"random", "hue_blind"}
     assert len(r["probe_null"]["random"]["color"]["values"]) == 5

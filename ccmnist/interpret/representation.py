@@ -43,6 +43,24 @@ call lies beyond the 95th percentile of its own direction), else 'mixed'; 'dead'
 pre-ReLU output never exceeds 0 on x. A channel "carries used color" when its causal share lies
 above the random inits' 95th percentile of channel shares. The random inits' own class fractions
 (`fractions_null`) are leave-one-init-out: each init classified against the other inits' range.
+A channel that moves with color while no digit change moves it (digit energy 0, color energy > 0)
+has an infinite ratio and is called 'color'; one that neither moves is 'dead'.
+
+Selectivity (`selectivity`, `selectivity_counts`, `channel_selectivity`): the report's three
+calls of a live channel, from its invariance ratio r beside the random inits' channel ratios of
+the same layer (lo, hi: their 2.5th and 97.5th percentiles at the default quantile 0.975):
+  color-selective  r > hi: recoloring moves it, relative to a change of digit, more than it
+                   moves all but 2.5% of random channels;
+  shape-selective  r < lo: recoloring moves it, relative to a change of digit, less than it
+                   moves all but 2.5% of random channels (a channel blind to color and driven
+                   by the digit has r near 0);
+  neither          lo <= r <= hi ('mixed'), or dead.
+The ratio is scale-free (a trained net's larger activations cancel), so trained channels and
+random ones compare directly; the color and digit energies are nearly complementary shares of a
+channel's variance, so one ratio carries both: a shape call is a color energy inside (below) the
+null's range together with a digit energy above it. The positive control is a model trained on
+grey digits and measured on the same colored stimuli as the others: its first conv's RGB
+weights receive equal gradients, so only their random-init differences see hue.
 """
 
 import functools
@@ -59,6 +77,7 @@ from ccmnist.util import batches
 from ccmnist.util import io
 
 CLASSES = ("color", "shape", "mixed", "dead")
+SELECTIVITY = ("color", "shape", "neither")
 SET_NAMES = ("x", "x_cf", "x_alt")
 
 
@@ -223,26 +242,28 @@ def ridge_probe(features, targets, folds, *, num_classes: int, alpha: float = 1e
 def invariance(h_x, h_cf, h_alt) -> dict:
   """Per channel (last axis): 'color_energy' = mean over images of sum over positions of
   (h(x) - h(x_cf))^2, 'digit_energy' the same for x_alt, and their 'ratio' (NaN where the
-  digit energy is 0); 'layer_ratio' = sum of color energies / sum of digit energies."""
+  digit energy is 0 and the color energy too, inf where only the digit energy is 0);
+  'layer_ratio' = sum of color energies / sum of digit energies."""
   h_x, h_cf, h_alt = (np.asarray(h, np.float64) for h in (h_x, h_cf, h_alt))
   axes = tuple(range(h_x.ndim - 1))
   num = ((h_x - h_cf) ** 2).sum(axis=axes) / len(h_x)
   den = ((h_x - h_alt) ** 2).sum(axis=axes) / len(h_x)
   with np.errstate(invalid="ignore", divide="ignore"):
-    ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0),
+                     np.where(num > 0, np.inf, np.nan))
   return {"color_energy": num, "digit_energy": den, "ratio": ratio,
           "layer_ratio": float(num.sum() / den.sum()) if den.sum() > 0 else float("nan")}
 
 
 def classify(ratio, max_act, lo: float, hi: float) -> np.ndarray:
-  """'color' above hi, 'shape' below lo, else 'mixed'; 'dead' where max_act <= 0 or the
-  ratio is undefined."""
+  """'color' above hi (an infinite ratio included), 'shape' below lo, else 'mixed'; 'dead'
+  where max_act <= 0 or the ratio is undefined (NaN)."""
   ratio, max_act = np.asarray(ratio, np.float64), np.asarray(max_act)
   out = np.full(ratio.shape, "mixed", dtype=object)
   with np.errstate(invalid="ignore"):
     out[ratio > hi] = "color"
     out[ratio < lo] = "shape"
-  out[~(max_act > 0) | ~np.isfinite(ratio)] = "dead"
+  out[~(max_act > 0) | np.isnan(ratio)] = "dead"
   return out.astype(str)
 
 
@@ -250,6 +271,33 @@ def fractions(classes) -> dict:
   """{class: fraction of channels} over CLASSES."""
   classes = np.asarray(classes)
   return {c: float(np.mean(classes == c)) for c in CLASSES}
+
+
+def selectivity(classes) -> np.ndarray:
+  """The module docstring's three calls of `classify`'s classes: 'color' and 'shape' as called,
+  'neither' for 'mixed' and 'dead'."""
+  classes = np.asarray(classes)
+  return np.where(np.isin(classes, ("color", "shape")), classes, "neither").astype(str)
+
+
+def selectivity_counts(classes) -> dict:
+  """{'color', 'shape', 'neither': number of channels so called, 'channels': their total}."""
+  calls = selectivity(classes)
+  return {**{c: int(np.sum(calls == c)) for c in SELECTIVITY}, "channels": int(calls.size)}
+
+
+def channel_selectivity(h_x, h_cf, h_alt, null_ratios, *, quantile: float = 0.975):
+  """Each channel's call (module docstring) from its activations on x, x_cf and x_alt
+  ([..., C], channels last) beside `null_ratios`, the invariance ratios of random channels of
+  the same layer (non-finite values ignored): str[C] of SELECTIVITY."""
+  null = np.asarray(null_ratios, np.float64).ravel()
+  null = null[np.isfinite(null)]
+  if null.size < 2:
+    raise ValueError(f"null_ratios holds {null.size} finite ratios; a null needs at least 2.")
+  lo, hi = np.quantile(null, 1 - quantile), np.quantile(null, quantile)
+  h_x = np.asarray(h_x, np.float64)
+  max_act = h_x.reshape(-1, h_x.shape[-1]).max(axis=0)
+  return selectivity(classify(invariance(h_x, h_cf, h_alt)["ratio"], max_act, lo, hi))
 
 
 # ---------------------------------------------------------------- causal patching
@@ -383,7 +431,9 @@ def summarize(measures, nulls, blind, *, layers, quantile: float = 0.975,
 
   measures, blind: network_measures of the model and of its hue-blind copy; nulls: a list of
   network_measures of random inits. Every measure key K has its null under K + '_null':
-  {'random': summary over the inits, 'hue_blind': the hue-blind copy's value}. JSON-safe:
+  {'random': summary over the inits, 'hue_blind': the hue-blind copy's value}; 'selectivity'
+  counts each layer's channels per call, its null the inits' leave-one-out shares of channels
+  called color and shape and the hue-blind copy's counts. JSON-safe:
   undefined values (a channel constant on the stimuli) are None.
   """
   out = {"input_swap": measures["input_swap"], "input_swap_null": {
@@ -405,6 +455,10 @@ def summarize(measures, nulls, blind, *, layers, quantile: float = 0.975,
                                   for k in m["probe"]}, "hue_blind": dict(b["probe"])},
         "invariance": {"ratio": m["layer_ratio"], "channel_ratio": m["ratio"].tolist(),
                        "classes": classes.tolist(), "fractions": frac},
+        "selectivity": selectivity_counts(classes),
+        "selectivity_null": {"random": {c: null_frac[c] for c in ("color", "shape")},
+                             "hue_blind": selectivity_counts(
+                                 classify(b["ratio"], b["max_act"], lo, hi))},
         "invariance_null": {
             "random": {"ratio": null_summary([r[layer]["layer_ratio"] for r in nulls]),
                        "channel_ratio_lo": lo, "channel_ratio_hi": hi, "quantile": quantile,

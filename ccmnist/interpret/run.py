@@ -19,6 +19,7 @@ import time
 from absl import logging
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from ccmnist import models
@@ -173,7 +174,9 @@ def _topk(model, params, pool, cfg, name, fig_dir, seed):
 
 def _stimuli(data_cfg, rc, cache: dict) -> tuple:
   """(key, stimuli): the counterfactual stimuli of a data config, cached by its test digits
-  and coloring settings."""
+  and coloring settings. A model trained on grey digits is measured on colored ones: grey
+  stimuli would make x_cf equal x, and every channel blind to color by construction."""
+  data_cfg = ml_collections.ConfigDict({**data_cfg.to_dict(), "grayscale": False})
   kwargs = splits_lib.coloring_kwargs(data_cfg)
   spec = splits_lib.spec(data_cfg)
   key = json.dumps({"source": data_cfg.source, "seed": data_cfg.seed,
