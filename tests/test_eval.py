@@ -138,7 +138,7 @@ def test_plots_return_figures():
 
 def test_one_color_per_model_everywhere():
   names = ("cheater", "gradient_penalty", "counterfactual", "color_gradient_penalty",
-           "erm_adam", "erm_momentum")
+           "erm_adam", "erm_momentum", "erm_adam_noise", "grayscale")
   assert len({plots.model_color(n) for n in names}) == len(names)
   assert plots.model_color("counterfactual@0") != plots.model_color("counterfactual")
   assert plots.model_color("counterfactual@0") == plots.model_color("counterfactual@0.0")

@@ -225,3 +225,42 @@ def test_seed_summaries_spread_every_analysed_seed():
   assert got["interpret"]["a"]["spread_test_hard"]["mean"] == pytest.approx(4.5)
   assert got["interpret"]["a"]["spread_test_easy"]["n"] == 0
   assert collect.seed_summaries(None, None) == {"attack": {}, "interpret": {}}
+
+
+def _representation(classes_by_layer, *, counted=True):
+  """A hand-made interpret.json 'representation' record: per layer its channel classes."""
+  null = {"mean": 0.5, "p95": 0.6}
+  layers = {}
+  for layer, classes in classes_by_layer.items():
+    r = {"probe": {"color": 0.9, "digit": 0.2},
+         "probe_null": {"random": {"color": null, "digit": null}},
+         "invariance": {"ratio": 5.0, "classes": classes},
+         "invariance_null": {"random": {"ratio": null}}}
+    if counted:
+      r["selectivity"] = {k: classes.count(k) for k in ("color", "shape")}
+      r["selectivity"].update(neither=len(classes) - r["selectivity"]["color"]
+                              - r["selectivity"]["shape"], channels=len(classes))
+    layers[layer] = r
+  return {"input_swap": {"changed": 0.5}, "input_swap_null": {"random": {"changed": null}},
+          "layers": layers}
+
+
+def test_the_representation_section_counts_calls_and_judges_the_positive_control():
+  cheater = _representation({"conv0": ["color", "color", "mixed"], "conv1": ["color", "dead"]})
+  passed = _representation({"conv0": ["shape", "mixed", "mixed"], "conv1": ["shape", "shape"]},
+                           counted=False)  # Counts from the classes of an older record.
+  failed = _representation({"conv0": ["shape", "mixed", "mixed"], "conv1": ["mixed", "color"]})
+  for grey, verdict in ((passed, "Positive control passed"),
+                        (failed, "Positive control failed at conv1:")):
+    lines = []
+    sections.section_representation(
+        {"interpret": {"models": {"cheater": {"representation": cheater},
+                                  "grayscale": {"representation": grey}}}}, lines, "/nonexistent")
+    text = "\n".join(lines)
+    assert "| cheater | 2 / 0 / 1 | 1 / 0 / 1 |" in text
+    assert "| grayscale (positive control for shape) | 0 / 1 / 2 |" in text
+    assert verdict in text and text.count("Positive control") == 1
+  lines = []
+  sections.section_representation(
+      {"interpret": {"models": {"cheater": {"representation": cheater}}}}, lines, "/nonexistent")
+  assert "No positive control" in "\n".join(lines)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import matplotlib.colors as mcolors
 import numpy as np
 import pytest
 
@@ -448,10 +449,14 @@ def test_every_method_has_its_own_color_and_the_legend_hides_none():
   colors = [zoo_plots.method_color(m) for m in zoo_config.ZOO]
   assert len(set(colors)) == len(colors)
   panels = {"a / m": {"erm": ([0.01, 0.05], [0.2, 0.3], [0.01, 0.02]),
-                      "lff": ([0.01, 0.05], [None, None], [None, None])}}
+                      "lff": ([0.01, 0.05], [None, None], [None, None]),
+                      "groupdro": ([0.01, 0.05], [0.4, 0.5], [0.0, 0.0])}}
   fig = zoo_plots.accuracy_vs_ratio_figure(panels, titles={"erm": "ERM"})
-  labels = [t.get_text() for t in fig.legends[0].get_texts()]
-  assert labels == ["ERM", "lff"]
+  # One column of panels per family, ERM the reference in each, in its legend first.
+  labels = [[t.get_text() for t in legend.get_texts()] for legend in fig.legends]
+  assert labels == [["ERM", "groupdro"], ["ERM", "lff"]]
+  for ax in fig.axes:
+    assert "#000000" in {mcolors.to_hex(line.get_color()) for line in ax.get_lines()}
 
 
 def test_the_eta_prices_each_run_at_its_own_models_rate():

@@ -352,8 +352,7 @@ def interpret_runs(runs, cfg, out_dir) -> dict:
   layers = tuple(cfg.representation.layers)
   plots.save_figure(interpret_plots.representation_summary(
       rep_all, layers=layers,
-      title="Representation measures (bars) beside their null: random inits (grey: mean, "
-            f"whisker to the 95th percentile), hue-blind copy (x); {seed}"),
+      title=f"Representation measures per layer (bars), each beside its null; {seed}"),
       fig_dir / "representation.png")
   plots.save_figure(interpret_plots.invariance_channels(
       rep_all, layers=layers,

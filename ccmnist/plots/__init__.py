@@ -17,6 +17,7 @@ from ccmnist.util import io  # noqa: E402
 MODEL_COLORS = {
     "cheater": "tab:red", "gradient_penalty": "tab:orange", "counterfactual": "tab:green",
     "color_gradient_penalty": "tab:purple", "erm_adam": "tab:blue", "erm_momentum": "tab:brown",
+    "grayscale": "tab:olive",
 }
 _OTHER_COLORS = ("tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 

@@ -11,10 +11,12 @@ from ccmnist import plots
 from ccmnist.data import palette as palette_lib
 
 
-def _annotate(ax, values, fmt, threshold):
+def _annotate(ax, values, fmt, threshold, *, dark_above: bool = True, fontsize: float = 6.5):
+  """Each cell's value, white on the colormap's dark side of `threshold` (above it when
+  dark_above, as in 'Blues'; below it for 'viridis'), black on its light side."""
   for (i, j), v in np.ndenumerate(values):
-    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6.5,
-            color="white" if v > threshold else "black")
+    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=fontsize,
+            color="white" if (v > threshold) == dark_above else "black")
 
 
 def confusion_figure(confusion, *, title: str = "", normalize: bool = True):
@@ -37,15 +39,16 @@ def confusion_figure(confusion, *, title: str = "", normalize: bool = True):
 
 def color_swap_figure(p_digit, p_color, *, n_per_cell: int | None = None, title: str = ""):
   """Two heatmaps [digit, color]: P(pred == digit) and P(pred == the color's digit)."""
-  fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-  names = [n.replace("_", "\n") for n in palette_lib.COLOR_NAMES]
+  fig, axes = plt.subplots(1, 2, figsize=(12, 5.8), layout="constrained")
+  names = [n.replace("_", " ") for n in palette_lib.COLOR_NAMES]
   for ax, values, name in ((axes[0], p_digit, "P(pred = digit)  (follows shape)"),
                            (axes[1], p_color, "P(pred = color's digit)  (follows color)")):
     values = np.asarray(values)
     im = ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
-    _annotate(ax, values, "{:.2f}", 0.5)
+    _annotate(ax, values, "{:.2f}", 0.5, dark_above=False, fontsize=7)
     ax.set_xticks(range(10))
-    ax.set_xticklabels(names, fontsize=7)
+    # Slanted, so names as long as 'forest green' do not run into their neighbours.
+    ax.set_xticklabels(names, fontsize=8, rotation=40, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(10))
     ax.set_xlabel("painted color (color c is digit c's cue)")
     ax.set_ylabel("digit")
@@ -53,7 +56,6 @@ def color_swap_figure(p_digit, p_color, *, n_per_cell: int | None = None, title:
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
   suffix = f"  ({n_per_cell} digits per cell)" if n_per_cell else ""
   fig.suptitle((title or "Color-swap probe") + suffix, fontsize=11)
-  fig.tight_layout()
   return fig
 
 

@@ -3,6 +3,8 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.lines as mlines  # noqa: E402
+import matplotlib.patches as mpatches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
@@ -79,14 +81,17 @@ def channel_grid(images, activations, *, layer: str, title: str = "", cols: int 
   return fig
 
 
-# (label, measure key, value within it, its null's key) of each row of representation_summary.
+# (row label, measure key, value within it) of each measure row of representation_summary. The
+# whole-layer causal share is left out: in a sequential network it equals the input swap at
+# every layer (interpret/representation.py), so its panels would be identical by construction.
 _SUMMARY_ROWS = (
-    ("probe: color accuracy", "probe", "color"),
-    ("probe: digit accuracy", "probe", "digit"),
-    ("invariance ratio (layer)", "invariance", "ratio"),
-    ("causal: whole layer patched", "causal", "layer"),
-    ("causal: largest 1-channel share", "causal", "max_channel"),
+    ("probe: color\naccuracy", "probe", "color"),
+    ("probe: digit\naccuracy", "probe", "digit"),
+    ("color share of\nmovement r / (1 + r)", "invariance", "ratio"),
+    ("causal: largest\n1-channel share", "causal", "max_channel"),
 )
+# Apart from the models' colors (plots.MODEL_COLORS), so a call is not read as a model.
+_SELECTIVITY_COLORS = {"color": "0.2", "shape": "tab:cyan", "neither": "0.85"}
 
 
 def _null_value(layer_result, key, field):
@@ -95,41 +100,90 @@ def _null_value(layer_result, key, field):
   return null["random"][field], null["hue_blind"][field]
 
 
+def _color_share(v):
+  """The invariance ratio r as the color share of a layer's movement, r / (1 + r) in [0, 1]
+  (None stays None): comparable across layers and models on a linear axis."""
+  return None if v is None else float(v) / (1.0 + float(v))
+
+
+def _selectivity_shares(layer_result) -> dict:
+  """{'color', 'shape', 'neither': share of the layer's channels}, from the channel classes
+  ('mixed' and 'dead' are neither)."""
+  classes = np.asarray(layer_result["invariance"]["classes"])
+  n = max(len(classes), 1)
+  color, shape = np.sum(classes == "color") / n, np.sum(classes == "shape") / n
+  return {"color": color, "shape": shape, "neither": 1.0 - color - shape}
+
+
 def representation_summary(results: dict, *, layers, title: str = ""):
-  """Rows = measures, columns = layers; in each panel one bar per model, its random-init null
-  (grey dot at the mean, whisker from the smallest init to the 95th percentile) and its
-  hue-blind copy (black x). results {model: representation summary (interpret.json)}."""
+  """Rows = measures, columns = layers, one bar per model: the probes, the invariance ratio as
+  the color share of movement r / (1 + r), the largest 1-channel causal share, each beside its
+  random-init null (grey band from the smallest init to the 95th percentile, grey tick at the
+  mean) and the model's hue-blind copy (black dashed line across its bar); a last row stacks the
+  share of channels called color, shape and neither. results {model: representation summary
+  (interpret.json)}."""
   names = list(results)
-  fig, axes = plt.subplots(len(_SUMMARY_ROWS), len(layers),
-                           figsize=(1.0 + 0.9 * len(names) * len(layers) + 1.5,
-                                    2.3 * len(_SUMMARY_ROWS) + 0.6), squeeze=False)
+  nrows = len(_SUMMARY_ROWS) + 1
+  width = 1.6 + 0.75 * max(len(names), 3) * len(layers)
+  fig, axes = plt.subplots(nrows, len(layers), figsize=(width, 2.0 * nrows + 1.4),
+                           squeeze=False, sharex=True)
   x = np.arange(len(names))
+  half = 0.36
   for i, (label, key, field) in enumerate(_SUMMARY_ROWS):
     for j, layer in enumerate(layers):
       ax = axes[i, j]
       rows = [results[n]["layers"][layer] for n in names]
-      vals = [np.nan if r[key][field] is None else r[key][field] for r in rows]
-      ax.bar(x - 0.12, vals, color=[plots.model_color(n) for n in names], width=0.45)
+      conv = _color_share if key == "invariance" else (lambda v: v)
+      vals = [np.nan if r[key][field] is None else conv(r[key][field]) for r in rows]
+      ax.bar(x, vals, color=[plots.model_color(n) for n in names], width=2 * half, zorder=2)
       for k, r in enumerate(rows):
         rand, blind = _null_value(r, key, field)
         if rand["mean"] is not None:
-          ax.errorbar(k + 0.25, rand["mean"], yerr=[[rand["mean"] - rand["min"]],
-                                                    [max(rand["p95"] - rand["mean"], 0.0)]],
-                      fmt="o", color="0.45", ms=4, capsize=2, lw=1)
+          lo, mean, hi = conv(rand["min"]), conv(rand["mean"]), conv(rand["p95"])
+          ax.fill_between([k - half, k + half], lo, hi, color="0.55", alpha=0.45, lw=0,
+                          zorder=3)
+          ax.plot([k - half, k + half], [mean, mean], color="0.3", lw=1.2, zorder=4)
         if blind is not None:
-          ax.plot(k + 0.25, blind, "x", color="k", ms=5)
-      if key == "invariance":
-        ax.set_yscale("log")
-      elif key == "probe":
-        ax.axhline(0.1, color="0.6", lw=0.8, ls=":")
-        ax.set_ylim(0, 1.02)
-      else:
-        ax.set_ylim(0, 1.02)
-      ax.set_xticks(x, names, rotation=35, ha="right", fontsize=7)
+          ax.plot([k - half, k + half], [conv(blind)] * 2, color="k", lw=1.4, ls="--",
+                  zorder=5)
+      if key == "probe":
+        ax.axhline(0.1, color="0.4", lw=0.8, ls=":", zorder=1)
+      ax.set_ylim(0, 1.02)
       ax.tick_params(axis="y", labelsize=7)
-      ax.set_title(f"{layer}: {label}", fontsize=8)
-  fig.suptitle(title or "Representation measures beside their null", fontsize=9)
-  fig.tight_layout()
+      ax.grid(axis="y", alpha=0.3, zorder=0)
+      if j == 0:
+        ax.set_ylabel(label, fontsize=8)
+      if i == 0:
+        ax.set_title(layer, fontsize=10)
+  for j, layer in enumerate(layers):
+    ax = axes[-1, j]
+    bottom = np.zeros(len(names))
+    for cls, color in _SELECTIVITY_COLORS.items():
+      share = np.array([_selectivity_shares(results[n]["layers"][layer])[cls] for n in names])
+      ax.bar(x, share, bottom=bottom, color=color, width=2 * half, zorder=2)
+      bottom += share
+    for k, n in enumerate(names):  # The counts, color / shape / neither, on each bar.
+      classes = np.asarray(results[n]["layers"][layer]["invariance"]["classes"])
+      color, shape = int(np.sum(classes == "color")), int(np.sum(classes == "shape"))
+      ax.text(k, 0.5, f"{color} / {shape} / {len(classes) - color - shape}", ha="center",
+              va="center", fontsize=7, rotation=90, zorder=3,
+              bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8))
+    ax.set_ylim(0, 1.0)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    if j == 0:
+      ax.set_ylabel("channels called\ncolor / shape / neither", fontsize=8)
+  handles = [
+      mpatches.Patch(color="0.55", alpha=0.45, label="random inits: smallest to 95th pct."),
+      mlines.Line2D([], [], color="0.3", lw=1.2, label="random inits: mean"),
+      mlines.Line2D([], [], color="k", lw=1.4, ls="--", label="hue-blind copy"),
+      mlines.Line2D([], [], color="0.4", lw=0.8, ls=":", label="chance (probes)")] + [
+      mpatches.Patch(color=c, label=f"channels called {k}")
+      for k, c in _SELECTIVITY_COLORS.items()]
+  fig.suptitle(title or "Representation measures beside their null", fontsize=10)
+  legend_in = 0.75
+  fig.tight_layout(rect=(0, legend_in / (2.0 * nrows + 1.4), 1, 0.98))
+  fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7.5, frameon=False)
   return fig
 
 

@@ -26,51 +26,91 @@ def method_color(name: str):
   return METHOD_COLORS.get(name) or _OTHER_COLORS[sum(map(ord, name)) % len(_OTHER_COLORS)]
 
 
+# The methods' families, one column of panels each in accuracy_vs_ratio_figure (ERM, the
+# reference, is drawn in every one); an entry not listed goes to a last 'other' column.
+FAMILIES = {
+    "told the bias is color": ("gradient_penalty", "consistency", "cf_augment", "random_recolor",
+                               "grayscale"),
+    "group labels": ("groupdro", "reweight", "balanced_sampling", "dfr"),
+    "invariance across environments": ("irm", "vrex"),
+    "bias inferred (no labels)": ("jtt", "lff", "eiil"),
+}
+REFERENCE = "erm"
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def _families(names) -> dict:
+  """{family: [its entries among names, in FAMILIES' order]}: families with an entry, then
+  'other' for the entries no family lists; the reference alone makes one column of its own."""
+  listed = {m for ms in FAMILIES.values() for m in ms}
+  out = {f: [m for m in ms if m in names] for f, ms in FAMILIES.items()}
+  out["other"] = [m for m in names if m not in listed and m != REFERENCE]
+  out = {f: ms for f, ms in out.items() if ms}
+  return out or {"": []}
+
+
 def accuracy_vs_ratio_figure(panels: dict, *, titles: dict | None = None,
                              ylabel: str = "unbiased test accuracy (%)"):
-  """One panel per key of `panels` ({panel: {method: (ratios, means, stds)}}, accuracies in
-  [0, 1], None where a method has no number), accuracy against the bias-conflicting ratio (log
-  axis, in percent), one line and color per method; one legend of every method of any panel.
-  titles: {method: label}."""
+  """Small multiples: a row per key of `panels` ({panel: {method: (ratios, means, stds)}},
+  accuracies in [0, 1], None where a method has no number), a column per method family
+  (FAMILIES), ERM (black, x) drawn in every panel as the reference; accuracy against the
+  bias-conflicting ratio (log axis, in percent), one color and marker per method (the grayscale
+  oracle dashed). Under each column, the legend of its methods, every method listed even where
+  it has no number. titles: {method: label}."""
   titles = titles or {}
   names = list(dict.fromkeys(m for series in panels.values() for m in series))
-  n = max(1, len(panels))
-  cols = min(n, 2)
-  rows = math.ceil(n / cols)
-  ncol = min(3, max(1, len(names)))
-  legend_in = 0.22 * math.ceil(len(names) / ncol) + 0.3  # Inches below the panels.
-  height = 3.9 * rows + legend_in
-  fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, height), squeeze=False)
-  for ax, (panel, series) in zip(axes.flat, panels.items()):
-    ratios_all = set()
-    for name, (ratios, means, stds) in series.items():
-      keep = [i for i, m in enumerate(means) if m is not None]
-      if not keep:
-        continue
-      x = np.asarray([100 * ratios[i] for i in keep])
-      y = np.asarray([100 * means[i] for i in keep])
-      e = np.asarray([100 * (stds[i] or 0.0) for i in keep])
-      ratios_all.update(x.tolist())
-      ax.errorbar(x, y, yerr=e, color=method_color(name), marker="o", ms=4, lw=1.4, capsize=2,
-                  ls="--" if name == "grayscale" else "-")
-    ax.set_xscale("log")
-    ticks = sorted(ratios_all)
-    if ticks:
-      ax.set_xticks(ticks)
-      ax.set_xticklabels([f"{t:g}%" for t in ticks])
-      ax.minorticks_off()
-    ax.set_xlabel("bias-conflicting share of the training set")
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.set_title(panel, fontsize=10)
-  for ax in list(axes.flat)[len(panels):]:
-    ax.axis("off")
-  handles = [mlines.Line2D([], [], color=method_color(m), marker="o", ms=4,
-                           ls="--" if m == "grayscale" else "-", label=titles.get(m, m))
-             for m in names]
-  fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+  families = _families(names)
+  rows, cols = max(1, len(panels)), len(families)
+  longest = max(len(ms) for ms in families.values()) + (REFERENCE in names)
+  legend_in = 0.2 * longest + 0.35  # Inches below the panels.
+  height = 3.0 * rows + 0.5 + legend_in
+  fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.9, height), squeeze=False,
+                           sharey=True)
+  style = {REFERENCE: dict(color=method_color(REFERENCE), marker="x", ls="-", lw=1.2)}
+  for ms in families.values():
+    for k, m in enumerate(ms):
+      style[m] = dict(color=method_color(m), marker=_MARKERS[k % len(_MARKERS)],
+                      ls="--" if m == "grayscale" else "-", lw=1.5)
+  for i, (panel, series) in enumerate(panels.items()):
+    for j, (family, ms) in enumerate(families.items()):
+      ax = axes[i, j]
+      ratios_all = set()
+      for name in ([REFERENCE] if REFERENCE in series else []) + ms:
+        if name not in series:
+          continue
+        ratios, means, stds = series[name]
+        keep = [k for k, m in enumerate(means) if m is not None]
+        if not keep:
+          continue
+        x = np.asarray([100 * ratios[k] for k in keep])
+        ratios_all.update(x.tolist())
+        ax.errorbar(x, [100 * means[k] for k in keep],
+                    yerr=[100 * (stds[k] or 0.0) for k in keep], ms=5, capsize=2,
+                    markerfacecolor="none" if name != REFERENCE else None, **style[name])
+      ax.set_xscale("log")
+      ticks = sorted(ratios_all)
+      if ticks:
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}%" for t in ticks], fontsize=8)
+        ax.minorticks_off()
+      ax.set_ylim(0, 100)
+      ax.grid(alpha=0.3)
+      ax.tick_params(axis="y", labelsize=8)
+      if i == 0:
+        ax.set_title(family, fontsize=10)
+      if j == 0:
+        ax.set_ylabel(f"{panel}\n{ylabel}", fontsize=8)
+      if i == rows - 1:
+        ax.set_xlabel("bias-conflicting share of train", fontsize=8)
   fig.tight_layout(rect=(0, legend_in / height, 1, 1))
+  for j, ms in enumerate(families.values()):
+    shown = ([REFERENCE] if REFERENCE in names else []) + ms
+    handles = [mlines.Line2D([], [], ms=5, label=titles.get(m, m),
+                             markerfacecolor="none" if m != REFERENCE else None, **style[m])
+               for m in shown]
+    box = axes[-1, j].get_position()
+    fig.legend(handles=handles, loc="upper center", fontsize=7.5, frameon=False,
+               bbox_to_anchor=(box.x0 + box.width / 2, legend_in / height))
   return fig
 
 

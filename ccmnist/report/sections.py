@@ -296,8 +296,47 @@ def _null_cell(value, null: dict | None, *, digits=2) -> str:
   return text
 
 
+POSITIVE_CONTROL = "grayscale"  # The study run the shape call is tested on.
+
+
+def _selectivity(layer_result) -> dict:
+  """{'color', 'shape', 'neither', 'channels'}: the layer's channels per call."""
+  c = layer_result.get("selectivity")
+  if c is None:  # An interpret.json from before the calls were counted: from the classes.
+    classes = layer_result["invariance"]["classes"]
+    c = {k: sum(x == k for x in classes) for k in ("color", "shape")}
+    c.update(neither=len(classes) - c["color"] - c["shape"], channels=len(classes))
+  return c
+
+
+def _selectivity_cell(layer_result) -> str:
+  """'12 / 0 / 4': the layer's channels called color / shape / neither."""
+  c = _selectivity(layer_result)
+  return f"{c['color']} / {c['shape']} / {c['neither']}"
+
+
+def _positive_control(models) -> list:
+  """The sentence on whether the shape call passed its positive control."""
+  rep = (models.get(POSITIVE_CONTROL) or {}).get("representation")
+  if not rep:
+    return ["No positive control for the shape call was run (a model trained on grey digits, "
+            f"study run `{POSITIVE_CONTROL}`): a shape count of 0 says nothing here.", ""]
+  counts = {layer: _selectivity(r) for layer, r in rep["layers"].items()}
+  blind = [layer for layer, c in counts.items() if not c["shape"]]
+  called = ", ".join(f"{layer} {c['shape']} of {c['channels']}" for layer, c in counts.items())
+  if blind:
+    return [f"**Positive control failed at {', '.join(blind)}:** the model trained on grey "
+            f"digits has no channel called shape-selective there ({called}), so at "
+            f"{'that layer' if len(blind) == 1 else 'those layers'} these measures cannot "
+            "detect shape, and a shape count of 0 for another model says nothing.", ""]
+  return [f"**Positive control passed:** the model trained on grey digits has channels called "
+          f"shape-selective in every layer ({called}), so the measures can say \"shape\"; a "
+          "layer of another model with none is a finding, not a blind spot.", ""]
+
+
 def section_representation(res, lines, workdir):
-  """8: probes, invariance and recoloring of each layer, beside a null."""
+  """8: probes, invariance and recoloring of each layer, beside a null; the channels called
+  color, shape or neither, with the grayscale run as the positive control of 'shape'."""
   models = (res.get("interpret") or {}).get("models")
   if not models:
     return
@@ -308,28 +347,42 @@ def section_representation(res, lines, workdir):
             "the stroke color and the digit from a layer (chance 0.1). Invariance ratio: "
             "E‖h(x) − h(x_cf)‖² / E‖h(x) − h(x′)‖², x_cf the same digit recolored with a palette "
             "color of equal luminance, x′ another digit in the same color (0: blind to color). "
-            "A channel is called color- or shape-selective only beyond the null's range. "
-            "Recolor: share of predictions that change when the input is recolored.", ""]
+            "Recolor: share of predictions that change when the input is recolored. Every model "
+            "is measured on the same colored stimuli, the one trained on grey digits too.", ""]
   rows = []
+  label = lambda name: (f"{name} (positive control for shape)" if name == POSITIVE_CONTROL
+                        else name)
   for name, m in models.items():
     rep = m.get("representation")
     if not rep:
       continue
     swap, swap_null = rep["input_swap"], rep["input_swap_null"]
     for layer, r in rep["layers"].items():
-      fr = r["invariance"]["fractions"]
-      rows.append([name, layer,
+      rows.append([label(name), layer,
                    _null_cell(r["probe"]["color"], r["probe_null"]["random"]["color"]),
                    _null_cell(r["probe"]["digit"], r["probe_null"]["random"]["digit"]),
                    _null_cell(r["invariance"]["ratio"],
                               r["invariance_null"]["random"]["ratio"]),
-                   f"{fmt(fr.get('color'))} / {fmt(fr.get('shape'))}",
                    _null_cell(swap["changed"], swap_null["random"]["changed"])
                    if layer == next(iter(rep["layers"])) else ""])
   lines += table(["model", "layer", "probe: color", "probe: digit", "invariance ratio",
-                  "channels color / shape %", "recolor changes prediction"], rows)
+                  "recolor changes prediction"], rows)
+  layers = list(dict.fromkeys(layer for m in models.values()
+                              for layer in (m.get("representation") or {}).get("layers", {})))
+  lines += ["Channels called color-selective / shape-selective / neither, per layer. A live "
+            "channel is color-selective when its invariance ratio lies above the random inits' "
+            "97.5th percentile of channel ratios of that layer, shape-selective when below their "
+            "2.5th (recoloring moves it, relative to a change of digit, less than it moves all "
+            "but 2.5% of random channels), else neither (dead channels too); a random channel is "
+            "called either with probability 5%.", ""]
+  lines += table(["model"] + layers, [
+      [label(name)] + [_selectivity_cell(m["representation"]["layers"][layer])
+                       if layer in m["representation"]["layers"] else "n/a"
+                       for layer in layers]
+      for name, m in models.items() if m.get("representation")])
+  lines += _positive_control(models)
   lines += figure(workdir, "interpret/figures/representation.png",
-                 "Probes and invariance per layer, each model beside its null")
+                 "Probes, invariance and channel calls per layer, each model beside its null")
   lines += figure(workdir, "interpret/figures/invariance_channels.png",
                  "Per-channel invariance ratios against the null's range")
 
