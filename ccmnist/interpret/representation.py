@@ -56,11 +56,11 @@ the same layer (lo, hi: their 2.5th and 97.5th percentiles at the default quanti
                    by the digit has r near 0);
   neither          lo <= r <= hi ('mixed'), or dead.
 The ratio is scale-free (a trained net's larger activations cancel), so trained channels and
-random ones compare directly; the color and digit energies are nearly complementary shares of a
-channel's variance, so one ratio carries both: a shape call is a color energy inside (below) the
-null's range together with a digit energy above it. The positive control is a model trained on
-grey digits and measured on the same colored stimuli as the others: its first conv's RGB
-weights receive equal gradients, so only their random-init differences see hue.
+random ones compare directly, and it carries both factors at once: a shape call says that per
+unit of movement with the digit, recoloring moves the channel less than it moves random ones.
+The positive control is a model trained on grey digits and measured on the same colored stimuli
+as the others: its first conv's RGB weights receive equal gradients, so only their random-init
+differences see hue.
 """
 
 import functools
