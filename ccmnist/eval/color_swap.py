@@ -15,9 +15,11 @@ from ccmnist.eval import predict as predict_lib
 
 def color_swap_images(grey, labels, *, n_per_digit: int = 100, seed: int = 0,
                       mode: str = "foreground", palette=palette_lib.PALETTE_RGB,
-                      noise_sigma: float = 0.02, bg_range=(0.3, 0.6), num_classes=None):
+                      noise_sigma: float = 0.02, bg_range=(0.3, 0.6), num_classes=None,
+                      grayscale: bool = False):
   """(images uint8[K*C*n, H, W, 3], digits int32[...], colors int32[...]) for K = num_classes
-  classes (None: one per palette color) and the palette's C colors.
+  classes (None: one per palette color) and the palette's C colors; grayscale: made grey, as
+  a data config with grayscale=True colors (coloring.colorize).
 
   Order: digit-major, then color, then example. The first `n_per_digit` digits of each class
   (in dataset order) are used; same arguments -> bit-identical images.
@@ -37,7 +39,7 @@ def color_swap_images(grey, labels, *, n_per_digit: int = 100, seed: int = 0,
   colors = np.tile(np.repeat(np.arange(num_colors, dtype=np.int32), n_per_digit), num_classes)
   rng = np.random.default_rng([seed, 2718])
   images = coloring.colorize(grey[idx], colors, rng, mode=mode, palette=palette,
-                             noise_sigma=noise_sigma, bg_range=bg_range)
+                             noise_sigma=noise_sigma, bg_range=bg_range, grayscale=grayscale)
   return images, digits, colors
 
 

@@ -187,7 +187,9 @@ def representation_summary(results: dict, *, layers, title: str = ""):
   return fig
 
 
-_CLASS_COLORS = {"color": "tab:red", "shape": "tab:blue", "mixed": "0.5", "dead": "k"}
+# The calls in representation_summary's colors; 'mixed' and 'dead' are its 'neither'.
+_CLASS_COLORS = {"color": _SELECTIVITY_COLORS["color"], "shape": _SELECTIVITY_COLORS["shape"],
+                 "mixed": "0.65", "dead": "white"}
 
 
 def invariance_channels(results: dict, *, layers, title: str = ""):
@@ -208,8 +210,11 @@ def invariance_channels(results: dict, *, layers, title: str = ""):
       for cls, color in _CLASS_COLORS.items():
         k = np.flatnonzero(np.asarray(inv["classes"]) == cls)
         if len(k):
-          ax.scatter(k, ratio[k], s=14, color=color, label=cls, zorder=3)
+          ax.scatter(k, ratio[k], s=16, color=color, edgecolor="k", lw=0.4, label=cls,
+                     zorder=3)
       ax.set_yscale("log")
+      # Labels at 1, 2 and 5 of each decade: a panel spans about one decade.
+      ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
       ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
       ax.yaxis.set_minor_formatter(mticker.NullFormatter())
       ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
@@ -218,11 +223,11 @@ def invariance_channels(results: dict, *, layers, title: str = ""):
       ax.set_title(f"{name} {layer}: color {f['color']:.0%}, shape {f['shape']:.0%}",
                    fontsize=8, color=plots.model_color(name))
       if j == 0:
-        ax.set_ylabel("color / digit energy", fontsize=7)
+        ax.set_ylabel("color / digit energy (log)", fontsize=7)
       if i == len(names) - 1:
         ax.set_xlabel("channel", fontsize=7)
-  handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k)
-             for k, c in _CLASS_COLORS.items()]
+  handles = [plt.Line2D([], [], marker="o", ls="", color=c, markeredgecolor="k",
+                        markeredgewidth=0.4, label=k) for k, c in _CLASS_COLORS.items()]
   fig.suptitle(title or "Per-channel counterfactual invariance", fontsize=9)
   fig.tight_layout(rect=(0, 0.04, 1, 0.97))
   fig.legend(handles=handles, loc="lower center", fontsize=7, ncol=4, frameon=False)
