@@ -98,6 +98,10 @@ def test_color_swap_images_deterministic_and_colored():
   np.testing.assert_allclose(stroke, palette.PALETTE_RGB[colors], atol=8)
   with pytest.raises(ValueError, match="n_per_digit"):
     color_swap.color_swap_images(grey, labels, n_per_digit=5)
+  # A grayscale data config's probe: the same draws, made grey.
+  g = color_swap.color_swap_images(grey, labels, n_per_digit=3, seed=1, grayscale=True)[0]
+  np.testing.assert_array_equal(g, np.repeat((images.astype(np.uint16).sum(-1) // 3)[
+      ..., None], 3, axis=-1))
 
 
 def test_predict_pads_without_recompiling(caplog):
