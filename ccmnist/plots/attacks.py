@@ -118,7 +118,7 @@ def perturbation_maps(originals: dict, advs: dict, *, captions: dict | None = No
   s the largest |chroma| of any model, so grey is no chromatic change and no value is clipped.
   """
   names = list(advs)
-  height = 2.45 * len(names) + 1.1
+  height = 2.75 * len(names) + 1.2  # Each row: a square image, its title and its caption.
   fig, axes = plt.subplots(len(names), 4, figsize=(8.6, height), squeeze=False)
   x0s = {n: np.asarray(originals[n], np.float64) for n in names}
   deltas = {n: np.asarray(advs[n], np.float64) - x0s[n] for n in names}
@@ -132,14 +132,15 @@ def perturbation_maps(originals: dict, advs: dict, *, captions: dict | None = No
     row[3].imshow(np.clip(0.5 + chromas[name] / (2 * scale), 0, 1))
     row[0].set_ylabel(name, fontsize=9)
     cap = (captions or {}).get(name, "")
-    for ax, t in zip(row, ("original", "adversarial\n" + cap, "|delta| (mean over RGB)",
+    for ax, t in zip(row, ("original", "adversarial", "|delta| (mean over RGB)",
                            "chromatic part of delta")):
       ax.set_title(t, fontsize=8)
       ax.set_xticks([])
       ax.set_yticks([])
+    row[1].set_xlabel(cap, fontsize=8)  # Under the image: a one-line title keeps rows apart.
   fig.suptitle(title, fontsize=10)
   key_in = 0.9  # Inches below the panels for the keys of the last two columns.
-  fig.tight_layout(rect=(0, key_in / height, 1, 1), h_pad=1.2)
+  fig.tight_layout(rect=(0, key_in / height, 1, 1 - 0.3 / height))  # Room for the title.
   cax = fig.add_axes((0.52, 0.55 * key_in / height, 0.2, 0.12 / height))
   fig.colorbar(im, cax=cax, orientation="horizontal", extend="min").set_label(
       "|delta|, pixel levels of 255", fontsize=7)
@@ -158,7 +159,8 @@ def mean_abs_delta_maps(maps: dict, *, shares: dict | None = None, title: str = 
   shares: {name: (color-shift share, its null)}, written under the model's name.
   """
   names = list(maps)
-  fig, axes = plt.subplots(len(names), 4, figsize=(8.0, 2.1 * len(names) + 1.0), squeeze=False)
+  height = 2.1 * len(names) + 1.0
+  fig, axes = plt.subplots(len(names), 4, figsize=(8.0, height), squeeze=False)
   vmin, vmax = _shared_range([np.asarray(m) for m in maps.values()])
   for row, name in zip(axes, names):
     m = np.asarray(maps[name], np.float64)
@@ -172,8 +174,8 @@ def mean_abs_delta_maps(maps: dict, *, shares: dict | None = None, title: str = 
     row[0].set_ylabel(name + (f"\ncolor shift {share[0]:.3f}\n(null {share[1]:.3f})"
                               if share is not None else ""), fontsize=9)
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout(rect=(0, 0.06, 1, 1))
-  cax = fig.add_axes((0.25, 0.03, 0.5, 0.012))
+  fig.tight_layout(rect=(0, 0.75 / height, 1, 1 - 0.25 / height))
+  cax = fig.add_axes((0.25, 0.4 / height, 0.5, 0.12 / height))
   fig.colorbar(im, cax=cax, orientation="horizontal", extend="min").set_label(
       f"mean |delta| over the attacked images, pixel levels of 255 (scale {vmin:.1f} to "
       f"{vmax:.1f})", fontsize=8)

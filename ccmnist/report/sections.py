@@ -374,7 +374,9 @@ def section_representation(res, lines, workdir):
             "97.5th percentile of channel ratios of that layer, shape-selective when below their "
             "2.5th (recoloring moves it, relative to a change of digit, less than it moves all "
             "but 2.5% of random channels), else neither (dead channels too); a random channel is "
-            "called either with probability 5%.", ""]
+            "called either with probability 5%. The calls rest on the ratio, not on the probes: "
+            "a probe reads what a layer holds, and random layers hold the stroke color too "
+            "(their null).", ""]
   lines += table(["model"] + layers, [
       [label(name)] + [_selectivity_cell(m["representation"]["layers"][layer])
                        if layer in m["representation"]["layers"] else "n/a"
