@@ -78,8 +78,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.suite.update(dict(models="cheater,counterfactual,counterfactual@0", num_images=100,
                         batch_size=100, steps=50, dlr_targets=3, square_queries=300,
                         check_steps=100, check_restarts=2))
-    c.smoothing.update(dict(models="cheater,counterfactual,counterfactual@0,erm_adam,"
-                            "erm_adam_noise", num_images=100,
+    c.smoothing.update(dict(models="counterfactual,erm_adam,erm_adam_noise", num_images=50,
                             sigmas=(0.25 * 255, 0.5 * 255), n0=32, n=256, chunk=64))
   elif size == "tiny":  # Seconds: for tests on 'tiny' runs.
     c.batch_size = 16

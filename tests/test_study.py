@@ -30,7 +30,8 @@ def test_every_stage_ran_and_report_has_every_section(tiny_study):
   assert set(times) == set(study.stage_table(cfg))
   report = (workdir / "report.md").read_text()
   for heading in ("# Reproducing \"Biased Model Analysis", "## Summary", "## Setup",
-                  "## Findings", "## 1. The cheater", "## 2. Debiasing methods, λ grids",
+                  "## Findings", "## 1. The cheater", "## 1b. Step size",
+                  "## 2a. Input-gradient penalty", "## 2b. Counterfactual consistency",
                   "## 3. Grad-CAM",
                   "## 4. Targeted PGD",
                   "## 5. Transfer", "## 6. Every model side by side", "## 7. Choosing λ",

@@ -98,7 +98,7 @@ def section_step_size(res, lines):
       kind = {"adam": " (Adam)"}.get(o.get("name"), " (momentum)" if o.get("momentum") else "")
       rows.append(row(name, o.get("lr"), point_at(runs[name]), kind))
   lines += markdown.heading(
-      "Step size, training length and adaptivity (plain ERM)",
+      "1b. Step size, training length and adaptivity (plain ERM)",
       f"`{lr_run}`: the cheater's run (plain SGD, its data, batch and epochs) at each learning "
       "rate of a grid, trained as replicas of one program with the same seeds. "
       f"`{long_run}`: the cheater at the study's lr 1e-3 for longer. The Adam and momentum "
@@ -473,9 +473,10 @@ def render(res, study, workdir) -> str:
   lines += figure(workdir, "runs/cheater/figures/color_swap.png",
                   "Color-swap probe, cheater (seed 0)")
   section_step_size(res, lines)
-  section_grids(res, lines, "2. Debiasing methods, λ grids", [
-      ("color_gradient_penalty", {}), ("counterfactual", claims.COUNTERFACTUAL)])
   section_penalty(res, lines)
+  section_grids(res, lines, "2b. Counterfactual consistency and the color-gradient penalty (new), "
+                "λ grids", [("counterfactual", claims.COUNTERFACTUAL),
+                            ("color_gradient_penalty", {})])
   section_gradcam(res, lines, workdir)
   section_sweep(res, lines, workdir)
   section_transfer(res, lines, workdir)
