@@ -106,3 +106,13 @@ def test_section_lists_every_lr_the_long_run_and_the_controls():
   lines = []
   sections.section_step_size({"runs": {"cheater": {}}}, lines)
   assert lines == []
+
+
+def test_step_size_is_untestable_while_the_study_lr_has_not_left_its_plateau():
+  res = _res()
+  res["runs"]["erm_sgd_lr"]["grid"][0]["accuracy"]["train"] = _stat([0.21, 0.22, 0.9])
+  step, length = findings.step_size_findings(res)[:2]
+  assert step["holds"] is None and step["strength"].startswith("untestable")
+  assert "lr 0.001 underfits (train 21.0%, 22.0%: 2 of 3 seeds" in step["strength"]
+  assert step["family"] == 3  # Outside the Holm family.
+  assert length["holds"] is True  # Training longer from the plateau is what `length` tests.

@@ -216,7 +216,15 @@ def step_size_rows(res) -> list:
       f"test_hard: erm_adam > {at} ({matched}; {how}: p × {max(k, 1)} for the choice)",
       [at, "erm_adam"], lr_values(res, lr), hard("erm_adam"), direction=1, n_items=n_test,
       seeds=[lr_seeds(lr), run_seeds(res, "erm_adam")], key="adaptivity")
-  return [_with_choice(step, k - 1), length, falls, _with_choice(adapt, k)]
+  # The step-size comparison needs both points trained: lr 1e-3 still on its initial plateau
+  # (the quick profile's epochs) says nothing about step size, only about training progress.
+  under = lr is not None and verdicts.underfit(
+      lr_values(res, STUDY_LR, "train"), lr_values(res, lr, "train"),
+      control=f"lr {STUDY_LR:g}", reference=f"lr {lr:g}")
+  step = _with_choice(step, k - 1)
+  if under and step[1] is not None:
+    step = (step[0], under)
+  return [step, length, falls, _with_choice(adapt, k)]
 
 
 def _with_choice(entry: tuple, k: int) -> tuple:
