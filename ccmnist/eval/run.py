@@ -123,24 +123,28 @@ def evaluate_training_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 
   logging.info("eval of %s: %s", workdir, json.dumps(result["summary"]))
   if figures:
     _figures(workdir, per_replica[figure_replica], figure_replica,
-             lam_in_title=len(per_replica) > 1)
+             point_in_title=len(per_replica) > 1, grey=bool(config.data.get("grayscale")))
   result["eval_time_s"] = time.perf_counter() - t0
   # Written last: a study stage that finds eval.json takes the figures as done too.
   io.write_json(workdir / "eval.json", result, indent=1)
   return result
 
 
-def _figures(workdir, rep: dict, replica: int, *, lam_in_title: bool) -> None:
-  """DIR/figures/confusion_<split>.png, color_swap.png, training_curves.png of one replica."""
+def _figures(workdir, rep: dict, replica: int, *, point_in_title: bool, grey: bool) -> None:
+  """DIR/figures/confusion_<split>.png, color_swap.png, training_curves.png of one replica;
+  point_in_title: name its grid point (its lr on an lr grid, else its λ); grey: the run's
+  images are grey, so its color-swap probe's 'painted' colors are greyed too."""
   fig_dir = workdir / "figures"
-  lam = f", λ {rep['lam']:g}" if lam_in_title else ""
+  point = f"lr {rep['lr']:g}" if "lr" in rep else f"λ {rep['lam']:g}"
+  lam = f", {point}" if point_in_title else ""
   for name, m in rep["splits"].items():
     plots.save_figure(eval_plots.confusion_figure(
         np.asarray(m["confusion"]), title=f"{name}: accuracy {m['accuracy']:.3f}{lam}"),
         fig_dir / f"confusion_{name}.png")
   cs = rep["color_swap"]
   plots.save_figure(eval_plots.color_swap_figure(
-      np.asarray(cs["p_digit"]), np.asarray(cs["p_color"]), n_per_cell=cs["n_per_cell"]),
+      np.asarray(cs["p_digit"]), np.asarray(cs["p_color"]), n_per_cell=cs["n_per_cell"],
+      title="Color-swap probe, images made grey as the run's data" if grey else ""),
       fig_dir / "color_swap.png")
   plots.save_figure(eval_plots.training_curves_figure(
       {workdir.name: read_curves(workdir, replica=replica)}), fig_dir / "training_curves.png")
