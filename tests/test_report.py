@@ -150,9 +150,11 @@ def test_summary_is_five_lines_at_most_and_quotes_keyed_findings_in_order():
   found.append({"claim": "x", "key": None, "holds": None, "strength": "untestable: underfits",
                 "measured": "n/a"})
   lines = []
-  paper.section_summary({"findings": found, "config": {"num_seeds": 3, "seed": 0}}, lines)
+  config = {"num_seeds": 3, "seed": 0, "data": {"train_size": 100},
+            "runs": {"a": {"train": {"epochs": 2}}, "b": {"train": {"epochs": 5}}}}
+  paper.section_summary({"findings": found, "config": config}, lines)
   body = [ln for ln in lines if ln.startswith("- ")]
-  assert len(body) == 5 and "3 seeds: 0, 1, 2" in body[0]
+  assert len(body) == 5 and "(100 digits, 2-5 epochs, 3 seed(s))" in body[0]
   assert f"{len(paper.SUMMARY_KEYS)} hold, 1 untestable" in body[0]
   assert [b.split(":")[0] for b in body[1:]] == [f"- claim {k}" for k in paper.SUMMARY_KEYS[:4]]
 

@@ -6,10 +6,13 @@ between; every sentence here is built from the collected record (collect.py) and
 import pathlib
 
 from ccmnist.report import claims
+from ccmnist.report import findings as findings_lib
 from ccmnist.report import markdown
 from ccmnist.report import verdicts
 
 fmt, table, figure = markdown.fmt, markdown.table, markdown.figure
+# A profile's training budget ('20000 digits, 2-12 epochs, 1 seed(s)'), as findings.py words it.
+_budget = lambda res: findings_lib.budget(res["config"]) if res.get("config") else "n/a"
 # The findings the summary quotes, in this order (findings.finding's `key`), at most four.
 SUMMARY_KEYS = ("consistency_control", "penalty", "step_size", "attack", "shortcut",
                 "consistency", "study_pair")
@@ -57,21 +60,12 @@ def section_summary(res, lines):
   tally = ", ".join(f"{n} {w}" for w, n in counts.items())
   lines += ["## Summary", "",
             f"- {len(found)} claims tested at the {verdicts.LEVEL:g} level with Holm's correction "
-            f"({_seed_words(res)}; {_budget(res)}): {tally}."]
+            f"({_budget(res)}): {tally}."]
   by_key = {f.get("key"): f for f in found if f.get("key")}
   for key in [k for k in SUMMARY_KEYS if k in by_key][:4]:
     f = by_key[key]
     lines.append(f"- {f['claim']}: {verdict_text(f)}; {f['measured']}.")
   lines.append("")
-
-
-def _budget(res) -> str:
-  config = res.get("config") or {}
-  data = config.get("data") or {}
-  epochs = sorted({r["train"]["epochs"] for r in (config.get("runs") or {}).values()})
-  span = "" if not epochs else (f", {epochs[0]}" if len(epochs) == 1
-                               else f", {epochs[0]}-{epochs[-1]}") + " epochs"
-  return f"{data.get('train_size', '?')} training digits{span}"
 
 
 def _optimizer(optim: dict) -> str:
