@@ -156,7 +156,7 @@ def test_evaluate_training_run_matches_training_eval(tmp_path):
   out = eval_lib.evaluate_training_run(tmp_path)
   assert json.loads((tmp_path / "eval.json").read_text())["summary"] == out["summary"]
   assert {p.name for p in (tmp_path / "figures").iterdir()} == {
-      "confusion_train.png", "confusion_test_easy.png", "confusion_test_hard.png",
+      "confusion_test_easy.png", "confusion_test_hard.png",
       "color_swap.png", "training_curves.png"}
   assert len(out["replicas"]) == 2
   for r, rep in zip(out["replicas"], results["replicas"]):

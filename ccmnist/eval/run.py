@@ -78,12 +78,16 @@ def _summary(config, per_replica: list) -> dict:
   return out
 
 
+# The splits drawn as confusion figures: the two test sets the study reports.
+CONFUSION_SPLITS = ("test_easy", "test_hard")
+
+
 def evaluate_training_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 0,
                  batch_size: int = 1000, figures: bool = True, figure_replica: int = 0) -> dict:
   """Evaluates every replica of a training workdir; writes DIR/eval.json and DIR/figures/.
 
-  Figures (of replica `figure_replica`): confusion_<split>.png, color_swap.png,
-  training_curves.png.
+  Figures (of replica `figure_replica`): confusion_<split>.png (the CONFUSION_SPLITS),
+  color_swap.png, training_curves.png.
   The probe uses the first `n_per_digit` MNIST test digits of each class (fewer if the data
   source has fewer), colored like the run's data (same mode, noise and background range).
   """
@@ -131,20 +135,22 @@ def evaluate_training_run(workdir, *, n_per_digit: int = 100, probe_seed: int = 
 
 
 def _figures(workdir, rep: dict, replica: int, *, point_in_title: bool, grey: bool) -> None:
-  """DIR/figures/confusion_<split>.png, color_swap.png, training_curves.png of one replica;
-  point_in_title: name its grid point (its lr on an lr grid, else its λ); grey: the run's
-  images are grey, so its color-swap probe's 'painted' colors are greyed too."""
+  """DIR/figures/confusion_<split>.png (CONFUSION_SPLITS), color_swap.png, training_curves.png
+  of one replica; point_in_title: name its grid point (its lr on an lr grid, else its λ);
+  grey: the run's images are grey, so its color-swap probe's 'painted' colors are greyed too."""
   fig_dir = workdir / "figures"
   point = f"lr {rep['lr']:g}" if "lr" in rep else f"λ {rep['lam']:g}"
   lam = f", {point}" if point_in_title else ""
   for name, m in rep["splits"].items():
+    if name not in CONFUSION_SPLITS:
+      continue
     plots.save_figure(eval_plots.confusion_figure(
         np.asarray(m["confusion"]), title=f"{name}: accuracy {m['accuracy']:.3f}{lam}"),
         fig_dir / f"confusion_{name}.png")
   cs = rep["color_swap"]
   plots.save_figure(eval_plots.color_swap_figure(
       np.asarray(cs["p_digit"]), np.asarray(cs["p_color"]), n_per_cell=cs["n_per_cell"],
-      title="Color-swap probe, images made grey as the run's data" if grey else ""),
+      title="Color-swap probe, images made grey as the run's data" if grey else "", grey=grey),
       fig_dir / "color_swap.png")
   plots.save_figure(eval_plots.training_curves_figure(
       {workdir.name: read_curves(workdir, replica=replica)}), fig_dir / "training_curves.png")

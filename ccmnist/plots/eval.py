@@ -37,8 +37,10 @@ def confusion_figure(confusion, *, title: str = "", normalize: bool = True):
   return fig
 
 
-def color_swap_figure(p_digit, p_color, *, n_per_cell: int | None = None, title: str = ""):
-  """Two heatmaps [digit, color]: P(pred == digit) and P(pred == the color's digit)."""
+def color_swap_figure(p_digit, p_color, *, n_per_cell: int | None = None, title: str = "",
+                      grey: bool = False):
+  """Two heatmaps [digit, color]: P(pred == digit) and P(pred == the color's digit); grey: the
+  painted images were made grey before the model saw them (a grayscale run's probe)."""
   fig, axes = plt.subplots(1, 2, figsize=(12, 5.8), layout="constrained")
   names = [n.replace("_", " ") for n in palette_lib.COLOR_NAMES]
   for ax, values, name in ((axes[0], p_digit, "P(pred = digit)  (follows shape)"),
@@ -50,7 +52,8 @@ def color_swap_figure(p_digit, p_color, *, n_per_cell: int | None = None, title:
     # Slanted, so names as long as 'forest green' do not run into their neighbours.
     ax.set_xticklabels(names, fontsize=8, rotation=40, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(10))
-    ax.set_xlabel("painted color (color c is digit c's cue)")
+    ax.set_xlabel("painted color, then made grey" if grey
+                  else "painted color (color c is digit c's cue)")
     ax.set_ylabel("digit")
     ax.set_title(name, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
