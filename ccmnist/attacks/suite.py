@@ -4,10 +4,12 @@ criterion. numpy in, dicts of plain numbers out.
 
 Suite (untargeted robust accuracy at eps, Linf, the true labels): APGD-CE; targeted APGD-DLR
 toward each of the `dlr_targets` classes the clean logits rank highest after the label (the
-true label as DLR's source); Square on what is left. Each attack's robust accuracy alone and the
-worst case (an image counts as robust only if no attack fooled it) are reported, the study's
-targeted PGD beside. Targeted (the study's setting: toward the stage's targets, argmax
-success): APGD-CE and APGD-DLR toward the targets; the worst case unites them with PGD's.
+true label as DLR's source); Square. Each attack runs on every image, so that each one's robust
+accuracy alone can be reported and Square's success compared with the white-box attacks' (the
+black-box check); the worst case (an image counts as robust only if no attack fooled it) is what
+running Square on what the others left would give. The study's targeted PGD sits beside.
+Targeted (the study's setting: toward the stage's targets, argmax success): APGD-CE and APGD-DLR
+toward the targets; the worst case unites them with PGD's.
 
 Masking checks (Athalye et al. 2018; Carlini et al. 2019), each (holds, what was measured):
   grey     APGD-CE at an eps that reaches a grey image (grey_eps) leaves accuracy <= zero_tol;
@@ -17,6 +19,9 @@ Masking checks (Athalye et al. 2018; Carlini et al. 2019), each (holds, what was
   budget   more steps and restarts do not raise APGD-CE's robust accuracy (by more than tol).
 """
 
+import time
+
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,13 +43,23 @@ def _logits(model, params, x, bs):
   return batches.map_batches(lambda xb: model.apply({"params": params}, xb), [x], batch_size=bs)
 
 
-def _fooled(model, params, x, labels, bs, attack, key, *, targeted=False):
+def _timed(name: str, n: int, fn):
+  """fn(), logged with its images per second: the suite is the attack stage's long part."""
+  t0 = time.perf_counter()
+  out = fn()
+  dt = time.perf_counter() - t0
+  logging.info("suite %s: %d images in %.1f s (%.0f images/s)", name, n, dt, n / max(dt, 1e-9))
+  return out
+
+
+def _fooled(model, params, x, labels, bs, attack, key, *, targeted=False, name="attack"):
   """Per image: did `attack(x_batch, labels_batch, key_b)` succeed (bool [N])."""
   def one(b, xb, yb):
     adv = attack(xb, yb, jax.random.fold_in(key, b))
     pred = jnp.argmax(model.apply({"params": params}, adv), -1)
     return pred == yb if targeted else pred != yb
-  return batches.map_batches(one, [x, labels], batch_size=bs, with_index=True).astype(bool)
+  return _timed(name, len(x), lambda: batches.map_batches(
+      one, [x, labels], batch_size=bs, with_index=True).astype(bool))
 
 
 def clean_confidence(model, params, images, *, threshold: float, batch_size: int) -> dict:
@@ -82,7 +97,8 @@ def run_suite(model, params, images, labels, targets, *, cfg, key, pgd_targeted_
   ap = lambda **kw: lambda xb, yb, kb: apgd_lib.apgd(model, params, xb, yb, key=kb, **kw)
 
   fooled = {"apgd_ce": _fooled(model, params, x, y, bs, ap(eps=eps, steps=steps, loss="ce",
-                                                              restarts=int(cfg.restarts)), nk())}
+                                                              restarts=int(cfg.restarts)), nk(),
+                                 name="APGD-CE")}
   dlr = np.zeros(len(x), bool)
 
   def dlr_t(b, xb, yb, tb):
@@ -92,13 +108,14 @@ def run_suite(model, params, images, labels, targets, *, cfg, key, pgd_targeted_
                         key=jax.random.fold_in(key, 500 + b))
     return jnp.argmax(model.apply({"params": params}, adv), -1) != yb
 
-  for tk in top_targets(logits, y, int(cfg.dlr_targets)):
-    dlr |= batches.map_batches(dlr_t, [x, y, tk], batch_size=bs, with_index=True).astype(bool)
+  for i, tk in enumerate(top_targets(logits, y, int(cfg.dlr_targets))):
+    dlr |= _timed(f"APGD-T DLR target {i + 1}", len(x), lambda tk=tk: batches.map_batches(
+        dlr_t, [x, y, tk], batch_size=bs, with_index=True).astype(bool))
   fooled["apgd_t_dlr"] = dlr
   sq = lambda xb, yb, kb: square_lib.square(model, params, xb, yb, eps=eps,
                                             queries=int(cfg.square_queries), key=kb,
                                             p_init=float(cfg.square_p_init))
-  fooled["square"] = _fooled(model, params, x, y, bs, sq, nk())
+  fooled["square"] = _fooled(model, params, x, y, bs, sq, nk(), name="Square")
 
   robust = {name: correct & ~f for name, f in fooled.items()}
   white = fooled["apgd_ce"] | fooled["apgd_t_dlr"]
@@ -110,7 +127,8 @@ def run_suite(model, params, images, labels, targets, *, cfg, key, pgd_targeted_
 
   # Targeted, the study's setting: argmax reaches the target.
   tgt = {loss: _fooled(model, params, x, t, bs, ap(eps=eps, steps=steps, loss=loss,
-                                                   targeted=True), nk(), targeted=True)
+                                                   targeted=True), nk(), targeted=True,
+                 name=f"targeted APGD-{loss.upper()}")
          for loss in ("ce", "dlr")}
   worst_t = tgt["ce"] | tgt["dlr"]
   out["targeted"] = {"apgd_ce": float(tgt["ce"].mean()), "apgd_dlr": float(tgt["dlr"].mean())}
@@ -122,9 +140,10 @@ def run_suite(model, params, images, labels, targets, *, cfg, key, pgd_targeted_
 
   # Masking checks' measurements.
   grey = _fooled(model, params, x, y, bs, ap(eps=float(cfg.grey_eps), steps=steps, loss="ce"),
-                 nk())
+                 nk(), name="APGD-CE at the grey eps")
   more = _fooled(model, params, x, y, bs, ap(eps=eps, steps=int(cfg.check_steps), loss="ce",
-                                              restarts=int(cfg.check_restarts)), nk())
+                                              restarts=int(cfg.check_restarts)), nk(),
+                 name="APGD-CE, more steps and restarts")
   out["masking"] = {
       "grey_eps": float(cfg.grey_eps), "grey_accuracy": float((correct & ~grey).mean()),
       "white_success": float((correct & white).mean()),
