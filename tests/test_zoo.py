@@ -395,7 +395,7 @@ def test_run_order_and_directories():
   assert cell.index("identify") < cell.index("jtt") and cell.index("erm") < cell.index("dfr")
   assert str(plan.run_dir("D", runs[0])) == "D/runs/study/cheater/rho0.95/erm"
   assert plan.rho_of(0.005) == 0.995 and plan.Run("lff", "lff_mlp", 0.02, "lff").rho == 0.98
-  assert zoo_config.get_config("quick").ratios == (0.05, 0.01)
+  assert zoo_config.get_config("quick").ratios == (0.01,)
 
 
 @pytest.mark.parametrize("field,value,match", [
