@@ -128,6 +128,10 @@ def test_plots_return_figures():
   assert isinstance(eval_plots.confusion_figure(cm, title="t"), matplotlib.figure.Figure)
   fig = eval_plots.color_swap_figure(np.eye(10), np.ones((10, 10)), n_per_cell=5)
   assert len(fig.axes) == 4  # two heatmaps, two colorbars
+  assert "cue" in fig.axes[0].get_xlabel() and fig.get_suptitle().startswith("Color-swap probe ")
+  grey = eval_plots.color_swap_figure(np.eye(10), np.ones((10, 10)), grey=True)
+  assert grey.axes[0].get_xlabel() == "painted color, then made grey"
+  assert "made grey" in grey.get_suptitle()
   runs = {"a": {"epoch": [1, 2], "test_easy": [0.5, 0.9], "test_hard": [0.1, 0.2]},
           "b": {"epoch": [1, 2], "test_easy": [0.4, 0.6], "test_hard": [0.3, 0.5]}}
   fig = eval_plots.training_curves_figure(runs)

@@ -140,17 +140,16 @@ def _figures(workdir, rep: dict, replica: int, *, point_in_title: bool, grey: bo
   grey: the run's images are grey, so its color-swap probe's 'painted' colors are greyed too."""
   fig_dir = workdir / "figures"
   point = f"lr {rep['lr']:g}" if "lr" in rep else f"λ {rep['lam']:g}"
-  lam = f", {point}" if point_in_title else ""
-  for name, m in rep["splits"].items():
-    if name not in CONFUSION_SPLITS:
-      continue
+  suffix = f", {point}" if point_in_title else ""
+  for name in (n for n in CONFUSION_SPLITS if n in rep["splits"]):
+    m = rep["splits"][name]
     plots.save_figure(eval_plots.confusion_figure(
-        np.asarray(m["confusion"]), title=f"{name}: accuracy {m['accuracy']:.3f}{lam}"),
+        np.asarray(m["confusion"]), title=f"{name}: accuracy {m['accuracy']:.3f}{suffix}"),
         fig_dir / f"confusion_{name}.png")
   cs = rep["color_swap"]
   plots.save_figure(eval_plots.color_swap_figure(
       np.asarray(cs["p_digit"]), np.asarray(cs["p_color"]), n_per_cell=cs["n_per_cell"],
-      title="Color-swap probe, images made grey as the run's data" if grey else "", grey=grey),
+      grey=grey),
       fig_dir / "color_swap.png")
   plots.save_figure(eval_plots.training_curves_figure(
       {workdir.name: read_curves(workdir, replica=replica)}), fig_dir / "training_curves.png")

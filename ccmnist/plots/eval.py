@@ -58,7 +58,8 @@ def color_swap_figure(p_digit, p_color, *, n_per_cell: int | None = None, title:
     ax.set_title(name, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
   suffix = f"  ({n_per_cell} digits per cell)" if n_per_cell else ""
-  fig.suptitle((title or "Color-swap probe") + suffix, fontsize=11)
+  default = "Color-swap probe, images made grey as the run's data" if grey else "Color-swap probe"
+  fig.suptitle((title or default) + suffix, fontsize=11)
   return fig
 
 
