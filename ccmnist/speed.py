@@ -14,7 +14,10 @@ model.conv_impl. Measures on whatever device JAX sees, with the project's real p
     measured step time, against a peak estimated by a large float32 matmul timed in the same run
     (a measured, not a datasheet, peak: on CPU that is what this process can get);
   * K=8 vmapped replicas (num_seeds=8 through the real train step) against 8 sequential
-    single-replica runs of the same number of steps.
+    single-replica runs of the same number of steps;
+  * the benchmark's MLP steps (`mlp_configs`: name -> a zoo run's training config, e.g. the lff
+    protocol's erm and lff with 5 replicas): img/s over all replicas, achieved FLOP/s and its
+    share of the matmul peak.
 Workloads are measured interleaved (repeat r of every workload before repeat r + 1) and each
 reports the median over repeats, so a load change on a shared machine hits all alike.
 """
@@ -37,6 +40,7 @@ from ccmnist.data import palette as palette_lib
 from ccmnist.data import splits as splits_lib
 from ccmnist.models import layers
 from ccmnist.train import loop
+from ccmnist.train import methods
 from ccmnist.train import optim
 from ccmnist.train import parallel
 from ccmnist.train import runs
@@ -72,13 +76,17 @@ class TrainWorkload:
   def __init__(self, config, *, data, steps, data_parallel=False):
     model = models.get_model(config.model.name, conv_impl=config.model.conv_impl,
                              num_classes=splits_lib.spec(config.data).num_classes)
+    wrap = methods.get(config.loss.name).wrap_model  # LfF's pair, as runs.build makes it.
+    model = wrap(model) if wrap else model
     n, batch = data["labels"].shape[0], config.train.batch_size
     self.steps, self.batch, self.data, self.data_parallel = steps, batch, data, data_parallel
+    reps = runs.replicas(config)
     self.spe = n // batch
     tx = optim.make_optimizer(config.optim, 10 * self.spe)
-    self.state = runs.init_state(config, model, tx)
+    extra = runs.init_extra(config, {k: np.asarray(v) for k, v in data.items()})
+    self.state = runs.init_state(config, model, tx, extra)
     self.orders = loop.epoch_orders(config, 1, n, self.spe)
-    self.lams = jnp.full((config.num_seeds,), 0.1, jnp.float32)
+    self.lams = jnp.asarray([r["lam"] for r in reps], jnp.float32)
     static = runs.step_kwargs(config, model, self.spe)
     if data_parallel:  # The batch split over every device, as --config.train.data_parallel.
       self.fn, self.state, self.data, self.lams, place = parallel.setup(
@@ -142,13 +150,16 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
                   batch_sizes=BATCH_SIZES, losses=LOSSES, pgd_steps: int = PGD["steps"],
                   coloring_n: int = 70_000, eval_batches: int = 5, k8_steps: int = 10,
                   matmul_n: int = 2048, data_parallel: bool = False,
-                  conv_impl: str | None = None) -> dict:
+                  conv_impl: str | None = None, mlp_configs: dict | None = None,
+                  mlp_images: int = 51_200) -> dict:
   """Runs every workload `repeats` times, interleaved; returns speed.json's dict (medians).
 
   base_config: the training config every workload derives from (workload_config).
   data_parallel: the training workloads split each batch over every device (train/parallel.py).
   conv_impl: one of models.layers.CONV_IMPLS for every model here; None or '' keeps
   base_config.model.conv_impl.
+  mlp_configs: name -> training config of an MLP run to time as it trains (its replicas, batch
+  and method), on `mlp_images` images (over all replicas) per repeat; None: none.
   """
   if conv_impl and conv_impl not in layers.CONV_IMPLS:
     raise ValueError(f"Unknown conv_impl {conv_impl!r}; use one of {layers.CONV_IMPLS}.")
@@ -173,6 +184,9 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
            for name, (loss, b) in zip(workload_names(losses, batch_sizes),
                                       [(loss, b) for loss in losses for b in batch_sizes])}
   k8 = workload("erm", 64, k8_steps, num_seeds=8)
+  mlp = {name: TrainWorkload(c, data=data, steps=max(
+      1, mlp_images // (c.train.batch_size * len(runs.replicas(c)))))
+         for name, c in (mlp_configs or {}).items()}
   # One device for K=8 vs 8 runs, eval and PGD (their arrays, and so their programs, on one).
   k1 = (None if data_parallel else train.get("erm_b64")) or workload("erm", 64, k8_steps)
 
@@ -210,11 +224,11 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
                    ("coloring", color_call), ("matmul", lambda: matmul(mat))):
     once[name] = _timed(fn)  # First call: compile + run.
 
-  times = {name: [] for name in (*train, "k8", "k1_x8", "eval", "pgd", "sweep", "coloring",
-                                 "matmul")}
+  times = {name: [] for name in (*train, *mlp, "k8", "k1_x8", "eval", "pgd", "sweep",
+                                 "coloring", "matmul")}
   for r in range(repeats):
     logging.info("Repeat %d/%d.", r + 1, repeats)
-    for name, w in train.items():
+    for name, w in {**train, **mlp}.items():
       times[name].append(w.call())
     times["k8"].append(k8.call(k8_steps))
     times["k1_x8"].append(sum(k1.call(k8_steps) for _ in range(8)))  # 8 runs in a row.
@@ -228,6 +242,7 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
   peak = 2.0 * matmul_n ** 3 / med["matmul"]
   train_ips = {k: w.steps * w.batch / med[k] for k, w in train.items()}
   flops = {k: w.flops_per_step * w.steps / med[k] for k, w in train.items()}
+  mlp_flops = {k: w.flops_per_step * w.steps / med[k] for k, w in mlp.items()}
   return {
       "device": device_info(),
       "train_data_parallel": data_parallel,
@@ -259,6 +274,12 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
       "k8_sequential_s": med["k1_x8"],
       "k8_sequential_over_vmapped": med["k1_x8"] / med["k8"],
       "k8_steps": k8_steps,
+      "mlp_replicas": {k: len(w.lams) for k, w in mlp.items()},
+      "mlp_img_per_s": {k: w.steps * w.batch * len(w.lams) / med[k] for k, w in mlp.items()},
+      "mlp_compile_s": {k: w.compile_s for k, w in mlp.items()},
+      "mlp_flops_per_step": {k: w.flops_per_step for k, w in mlp.items()},
+      "mlp_achieved_flop_per_s": mlp_flops,
+      "mlp_fraction_of_peak": {k: v / peak for k, v in mlp_flops.items()},
       "times_s": times,
   }
 
@@ -283,5 +304,9 @@ def format_table(r: dict) -> str:
        f"{r['k8_sequential_over_vmapped']:9.2f} x "
        f"({r['k8_sequential_s']:.2f} s vs {r['k8_vmapped_s']:.2f} s)"),
   ]
+  for k, v in r.get("mlp_img_per_s", {}).items():
+    rows.append((f"MLP {k} ({r['mlp_replicas'][k]} replicas)",
+                 f"{v:9.0f} img/s   {r['mlp_achieved_flop_per_s'][k] / 1e9:7.2f} GFLOP/s "
+                 f"({100 * r['mlp_fraction_of_peak'][k]:.1f}% of peak)"))
   width = max(len(a) for a, _ in rows)
   return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)

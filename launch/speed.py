@@ -14,7 +14,9 @@ from absl import flags
 from ccmnist import speed
 from ccmnist.models import layers
 from ccmnist.util import io
+from ccmnist.zoo import plan
 from configs import common as config_common
+from configs import zoo as zoo_config
 from launch import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
@@ -26,15 +28,32 @@ _DATA_PARALLEL = flags.DEFINE_bool(
 _CONV_IMPL = flags.DEFINE_enum(
     "conv_impl", "", ["", *layers.CONV_IMPLS],
     "Conv implementation of every model benchmarked; '' keeps the training config's.")
+_MLP_REPLICAS = flags.DEFINE_integer(
+    "mlp_replicas", 5, "Replicas (seeds) of the benchmark's MLP steps timed (the lff protocol's "
+    "erm and lff, as configs/zoo.py:full trains them); 0: not timed.")
+
+
+def mlp_configs(replicas: int) -> dict:
+  """The lff protocol's erm and lff runs of configs/zoo.py:full at 1%, with `replicas` seeds."""
+  bench = zoo_config.get_config("full")
+  out = {}
+  for loss in ("erm", "lff") if replicas > 0 else ():
+    c = plan.run_config(bench, plan.Run("lff", "lff_mlp", 0.01, loss), "/nonexistent")
+    with c.unlocked():
+      c.num_seeds, c.loss.lam_grid = replicas, (c.loss.lam,)
+    out[f"lff_{loss}_b{c.train.batch_size}"] = c
+  return out
 
 
 def main(argv):
   del argv
   common.setup_logging()
-  kw = dict(train_images=1280, pgd_steps=30, coloring_n=7_000, k8_steps=5) if _QUICK.value else {}
+  kw = (dict(train_images=1280, pgd_steps=30, coloring_n=7_000, k8_steps=5, mlp_images=12_800)
+        if _QUICK.value else {})
   results = speed.run_speed(config_common.train_config(), repeats=_REPEATS.value,
-                                data_parallel=_DATA_PARALLEL.value,
-                                conv_impl=_CONV_IMPL.value or None, **kw)
+                            data_parallel=_DATA_PARALLEL.value,
+                            conv_impl=_CONV_IMPL.value or None,
+                            mlp_configs=mlp_configs(_MLP_REPLICAS.value), **kw)
   io.write_json(pathlib.Path(_WORKDIR.value) / "speed.json", results)
   print(speed.format_table(results))
 

@@ -21,8 +21,10 @@ TINY = dict(repeats=1, train_images=1, pgd_steps=1, coloring_n=200, eval_batches
 
 @pytest.fixture(scope="module", name="results")
 def fixture_results():
+  from launch import speed as launch_speed  # pylint: disable=import-outside-toplevel
   # Not the config's default conv impl, so the option is seen to reach the models.
-  return speed.run_speed(common.train_config(), conv_impl="lax", **TINY)
+  return speed.run_speed(common.train_config(), conv_impl="lax",
+                         mlp_configs=launch_speed.mlp_configs(2), mlp_images=1, **TINY)
 
 
 def test_results_have_every_key_and_positive_numbers(results):
@@ -44,6 +46,21 @@ def test_results_have_every_key_and_positive_numbers(results):
   assert results["conv_impl"] == "lax" != common.train_config().model.conv_impl
   json.dumps(results, allow_nan=True)
   assert "coloring 70k digits" in speed.format_table(results)
+
+
+def test_the_benchmark_mlp_steps_are_timed_as_the_zoo_trains_them(results):
+  """The lff protocol's erm and lff steps, 2 replicas each: LfF trains two MLPs (its pair), so
+  its step counts about twice ERM's flops; every number is reported and printed."""
+  names = {"lff_erm_b256", "lff_lff_b256"}
+  assert results["mlp_replicas"] == {name: 2 for name in names}
+  for key in ("mlp_img_per_s", "mlp_compile_s", "mlp_achieved_flop_per_s",
+              "mlp_fraction_of_peak"):
+    assert set(results[key]) == names and min(results[key].values()) > 0, key
+  flops = results["mlp_flops_per_step"]
+  assert 1.8 < flops["lff_lff_b256"] / flops["lff_erm_b256"] < 2.5
+  # 2 replicas x 256 images x (forward + backward of a 2352-100-100-100-10 MLP) ~ 1 GFLOP.
+  assert 0.5e9 < flops["lff_erm_b256"] < 2e9
+  assert "MLP lff_lff_b256 (2 replicas)" in speed.format_table(results)
 
 
 def test_workloads_derive_from_the_base_config_and_leave_it_alone():

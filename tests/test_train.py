@@ -196,6 +196,18 @@ def test_num_passes_keeps_each_pass_under_the_limit(monkeypatch):
   assert step_lib.num_passes(256, 2) == 1
 
 
+def test_num_passes_follows_the_model_on_cpu_unless_pass_images_is_set(monkeypatch):
+  """On XLA:CPU a conv net's batch of 256 runs as passes of 64, an MLP's whole; the global
+  setting overrides both."""
+  assert jax.default_backend() == "cpu"
+  cnn = models.get_model("cheater", num_classes=10)
+  mlps = [models.get_model(name, num_classes=10) for name in ("mlp", "lff_mlp")]
+  assert step_lib.num_passes(256, 1, cnn) == 4 and step_lib.num_passes(256, 1) == 4
+  assert [step_lib.num_passes(256, 1, m) for m in mlps] == [1, 1]
+  monkeypatch.setattr(step_lib, "PASS_IMAGES", 128)
+  assert [step_lib.num_passes(256, 1, m) for m in [cnn, *mlps]] == [2, 2, 2]
+
+
 @pytest.mark.parametrize("loss_name", ("erm", "gradient_penalty", "consistency"))
 def test_step_in_slices_equals_one_pass(loss_name, monkeypatch):
   """A batch computed as 4 slices gives the same loss, metrics and update as one pass."""
@@ -441,27 +453,32 @@ def test_headline_numbers_stand_for_the_configured_lambda():
   assert runs.summarize(other, history)["accuracy"]["test_hard"] == pytest.approx(0.15)
 
 
-def test_replicas_scanned_equal_replicas_unrolled():
-  """An MLP's K replicas run one at a time in a loop ('scan', its CPU default) train exactly as
-  the unrolled program does, and the conv nets keep 'unroll' on CPU."""
+def test_replica_maps_train_alike():
+  """An MLP's K replicas batched ('vmap', its CPU default) or run one at a time in a loop
+  ('scan') train as the unrolled program does (the loop exactly; the batched products up to
+  float rounding), and the conv nets keep 'unroll' on CPU."""
   c = tiny(**{"model.name": "lff_mlp", "num_seeds": 3, "optim.name": "adam"})
   model = models.get_model("lff_mlp", num_classes=10)
-  assert step_lib.replica_map_of(model) == ("scan" if jax.default_backend() == "cpu" else "vmap")
-  assert step_lib.replica_map_of(models.get_model("cheater", num_classes=10)) in (
-      "unroll", "vmap")
+  assert step_lib.replica_map_of(model) == "vmap"
+  assert step_lib.replica_map_of(models.get_model("cheater", num_classes=10)) == (
+      "unroll" if jax.default_backend() == "cpu" else "vmap")
   rng = np.random.default_rng(2)
   data = {"images": jnp.asarray(rng.integers(0, 256, (24, 28, 28, 3), dtype=np.uint8)),
           "labels": jnp.asarray(rng.integers(0, 10, 24), jnp.int32)}
   order = jnp.asarray(np.stack([rng.permutation(24)[:16].reshape(2, 8) for _ in range(3)]))
   out = {}
-  for mode in ("scan", "unroll"):
+  for mode in ("scan", "unroll", "vmap"):
     step = functools.partial(step_lib.train_step, **runs.step_kwargs(c, model, 2))
     fn = jax.jit(step_lib.map_replicas(step, (0, None, 0, 0), mode=mode))
     state = runs.init_state(c, model, optim.make_optimizer(c.optim, 10))
     for _ in range(3):
       state, m = fn(state, data, order, jnp.zeros((3,)))
-    out[mode] = state, m
-  for a, b in zip(jax.tree_util.tree_leaves(out["scan"]), jax.tree_util.tree_leaves(out["unroll"])):
+    out[mode] = jax.tree_util.tree_leaves((state.params, state.opt_state, m))
+  assert len(out["vmap"]) == len(out["unroll"]) > 10
+  kernel = np.asarray(out["vmap"][0])  # The replicas differ (their seeds), so a mix-up shows.
+  assert kernel.shape[0] == 3 and not np.allclose(kernel[0], kernel[1])
+  for a, b, v in zip(out["scan"], out["unroll"], out["vmap"]):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(np.asarray(v), np.asarray(b), rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="Unknown replica map 'pmap'"):
     step_lib.map_replicas(step, (0,), mode="pmap")

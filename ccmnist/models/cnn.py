@@ -54,7 +54,9 @@ class ShapeCNN(nn.Module):
 
 class MLP(nn.Module):
   """A two-hidden-layer perceptron on the flattened RGB image."""
-  cpu_replica_map = "scan"  # Replicas one at a time on XLA:CPU (train/step.py map_replicas).
+  # On XLA:CPU, replicas batched and the whole batch in one pass (train/step.py, docs/perf.md).
+  cpu_replica_map = "vmap"
+  cpu_pass_images = 0
   num_classes: int
   hidden: tuple = (256, 256)
   conv_impl: str = "s2d"  # Unused; accepted so every model takes the same keywords.
@@ -77,7 +79,8 @@ class LfFMLP(nn.Module):
   DFA (kakaoenterprise/Learning-Debiased-Disentangled) narrows the last hidden layer to 16:
   hidden=(100, 100, 16). Each hidden pre-activation is exposed as dense0, dense1, ...
   """
-  cpu_replica_map = "scan"  # As MLP's.
+  cpu_replica_map = "vmap"  # As MLP's.
+  cpu_pass_images = 0
   num_classes: int
   hidden: tuple = (100, 100, 100)
   pixel_scale: float = 1.0 / (255.0 * 255.0)

@@ -2,8 +2,8 @@
 
 Enabled by config.train.data_parallel. A 1-D Mesh over every device (every process's devices
 after `initialize`); parameters and optimizer state are replicated on every device. The step is
-written per device (shard_map): a device computes its share of the batch, in passes of at most
-step.PASS_IMAGES images as on one device, and the gradients are averaged over devices (pmean)
+written per device (shard_map): a device computes its share of the batch, in passes as on one
+device (step.num_passes), and the gradients are averaged over devices (pmean)
 before the update, so a step computes the same numbers as on one device (up to the order of the
 float sums).
 

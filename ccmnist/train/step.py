@@ -31,18 +31,28 @@ def gather_batch(data, idx):
 
 # Most images in one forward/backward pass of a train step. A larger batch is computed in equal
 # slices whose gradients are averaged: a sliceable method's loss is a mean over examples, so the
-# gradient is the same up to float rounding. On XLA:CPU small passes keep their activations in
-# cache, so a large batch runs faster as several (docs/perf.md). None: 64 on the CPU, the whole
-# batch elsewhere; 0: always the whole batch.
+# gradient is the same up to float rounding. On XLA:CPU a conv net's small passes keep their
+# activations in cache, so a large batch runs faster as several, while an MLP's first layer is
+# one matrix product that runs faster whole (docs/perf.md). None: on the CPU the model's
+# `cpu_pass_images` (64 for a model that does not name one), the whole batch elsewhere; 0:
+# always the whole batch.
 PASS_IMAGES = None
 
 
-def num_passes(batch_size: int, images_per_example: int) -> int:
+def pass_images_of(model=None) -> int:
+  """PASS_IMAGES when set; else 0 (the whole batch) off CPU, and on CPU the model's
+  `cpu_pass_images` (64 for a model that does not name one, or none given)."""
+  if PASS_IMAGES is not None:
+    return PASS_IMAGES
+  if jax.default_backend() != "cpu":
+    return 0
+  return _cpu_setting(model, "cpu_pass_images", 64)
+
+
+def num_passes(batch_size: int, images_per_example: int, model=None) -> int:
   """How many equal slices a batch is computed in: the fewest that keep each pass at most
-  PASS_IMAGES images (a divisor of batch_size)."""
-  limit = PASS_IMAGES
-  if limit is None:
-    limit = 64 if jax.default_backend() == "cpu" else 0
+  pass_images_of(model) images (a divisor of batch_size)."""
+  limit = pass_images_of(model)
   if limit <= 0:
     return 1
   for p in range(1, batch_size + 1):
@@ -83,7 +93,7 @@ def batch_step(state, batch, lam, *, model: nn.Module, method, settings, warmup_
     return loss, (aux, extra)
 
   size = batch["labels"].shape[0]
-  passes = num_passes(size, method.images_per_example) if method.sliceable else 1
+  passes = num_passes(size, method.images_per_example, model) if method.sliceable else 1
   n = size // passes
   # Unrolled: a lax.scan over the slices runs much slower on XLA:CPU (docs/perf.md).
   outs = [jax.value_and_grad(loss_fn, has_aux=True)(
@@ -108,12 +118,12 @@ def eval_step(params, images, labels, mask, *, model: nn.Module):
 
 
 # How replicas (seeds x lambda grid) share one program. 'vmap' batches them, which turns each
-# conv into a grouped conv, which XLA:CPU runs far slower than K separate convs (docs/perf.md);
-# 'unroll' traces the step once per replica into the same program; 'scan' runs one replica at a
-# time in a loop (lax.map): on XLA:CPU an MLP's replicas then keep one replica's weights and
-# optimizer state in cache at a time and compile once, not K times, while a conv net's steps run
-# far slower inside the loop. Accelerators favor 'vmap'. None picks by backend and model when a
-# step is built (not at import: multi-host init must come first).
+# conv into a grouped conv, which XLA:CPU runs far slower than K separate convs (docs/perf.md),
+# while an MLP's batched matrix products run faster than K separate ones; 'unroll' traces the
+# step once per replica into the same program; 'scan' runs one replica at a time in a loop
+# (lax.map), which compiles the step once, not K times, but on XLA:CPU ran every model's steps
+# slower. Accelerators favor 'vmap'. None picks by backend and model when a step is built (not
+# at import: multi-host init must come first).
 REPLICA_MAP = None
 REPLICA_MAPS = ("vmap", "unroll", "scan")
 
@@ -125,7 +135,13 @@ def replica_map_of(model=None) -> str:
     return REPLICA_MAP
   if jax.default_backend() != "cpu":
     return "vmap"
-  return getattr(model, "cpu_replica_map", "unroll")
+  return _cpu_setting(model, "cpu_replica_map", "unroll")
+
+
+def _cpu_setting(model, name: str, default):
+  """The model's own XLA:CPU setting `name`, or `default` when it names none (None)."""
+  value = getattr(model, name, None)
+  return default if value is None else value
 
 
 def map_replicas(fn, in_axes, *, mode: str | None = None):

@@ -48,6 +48,10 @@ class Pair(nn.Module):
   def setup(self):
     nn.share_scope(self, self.debiased)
 
+  # On XLA:CPU the pair's replicas and passes are laid out as its model's (train/step.py).
+  cpu_replica_map = property(lambda self: getattr(self.debiased, "cpu_replica_map", None))
+  cpu_pass_images = property(lambda self: getattr(self.debiased, "cpu_pass_images", None))
+
   def __call__(self, x):
     if self.is_initializing():
       self.biased(x)
