@@ -88,6 +88,9 @@ class TrainWorkload:
     self.orders = loop.epoch_orders(config, 1, n, self.spe)
     self.lams = jnp.asarray([r["lam"] for r in reps], jnp.float32)
     static = runs.step_kwargs(config, model, self.spe)
+    method = static["method"]
+    self.layout = {"replica_map": step_lib.replica_map_of(model), "passes": (
+        step_lib.num_passes(batch, method.images_per_example, model) if method.sliceable else 1)}
     if data_parallel:  # The batch split over every device, as --config.train.data_parallel.
       self.fn, self.state, self.data, self.lams, place = parallel.setup(
           config, self.state, data, self.lams, **static)
@@ -277,6 +280,7 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
       "mlp_replicas": {k: len(w.lams) for k, w in mlp.items()},
       "mlp_img_per_s": {k: w.steps * w.batch * len(w.lams) / med[k] for k, w in mlp.items()},
       "mlp_compile_s": {k: w.compile_s for k, w in mlp.items()},
+      "mlp_layout": {k: w.layout for k, w in mlp.items()},
       "mlp_flops_per_step": {k: w.flops_per_step for k, w in mlp.items()},
       "mlp_achieved_flop_per_s": mlp_flops,
       "mlp_fraction_of_peak": {k: v / peak for k, v in mlp_flops.items()},
@@ -305,7 +309,9 @@ def format_table(r: dict) -> str:
        f"({r['k8_sequential_s']:.2f} s vs {r['k8_vmapped_s']:.2f} s)"),
   ]
   for k, v in r.get("mlp_img_per_s", {}).items():
-    rows.append((f"MLP {k} ({r['mlp_replicas'][k]} replicas)",
+    layout = r["mlp_layout"][k]
+    rows.append((f"MLP {k} ({r['mlp_replicas'][k]} replicas, {layout['replica_map']}, "
+                 f"{layout['passes']} pass{'es' if layout['passes'] > 1 else ''})",
                  f"{v:9.0f} img/s   {r['mlp_achieved_flop_per_s'][k] / 1e9:7.2f} GFLOP/s "
                  f"({100 * r['mlp_fraction_of_peak'][k]:.1f}% of peak)"))
   width = max(len(a) for a, _ in rows)

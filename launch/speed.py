@@ -3,6 +3,7 @@
   python -m launch.speed --workdir=/tmp/ccmnist/speed
   python -m launch.speed --workdir=/tmp/ccmnist/speed_quick --quick
   python -m launch.speed --workdir=/tmp/ccmnist/speed_lax --conv_impl=lax
+  python -m launch.speed --workdir=/tmp/ccmnist/speed_scan --replica_map=scan --pass_images=64
   XLA_FLAGS=--xla_force_host_platform_device_count=2 \
     python -m launch.speed --workdir=/tmp/ccmnist/speed_dp2 --data_parallel
 """
@@ -13,6 +14,7 @@ from absl import flags
 
 from ccmnist import speed
 from ccmnist.models import layers
+from ccmnist.train import step as step_lib
 from ccmnist.util import io
 from ccmnist.zoo import plan
 from configs import common as config_common
@@ -28,6 +30,12 @@ _DATA_PARALLEL = flags.DEFINE_bool(
 _CONV_IMPL = flags.DEFINE_enum(
     "conv_impl", "", ["", *layers.CONV_IMPLS],
     "Conv implementation of every model benchmarked; '' keeps the training config's.")
+_REPLICA_MAP = flags.DEFINE_enum(
+    "replica_map", "", ["", *step_lib.REPLICA_MAPS],
+    "How every train step maps its replicas (train/step.py REPLICA_MAP); '' picks by model.")
+_PASS_IMAGES = flags.DEFINE_integer(
+    "pass_images", -1, "Most images per pass of every train step (train/step.py PASS_IMAGES; "
+    "0: the whole batch); -1 picks by model.")
 _MLP_REPLICAS = flags.DEFINE_integer(
     "mlp_replicas", 5, "Replicas (seeds) of the benchmark's MLP steps timed (the lff protocol's "
     "erm and lff, as configs/zoo.py:full trains them); 0: not timed.")
@@ -48,6 +56,8 @@ def mlp_configs(replicas: int) -> dict:
 def main(argv):
   del argv
   common.setup_logging()
+  step_lib.REPLICA_MAP = _REPLICA_MAP.value or None
+  step_lib.PASS_IMAGES = None if _PASS_IMAGES.value < 0 else _PASS_IMAGES.value
   kw = (dict(train_images=1280, pgd_steps=30, coloring_n=7_000, k8_steps=5, mlp_images=12_800)
         if _QUICK.value else {})
   results = speed.run_speed(config_common.train_config(), repeats=_REPEATS.value,

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from ccmnist import speed
+from ccmnist.train import step as step_lib
 from configs import common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -60,7 +61,8 @@ def test_the_benchmark_mlp_steps_are_timed_as_the_zoo_trains_them(results):
   assert 1.8 < flops["lff_lff_b256"] / flops["lff_erm_b256"] < 2.5
   # 2 replicas x 256 images x (forward + backward of a 2352-100-100-100-10 MLP) ~ 1 GFLOP.
   assert 0.5e9 < flops["lff_erm_b256"] < 2e9
-  assert "MLP lff_lff_b256 (2 replicas)" in speed.format_table(results)
+  assert results["mlp_layout"]["lff_erm_b256"] == {"replica_map": "vmap", "passes": 1}
+  assert "MLP lff_lff_b256 (2 replicas, vmap, 1 pass)" in speed.format_table(results)
 
 
 def test_workloads_derive_from_the_base_config_and_leave_it_alone():
@@ -94,17 +96,23 @@ def test_entrypoint_writes_the_json_file_the_tools_read(tmp_path, monkeypatch):
           "k8_vmapped_s": 1.0}
   calls = []
   monkeypatch.setattr(speed, "run_speed",
-                      lambda base_config, **kw: calls.append((base_config, kw)) or fake)
-  for flag, want in (("", None), ("--conv_impl=patches", "patches")):
-    monkeypatch.setattr(sys, "argv", ["bench", f"--workdir={tmp_path}"] + ([flag] if flag else []))
+                      lambda base_config, **kw: calls.append(
+                          (base_config, kw, step_lib.REPLICA_MAP, step_lib.PASS_IMAGES)) or fake)
+  monkeypatch.setattr(step_lib, "REPLICA_MAP", None)  # Restored after the test.
+  monkeypatch.setattr(step_lib, "PASS_IMAGES", None)
+  for flags, want in (([], (None, None, None)),
+                      (["--conv_impl=patches", "--replica_map=scan", "--pass_images=64"],
+                       ("patches", "scan", 64))):
+    monkeypatch.setattr(sys, "argv", ["bench", f"--workdir={tmp_path}"] + flags)
     with pytest.raises(SystemExit) as e:
       launch_speed.common.run(launch_speed.main)
     assert e.value.code in (None, 0)
     for name in _tool_file_names():
       assert json.loads((tmp_path / name).read_text()) == fake
-    base_config, kw = calls[-1]
-    assert kw["conv_impl"] == want
+    base_config, kw, replica_map, pass_images = calls[-1]
+    assert (kw["conv_impl"], replica_map, pass_images) == want
     assert base_config.model.name == "cheater" and base_config.train.batch_size == 64
+    assert set(kw["mlp_configs"]) == {"lff_erm_b256", "lff_lff_b256"}
 
 
 def _tool_file_names() -> set:
