@@ -154,7 +154,7 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
                   coloring_n: int = 70_000, eval_batches: int = 5, k8_steps: int = 10,
                   matmul_n: int = 2048, data_parallel: bool = False,
                   conv_impl: str | None = None, mlp_configs: dict | None = None,
-                  mlp_images: int = 51_200) -> dict:
+                  mlp_images: int = 51_200, mlp_layout: tuple = (None, None)) -> dict:
   """Runs every workload `repeats` times, interleaved; returns speed.json's dict (medians).
 
   base_config: the training config every workload derives from (workload_config).
@@ -163,6 +163,8 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
   base_config.model.conv_impl.
   mlp_configs: name -> training config of an MLP run to time as it trains (its replicas, batch
   and method), on `mlp_images` images (over all replicas) per repeat; None: none.
+  mlp_layout: (replica map, pass images) of the MLP steps (train/step.py REPLICA_MAP and
+  PASS_IMAGES; None picks by model), to time a layout against the default.
   """
   if conv_impl and conv_impl not in layers.CONV_IMPLS:
     raise ValueError(f"Unknown conv_impl {conv_impl!r}; use one of {layers.CONV_IMPLS}.")
@@ -187,9 +189,10 @@ def run_speed(base_config, *, repeats: int = 3, train_images: int = 5120,
            for name, (loss, b) in zip(workload_names(losses, batch_sizes),
                                       [(loss, b) for loss in losses for b in batch_sizes])}
   k8 = workload("erm", 64, k8_steps, num_seeds=8)
-  mlp = {name: TrainWorkload(c, data=data, steps=max(
-      1, mlp_images // (c.train.batch_size * len(runs.replicas(c)))))
-         for name, c in (mlp_configs or {}).items()}
+  with step_lib.layout(*mlp_layout):  # The steps are traced and compiled here.
+    mlp = {name: TrainWorkload(c, data=data, steps=max(
+        1, mlp_images // (c.train.batch_size * len(runs.replicas(c)))))
+           for name, c in (mlp_configs or {}).items()}
   # One device for K=8 vs 8 runs, eval and PGD (their arrays, and so their programs, on one).
   k1 = (None if data_parallel else train.get("erm_b64")) or workload("erm", 64, k8_steps)
 

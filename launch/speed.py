@@ -3,7 +3,8 @@
   python -m launch.speed --workdir=/tmp/ccmnist/speed
   python -m launch.speed --workdir=/tmp/ccmnist/speed_quick --quick
   python -m launch.speed --workdir=/tmp/ccmnist/speed_lax --conv_impl=lax
-  python -m launch.speed --workdir=/tmp/ccmnist/speed_scan --replica_map=scan --pass_images=64
+  python -m launch.speed --workdir=/tmp/ccmnist/speed_scan --mlp_replica_map=scan \
+    --mlp_pass_images=64
   XLA_FLAGS=--xla_force_host_platform_device_count=2 \
     python -m launch.speed --workdir=/tmp/ccmnist/speed_dp2 --data_parallel
 """
@@ -30,11 +31,11 @@ _DATA_PARALLEL = flags.DEFINE_bool(
 _CONV_IMPL = flags.DEFINE_enum(
     "conv_impl", "", ["", *layers.CONV_IMPLS],
     "Conv implementation of every model benchmarked; '' keeps the training config's.")
-_REPLICA_MAP = flags.DEFINE_enum(
-    "replica_map", "", ["", *step_lib.REPLICA_MAPS],
-    "How every train step maps its replicas (train/step.py REPLICA_MAP); '' picks by model.")
-_PASS_IMAGES = flags.DEFINE_integer(
-    "pass_images", -1, "Most images per pass of every train step (train/step.py PASS_IMAGES; "
+_MLP_REPLICA_MAP = flags.DEFINE_enum(
+    "mlp_replica_map", "", ["", *step_lib.REPLICA_MAPS],
+    "How the MLP steps map their replicas (train/step.py REPLICA_MAP); '' picks by model.")
+_MLP_PASS_IMAGES = flags.DEFINE_integer(
+    "mlp_pass_images", -1, "Most images per pass of the MLP steps (train/step.py PASS_IMAGES; "
     "0: the whole batch); -1 picks by model.")
 _MLP_REPLICAS = flags.DEFINE_integer(
     "mlp_replicas", 5, "Replicas (seeds) of the benchmark's MLP steps timed (the lff protocol's "
@@ -56,14 +57,15 @@ def mlp_configs(replicas: int) -> dict:
 def main(argv):
   del argv
   common.setup_logging()
-  step_lib.REPLICA_MAP = _REPLICA_MAP.value or None
-  step_lib.PASS_IMAGES = None if _PASS_IMAGES.value < 0 else _PASS_IMAGES.value
   kw = (dict(train_images=1280, pgd_steps=30, coloring_n=7_000, k8_steps=5, mlp_images=12_800)
         if _QUICK.value else {})
   results = speed.run_speed(config_common.train_config(), repeats=_REPEATS.value,
                             data_parallel=_DATA_PARALLEL.value,
                             conv_impl=_CONV_IMPL.value or None,
-                            mlp_configs=mlp_configs(_MLP_REPLICAS.value), **kw)
+                            mlp_configs=mlp_configs(_MLP_REPLICAS.value),
+                            mlp_layout=(_MLP_REPLICA_MAP.value or None,
+                                        None if _MLP_PASS_IMAGES.value < 0
+                                        else _MLP_PASS_IMAGES.value), **kw)
   io.write_json(pathlib.Path(_WORKDIR.value) / "speed.json", results)
   print(speed.format_table(results))
 

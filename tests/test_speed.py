@@ -62,6 +62,7 @@ def test_the_benchmark_mlp_steps_are_timed_as_the_zoo_trains_them(results):
   # 2 replicas x 256 images x (forward + backward of a 2352-100-100-100-10 MLP) ~ 1 GFLOP.
   assert 0.5e9 < flops["lff_erm_b256"] < 2e9
   assert results["mlp_layout"]["lff_erm_b256"] == {"replica_map": "vmap", "passes": 1}
+  assert (step_lib.REPLICA_MAP, step_lib.PASS_IMAGES) == (None, None)
   assert "MLP lff_lff_b256 (2 replicas, vmap, 1 pass)" in speed.format_table(results)
 
 
@@ -96,21 +97,18 @@ def test_entrypoint_writes_the_json_file_the_tools_read(tmp_path, monkeypatch):
           "k8_vmapped_s": 1.0}
   calls = []
   monkeypatch.setattr(speed, "run_speed",
-                      lambda base_config, **kw: calls.append(
-                          (base_config, kw, step_lib.REPLICA_MAP, step_lib.PASS_IMAGES)) or fake)
-  monkeypatch.setattr(step_lib, "REPLICA_MAP", None)  # Restored after the test.
-  monkeypatch.setattr(step_lib, "PASS_IMAGES", None)
-  for flags, want in (([], (None, None, None)),
-                      (["--conv_impl=patches", "--replica_map=scan", "--pass_images=64"],
-                       ("patches", "scan", 64))):
+                      lambda base_config, **kw: calls.append((base_config, kw)) or fake)
+  for flags, want in (([], (None, (None, None))),
+                      (["--conv_impl=patches", "--mlp_replica_map=scan", "--mlp_pass_images=64"],
+                       ("patches", ("scan", 64)))):
     monkeypatch.setattr(sys, "argv", ["bench", f"--workdir={tmp_path}"] + flags)
     with pytest.raises(SystemExit) as e:
       launch_speed.common.run(launch_speed.main)
     assert e.value.code in (None, 0)
     for name in _tool_file_names():
       assert json.loads((tmp_path / name).read_text()) == fake
-    base_config, kw, replica_map, pass_images = calls[-1]
-    assert (kw["conv_impl"], replica_map, pass_images) == want
+    base_config, kw = calls[-1]
+    assert (kw["conv_impl"], kw["mlp_layout"]) == want
     assert base_config.model.name == "cheater" and base_config.train.batch_size == 64
     assert set(kw["mlp_configs"]) == {"lff_erm_b256", "lff_lff_b256"}
 

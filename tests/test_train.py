@@ -208,6 +208,16 @@ def test_num_passes_follows_the_model_on_cpu_unless_pass_images_is_set(monkeypat
   assert [step_lib.num_passes(256, 1, m) for m in [cnn, *mlps]] == [2, 2, 2]
 
 
+def test_layout_sets_the_step_layout_inside_and_restores_it():
+  mlp = models.get_model("lff_mlp", num_classes=10)
+  with step_lib.layout("scan", 64):
+    assert (step_lib.replica_map_of(mlp), step_lib.num_passes(256, 1, mlp)) == ("scan", 4)
+  assert (step_lib.replica_map_of(mlp), step_lib.num_passes(256, 1, mlp)) == ("vmap", 1)
+  with pytest.raises(KeyError), step_lib.layout("unroll", 0):
+    raise KeyError("restored on errors too")
+  assert (step_lib.REPLICA_MAP, step_lib.PASS_IMAGES) == (None, None)
+
+
 @pytest.mark.parametrize("loss_name", ("erm", "gradient_penalty", "consistency"))
 def test_step_in_slices_equals_one_pass(loss_name, monkeypatch):
   """A batch computed as 4 slices gives the same loss, metrics and update as one pass."""

@@ -4,6 +4,7 @@ Steps work on one replica; the loop vmaps them over a leading replica axis (seed
 hyper-parameter grid points), so K runs are one compiled program.
 """
 
+import contextlib
 import functools
 from typing import Any
 
@@ -136,6 +137,18 @@ def replica_map_of(model=None) -> str:
   if jax.default_backend() != "cpu":
     return "vmap"
   return _cpu_setting(model, "cpu_replica_map", "unroll")
+
+
+@contextlib.contextmanager
+def layout(replica_map: str | None = None, pass_images: int | None = None):
+  """REPLICA_MAP and PASS_IMAGES set for the steps built (traced) inside; restored after."""
+  global REPLICA_MAP, PASS_IMAGES
+  saved = REPLICA_MAP, PASS_IMAGES
+  REPLICA_MAP, PASS_IMAGES = replica_map, pass_images
+  try:
+    yield
+  finally:
+    REPLICA_MAP, PASS_IMAGES = saved
 
 
 def _cpu_setting(model, name: str, default):
