@@ -366,3 +366,29 @@ def test_the_attack_stage_attacks_every_seed_on_the_same_digits(tiny_study, tmp_
   assert len(out["suite"]["masking_checks_seeds"]) == 2
   assert len(findings_lib.attack_values({"attack": out}, "counterfactual@0", 12.75)[
       "argmax"]) == 2
+
+
+def test_smoothing_is_cached_per_model_and_recomputed_when_its_settings_change(
+    tiny_study, tmp_path, monkeypatch):
+  """A killed attack stage keeps each model's certificates (out_dir/stages/NAME.smoothing.json):
+  a rerun reads them back, equal, and certifies nothing; other settings certify again."""
+  _, workdir, _ = tiny_study
+  from ccmnist.attacks import run as attack_run  # pylint: disable=import-outside-toplevel
+  from ccmnist.attacks import suite as suite_lib  # pylint: disable=import-outside-toplevel
+  settings = study_config.get_config("tiny").attack.settings
+  settings.suite.enabled = False
+  settings.smoothing.models = "counterfactual@0"
+  runs = {"counterfactual@0": (layout.run_dir(workdir, "counterfactual"), [0])}
+  out = tmp_path / "attack"
+  first = json.loads(json.dumps(attack_run.attack_runs(runs, settings, out)["smoothing"]))
+  assert (out / "stages" / "counterfactual@0.smoothing.json").exists()
+  calls, certify = [], suite_lib.certify_model
+  monkeypatch.setattr(suite_lib, "certify_model",
+                      lambda *a, **kw: calls.append(1) or certify(*a, **kw))
+  (out / "attack.json").unlink()  # As if killed after the model's certificates were written.
+  again = json.loads(json.dumps(attack_run.attack_runs(runs, settings, out)["smoothing"]))
+  assert calls == [] and again == first
+  assert first["models"]["counterfactual@0"]["sigmas"]
+  settings.smoothing.n = 2 * settings.smoothing.n
+  attack_run.attack_runs(runs, settings, out)
+  assert calls == [1]

@@ -13,6 +13,7 @@ out_dir/figures/*.png (the first seed's).
 
 import json
 import pathlib
+import time
 
 from absl import logging
 import jax
@@ -334,11 +335,22 @@ def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, tr
     n = min(int(cfg.smoothing.num_images), len(labels))
     per = {}
     for name in _selected(cfg.smoothing.models, list(loaded)):
+      # Cached per model, as the suite: a full run's smoothing takes minutes per model.
+      cache = _stage_file(out_dir, name, 0, ".smoothing.json")
+      stage_id = {"version": STAGE_VERSION, "run": [runs[name][0], runs[name][1][0]],
+                  "config": identity["config"]}
+      saved = io.read_json(cache)
+      if saved is not None and saved.get("identity") == stage_id:
+        per[name] = saved["smoothing"]
+        continue
       model, params, _ = loaded[name]
+      t = time.perf_counter()
       per[name] = suite_lib.certify_model(model, params[0], images_of[name][:n], labels[:n],
                                           cfg=cfg.smoothing, key=jax.random.fold_in(key, 50_000))
       per[name]["replica"] = runs[name][1][0]
-      logging.info("%s certified accuracy: %s", name, {
+      io.write_json(cache, io.finite_or_none({"identity": stage_id, "smoothing": per[name]}),
+                    indent=1)
+      logging.info("%s certified accuracy (%.0f s): %s", name, time.perf_counter() - t, {
           s: v["certified_accuracy"] for s, v in per[name]["sigmas"].items()})
     out["smoothing"] = {"models": per, "alpha": float(cfg.smoothing.alpha),
                         "n0": int(cfg.smoothing.n0), "n": int(cfg.smoothing.n)}
