@@ -40,7 +40,6 @@ from ccmnist.data import palette as palette_lib
 from ccmnist.data import splits as splits_lib
 from ccmnist.models import layers
 from ccmnist.train import loop
-from ccmnist.train import methods
 from ccmnist.train import optim
 from ccmnist.train import parallel
 from ccmnist.train import runs
@@ -74,10 +73,7 @@ class TrainWorkload:
   """`steps` steps of the real train step of `config` (see workload_config); call() times them."""
 
   def __init__(self, config, *, data, steps, data_parallel=False):
-    model = models.get_model(config.model.name, conv_impl=config.model.conv_impl,
-                             num_classes=splits_lib.spec(config.data).num_classes)
-    wrap = methods.get(config.loss.name).wrap_model  # LfF's pair, as runs.build makes it.
-    model = wrap(model) if wrap else model
+    model = runs.model_of(config)  # LfF's pair for lff, as training makes it.
     n, batch = data["labels"].shape[0], config.train.batch_size
     self.steps, self.batch, self.data, self.data_parallel = steps, batch, data, data_parallel
     reps = runs.replicas(config)
@@ -88,9 +84,8 @@ class TrainWorkload:
     self.orders = loop.epoch_orders(config, 1, n, self.spe)
     self.lams = jnp.asarray([r["lam"] for r in reps], jnp.float32)
     static = runs.step_kwargs(config, model, self.spe)
-    method = static["method"]
-    self.layout = {"replica_map": step_lib.replica_map_of(model), "passes": (
-        step_lib.num_passes(batch, method.images_per_example, model) if method.sliceable else 1)}
+    self.layout = {"replica_map": step_lib.replica_map_of(model),
+                   "passes": step_lib.step_passes(static["method"], batch, model)}
     if data_parallel:  # The batch split over every device, as --config.train.data_parallel.
       self.fn, self.state, self.data, self.lams, place = parallel.setup(
           config, self.state, data, self.lams, **static)

@@ -297,26 +297,24 @@ def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, tr
       per = {}
       for name in (n_ for n_ in names if n_ in advs_s):
         replica = runs[name][1][s]
-        cache = _stage_file(out_dir, name, s, ".suite.json")
-        stage_id = {"version": STAGE_VERSION, "run": [runs[name][0], replica],
-                    "config": identity["config"]}
-        seed = runs_lib.replicas(loaded[name][2])[replica]["seed"]
-        saved = io.read_json(cache)
-        if saved is not None and saved.get("identity") == stage_id:
-          per[name] = {**saved["suite"], "seed": seed}
-          continue
-        model, params, _ = loaded[name]
-        pgd_ok = sweep.evaluate(model, params[s], advs_s[name][:n], targets[:n], targeted=True,
-                                threshold=float(cfg.success.threshold))["argmax"]
-        res = suite_lib.run_suite(model, params[s], images_of[name][:n], labels[:n],
-                                  targets[:n], cfg=cfg.suite, key=jax.random.fold_in(key, 40_000),
-                                  pgd_targeted_ok=np.asarray(pgd_ok))
-        res["replica"] = replica
-        io.write_json(cache, io.finite_or_none({"identity": stage_id, "suite": res}), indent=1)
-        per[name] = {**res, "seed": seed}
-        logging.info("%s seed %d suite: clean %.3f, robust %s, worst %.3f; targeted %s", name,
-                     s, res["clean_accuracy"], res["robust_accuracy"],
-                     res["worst_robust_accuracy"], res["targeted"])
+        model, params, config = loaded[name]
+
+        def suite(model=model, params=params[s], advs=advs_s[name], name=name, replica=replica):
+          pgd_ok = sweep.evaluate(model, params, advs[:n], targets[:n], targeted=True,
+                                  threshold=float(cfg.success.threshold))["argmax"]
+          res = suite_lib.run_suite(model, params, images_of[name][:n], labels[:n],
+                                    targets[:n], cfg=cfg.suite,
+                                    key=jax.random.fold_in(key, 40_000),
+                                    pgd_targeted_ok=np.asarray(pgd_ok))
+          return {**res, "replica": replica}
+
+        res, fresh = _cached(_stage_file(out_dir, name, s, ".suite.json"), "suite",
+                             _json_stage_id(runs, name, replica, identity), suite)
+        per[name] = {**res, "seed": runs_lib.replicas(config)[replica]["seed"]}
+        if fresh:
+          logging.info("%s seed %d suite: clean %.3f, robust %s, worst %.3f; targeted %s", name,
+                       s, res["clean_accuracy"], res["robust_accuracy"],
+                       res["worst_robust_accuracy"], res["targeted"])
       per_seed.append(per)
     checks = [suite_lib.masking_checks(per, transfers[s], tol=float(cfg.suite.tol),
                                        zero_tol=float(cfg.suite.zero_tol))
@@ -335,26 +333,41 @@ def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, tr
     n = min(int(cfg.smoothing.num_images), len(labels))
     per = {}
     for name in _selected(cfg.smoothing.models, list(loaded)):
-      # Cached per model, as the suite: a full run's smoothing takes minutes per model.
-      cache = _stage_file(out_dir, name, 0, ".smoothing.json")
-      stage_id = {"version": STAGE_VERSION, "run": [runs[name][0], runs[name][1][0]],
-                  "config": identity["config"]}
-      saved = io.read_json(cache)
-      if saved is not None and saved.get("identity") == stage_id:
-        per[name] = saved["smoothing"]
-        continue
       model, params, _ = loaded[name]
-      t = time.perf_counter()
-      per[name] = suite_lib.certify_model(model, params[0], images_of[name][:n], labels[:n],
-                                          cfg=cfg.smoothing, key=jax.random.fold_in(key, 50_000))
-      per[name]["replica"] = runs[name][1][0]
-      io.write_json(cache, io.finite_or_none({"identity": stage_id, "smoothing": per[name]}),
-                    indent=1)
-      logging.info("%s certified accuracy (%.0f s): %s", name, time.perf_counter() - t, {
-          s: v["certified_accuracy"] for s, v in per[name]["sigmas"].items()})
+      replica = runs[name][1][0]
+
+      def certify(model=model, params=params[0], name=name, replica=replica):
+        res = suite_lib.certify_model(model, params, images_of[name][:n], labels[:n],
+                                      cfg=cfg.smoothing, key=jax.random.fold_in(key, 50_000))
+        return {**res, "replica": replica}
+
+      t = time.perf_counter()  # Minutes per model in a full run: cached per model, as the suite.
+      per[name], fresh = _cached(_stage_file(out_dir, name, 0, ".smoothing.json"), "smoothing",
+                                 _json_stage_id(runs, name, replica, identity), certify)
+      if fresh:
+        logging.info("%s certified accuracy (%.0f s): %s", name, time.perf_counter() - t, {
+            s: v["certified_accuracy"] for s, v in per[name]["sigmas"].items()})
     out["smoothing"] = {"models": per, "alpha": float(cfg.smoothing.alpha),
                         "n0": int(cfg.smoothing.n0), "n": int(cfg.smoothing.n)}
   return out
+
+
+def _json_stage_id(runs, name: str, replica: int, identity: dict) -> dict:
+  """What a model's cached JSON stage (its suite, its certificates) depends on: its run and
+  replica and the analysis settings."""
+  return {"version": STAGE_VERSION, "run": [runs[name][0], replica],
+          "config": identity["config"]}
+
+
+def _cached(path: pathlib.Path, key: str, stage_id: dict, compute) -> tuple:
+  """(value, fresh): path's stored `key` when its identity is stage_id, else compute(), stored
+  there under stage_id (so a killed stage keeps what it finished)."""
+  saved = io.read_json(path)
+  if saved is not None and saved.get("identity") == stage_id:
+    return saved[key], False
+  value = compute()
+  io.write_json(path, io.finite_or_none({"identity": stage_id, key: value}), indent=1)
+  return value, True
 
 
 def _load_stage(stage: pathlib.Path, identity: dict):

@@ -96,12 +96,17 @@ def shardable(method) -> bool:
           and "index" not in method.batch_keys)
 
 
-def build(config):
-  """(model, tx, steps_per_epoch) of a config: the method's model (methods.Method.wrap_model)."""
+def model_of(config):
+  """The module a config's method trains: its model, wrapped by methods.Method.wrap_model."""
   model = models.get_model(config.model.name, num_classes=splits_lib.spec(config.data).num_classes,
                            conv_impl=config.model.conv_impl)
   wrap = methods.get(config.loss.name).wrap_model
-  model = wrap(model) if wrap else model
+  return wrap(model) if wrap else model
+
+
+def build(config):
+  """(model, tx, steps_per_epoch) of a config: the method's model (model_of)."""
+  model = model_of(config)
   steps = config.data.train_size // config.train.batch_size
   tx = optim.make_optimizer(config.optim, steps * config.train.epochs)
   return model, tx, steps

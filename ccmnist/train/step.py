@@ -62,6 +62,12 @@ def num_passes(batch_size: int, images_per_example: int, model=None) -> int:
   return batch_size
 
 
+def step_passes(method, batch_size: int, model=None) -> int:
+  """How many slices a step of `method` computes a batch in: num_passes when the method is
+  sliceable, else 1."""
+  return num_passes(batch_size, method.images_per_example, model) if method.sliceable else 1
+
+
 def train_step(state, data, order, lam, *, model: nn.Module, method, settings,
                steps_per_epoch: int, warmup_steps: int = 0, axis_name=None):
   """One optimizer step on resident data; returns (state, metrics).
@@ -94,7 +100,7 @@ def batch_step(state, batch, lam, *, model: nn.Module, method, settings, warmup_
     return loss, (aux, extra)
 
   size = batch["labels"].shape[0]
-  passes = num_passes(size, method.images_per_example, model) if method.sliceable else 1
+  passes = step_passes(method, size, model)
   n = size // passes
   # Unrolled: a lax.scan over the slices runs much slower on XLA:CPU (docs/perf.md).
   outs = [jax.value_and_grad(loss_fn, has_aux=True)(
