@@ -18,6 +18,7 @@ from ccmnist.attacks import sweep
 from ccmnist.data import splits
 from ccmnist.interpret import representation
 from ccmnist.zoo import analyse
+from ccmnist.zoo import collect
 from ccmnist.zoo import cost
 from ccmnist.zoo import entries
 from ccmnist.zoo import evaluate
@@ -383,6 +384,20 @@ def test_the_projection_prices_planned_runs_at_measured_rates():
   assert got["by_model"]["cheater"] == pytest.approx(3.0 + 10.0)
   assert got["by_model"]["mlp"] == pytest.approx(1.0 + 8000 / 2000 + 5.0)
   assert got["unpriced"] == ["c"] and got["priced"] == 3 and got["runs"] == 4
+
+
+def test_a_configs_own_runs_are_priced_apart_from_its_project_to(tmp_path):
+  bench = zoo_config.get_config("full")
+  with bench.unlocked():
+    bench.methods, bench.run_protocols, bench.ratios, bench.num_seeds = "erm", "lff", (0.01,), 5
+  measured = [{"model": "lff_mlp", "loss": "erm", "kind": "train", "rate": 1000.0,
+               "fixed_s": 7.0, "wall_s": 100.0}]
+  got = cost.project(measured, collect.planned_runs(bench, own=True))
+  # One run: 203 steps of 256 digits x 100 epochs x 5 seeds, at 1000 examples/s, plus 7 s.
+  assert got["runs"] == 1 and got["total_s"] == pytest.approx(7.0 + 203 * 256 * 100 * 5 / 1000)
+  assert len(collect.planned_runs(bench)) > 1  # Without `own`: the full profile it projects to.
+  with pytest.raises(ValueError, match="holds no config.json"):
+    collect.workdir_costs(tmp_path)
 
 
 def test_run_order_and_directories():

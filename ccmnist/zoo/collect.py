@@ -54,10 +54,10 @@ def collect_run(bench, workdir, run: plan.Run, selection: dict) -> dict:
   return out
 
 
-def planned_runs(bench) -> list:
-  """The runs of bench.project_to (or of bench itself when it names none), as cost.project
-  takes them."""
-  target = bench.project_to if len(bench.project_to) else bench
+def planned_runs(bench, *, own: bool = False) -> list:
+  """The runs of bench.project_to (or of bench itself when it names none, or when `own`), as
+  cost.project takes them."""
+  target = bench.project_to if len(bench.project_to) and not own else bench
   target = _as_bench(target, bench.seed)
   out = []
   for run in plan.all_runs(target):
@@ -86,6 +86,16 @@ def measured_costs(res: dict, workdir) -> list:
     out.append({"model": config.model.name, "loss": config.loss.name, "kind": "train",
                 "probe": True, **cost_lib.run_cost(path.parent, config, timing.get("wall_s"))})
   return out
+
+
+def workdir_costs(workdir) -> list:
+  """measured_costs of a benchmark workdir, finished or not, read with its own config.json."""
+  workdir = pathlib.Path(workdir)
+  config = io.read_json(workdir / "config.json")
+  if config is None:
+    raise ValueError(f"{workdir} holds no config.json; name the workdir of a benchmark run.")
+  bench = ml_collections.ConfigDict(config)
+  return measured_costs(collect(bench, workdir), workdir)
 
 
 def collect(bench, workdir) -> dict:

@@ -1,0 +1,52 @@
+"""What a benchmark config would cost here, priced at the rates a finished benchmark measured.
+
+A run too long to start blind (the second step of the tuned benchmark, tools/tuned_overrides.py)
+gets its projection before it starts, from the costs its tuning run measured:
+
+  python tools/project_cost.py --measured=TUNE --config=configs/zoo.py:full \\
+      --config.run_protocols=lff $(python tools/tuned_overrides.py TUNE)
+
+It prices the config's own runs (not its project_to) with zoo/cost.py's model: a run's fixed
+seconds plus its training examples at the steady examples/s measured for its model and method.
+A rate is measured at the measuring run's replica count; a run with more or fewer replicas is
+priced at that rate per example.
+"""
+
+import json
+import pathlib
+import sys
+
+from absl import flags
+
+from ccmnist.zoo import collect
+from ccmnist.zoo import cost as cost_lib
+from launch import common
+
+_CONFIG = common.define_config_file("config", "configs/zoo.py:full")
+_MEASURED = flags.DEFINE_string("measured", None, "Workdir of a benchmark (finished or not) "
+                                "whose runs' measured costs price the config.", required=True)
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the projection here (JSON).")
+
+
+def main(argv):
+  del argv
+  measured = collect.workdir_costs(_MEASURED.value)
+  if not measured:
+    raise ValueError(f"{_MEASURED.value} has no finished run to measure a rate from.")
+  got = cost_lib.project(measured, collect.planned_runs(_CONFIG.value, own=True))
+  got["measured_from"] = str(_MEASURED.value)
+  got["command"] = " ".join(sys.argv)
+  print(f"{got['priced']} of {got['runs']} runs priced: {got['total_s'] / 3600:.1f} h")
+  for model, s in sorted(got["by_model"].items()):
+    print(f"  {model}: {s / 3600:.1f} h")
+  for key, rate in sorted(got["rates"].items()):
+    print(f"  measured {key}: {rate:,.0f} examples/s")
+  if got["unpriced"]:
+    print(f"unpriced (no measured rate): {', '.join(got['unpriced'])}")
+  if _JSON_OUT.value:
+    pathlib.Path(_JSON_OUT.value).write_text(json.dumps(got, indent=1))
+  return 0
+
+
+if __name__ == "__main__":
+  common.run(main)
