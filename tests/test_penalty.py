@@ -139,6 +139,15 @@ def test_penalty_findings_at_the_studys_and_the_best_lambda_with_one_family():
   assert "λ·penalty/CE 0.1: 0.001, 10: 0.08, 1000: 0.4" in best["measured"]
 
 
+def test_a_best_lambda_that_is_the_studys_is_one_finding():
+  best_at_study = {**FIT, 0.1: ([0.95, 0.96, 0.95], [0.40, 0.42, 0.41], 0.01)}
+  got = findings.penalty_findings(_res(gradient_penalty=_gp_run(best_at_study)))
+  assert len(got) == 1 and got[0]["runs"] == ["gradient_penalty@0", "gradient_penalty@0.1"]
+  assert "at the study's λ 0.1, also its best λ > 0 on test_hard (trained to fit" in got[0][
+      "claim"]
+  assert got[0]["family"] == 3  # The choice still counts every λ > 0 compared.
+
+
 def test_penalty_findings_are_untestable_when_the_control_underfits():
   got = findings.penalty_findings(_res(gradient_penalty=_gp_run(FIT),
                                        gradient_penalty_study=_gp_run(STUDY)))
@@ -149,9 +158,9 @@ def test_penalty_findings_are_untestable_when_the_control_underfits():
       "untestable: the λ = 0 control underfits (train 58.0%, 29.0%: 2 of 3 seeds")
   assert study_row["holds"] is None and study_row["p_holm"] is None
   assert all(f["family"] == 3 for f in fit_rows)  # The untestable one is out of the family.
-  # A missing run: both rows of the fit run, not measured.
+  # A missing run: its row at the study's lambda, not measured.
   none = findings.penalty_findings({"runs": {}})
-  assert [f["strength"] for f in none] == ["not measured"] * 2
+  assert [f["strength"] for f in none] == ["not measured"]
 
 
 def test_findings_hold_the_penalty_rows_between_the_claims_and_the_attack_suite():

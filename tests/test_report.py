@@ -83,7 +83,7 @@ def test_model_selection_picks_each_criterions_best_grid_point():
 def test_budget_and_verdict_differences_with_another_study():
   config = {"data": {"train_size": 400}, "num_seeds": 2,
             "runs": {"a": {"train": {"epochs": 3}}, "b": {"train": {"epochs": 4}}}}
-  assert findings.budget(config) == "400 digits, 3-4 epochs, 2 seed(s)"
+  assert findings.budget(config) == "400 digits, 3-4 epochs, 2 seeds"
   here = {"findings": [{"claim": "x", "holds": True, "measured": "m1"},
                        {"claim": "y", "holds": None, "measured": "m2"},
                        {"claim": "z", "holds": False, "measured": "m3"}]}
@@ -154,7 +154,7 @@ def test_summary_is_five_lines_at_most_and_quotes_keyed_findings_in_order():
             "runs": {"a": {"train": {"epochs": 2}}, "b": {"train": {"epochs": 5}}}}
   paper.section_summary({"findings": found, "config": config}, lines)
   body = [ln for ln in lines if ln.startswith("- ")]
-  assert len(body) == 5 and "(100 digits, 2-5 epochs, 3 seed(s))" in body[0]
+  assert len(body) == 5 and "(100 digits, 2-5 epochs, 3 seeds)" in body[0]
   assert f"{len(paper.SUMMARY_KEYS)} hold, 1 untestable" in body[0]
   assert [b.split(":")[0] for b in body[1:]] == [f"- claim {k}" for k in paper.SUMMARY_KEYS[:4]]
 

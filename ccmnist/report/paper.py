@@ -11,7 +11,7 @@ from ccmnist.report import markdown
 from ccmnist.report import verdicts
 
 fmt, table, figure = markdown.fmt, markdown.table, markdown.figure
-# A profile's training budget ('20000 digits, 2-12 epochs, 1 seed(s)'), as findings.py words it.
+# A profile's training budget ('20000 digits, 2-12 epochs, 1 seed'), as findings.py words it.
 _budget = lambda res: findings_lib.budget(res["config"]) if res.get("config") else "n/a"
 # The findings the summary quotes, in this order (findings.finding's `key`), at most four.
 SUMMARY_KEYS = ("consistency_control", "penalty", "step_size", "attack", "shortcut",
@@ -186,25 +186,27 @@ def _penalty_gap(res) -> str | None:
 
 
 def _attack_gap(res) -> str | None:
-  att = (res.get("attack") or {}).get("models") or {}
-  if "cheater" not in att or "counterfactual" not in att:
-    return None
+  """The study's attack claim beside ours: the means over the attacked seeds, as the findings
+  table tests them."""
   eps = claims.PGD_EPS
-  get = lambda m, k: _at_eps(att[m]["sweep"], k, eps)
+  got = {m: findings_lib.attack_values(res, m, eps) for m in ("cheater", "counterfactual")}
+  if not all(got.values()):
+    return None
   study = claims.EPS_SWEEP
+  seeds = len(got["cheater"]["argmax"])
+  over = f"mean of {seeds} seeds" if seeds > 1 else "1 seed"
   text = (f"The study finds the cheater easier to attack than the consistency model (targeted "
           f"PGD, ε = {eps:g}, success = target probability > 0.9: "
           f"{100 * study['cheater'][eps]:.0f}% vs {100 * study['counterfactual'][eps]:.0f}%). "
-          f"Ours: {get('cheater', 'success_prob')} vs {get('counterfactual', 'success_prob')} "
-          f"on that criterion and {get('cheater', 'success_argmax')} vs "
-          f"{get('counterfactual', 'success_argmax')} when success is the target becoming the "
-          "argmax.")
-  conf = {m: att[m].get("clean_confidence") for m in ("cheater", "counterfactual")}
-  if all(conf.values()):
+          f"Ours ({over}): {_mean_pct(got['cheater']['prob'])} vs "
+          f"{_mean_pct(got['counterfactual']['prob'])} on that criterion and "
+          f"{_mean_pct(got['cheater']['argmax'])} vs {_mean_pct(got['counterfactual']['argmax'])}"
+          " when success is the target becoming the argmax.")
+  if all(g["confidence"] for g in got.values()):
     text += (" On the clean attacked images the mean max-softmax is "
-             + " and ".join(f"{_mean_pct(c['mean_max_softmax'])} ({m})" for m, c in conf.items())
+             + " and ".join(f"{_mean_pct(g['confidence'])} ({m})" for m, g in got.items())
              + ", and the share of them predicted with p > 0.9 "
-             + " and ".join(f"{_mean_pct(c['share_above_threshold'])}" for c in conf.values())
+             + " and ".join(_mean_pct(g["confident_share"]) for g in got.values())
              + ": the two criteria can rank the models differently, so the report judges the "
              "scale-free ones (argmax success, minimal ε).")
   return text
@@ -213,12 +215,6 @@ def _attack_gap(res) -> str | None:
 def _mean_pct(value) -> str:
   values = value if isinstance(value, list) else [value]
   return f"{100 * sum(values) / len(values):.1f}%"
-
-
-def _at_eps(sweep: dict, key: str, eps: float) -> str:
-  if eps not in sweep["epsilons"]:
-    return "n/a"
-  return _mean_pct(sweep[key][sweep["epsilons"].index(eps)])
 
 
 def section_limitations(res, lines):

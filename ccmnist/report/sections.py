@@ -437,7 +437,8 @@ def section_made(res, lines, study):
   lines += ["## How this was made", ""]
   if res.get("command"):
     lines += [f"- command: `{res['command']}`"]
-  lines += [f"- config: `{study.to_dict().get('only') or 'all stages'}`; seeds "
+  only = study.to_dict().get("only")
+  lines += [f"- stages: {f'the last call ran `{only}`' if only else 'all'}; seeds "
             f"{study.seed}..{study.seed + study.num_seeds - 1} ({study.num_seeds}); data: "
             f"{study.data.train_size} train digits, rho {study.data.rho_train}, coloring "
             f"{study.data.coloring}; the full config is in `config.json`."]
