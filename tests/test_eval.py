@@ -142,6 +142,12 @@ def test_plots_return_figures():
     assert {ln.get_linewidth() for ln in lines[:2]} == {1.5}  # Normal widths, no rims.
     assert [ln.get_color() for ln in lines[:2]] == [plots.model_color("a"), plots.model_color("b")]
   assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["a", "b"]
+  # A run equal to another in every split is one line named by both; in part, two lines.
+  runs["c"] = dict(runs["a"])
+  runs["d"] = {**runs["b"], "test_hard": [0.3, 0.6]}
+  fig = eval_plots.training_curves_figure(runs)
+  assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["a = c", "b", "d"]
+  assert fig.axes[0].get_lines()[0].get_color() == plots.model_color("a")
 
 
 def test_one_color_per_model_everywhere():

@@ -63,10 +63,25 @@ def color_swap_figure(p_digit, p_color, *, n_per_cell: int | None = None, title:
   return fig
 
 
+def _merge_identical(runs: dict) -> dict:
+  """{'a = b': curves} for runs whose curves are equal in every split (e.g. a grid's point that
+  is another run by construction): one line, named by all of them."""
+  names = []  # [[names...], curves] in the runs' order.
+  for name, curves in runs.items():
+    same = next((group for group in names if group[1] == curves), None)
+    if same is None:
+      names.append([[name], curves])
+    else:
+      same[0].append(name)
+  return {" = ".join(group): curves for group, curves in names}
+
+
 def training_curves_figure(runs: dict, *, splits=("test_easy", "test_hard"), title: str = ""):
   """Accuracy per epoch of several runs, {name: {'epoch': [...], split: [...]}}: one panel per
-  split, one color per model (plots.model_color) and its own marker, so curves that coincide
-  still show every model's markers."""
+  split, one color per model (plots.model_color, the first name's where identical curves are
+  merged into one line) and its own marker, so curves that coincide in part still show every
+  model's markers; earlier runs are drawn over later ones."""
+  runs = _merge_identical(runs)
   markers = ("o", "s", "^", "D", "v", "P", "X", "*")
   fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits) + 2.0, 3.8), sharey=True,
                            squeeze=False)
@@ -74,7 +89,9 @@ def training_curves_figure(runs: dict, *, splits=("test_easy", "test_hard"), tit
     for i, (name, curves) in enumerate(runs.items()):
       if split in curves:
         ax.plot(curves["epoch"], curves[split], "-", lw=1.5, marker=markers[i % len(markers)],
-                markersize=5, markerfacecolor="none", color=plots.model_color(name), label=name)
+                markersize=5, markerfacecolor="none",
+                color=plots.model_color(name.split(" = ")[0]), label=name,
+                zorder=3 + len(runs) - i)  # The first named on top of runs that retrace it.
     ax.axhline(0.1, color="0.6", lw=0.8, ls=":")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")

@@ -268,7 +268,8 @@ def section_side_by_side(res, lines, workdir):
                   "unbiased-eq.", "worst class (hard)"], rows)
   lines += figure(workdir, "figures/training_curves.png",
                  "Test accuracy per epoch on test_easy (left) and test_hard (right), seed 0 at "
-                 "the study's λ; dotted: chance")
+                 "the study's λ; dotted: chance; a run that retraces an earlier one lies under "
+                 "it, its markers showing; runs equal throughout share a line (a = b)")
 
 
 def section_selection(res, lines):
