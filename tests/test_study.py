@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -408,3 +409,28 @@ def test_smoothing_is_cached_per_model_and_recomputed_when_its_settings_change(
   settings.smoothing.n = 2 * settings.smoothing.n
   attack_run.attack_runs(runs, settings, out)
   assert calls == [1]
+
+
+def test_a_workdir_moved_whole_keeps_its_finished_attack_stages(tiny_study, tmp_path,
+                                                                 monkeypatch):
+  """The caches name a run by its path from the attack's directory, so a study folder copied or
+  moved elsewhere reads its sweeps and certificates back instead of recomputing them."""
+  _, workdir, _ = tiny_study
+  from ccmnist.attacks import run as attack_run  # pylint: disable=import-outside-toplevel
+  from ccmnist.attacks import suite as suite_lib  # pylint: disable=import-outside-toplevel
+  settings = study_config.get_config("tiny").attack.settings
+  settings.suite.enabled = False
+  settings.smoothing.models = "counterfactual@0"
+  shutil.copytree(layout.run_dir(workdir, "counterfactual"), tmp_path / "a" / "runs" / "cf")
+  runs_at = lambda root: {"counterfactual@0": (root / "runs" / "cf", [0])}
+  first = attack_run.attack_runs(runs_at(tmp_path / "a"), settings, tmp_path / "a" / "attack")
+  shutil.move(tmp_path / "a", tmp_path / "b")
+  (tmp_path / "b" / "attack" / "attack.json").unlink()  # Only the per-model caches are left.
+
+  def recomputed(*args, **kwargs):
+    raise AssertionError("a finished stage was computed again")
+  monkeypatch.setattr(suite_lib, "certify_model", recomputed)
+  monkeypatch.setattr(attack_run, "_attack_model", recomputed)
+  again = attack_run.attack_runs(runs_at(tmp_path / "b"), settings, tmp_path / "b" / "attack")
+  assert again["runs"] == first["runs"] == {"counterfactual@0": ["../runs/cf", [0]]}
+  assert json.dumps(again["smoothing"]) == json.dumps(first["smoothing"])

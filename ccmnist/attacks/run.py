@@ -12,6 +12,7 @@ out_dir/figures/*.png (the first seed's).
 """
 
 import json
+import os
 import pathlib
 import time
 
@@ -129,7 +130,9 @@ def attack_runs(runs, cfg, out_dir) -> dict:
   runs = {name: _workdir_replicas(v, cfg.replica)
           for name, v in runs_lib.parse_runs(runs).items()}
   attack = check_config(cfg)
-  identity = {"version": RESULTS_VERSION, "runs": {k: list(v) for k, v in runs.items()},
+  # A run is named by its path from out_dir: a workdir moved whole keeps its finished stages.
+  identity = {"version": RESULTS_VERSION,
+              "runs": {k: [os.path.relpath(v[0], out_dir), v[1]] for k, v in runs.items()},
               "config": json.loads(json.dumps(cfg.to_dict(), default=str))}
   identity["config"].pop("runs", None)
   results_path = out_dir / "attack.json"
@@ -172,8 +175,8 @@ def attack_runs(runs, cfg, out_dir) -> dict:
       stage = _stage_file(out_dir, name, s, "")
       # A model's stage depends on its replica, the attacked data and the settings, not the
       # other models.
-      stage_id = {"version": STAGE_VERSION, "run": [runs[name][0], replica],
-                  "data_run": [runs[data_run][0], runs[data_run][1][0]],
+      stage_id = {"version": STAGE_VERSION, "run": [identity["runs"][name][0], replica],
+                  "data_run": [identity["runs"][data_run][0], runs[data_run][1][0]],
                   "config": identity["config"], "own_data": True}
       summary, arr = _load_stage(stage, stage_id)
       if summary is None:
@@ -309,7 +312,7 @@ def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, tr
           return {**res, "replica": replica}
 
         res, fresh = _cached(_stage_file(out_dir, name, s, ".suite.json"), "suite",
-                             _json_stage_id(runs, name, replica, identity), suite)
+                             _json_stage_id(name, replica, identity), suite)
         per[name] = {**res, "seed": runs_lib.replicas(config)[replica]["seed"]}
         if fresh:
           logging.info("%s seed %d suite: clean %.3f, robust %s, worst %.3f; targeted %s", name,
@@ -343,7 +346,7 @@ def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, tr
 
       t = time.perf_counter()  # Minutes per model in a full run: cached per model, as the suite.
       per[name], fresh = _cached(_stage_file(out_dir, name, 0, ".smoothing.json"), "smoothing",
-                                 _json_stage_id(runs, name, replica, identity), certify)
+                                 _json_stage_id(name, replica, identity), certify)
       if fresh:
         logging.info("%s certified accuracy (%.0f s): %s", name, time.perf_counter() - t, {
             s: v["certified_accuracy"] for s, v in per[name]["sigmas"].items()})
@@ -352,10 +355,10 @@ def _suite_and_smoothing(cfg, runs, loaded, images_of, labels, targets, advs, tr
   return out
 
 
-def _json_stage_id(runs, name: str, replica: int, identity: dict) -> dict:
+def _json_stage_id(name: str, replica: int, identity: dict) -> dict:
   """What a model's cached JSON stage (its suite, its certificates) depends on: its run and
   replica and the analysis settings."""
-  return {"version": STAGE_VERSION, "run": [runs[name][0], replica],
+  return {"version": STAGE_VERSION, "run": [identity["runs"][name][0], replica],
           "config": identity["config"]}
 
 
