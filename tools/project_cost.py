@@ -12,12 +12,11 @@ A rate is measured at the measuring run's replica count; a run with more or fewe
 priced at that rate per example.
 """
 
-import json
-import pathlib
 import sys
 
 from absl import flags
 
+from ccmnist.util import io
 from ccmnist.zoo import collect
 from ccmnist.zoo import cost as cost_lib
 from launch import common
@@ -44,7 +43,7 @@ def main(argv):
   if got["unpriced"]:
     print(f"unpriced (no measured rate): {', '.join(got['unpriced'])}")
   if _JSON_OUT.value:
-    pathlib.Path(_JSON_OUT.value).write_text(json.dumps(got, indent=1))
+    io.write_json(_JSON_OUT.value, got, indent=1)
   return 0
 
 
