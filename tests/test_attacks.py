@@ -581,12 +581,18 @@ def test_attack_suite_report_and_findings():
          "smoothing": {"alpha": 0.001, "n0": 10, "n": 100, "models": {"cheater": {
              "radii": [0.0, 32.0], "num_images": 10, "replica": 0, "sigmas": {"63.75": {
                  "sigma": 63.75, "certified_accuracy": [0.5, 0.25], "abstain": 0.1,
-                 "median_radius_correct": 20.0}}}}}}
+                 "median_radius_correct": 20.0}, "10.0": {
+                 "sigma": 10.0, "certified_accuracy": [0.5, 0.0], "abstain": 0.1,
+                 "median_radius_correct": 5.0}}}}}}
   lines = attack_suite.section(att)
   assert any("FAILED" in line and line.startswith("| counterfactual |") for line in lines)
   assert any("60.0%" in line for line in lines)
   cert = attack_suite.certified_section(att)
   assert any("| cheater | 63.75 | 10.0% | 20.0 | 50.0% | 25.0% |" == line for line in cert)
+  # 100 draws at alpha 0.001 certify at most 10 * Phi^-1(0.001^(1/100)) = 15.0 at sigma 10:
+  # its r=32 is not measurable, so it reads '—', not a 0 made by construction.
+  assert any("| cheater | 10.0 | 10.0% | 5.0 | 50.0% | — |" == line for line in cert)
+  assert "σ 63.75: 95.6, σ 10.0: 15.0" in cert[2]
   rows = attack_suite.findings(att)
   assert [r["holds"] for r in rows] == [True, True]  # Differences far beyond the noise.
   assert all(r["p"] is None and r["family"] == 0 for r in rows)  # One replica: no test.

@@ -85,13 +85,19 @@ def test_budget_and_verdict_differences_with_another_study():
             "runs": {"a": {"train": {"epochs": 3}}, "b": {"train": {"epochs": 4}}}}
   assert findings.budget(config) == "400 digits, 3-4 epochs, 2 seeds"
   here = {"findings": [{"claim": "x", "holds": True, "measured": "m1"},
-                       {"claim": "y", "holds": None, "measured": "m2"},
-                       {"claim": "z", "holds": False, "measured": "m3"}]}
+                       {"claim": "y", "holds": None, "measured": "m2", "strength": "p 0.2"},
+                       {"claim": "z", "holds": False, "measured": "m3"},
+                       {"claim": "u", "holds": None, "measured": "m4",
+                        "strength": "untestable: lr 0.001 underfits"}]}
   there = {"findings": [{"claim": "x", "holds": True, "measured": "n1"},
-                        {"claim": "y", "holds": False, "measured": "n2"}]}
+                        {"claim": "y", "holds": False, "measured": "n2"},
+                        {"claim": "u", "holds": None, "measured": "n4", "strength": "p 0.3"}]}
   diffs = findings.profile_differences(here, there)
-  assert diffs == [{"claim": "y", "here": None, "there": False, "measured_here": "m2",
-                    "measured_there": "n2"}]
+  # Untestable and not resolved both store holds = None, yet they are different verdicts.
+  assert diffs == [{"claim": "y", "here": "not resolved", "there": "does not hold",
+                    "measured_here": "m2", "measured_there": "n2"},
+                   {"claim": "u", "here": "untestable", "there": "not resolved",
+                    "measured_here": "m4", "measured_there": "n4"}]
 
 
 def test_render_writes_every_finding_and_the_made_section_from_the_record_alone(tmp_path):

@@ -47,6 +47,9 @@ def test_input_ignoring_model_is_certified_at_the_closed_form_radius():
   want = sigma * stats.norm.ppf(alpha ** (1.0 / n))
   np.testing.assert_allclose(out["radius"], want, rtol=1e-6)
   np.testing.assert_allclose(out["p_lower"], alpha ** (1.0 / n), rtol=1e-9)
+  # Unanimity is the most n draws can say: no image is certified beyond this radius.
+  assert smoothing.max_radius(sigma, n, alpha) == pytest.approx(float(out["radius"][0]))
+  assert smoothing.max_radius(30.6, 10_000, 0.001) == pytest.approx(97.9, abs=0.05)
   assert np.all(smoothing.predict(model, params, _x(), sigma=sigma, n=50, alpha=alpha,
                                   key=jax.random.key(2)) == 4)
 
@@ -99,3 +102,16 @@ def test_gaussian_noise_method_adds_seeded_noise_of_sigma():
   np.testing.assert_array_equal(d[0], d[3])  # The row's index, not its place, picks the noise.
   assert not np.allclose(d[0], d[1])
   assert method.defaults["sigma"] > 0 and method.sliceable
+
+
+def test_certified_figure_stops_each_curve_at_its_largest_certifiable_radius():
+  from ccmnist.plots import attacks as attack_plots  # pylint: disable=import-outside-toplevel
+  radii = [0.0, 64.0, 128.0, 255.0]
+  curves = {"sigma 30.6": {"a": [0.9, 0.5, 0.0, 0.0]}, "sigma 127.5": {"a": [0.4, 0.3, 0.2, 0.1]}}
+  fig = attack_plots.certified_accuracy_curves(radii, curves,
+                                               reach={"sigma 30.6": 97.9, "sigma 127.5": 408.0})
+  small, large = fig.axes[0], fig.axes[1]
+  np.testing.assert_array_equal(small.get_lines()[0].get_xdata(), [0.0, 64.0])
+  assert list(small.get_lines()[1].get_xdata()) == [97.9, 97.9]  # The dotted bound.
+  np.testing.assert_array_equal(large.get_lines()[0].get_xdata(), radii)
+  assert len(large.get_lines()) == 1  # Its bound lies past the grid: nothing to mark.

@@ -24,6 +24,7 @@ import numpy as np
 from ccmnist import plots
 from ccmnist.attacks import anatomy
 from ccmnist.attacks import pgd as pgd_lib
+from ccmnist.attacks import smoothing
 from ccmnist.attacks import suite as suite_lib
 from ccmnist.attacks import sweep
 from ccmnist.data import splits as splits_lib
@@ -437,6 +438,21 @@ def _study_example(cfg, attack, split, own_split, loaded, key) -> dict:
           "advs": advs}
 
 
+def write_certified_figure(fig_dir, results: dict, *, seed: str) -> None:
+  """fig_dir/certified_accuracy.png from attack.json's smoothing entry (its first seed)."""
+  sm = results["smoothing"]
+  first = next(iter(sm["models"].values()))
+  panels = {s: f"sigma {s}" for s in first["sigmas"]}
+  plots.save_figure(attack_plots.certified_accuracy_curves(
+      first["radii"], {panels[s]: {n: m["sigmas"][s]["certified_accuracy"]
+                                   for n, m in sm["models"].items()} for s in panels},
+      reach={panels[s]: smoothing.max_radius(float(s), int(sm["n"]), float(sm["alpha"]))
+             for s in panels},
+      title=f"randomized smoothing, {first['num_images']} images of {results['split']}, "
+            f"alpha {sm['alpha']:g}, n {sm['n']}, {seed}"),
+      pathlib.Path(fig_dir) / "certified_accuracy.png")
+
+
 def _write_figures(out_dir, cfg, results, arrays, example, *, seed: str) -> None:
   """The stage's figures, of the first seed (`seed` names it in every title)."""
   fig_dir = out_dir / "figures"
@@ -465,13 +481,7 @@ def _write_figures(out_dir, cfg, results, arrays, example, *, seed: str) -> None
       title=f"digit {ex['label']} -> {ex['target']}, eps {ex['eps']}, {seed}"),
       fig_dir / "example_perturbation.png")
   if (results.get("smoothing") or {}).get("models"):
-    sm = results["smoothing"]["models"]
-    first = next(iter(sm.values()))
-    plots.save_figure(attack_plots.certified_accuracy_curves(
-        first["radii"], {f"sigma {s}": {n: m["sigmas"][s]["certified_accuracy"]
-                                        for n, m in sm.items()} for s in first["sigmas"]},
-        title=f"randomized smoothing, {first['num_images']} images, alpha "
-              f"{results['smoothing']['alpha']:g}, {seed}"), fig_dir / "certified_accuracy.png")
+    write_certified_figure(fig_dir, results, seed=seed)
   plots.save_figure(attack_plots.mean_abs_delta_maps(
       {n: arrays[f"{n}/mean_abs_delta"] for n in names},
       shares={n: (results["models"][n]["anatomy"]["color_shift_share"],

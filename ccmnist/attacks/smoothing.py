@@ -69,6 +69,12 @@ def lower_confidence_bound(n_a, n: int, alpha: float):
   return np.where(n_a > 0, lo, 0.0)
 
 
+def max_radius(sigma: float, n: int, alpha: float) -> float:
+  """The largest L2 radius CERTIFY can give with n noise draws: all n votes for one class bound
+  p_A below by alpha ** (1 / n), so no image is certified beyond sigma * Phi^-1 of it."""
+  return float(sigma * stats.norm.ppf(lower_confidence_bound(n, n, alpha)))
+
+
 def _check(sigma, n0, n, alpha):
   if sigma <= 0 or n < 1 or n0 < 1 or not 0.0 < alpha < 1.0:
     raise ValueError(f"need sigma > 0, n0 >= 1, n >= 1 and 0 < alpha < 1; got sigma {sigma}, "

@@ -183,18 +183,29 @@ def mean_abs_delta_maps(maps: dict, *, shares: dict | None = None, title: str = 
   return fig
 
 
-def certified_accuracy_curves(radii, curves: dict, *, title: str = ""):
+def certified_accuracy_curves(radii, curves: dict, *, reach: dict | None = None,
+                              title: str = ""):
   """Certified accuracy against L2 radius: one panel per sigma, a line per model.
 
   curves {panel label (a sigma): {model name: [R] certified accuracy at each of radii}};
-  radii in pixel units of 255. The legend sits below the panels, off the data.
+  radii in pixel units of 255. reach {panel label: the largest radius CERTIFY can give there}:
+  a dotted line marks it and the curves stop at it (past it 0 is by construction). The
+  legend sits below the panels, off the data.
   """
   k = len(curves)
   fig, axes = plt.subplots(1, k, figsize=(3.6 * k + 0.6, 3.6), squeeze=False, sharey=True)
+  radii = np.asarray(radii, np.float64)
   for ax, (label, by_model) in zip(axes[0], curves.items()):
+    limit = (reach or {}).get(label, np.inf)
+    shown = radii <= limit
     for name, acc in by_model.items():
-      ax.plot(radii, acc, marker="o", ms=3, color=plots.model_color(name),
-              label=name)
+      ax.plot(radii[shown], np.asarray(acc)[shown], marker="o", ms=3,
+              color=plots.model_color(name), label=name)
+    if limit <= radii.max():  # Past the grid it bounds nothing drawn.
+      ax.axvline(limit, color="0.4", ls=":", lw=1)
+      ax.text(limit, 0.98, f" largest\n certifiable\n {limit:.0f}", fontsize=7, va="top",
+              ha="left" if limit < 0.7 * radii.max() else "right", color="0.3")
+    ax.set_xlim(radii.min() - 8, radii.max() + 8)
     ax.set_xlabel("L2 radius (pixel units of 255)")
     ax.set_title(label, fontsize=9)
     ax.set_ylim(-0.02, 1.02)

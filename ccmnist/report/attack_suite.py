@@ -16,6 +16,7 @@ concerns.
 
 import numpy as np
 
+from ccmnist.attacks import smoothing
 from ccmnist.report import markdown
 from ccmnist.report import verdicts
 
@@ -101,23 +102,33 @@ def section(attack: dict) -> list:
 
 def certified_section(attack: dict) -> list:
   """Markdown lines: certified accuracy against L2 radius per model and sigma (randomized
-  smoothing), with the figure's path."""
+  smoothing), with the figure's path; a radius beyond what CERTIFY can give at that sigma
+  with n draws reads '—', not 0."""
   sm = (attack or {}).get("smoothing")
   if not sm or not sm.get("models"):
     return []
   first = next(iter(sm["models"].values()))
   radii = first["radii"]
+  sigmas = list(first["sigmas"])
+  reach = {s: smoothing.max_radius(float(s), int(sm["n"]), float(sm["alpha"])) for s in sigmas}
+  seeds = attack.get("seeds") or []
+  where = f" of {attack['split']}" if attack.get("split") else ""
+  who = f", the models of seed {seeds[0]}" if seeds else ""
   lines = ["## Certified radii (randomized smoothing)", "",
            f"Certified accuracy (correct and certified at least this far) against the L2 "
-           f"radius in pixel units, on {first['num_images']} images; CERTIFY with n0 "
-           f"{sm['n0']}, n {sm['n']}, alpha {sm['alpha']:g}. The models were not trained with "
-           "noise unless their method says so; a model certified near 0 is not smooth, not "
-           "necessarily fragile.", ""]
+           f"radius in pixel units, on {first['num_images']} images{where}{who}; CERTIFY with "
+           f"n0 {sm['n0']}, n {sm['n']}, alpha {sm['alpha']:g}. With n draws no image is "
+           f"certified beyond σ·Φ⁻¹(alpha^(1/n)) ("
+           + ", ".join(f"σ {s}: {reach[s]:.1f}" for s in sigmas)
+           + "); a radius past it reads —. The models were not trained with noise unless their "
+           "method says so; a model certified near 0 is not smooth, not necessarily fragile.",
+           ""]
   rows = []
   for name, m in sm["models"].items():
     for s, v in m["sigmas"].items():
       rows.append([name, s, _pct(v["abstain"]), f"{v['median_radius_correct']:.1f}",
-                   *(_pct(a) for a in v["certified_accuracy"])])
+                   *(_pct(a) if r <= reach[s] else "—"
+                     for r, a in zip(radii, v["certified_accuracy"]))])
   lines += markdown.table(["model", "σ", "abstain", "median radius (correct)",
                    *(f"r={r:g}" for r in radii)], rows)
   lines += ["![Certified accuracy against L2 radius](attack/figures/certified_accuracy.png)", ""]

@@ -438,10 +438,22 @@ def budget(config: dict) -> str:
   return f"{config['data']['train_size']} digits, {span} epochs, {seeds} seed{'s' * (seeds != 1)}"
 
 
+def verdict_word(f) -> str:
+  """'holds', 'does not hold', 'untestable', 'not measured' or 'not resolved': a finding's
+  verdict in one phrase (the three without a yes or no all store holds = None)."""
+  if f["holds"] is not None:
+    return "holds" if f["holds"] else "does not hold"
+  strength = f.get("strength") or ""
+  if strength.startswith("untestable"):
+    return "untestable"
+  return "not measured" if strength == "not measured" else "not resolved"
+
+
 def profile_differences(res, other: dict) -> list:
-  """The findings whose verdicts differ from another study's (matched by claim)."""
+  """The findings whose verdicts (in words: untestable is not 'not resolved') differ from
+  another study's, matched by claim."""
   theirs = {f["claim"]: f for f in other.get("findings") or []}
-  return [{"claim": f["claim"], "here": f["holds"], "there": theirs[f["claim"]]["holds"],
+  return [{"claim": f["claim"], "here": verdict_word(f), "there": verdict_word(theirs[f["claim"]]),
            "measured_here": f["measured"], "measured_there": theirs[f["claim"]]["measured"]}
           for f in res["findings"] if f["claim"] in theirs
-          and f["holds"] != theirs[f["claim"]]["holds"]]
+          and verdict_word(f) != verdict_word(theirs[f["claim"]])]

@@ -53,9 +53,8 @@ def section_summary(res, lines):
     return
   counts = {}
   for f in found:
-    word = {True: "hold", False: "do not hold"}.get(
-        f["holds"], "untestable" if "untestable" in f["strength"] else
-        "not measured" if f["strength"] == "not measured" else "not resolved")
+    w = findings_lib.verdict_word(f)
+    word = {"holds": "hold", "does not hold": "do not hold"}.get(w, w)  # "5 hold"
     counts[word] = counts.get(word, 0) + 1
   tally = ", ".join(f"{n} {w}" for w, n in counts.items())
   lines += ["## Summary", "",

@@ -427,10 +427,9 @@ def section_profiles(res, lines):
             "doing or the seeds': " + (f"{len(diffs)} of {len(res['findings'])} differ."
                                       if diffs else "every verdict is the same."), ""]
   if diffs:
-    word = {True: "holds", False: "does not hold", None: "not resolved"}
     lines += table(["claim", "here", "there"],
-                   [[d["claim"], f"{word[d['here']]}: {d['measured_here']}",
-                     f"{word[d['there']]}: {d['measured_there']}"] for d in diffs])
+                   [[d["claim"], f"{d['here']}: {d['measured_here']}",
+                     f"{d['there']}: {d['measured_there']}"] for d in diffs])
 
 
 def section_made(res, lines, study):
