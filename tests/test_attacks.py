@@ -592,7 +592,7 @@ def test_attack_suite_report_and_findings():
   # 100 draws at alpha 0.001 certify at most 10 * Phi^-1(0.001^(1/100)) = 15.0 at sigma 10:
   # its r=32 is not measurable, so it reads '—', not a 0 made by construction.
   assert any("| cheater | 10.0 | 10.0% | 5.0 | 50.0% | — |" == line for line in cert)
-  assert "σ 63.75: 95.6, σ 10.0: 15.0" in cert[2]
+  assert "σ 63.75: 95.7, σ 10.0: 15.0" in cert[2]
   rows = attack_suite.findings(att)
   assert [r["holds"] for r in rows] == [True, True]  # Differences far beyond the noise.
   assert all(r["p"] is None and r["family"] == 0 for r in rows)  # One replica: no test.

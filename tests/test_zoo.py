@@ -482,3 +482,36 @@ def test_the_eta_prices_each_run_at_its_own_models_rate():
   # 1000 at 500/s, 4000 at 4000/s, and the unseen model at the overall 10000 / 6 s.
   assert stages.eta(left, work, spent) == pytest.approx(2.0 + 1.0 + 300 * 6 / 10000)
   assert stages.eta(left, work, {}) == 0.0
+
+
+def test_a_resumed_runs_wall_time_counts_its_earlier_calls(tmp_path):
+  rdir = tmp_path / "run"
+  rdir.mkdir()
+  metrics = rdir / "metrics.jsonl"
+  metrics.write_text("{}\n")
+  os.utime(metrics, (1600.0, 1600.0))
+  # Killed after an epoch written at 1600: the call cost 600 s; what it did after is redone.
+  (rdir / cost.CALLS_FILE).write_text(json.dumps({"calls": [{"start": 1000.0, "end": None}]}))
+  earlier = cost.open_call(rdir)
+  assert earlier == [{"start": 1000.0, "end": 1600.0, "killed": True}]
+  # Killed again before its first epoch (the metrics line is older than the call): 0 s.
+  calls = json.loads((rdir / cost.CALLS_FILE).read_text())["calls"]
+  assert calls[:1] == earlier and calls[1]["end"] is None
+  calls[1]["start"] = 2000.0
+  (rdir / cost.CALLS_FILE).write_text(json.dumps({"calls": calls}))
+  earlier = cost.open_call(rdir)
+  assert earlier[1] == {"start": 2000.0, "end": 2000.0, "killed": True}
+  assert cost.close_call(rdir, earlier, 30.0) == pytest.approx(630.0)
+  assert json.loads((rdir / cost.CALLS_FILE).read_text())["calls"][2]["end"] is not None
+
+
+def test_train_one_records_the_wall_time_of_every_call(tmp_path):
+  cfg = tiny_config()
+  run = plan.all_runs(cfg)[0]
+  rdir = plan.run_dir(tmp_path, run)
+  rdir.mkdir(parents=True)
+  (rdir / cost.CALLS_FILE).write_text(json.dumps({"calls": [{"start": 0.0, "end": 500.0}]}))
+  wall = stages.train_one(cfg, run, tmp_path)
+  timing = json.loads((rdir / cost.TIME_FILE).read_text())
+  assert timing["calls"] == 2 and 0 < timing["last_call_s"] < wall
+  assert wall == pytest.approx(timing["wall_s"]) == pytest.approx(500.0 + timing["last_call_s"])

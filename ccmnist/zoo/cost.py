@@ -9,6 +9,7 @@ times the method's cost relative to ERM on the models where both were measured.
 
 import json
 import pathlib
+import time
 
 import numpy as np
 
@@ -16,7 +17,33 @@ from ccmnist.train import runs as runs_lib
 from ccmnist.util import io
 
 TIME_FILE = "benchmark_time.json"
+CALLS_FILE = "benchmark_calls.json"
 PLAN_FILE = "train_plan.json"
+
+
+def open_call(run_dir) -> list:
+  """Records a training call's start in run_dir/CALLS_FILE and returns the run's earlier calls,
+  each closed: a call killed part way ends at its last epoch's metrics line (the epochs it
+  finished are resumed from; what it did after them is redone, so it is not the run's cost)."""
+  run_dir = pathlib.Path(run_dir)
+  metrics = run_dir / "metrics.jsonl"
+  last = metrics.stat().st_mtime if metrics.exists() else None
+  earlier = []
+  for c in (io.read_json(run_dir / CALLS_FILE) or {}).get("calls", []):
+    if c["end"] is None:
+      c = {"start": c["start"], "end": max(c["start"], last or c["start"]), "killed": True}
+    earlier.append(c)
+  io.write_json(run_dir / CALLS_FILE, {"calls": earlier + [{"start": time.time(), "end": None}]})
+  return earlier
+
+
+def close_call(run_dir, earlier: list, wall_s: float) -> float:
+  """Closes the open call after wall_s seconds; returns the run's wall time over all its calls."""
+  start = (io.read_json(pathlib.Path(run_dir) / CALLS_FILE) or {"calls": [{}]})["calls"][-1].get(
+      "start", time.time() - wall_s)
+  calls = earlier + [{"start": start, "end": start + wall_s}]
+  io.write_json(pathlib.Path(run_dir) / CALLS_FILE, {"calls": calls})
+  return float(sum(c["end"] - c["start"] for c in calls))
 
 
 def write_plan(workdir, runs, probes) -> None:

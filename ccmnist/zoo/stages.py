@@ -70,15 +70,17 @@ def refit(bench, run: plan.Run, workdir) -> None:
 
 
 def train_one(bench, run: plan.Run, workdir) -> float:
-  """Trains (or refits) one run, recording its wall time; a diverged loss is recorded in
-  failed.json instead of stopping the benchmark. Returns the wall time."""
+  """Trains (or refits) one run, recording its wall time over every call that trained it (a
+  resumed run's earlier calls too); a diverged loss is recorded in failed.json instead of
+  stopping the benchmark. Returns that wall time."""
   rdir = plan.run_dir(workdir, run)
   need = plan.needed_run(bench, run)
-  t0 = time.perf_counter()
   if need is not None and (plan.run_dir(workdir, need) / report.FAILED_FILE).exists():
     io.write_json(rdir / report.FAILED_FILE,
                   {"error": f"needs the {need.entry} run {need.key}, which failed"})
     return 0.0
+  earlier = cost_lib.open_call(rdir)  # A resumed run's wall time counts its earlier calls.
+  t0 = time.perf_counter()
   try:
     if plan.kind_of(bench, run.entry) == "refit":
       refit(bench, run, workdir)
@@ -88,10 +90,11 @@ def train_one(bench, run: plan.Run, workdir) -> float:
     logging.warning("[benchmark] %s diverged: %s", run.key, e)
     io.write_json(rdir / report.FAILED_FILE, {"error": str(e)})
     return time.perf_counter() - t0
-  wall = time.perf_counter() - t0
+  call = time.perf_counter() - t0
+  wall = cost_lib.close_call(rdir, earlier, call)
   io.write_json(rdir / cost_lib.TIME_FILE, {
-      "wall_s": wall, "device": jax.devices()[0].device_kind,
-      "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+      "wall_s": wall, "calls": len(earlier) + 1, "last_call_s": call,
+      "device": jax.devices()[0].device_kind, "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
   return wall
 
 
