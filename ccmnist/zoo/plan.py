@@ -4,7 +4,9 @@
   DIR/runs/<protocol>/<model>/rho<rho_train>/<entry>/
                             one training workdir per (protocol, model, ratio, method): its seeds
                             x lambda grid as K replicas (train/runs.py), plus
-      benchmark_time.json   the wall time of the call that finished it (train stage)
+      benchmark_calls.json  each call that trained it: start, end (a killed call's end: its
+                            last epoch's metrics line)
+      benchmark_time.json   its wall time over those calls, once finished (train stage)
       benchmark_eval.json   per-replica measures (evaluate stage)
       failed.json           why it did not finish (a diverged loss), when it did not
   DIR/cost_probe/<protocol>/<model>/
