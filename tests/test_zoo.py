@@ -490,19 +490,27 @@ def test_a_resumed_runs_wall_time_counts_its_earlier_calls(tmp_path):
   metrics = rdir / "metrics.jsonl"
   metrics.write_text("{}\n")
   os.utime(metrics, (1600.0, 1600.0))
-  # Killed after an epoch written at 1600: the call cost 600 s; what it did after is redone.
-  (rdir / cost.CALLS_FILE).write_text(json.dumps({"calls": [{"start": 1000.0, "end": None}]}))
-  earlier = cost.open_call(rdir)
-  assert earlier == [{"start": 1000.0, "end": 1600.0, "killed": True}]
-  # Killed again before its first epoch (the metrics line is older than the call): 0 s.
-  calls = json.loads((rdir / cost.CALLS_FILE).read_text())["calls"]
-  assert calls[:1] == earlier and calls[1]["end"] is None
-  calls[1]["start"] = 2000.0
-  (rdir / cost.CALLS_FILE).write_text(json.dumps({"calls": calls}))
-  earlier = cost.open_call(rdir)
-  assert earlier[1] == {"start": 2000.0, "end": 2000.0, "killed": True}
-  assert cost.close_call(rdir, earlier, 30.0) == pytest.approx(630.0)
-  assert json.loads((rdir / cost.CALLS_FILE).read_text())["calls"][2]["end"] is not None
+
+  def call(k, start, end=None, before=None):
+    (rdir / cost.CALL_FILE.format(k)).write_text(json.dumps(
+        {"start": start, "end": end, "end_of_call_before": before}))
+
+  # Call 0 finished (100 s); call 1 was killed after an epoch written at 1600: it cost 600 s,
+  # what it did after that is redone.
+  call(0, 500.0, 600.0)
+  call(1, 1000.0)
+  cost.open_call(rdir)
+  opened = json.loads((rdir / cost.CALL_FILE.format(2)).read_text())
+  assert opened["end"] is None and opened["end_of_call_before"] == 1600.0
+  # Call 2 is killed before its first epoch (the metrics line is older than it): 0 s.
+  call(2, 2000.0, before=1600.0)
+  before = {p.name: p.read_text() for p in rdir.iterdir()}
+  cost.open_call(rdir)
+  assert {p.name: p.read_text() for p in rdir.iterdir() if p.name in before} == before
+  assert json.loads((rdir / cost.CALL_FILE.format(3)).read_text())["end_of_call_before"] == 2000.0
+  wall, calls = cost.close_call(rdir, 30.0)
+  assert (wall, calls) == (pytest.approx(100.0 + 600.0 + 0.0 + 30.0), 4)
+  assert json.loads((rdir / cost.CALL_FILE.format(3)).read_text())["end"] is not None
 
 
 def test_train_one_records_the_wall_time_of_every_call(tmp_path):
@@ -510,7 +518,8 @@ def test_train_one_records_the_wall_time_of_every_call(tmp_path):
   run = plan.all_runs(cfg)[0]
   rdir = plan.run_dir(tmp_path, run)
   rdir.mkdir(parents=True)
-  (rdir / cost.CALLS_FILE).write_text(json.dumps({"calls": [{"start": 0.0, "end": 500.0}]}))
+  (rdir / cost.CALL_FILE.format(0)).write_text(json.dumps(
+      {"start": 0.0, "end": 500.0, "end_of_call_before": None}))
   wall = stages.train_one(cfg, run, tmp_path)
   timing = json.loads((rdir / cost.TIME_FILE).read_text())
   assert timing["calls"] == 2 and 0 < timing["last_call_s"] < wall

@@ -17,33 +17,44 @@ from ccmnist.train import runs as runs_lib
 from ccmnist.util import io
 
 TIME_FILE = "benchmark_time.json"
-CALLS_FILE = "benchmark_calls.json"
+CALL_FILE = "benchmark_call_{}.json"  # One per call that trains the run: 0, 1, ...
 PLAN_FILE = "train_plan.json"
 
 
-def open_call(run_dir) -> list:
-  """Records a training call's start in run_dir/CALLS_FILE and returns the run's earlier calls,
-  each closed: a call killed part way ends at its last epoch's metrics line (the epochs it
-  finished are resumed from; what it did after them is redone, so it is not the run's cost)."""
+def _calls(run_dir) -> list:
   run_dir = pathlib.Path(run_dir)
-  metrics = run_dir / "metrics.jsonl"
-  last = metrics.stat().st_mtime if metrics.exists() else None
-  earlier = []
-  for c in (io.read_json(run_dir / CALLS_FILE) or {}).get("calls", []):
-    if c["end"] is None:
-      c = {"start": c["start"], "end": max(c["start"], last or c["start"]), "killed": True}
-    earlier.append(c)
-  io.write_json(run_dir / CALLS_FILE, {"calls": earlier + [{"start": time.time(), "end": None}]})
-  return earlier
+  out = []
+  while (run_dir / CALL_FILE.format(len(out))).exists():
+    out.append(io.read_json(run_dir / CALL_FILE.format(len(out))))
+  return out
 
 
-def close_call(run_dir, earlier: list, wall_s: float) -> float:
-  """Closes the open call after wall_s seconds; returns the run's wall time over all its calls."""
-  start = (io.read_json(pathlib.Path(run_dir) / CALLS_FILE) or {"calls": [{}]})["calls"][-1].get(
-      "start", time.time() - wall_s)
-  calls = earlier + [{"start": start, "end": start + wall_s}]
-  io.write_json(pathlib.Path(run_dir) / CALLS_FILE, {"calls": calls})
-  return float(sum(c["end"] - c["start"] for c in calls))
+def open_call(run_dir) -> None:
+  """Records a training call's start in a new run_dir/CALL_FILE (no earlier file is touched, so
+  a sitting stopped by a full disk damages none). The call before, when it was killed part way,
+  ends at its last epoch's metrics line, read now and kept in this call's file: the epochs it
+  finished are resumed from, and what it did after them is redone, so it is not the run's cost."""
+  run_dir = pathlib.Path(run_dir)
+  calls = _calls(run_dir)
+  before = None
+  if calls and calls[-1]["end"] is None:
+    metrics = run_dir / "metrics.jsonl"
+    last = metrics.stat().st_mtime if metrics.exists() else calls[-1]["start"]
+    before = max(calls[-1]["start"], last)
+  io.write_json(run_dir / CALL_FILE.format(len(calls)),
+                {"start": time.time(), "end": None, "end_of_call_before": before})
+
+
+def close_call(run_dir, wall_s: float) -> tuple:
+  """Closes the open call after wall_s seconds; returns the run's wall time over all its calls
+  and the number of calls."""
+  run_dir = pathlib.Path(run_dir)
+  calls = _calls(run_dir)
+  calls[-1]["end"] = calls[-1]["start"] + wall_s
+  io.write_json(run_dir / CALL_FILE.format(len(calls) - 1), calls[-1])
+  ends = [c["end"] if c["end"] is not None else (nxt["end_of_call_before"] or c["start"])
+          for c, nxt in zip(calls, calls[1:] + [None])]
+  return float(sum(e - c["start"] for c, e in zip(calls, ends))), len(calls)
 
 
 def write_plan(workdir, runs, probes) -> None:

@@ -4,8 +4,8 @@
   DIR/runs/<protocol>/<model>/rho<rho_train>/<entry>/
                             one training workdir per (protocol, model, ratio, method): its seeds
                             x lambda grid as K replicas (train/runs.py), plus
-      benchmark_calls.json  each call that trained it: start, end (a killed call's end: its
-                            last epoch's metrics line)
+      benchmark_call_<k>.json  the k-th call that trained it: start, end (a killed call's end,
+                            its last epoch's metrics line, is in the next call's file)
       benchmark_time.json   its wall time over those calls, once finished (train stage)
       benchmark_eval.json   per-replica measures (evaluate stage)
       failed.json           why it did not finish (a diverged loss), when it did not
