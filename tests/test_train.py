@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from ccmnist import eval as eval_lib
 from ccmnist import models
 from ccmnist.train import loop
 from ccmnist.train import methods
@@ -39,6 +40,13 @@ def with_lr_grid(c, lr_grid):
   """Config `c` (locked) with config.optim.lr_grid, a field only lr-grid runs have."""
   with c.unlocked():
     c.optim.lr_grid = tuple(lr_grid)
+  return c
+
+
+def with_eval_every(c, every):
+  """Config `c` (locked) with config.train.eval_every_epochs, a field the benchmark's runs add."""
+  with c.unlocked():
+    c.train.eval_every_epochs = every
   return c
 
 
@@ -283,6 +291,33 @@ def test_resume_equals_uninterrupted(straight, tmp_path, monkeypatch):
   assert resumed["accuracy"] == straight[1]["accuracy"]
   rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in rows] == [1, 2]
+
+
+def test_evaluating_every_other_epoch_trains_the_same_run(tmp_path):
+  """eval_every_epochs=2 over 3 epochs: accuracies after epochs 2 and 3 only, and the same
+  params, metrics and results as evaluating every epoch (evaluation draws no randomness)."""
+  every = loop.train_and_evaluate(tiny(**{"train.epochs": 3}), tmp_path / "every")
+  sparse = loop.train_and_evaluate(
+      with_eval_every(tiny(**{"train.epochs": 3}), 2), tmp_path / "sparse")
+  _, p_every, _ = runs.load_run(tmp_path / "every")
+  _, p_sparse, _ = runs.load_run(tmp_path / "sparse")
+  params_close(p_every, p_sparse, rtol=0, atol=0)
+  assert sparse["replicas"] == every["replicas"]
+  read = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+  rows_every, rows_sparse = read(tmp_path / "every"), read(tmp_path / "sparse")
+  assert [bool(r["accuracy"]) for r in rows_sparse] == [False, True, True]
+  for a, b in zip(rows_every, rows_sparse):
+    assert a["train_loss"] == b["train_loss"]
+    assert not b["accuracy"] or b["accuracy"] == a["accuracy"]
+  curves = eval_lib.read_curves(tmp_path / "sparse")
+  assert curves["epoch"] == [2, 3]
+  assert curves["test_hard"] == [r["accuracy"]["test_hard"][0] for r in rows_every[1:]]
+
+
+def test_eval_every_below_one_refused(tmp_path):
+  with pytest.raises(ValueError, match="eval_every_epochs must be >= 1"):
+    loop.train_and_evaluate(with_eval_every(tiny(), 0), tmp_path)
+  assert not (tmp_path / "config.json").exists()
 
 
 def copy_run(workdir, to) -> pathlib.Path:

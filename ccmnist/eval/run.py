@@ -51,8 +51,9 @@ def read_curves(workdir, *, replica: int = 0) -> dict:
   if not path.exists():
     raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir.")
   rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  rows = [r for r in rows if r["accuracy"]]  # The evaluated epochs (train.eval_every_epochs).
   curves = {"epoch": [r["epoch"] for r in rows]}
-  # Splits evaluated after every epoch (the train split may be evaluated after the last only).
+  # Splits evaluated at every such epoch (the train split may be evaluated after the last only).
   for name in (rows[0]["accuracy"] if rows else {}):
     if all(name in r["accuracy"] for r in rows):
       curves[name] = [r["accuracy"][name][replica] for r in rows]

@@ -10,7 +10,8 @@ zoo/plan.py make theirs here).
   optim             name, lr, momentum, weight_decay, schedule, warmup_steps (train/optim.py);
                     lr_grid, a field only an lr-grid run adds (train/replicas.py)
   train             epochs, batch_size, eval_batch_size, log_every_steps, data_parallel,
-                    eval_train_every_epoch (train/loop.py)
+                    eval_train_every_epoch (train/loop.py); eval_every_epochs, a field only
+                    the benchmark's runs carry (absent: 1, runs.eval_every_epochs)
 """
 
 import ml_collections

@@ -249,6 +249,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
   n_train, k = config.data.train_size, len(reps)
   total_steps = steps * config.train.epochs
   log_every = max(1, config.train.log_every_steps)
+  eval_every = runs.eval_every_epochs(config)
   bound_queue = config.train.data_parallel
   t_run, done_since_start = time.perf_counter(), 0
   tensorboard = summaries.writers(workdir, k) if writer else contextlib.nullcontext([])
@@ -278,10 +279,12 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
       # The train split costs as much as both test sets: by default only after the last epoch.
       # Several processes: each evaluates on its own device, with its copy of the params.
       every = config.train.eval_train_every_epoch
-      accuracy, preds = evaluate_all(
-          eval_fn, local(state.params),
-          {n: v for n, v in evals.items() if n != "train" or last or every},
-          config.train.eval_batch_size)
+      accuracy, preds = {}, None
+      if last or epoch % eval_every == 0:  # Nothing reads an epoch's accuracy but its curve.
+        accuracy, preds = evaluate_all(
+            eval_fn, local(state.params),
+            {n: v for n, v in evals.items() if n != "train" or last or every},
+            config.train.eval_batch_size)
       if last and writer:
         runs.save_predictions(workdir, preds)
       row = {"epoch": epoch, "step": epoch * steps,

@@ -5,7 +5,8 @@ A run trains K replicas (seeds x a lambda or learning-rate grid) in one program
 
   DIR/config.json       the run's config (util/workdir.py)
   DIR/checkpoints/      orbax, one per epoch (the last two kept)
-  DIR/metrics.jsonl     one row per epoch
+  DIR/metrics.jsonl     one row per epoch; its accuracies every eval_every_epochs epochs and
+                        after the last ({} between)
   DIR/predictions.npz   the final params' predictions per split, int8 [K, n]
   DIR/results.json      summarize(): final accuracies per replica and per grid point
 """
@@ -66,6 +67,9 @@ def check_config(config) -> None:
   optim.make_schedule(config.optim, 1)  # A bad lr or schedule fails before anything is written.
   if config.train.epochs < 1 or config.train.batch_size < 1:
     raise ValueError("config.train.epochs and config.train.batch_size must be >= 1.")
+  if eval_every_epochs(config) < 1:
+    raise ValueError(f"config.train.eval_every_epochs must be >= 1; got "
+                     f"{eval_every_epochs(config)}.")
   if config.train.batch_size > config.data.train_size:
     raise ValueError(f"batch_size {config.train.batch_size} > train_size "
                      f"{config.data.train_size}; lower config.train.batch_size.")
@@ -87,6 +91,12 @@ def check_config(config) -> None:
     raise ValueError(f"{jax.process_count()} processes train one run only data-parallel; set "
                      "config.train.data_parallel=True (or run a single process).")
   replicas(config)
+
+
+def eval_every_epochs(config) -> int:
+  """How often the held-out splits are evaluated during training (the last epoch always is);
+  1 for configs written before the field existed."""
+  return int(config.train.get("eval_every_epochs", 1))
 
 
 def shardable(method) -> bool:
