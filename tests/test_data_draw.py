@@ -26,6 +26,28 @@ def test_components_split_the_variance_by_hand():
     data_draw.components([[0.1, 0.2]])
 
 
+def test_the_f_test_of_the_draws_by_hand():
+  # Draw means 0.5 and 0.9 around 0.7: between-draw mean square 2 * (0.04 + 0.04) / 1 = 0.16;
+  # within: (0.02 + 0.02) / 2 = 0.02. F = 8 on (1, 2) df, the square of t(2) = sqrt(8), whose
+  # two-sided p is 1 - t / sqrt(2 + t^2).
+  c = data_draw.components([[0.4, 0.6], [0.8, 1.0]])
+  assert c["f"] == pytest.approx(8.0)
+  assert c["df"] == [1, 2]
+  assert c["p"] == pytest.approx(1 - (8 / 10) ** 0.5)
+
+
+def _config(seed, ratios=(0.01,)):
+  return {"ratios": list(ratios), "protocols": {"lff": {"data": {"seed": seed, "rho_train": 0.99}}}}
+
+
+def test_workdirs_must_differ_in_the_data_seed_alone():
+  data_draw.check_draws([_config(0), _config(1), _config(2)], ["a", "b", "c"])
+  with pytest.raises(ValueError, match="b differs from a in more than the data seed .ratios"):
+    data_draw.check_draws([_config(0), _config(1, ratios=(0.05,))], ["a", "b"])
+  with pytest.raises(ValueError, match="c and a hold the same color draw"):
+    data_draw.check_draws([_config(0), _config(1), _config(0)], ["a", "b", "c"])
+
+
 def test_cell_values_gather_one_entry_over_workdirs():
   def res(values):
     sel = {"val": {"measures": {"group_balanced": {"values": values}}}}

@@ -4,7 +4,9 @@ Every seed of a benchmark run trains on one color draw (config.protocols.P.data.
 spread over seeds leaves out the data's own variance. This reads K benchmark workdirs that differ
 in the data seed alone (each `python -m launch.zoo ... --config.protocols.P.data.seed=D`) and, per
 cell of `--entry`, splits the variance of the measure (one-way random effects over draws, seeds
-nested in draws): within a draw (training seeds) and between draws.
+nested in draws): within a draw (training seeds) and between draws, with the one-way ANOVA's F
+test of a draw effect. It refuses workdirs whose configs differ in more than the data seed, or
+that repeat a draw.
 
   python tools/data_draw.py --entry=erm DIR_D0 DIR_D1 DIR_D2 ... [--markdown=OUT.md]
 """
@@ -12,9 +14,15 @@ nested in draws): within a draw (training seeds) and between draws.
 import argparse
 import json
 import pathlib
+import re
 import sys
+import time
 
 import numpy as np
+from scipy import stats
+
+# The config keys the workdirs may differ in: the color draw of a protocol's data.
+DRAW_KEY = re.compile(r"protocols\.[^.]+\.data\.seed")
 
 
 def components(values) -> dict:
@@ -28,8 +36,37 @@ def components(values) -> dict:
   means = v.mean(axis=1)
   within = float(v.var(axis=1, ddof=1).mean())
   between = max(float(means.var(ddof=1)) - within / v.shape[1], 0.0)
+  f, p = stats.f_oneway(*v)  # H0: every draw has the same mean (no effect of the draw).
   return {"grand_mean": float(v.mean()), "within_sd": within ** 0.5, "between_sd": between ** 0.5,
-          "draw_means": means.tolist(), "n": list(v.shape)}
+          "draw_means": means.tolist(), "n": list(v.shape), "f": float(f), "p": float(p),
+          "df": [v.shape[0] - 1, v.shape[0] * (v.shape[1] - 1)]}
+
+
+def _flat(tree, prefix="") -> dict:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
+  return out
+
+
+def check_draws(configs: list, dirs: list) -> None:
+  """Raises ValueError unless the benchmark configs differ in their data seeds alone, and no two
+  share every seed (the same draw twice would count one draw as two)."""
+  flat = [_flat(c) for c in configs]
+  for f, d in zip(flat[1:], dirs[1:]):
+    diff = sorted(k for k in set(f) | set(flat[0])
+                  if not DRAW_KEY.fullmatch(k) and f.get(k) != flat[0].get(k))
+    if diff:
+      raise ValueError(f"{d} differs from {dirs[0]} in more than the data seed "
+                       f"({', '.join(diff[:3])}); compare workdirs that differ in the color "
+                       "draw alone.")
+  draws = [tuple(sorted((k, v) for k, v in f.items() if DRAW_KEY.fullmatch(k))) for f in flat]
+  for i, a in enumerate(draws):
+    if a in draws[:i]:
+      raise ValueError(f"{dirs[i]} and {dirs[draws.index(a)]} hold the same color draw "
+                       f"({dict(a)}); give each workdir its own data seed.")
 
 
 def cell_values(results: list, entry: str, measure: str, way: str) -> dict:
@@ -44,17 +81,22 @@ def cell_values(results: list, entry: str, measure: str, way: str) -> dict:
   return out
 
 
-def markdown(rows: dict, *, entry: str, measure: str, way: str, dirs: list) -> str:
+def markdown(rows: dict, *, entry: str, measure: str, way: str, dirs: list,
+             made_by: str = "") -> str:
   lines = [f"# {entry}: color draw vs training seed", "",
            f"{measure} ({way}-selected), one-way random effects over {len(dirs)} color draws "
-           "(the data seed), training seeds nested in each draw; in points.", "",
+           "(the data seed), training seeds nested in each draw; in points. F: one-way ANOVA "
+           "of the draws (scipy.stats.f_oneway; H0: every draw has the same mean).", "",
            "| cell | draws x seeds | mean | SD within a draw (seeds) | SD between draws | "
-           "draw means |", "|---|---|---|---|---|---|"]
+           "F (df), p | draw means |", "|---|---|---|---|---|---|---|"]
   for cell, c in rows.items():
     lines.append(f"| {cell} | {c['n'][0]} x {c['n'][1]} | {100 * c['grand_mean']:.1f} | "
                  f"{100 * c['within_sd']:.1f} | {100 * c['between_sd']:.1f} | "
+                 f"{c['f']:.2f} ({c['df'][0]}, {c['df'][1]}), {c['p']:.2g} | "
                  + ", ".join(f"{100 * m:.1f}" for m in c["draw_means"]) + " |")
-  lines += ["", "Workdirs: " + ", ".join(f"`{d}`" for d in dirs), ""]
+  lines += ["", "Workdirs: " + ", ".join(f"`{d}`" for d in dirs) + ".", ""]
+  if made_by:
+    lines += [made_by, ""]
   return "\n".join(lines)
 
 
@@ -67,9 +109,15 @@ def main(argv=None):
   p.add_argument("--markdown", default="", help="Also write the table here.")
   a = p.parse_args(argv)
   results = [json.loads((pathlib.Path(d) / "results.json").read_text()) for d in a.workdirs]
+  check_draws([r["config"] for r in results], a.workdirs)
   rows = {cell: components(v) for cell, v in
           cell_values(results, a.entry, a.measure, a.selection).items()}
-  text = markdown(rows, entry=a.entry, measure=a.measure, way=a.selection, dirs=a.workdirs)
+  codes = sorted({str(r.get("environment", {}).get("code")) for r in results})
+  args = " ".join(sys.argv[1:] if argv is None else argv)
+  made_by = (f"Made by `python tools/data_draw.py {args}` on {time.strftime('%Y-%m-%d')}, from "
+             f"benchmark runs on code {', '.join(codes)}.")
+  text = markdown(rows, entry=a.entry, measure=a.measure, way=a.selection, dirs=a.workdirs,
+                  made_by=made_by)
   print(text)
   if a.markdown:
     pathlib.Path(a.markdown).write_text(text)
