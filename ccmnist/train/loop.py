@@ -298,7 +298,12 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
         with metrics_path.open("a") as f:
           f.write(json.dumps(row) + "\n")
       summaries.write_row(tb, row)
-      logging.info("epoch %d: %s", epoch, {n: np.round(v, 4).tolist() for n, v in accuracy.items()})
+      if accuracy:
+        logging.info("epoch %d: %s", epoch,
+                     {n: np.round(v, 4).tolist() for n, v in accuracy.items()})
+      else:
+        logging.info("epoch %d: held-out splits next evaluated after epoch %d", epoch,
+                     min(epoch - epoch % eval_every + eval_every, config.train.epochs))
 
   results = runs.summarize(config, history)
   if writer:
