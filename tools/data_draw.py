@@ -21,8 +21,10 @@ import time
 import numpy as np
 from scipy import stats
 
-# The config keys the workdirs may differ in: the color draw of a protocol's data.
+# The config keys the workdirs may differ in: the color draw of a protocol's data, and `only`
+# (which stages a call ran, not what they computed: launch.zoo lets it change on one workdir).
 DRAW_KEY = re.compile(r"protocols\.[^.]+\.data\.seed")
+FREE_KEYS = ("only",)
 
 
 def components(values) -> dict:
@@ -57,7 +59,8 @@ def check_draws(configs: list, dirs: list) -> None:
   flat = [_flat(c) for c in configs]
   for f, d in zip(flat[1:], dirs[1:]):
     diff = sorted(k for k in set(f) | set(flat[0])
-                  if not DRAW_KEY.fullmatch(k) and f.get(k) != flat[0].get(k))
+                  if not DRAW_KEY.fullmatch(k) and k not in FREE_KEYS
+                  and f.get(k) != flat[0].get(k))
     if diff:
       raise ValueError(f"{d} differs from {dirs[0]} in more than the data seed "
                        f"({', '.join(diff[:3])}); compare workdirs that differ in the color "

@@ -41,8 +41,9 @@ def _import_ccmnist():
 
 def bench_config(zoo_config, *, replicas: int, epochs: int):
   """configs/zoo.py's full profile with `replicas` seeds, the lff protocol's epochs cut, and its
-  held-out splits evaluated after every epoch (the benchmark's run evaluates every tenth: each
-  measured epoch then holds one evaluation, so a whole epoch here bounds the run's from above)."""
+  held-out splits evaluated after every epoch (the benchmark's run evaluates after every fifth
+  of its epochs: each measured epoch then holds one evaluation, so a whole epoch here bounds the
+  run's from above)."""
   bench = zoo_config.build("full")
   bench.num_seeds = replicas
   bench.protocols.lff.train.epochs = epochs
