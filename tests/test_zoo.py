@@ -18,6 +18,7 @@ from ccmnist.attacks import sweep
 from ccmnist.data import splits
 from ccmnist.interpret import representation
 from ccmnist.zoo import analyse
+from ccmnist.zoo import carry
 from ccmnist.zoo import collect
 from ccmnist.zoo import cost
 from ccmnist.zoo import entries
@@ -242,6 +243,58 @@ def test_a_second_call_trains_nothing_and_other_configs_are_refused(tiny_bench, 
     other.num_seeds = 1
   with pytest.raises(ValueError, match="different config"):
     stages.run_zoo(other, workdir)
+
+
+def _without_timings(tree):
+  """results.json less what a second sitting changes: wall times, rates, dates, and `only`."""
+  if isinstance(tree, dict):
+    return {k: _without_timings(v) for k, v in tree.items()
+            if k not in ("cost", "timing", "stages", "environment", "generated", "only")}
+  if isinstance(tree, list):
+    return [_without_timings(v) for v in tree]
+  return tree
+
+
+def test_a_benchmark_resumes_from_its_kept_files_to_the_same_results(tiny_bench, tmp_path):
+  _, workdir, _ = tiny_bench
+  cfg = tiny_config()  # Every stage (another test leaves the fixture's config.only set).
+  kept = tmp_path / "kept"
+  out = carry.save(workdir, kept)
+  assert len(out["runs"]) == len(plan.all_runs(cfg)) + len(plan.probes(cfg)) and not out["left"]
+  heavy = [p for p in kept.rglob("*") if p.name in carry.HEAVY]
+  assert not heavy, heavy
+  for run in plan.all_runs(cfg):
+    assert (plan.run_dir(kept, run) / evaluate.EVAL_FILE).exists()
+  # Kept mid-benchmark: JTT not yet trained, the CheaterCNN's ERM not yet analysed.
+  jtt, ident = plan.Run("lff", "lff_mlp", 0.05, "jtt"), plan.Run("lff", "lff_mlp", 0.05, "identify")
+  erm = plan.Run("study", "cheater", 0.05, "erm")
+  for path in plan.run_dir(kept, jtt).iterdir():
+    path.unlink()
+  (plan.run_dir(kept, erm) / analyse.ANALYSIS_FILE).unlink()
+  with pytest.raises(ValueError, match="another benchmark"):
+    carry.save(workdir, _other_benchmark(tmp_path))
+  assert set(carry.left_out(cfg, kept, analyse=False)) == {ident}
+  with pytest.raises(ValueError, match="drop --analyse_as_trained"):
+    stages.run_zoo(cfg, tmp_path / "shared", share=True, analyse_as_trained=True)
+  resumed = tmp_path / "resumed"
+  out = carry.restore(kept, resumed, analyse=True)
+  assert set(out["left_out"]) == {ident.key, erm.key}
+  assert not stages.finished(resumed, ident) and not stages.finished(resumed, jtt)
+  # Trains identify, JTT and the CheaterCNN's ERM again, analysing each row as it lands.
+  stages.stage_train(cfg, resumed, analyse_as_trained=True)
+  for run in (jtt, erm):
+    assert (plan.run_dir(resumed, run) / analyse.ANALYSIS_FILE).exists(), run
+  stages.run_zoo(cfg, resumed)
+  before = json.loads((workdir / "results.json").read_text())
+  after = json.loads((resumed / "results.json").read_text())
+  assert _without_timings(after) == _without_timings(before)
+
+
+def _other_benchmark(tmp_path):
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / "config.json").write_text(json.dumps({"num_seeds": 99}))
+  return other
 
 
 def test_a_diverged_run_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):

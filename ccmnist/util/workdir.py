@@ -40,12 +40,12 @@ def config_json(config) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
 
 
-def _diff(a: dict, b: dict, prefix="") -> list:
+def diff_configs(a: dict, b: dict, prefix="") -> list:
   out = []
   for k in sorted(set(a) | set(b)):
     va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
     if isinstance(va, dict) and isinstance(vb, dict):
-      out += _diff(va, vb, f"{prefix}{k}.")
+      out += diff_configs(va, vb, f"{prefix}{k}.")
     elif va != vb:
       out.append(f"{prefix}{k}: {va!r} (workdir) vs {vb!r} (now)")
   return out
@@ -153,7 +153,7 @@ def _check_config(path: pathlib.Path, text: str, ignore: tuple) -> None:
     old = json.loads(path.read_text())
   except json.JSONDecodeError as e:
     raise WorkdirConfigError(f"{path} is not valid JSON ({e}); use a new --workdir.") from e
-  diff = _diff({k: v for k, v in old.items() if k not in ignore},
+  diff = diff_configs({k: v for k, v in old.items() if k not in ignore},
                {k: v for k, v in json.loads(text).items() if k not in ignore})
   if diff:
     more = f"; and {len(diff) - 5} more" if len(diff) > 5 else ""

@@ -16,6 +16,7 @@ pipeline.py (the workdir lock, config.only, stage times, the refusal of a stage 
 
 import collections
 import dataclasses
+import functools
 import pathlib
 import time
 
@@ -109,7 +110,52 @@ def eta(left: list, work: dict, spent: dict) -> float:
   return out
 
 
-def stage_train(bench, workdir) -> bool:
+def row_of(bench, run: plan.Run) -> plan.Run | None:
+  """The report row a run is selected with: itself, or the entry whose family it extends; None
+  for a run no row is selected from (an identification run)."""
+  rows = analyse_lib.rows(bench)
+  for row in rows:
+    if row.cell == run.cell and run.entry in (row.entry, *plan.members_of(bench, row.entry)):
+      return row
+  return None
+
+
+def analyse_if_ready(bench, workdir, run: plan.Run, caches: dict) -> bool:
+  """Evaluates, selects and analyses the row of `run` once the row and its family are trained in
+  its cell: the per-row steps of the evaluate, select and analyse stages, which give the same
+  analysis.json when they later run (they skip what it holds). Returns whether it analysed.
+  A benchmark whose workdir may not outlive its machine keeps each analysis as it lands, so
+  that its runs' parameters need not be kept (carry.py)."""
+  row = row_of(bench, run)
+  if row is None:
+    return False
+  family = [dataclasses.replace(row, entry=e) for e in (row.entry, *plan.members_of(bench,
+                                                                                    row.entry))]
+  if not all(finished(workdir, r) for r in family):
+    return False
+  for r in family:
+    if not measured(workdir, r):
+      evaluate_run(workdir, r, caches.setdefault("splits", SplitCache()))
+  grid = family_grid(bench, workdir, row)
+  point = grid and analyse_lib.headline_point(bench, row, {row.key: select_lib.select(grid)})
+  if not point or analyse_lib.analysed(bench, workdir, row, point):
+    return False
+  out = analyse_lib.analyse_run(bench, workdir, row, point,
+                                null_cache=caches.setdefault("null", {}),
+                                stim_cache=caches.setdefault("stimuli", {}))
+  io.write_json(plan.run_dir(workdir, row) / analyse_lib.ANALYSIS_FILE, out, indent=1)
+  logging.info("[benchmark train] %s analysed as trained in %.1fs", row.key,
+               out["timing"]["seconds"])
+  return True
+
+
+def stage_train(bench, workdir, *, analyse_as_trained: bool = False) -> bool:
+  """analyse_as_trained: analyse each row as soon as its family is trained (analyse_if_ready),
+  when the analyse stage is selected."""
+  analyse_as_trained = analyse_as_trained and "analyse" in selected_stages(bench)
+  if analyse_as_trained:
+    analyse_lib.check_config(bench.analyse)
+  caches = {}
   runs = plan.all_runs(bench)
   cost_lib.write_plan(workdir, runs, plan.probes(bench))
   todo = [r for r in runs if not finished(workdir, r)]
@@ -119,6 +165,8 @@ def stage_train(bench, workdir) -> bool:
                len(runs) - len(todo), len(todo))
   for k, run in enumerate(todo):
     wall = train_one(bench, run, workdir)
+    if analyse_as_trained:
+      analyse_if_ready(bench, workdir, run, caches)
     done = spent.setdefault(run.model, [0.0, 0.0])
     done[0], done[1] = done[0] + work[run.key], done[1] + wall
     left = todo[k + 1:]
@@ -152,7 +200,7 @@ def _train_probe(bench, protocol: str, model: str, pdir) -> None:
                time.perf_counter() - t0)
 
 
-class _SplitCache:
+class SplitCache:
   """The split arrays of the last few data configs (runs of one cell share theirs)."""
 
   def __init__(self, size: int = 2):
@@ -174,23 +222,28 @@ def train_done(bench, workdir) -> bool:
   return all(finished(workdir, r) for r in plan.all_runs(bench))
 
 
-def _measured(workdir, run: plan.Run) -> bool:
+def measured(workdir, run: plan.Run) -> bool:
   rdir = plan.run_dir(workdir, run)
   return (rdir / report.FAILED_FILE).exists() or (rdir / evaluate.EVAL_FILE).exists()
 
 
 def evaluate_done(bench, workdir) -> bool:
   """Whether every run that did not fail has its measures."""
-  return all(_measured(workdir, r) for r in plan.all_runs(bench))
+  return all(measured(workdir, r) for r in plan.all_runs(bench))
+
+
+def evaluate_run(workdir, run: plan.Run, cache: SplitCache) -> None:
+  """Measures a finished run from its predictions (benchmark_eval.json)."""
+  rdir = plan.run_dir(workdir, run)
+  evaluate.measure_saved_predictions(rdir, cache.get(runs_lib.load_config(rdir).data))
 
 
 def stage_evaluate(bench, workdir) -> bool:
-  cache, ran = _SplitCache(), False
+  cache, ran = SplitCache(), False
   for run in plan.all_runs(bench):
-    if _measured(workdir, run):
+    if measured(workdir, run):
       continue
-    rdir = plan.run_dir(workdir, run)
-    evaluate.measure_saved_predictions(rdir, cache.get(runs_lib.load_config(rdir).data))
+    evaluate_run(workdir, run, cache)
     ran = True
   return ran
 
@@ -340,20 +393,29 @@ def _run_shared(bench, workdir, command) -> dict:
     return {}
 
 
-def run_zoo(bench, workdir, *, share: bool = False, command: str | None = None) -> dict:
+def run_zoo(bench, workdir, *, share: bool = False, command: str | None = None,
+            analyse_as_trained: bool = False) -> dict:
   """Runs (or resumes) every selected stage; returns {stage: seconds} of stages.json.
 
   command: the command line that makes this config (pipeline.COMMAND_FILE).
   share: one of several processes (on one host or several, over a shared file system) that
   finish this benchmark together (_run_shared); every stage is selected then.
+  analyse_as_trained: the train stage analyses each row once its family is trained
+  (analyse_if_ready); the same results, kept as they land.
   """
   selected_stages(bench)
   plan.check_config(bench, workdir)
   if share:
     if bench.only:
       raise ValueError("--share_workdir runs every stage; drop --config.only.")
+    if analyse_as_trained:
+      raise ValueError("--share_workdir analyses after training; drop --analyse_as_trained.")
     return _run_shared(bench, workdir, command)
+  table = STAGES
+  if analyse_as_trained:
+    table = {**STAGES, "train": dataclasses.replace(
+        STAGES["train"], fn=functools.partial(stage_train, analyse_as_trained=True))}
   # `only` selects what runs, not what is computed: it may change between calls on a workdir.
-  return pipeline.run_stages(bench, workdir, STAGES, label="benchmark", ignore=IGNORE,
+  return pipeline.run_stages(bench, workdir, table, label="benchmark", ignore=IGNORE,
                              then=lambda workdir, stages: _report_again(bench, workdir, stages),
                              command=command)

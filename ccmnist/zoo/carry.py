@@ -1,0 +1,150 @@
+"""A benchmark's finished runs without their parameters: kept in a folder, restored into a workdir.
+
+A benchmark longer than one sitting of one machine resumes elsewhere from what was kept (a
+results folder under version control, say), not from the workdir:
+
+  save     measures every finished run as the evaluate stage does (benchmark_eval.json) and
+           copies its files, less what is large and read by no later stage once it is measured:
+           checkpoints, TensorBoard events, predictions.npz and DFR's refit.npz. The workdir's
+           own files come too (config.json, command.json, stages.json, results.json, ...).
+  restore  copies them into a workdir, new or holding the same config. A run whose parameters a
+           stage still to run will read is left out, so that it trains again (the same seeds
+           train the same run): one that an unfinished run needs (JTT's identification run, the
+           ERM run of DFR and EIIL), and, when the analyse stage will run, one without its
+           analysis.json.
+
+Unfinished runs are never saved: their checkpoints stay in the workdir they trained in.
+"""
+
+import dataclasses
+import json
+import pathlib
+import shutil
+
+from ccmnist.util import io
+from ccmnist.util import workdir as workdir_lib
+from ccmnist.zoo import analyse as analyse_lib
+from ccmnist.zoo import plan
+from ccmnist.zoo import report
+from ccmnist.zoo import stages
+
+# Left behind: parameters (and the refit's), per-example outputs, event files, locks.
+HEAVY = ("checkpoints", "tensorboard", "predictions.npz", "refit.npz", ".lock")
+
+
+def finished(rdir: pathlib.Path) -> bool:
+  return (rdir / "results.json").exists() or (rdir / report.FAILED_FILE).exists()
+
+
+def _copy_light(src: pathlib.Path, dst: pathlib.Path) -> int:
+  """Copies src's files (recursively) to dst, less HEAVY; returns how many."""
+  n = 0
+  for path in sorted(src.rglob("*")):
+    rel = path.relative_to(src)
+    if path.is_dir() or any(part in HEAVY for part in rel.parts):
+      continue
+    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, dst / rel)
+    n += 1
+  return n
+
+
+def _check_same_config(src: pathlib.Path, dst: pathlib.Path) -> None:
+  """Raises ValueError unless dst holds no config.json or src's (up to stages.IGNORE)."""
+  theirs = io.read_json(dst / "config.json")
+  if theirs is None:
+    return
+  mine = io.read_json(src / "config.json")
+  diff = workdir_lib.diff_configs({k: v for k, v in mine.items() if k not in stages.IGNORE},
+                                  {k: v for k, v in theirs.items() if k not in stages.IGNORE})
+  if diff:
+    raise ValueError(f"{dst} holds another benchmark's config ({'; '.join(diff[:3])}); "
+                     f"save to or restore into a folder of its own.")
+
+
+def _bench(folder: pathlib.Path):
+  return workdir_lib.load_config(folder, kind="benchmark")
+
+
+def _run_dirs(bench, root: pathlib.Path) -> dict:
+  """{Run or probe key: its dir under root}: every run of the config and every cost probe."""
+  out = {run: plan.run_dir(root, run) for run in plan.all_runs(bench)}
+  out.update({f"probe {p}/{m}": plan.probe_dir(root, p, m) for p, m in plan.probes(bench)})
+  return out
+
+
+def save(workdir, dest) -> dict:
+  """Copies a benchmark workdir's finished runs and own files into dest (created, or holding
+  the same benchmark); returns {'runs': saved, 'left': unfinished}."""
+  workdir, dest = pathlib.Path(workdir), pathlib.Path(dest)
+  bench = _bench(workdir)
+  _check_same_config(workdir, dest)
+  saved, left, cache = [], [], stages.SplitCache()
+  for key, rdir in _run_dirs(bench, workdir).items():
+    if not finished(rdir):
+      left.append(key)
+      continue
+    if isinstance(key, plan.Run) and not stages.measured(workdir, key):
+      stages.evaluate_run(workdir, key, cache)
+    _copy_light(rdir, dest / rdir.relative_to(workdir))
+    saved.append(key)
+  for path in workdir.iterdir():
+    if path.is_file() and path.name not in HEAVY:
+      shutil.copy2(path, dest / path.name)
+    elif path.is_dir() and path.name not in ("runs", "cost_probe"):
+      _copy_light(path, dest / path.name)
+  return {"runs": saved, "left": left}
+
+
+def left_out(bench, src: pathlib.Path, *, analyse: bool) -> dict:
+  """{Run: why} for the runs finished in src that restore leaves to train again."""
+  dirs = {r: d for r, d in _run_dirs(bench, src).items() if isinstance(r, plan.Run)}
+  done = {r for r, d in dirs.items() if finished(d)}
+  out = {}
+  for run in plan.all_runs(bench):
+    need = plan.needed_run(bench, run)
+    if run not in done and need in done:
+      out.setdefault(need, f"{run.entry} is unfinished and reads its parameters")
+  if analyse:  # A row's analysed point may lie in a family member's run (analyse.py).
+    for row in analyse_lib.rows(bench):
+      if row in done and not (dirs[row] / analyse_lib.ANALYSIS_FILE).exists():
+        for entry in (row.entry, *plan.members_of(bench, row.entry)):
+          run = dataclasses.replace(row, entry=entry)
+          if run in done and not (dirs[run] / report.FAILED_FILE).exists():
+            out.setdefault(run, f"the analyse stage reads its parameters ({row.entry} is not "
+                           "analysed yet)")
+  return out
+
+
+def restore(src, workdir, *, analyse: bool = True) -> dict:
+  """Copies what save kept in src into workdir (created, or holding the same benchmark); its
+  own unfinished runs and checkpoints are kept. Returns {'runs': restored, 'left_out': {key:
+  why}}. analyse: whether the analyse stage will run on workdir."""
+  src, workdir = pathlib.Path(src), pathlib.Path(workdir)
+  bench = _bench(src)
+  _check_same_config(src, workdir)
+  skip = left_out(bench, src, analyse=analyse)
+  restored, wdirs = [], _run_dirs(bench, workdir)
+  for key, sdir in _run_dirs(bench, src).items():
+    wdir = wdirs[key]
+    if not finished(sdir) or key in skip or finished(wdir):
+      continue
+    _copy_light(sdir, wdir)
+    restored.append(key)
+  for path in src.iterdir():
+    if path.is_file():
+      if not (workdir / path.name).exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, workdir / path.name)
+    elif path.name not in ("runs", "cost_probe"):
+      _copy_light(path, workdir / path.name)
+  return {"runs": restored, "left_out": {r.key: why for r, why in skip.items()}}
+
+
+def describe(keys) -> list:
+  return [k.key if isinstance(k, plan.Run) else k for k in keys]
+
+
+def as_json(out: dict) -> str:
+  return json.dumps({k: describe(v) if isinstance(v, list) else v for k, v in out.items()},
+                    indent=1)
