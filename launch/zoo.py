@@ -3,11 +3,18 @@
   python -m launch.zoo --config=configs/zoo.py:quick --workdir=workdirs/bench_quick
   python -m launch.zoo --config=configs/zoo.py:full --workdir=workdirs/bench_full
   python -m launch.zoo --config=configs/zoo.py:full --workdir=DIR --share_workdir  # x N
-  python -m launch.zoo --config=... --workdir=DIR --analyse_as_trained  # kept as it lands
+  python -m launch.zoo --config=... --workdir=DIR --keep=FOLDER  # resumable from FOLDER alone
 """
 
-from absl import flags
+import functools
+import json
+import pathlib
 
+from absl import flags
+from absl import logging
+
+from ccmnist.util import workdir as workdir_lib
+from ccmnist.zoo import carry
 from ccmnist.zoo import stages
 from launch import common
 
@@ -21,13 +28,31 @@ _AS_TRAINED = flags.DEFINE_bool(
     "analyse_as_trained", False, "Analyse each method's run as soon as it and its family are "
     "trained, not after every run: the same results, for a workdir that may not outlive its "
     "machine (tools/carry_runs.py keeps the finished runs without their parameters).")
+_KEEP = flags.DEFINE_string(
+    "keep", None, "A folder that keeps the benchmark's finished runs without their parameters "
+    "(ccmnist/zoo/carry.py): restored into --workdir first, written after every run and at the "
+    "end, so that a later call on another machine resumes from it. Implies "
+    "--analyse_as_trained.")
 
 
 def main(argv):
   del argv
   common.setup_logging()
-  stages.run_zoo(_CONFIG.value, _WORKDIR.value, share=_SHARE.value,
-                 command=common.command("launch.zoo"), analyse_as_trained=_AS_TRAINED.value)
+  bench, workdir, keep = _CONFIG.value, _WORKDIR.value, _KEEP.value
+  after_run = None
+  if keep:
+    mine = json.loads(workdir_lib.config_json(bench))
+    carry.check_config(mine, keep)
+    carry.check_config(mine, workdir)  # Before either folder is written to.
+    if (pathlib.Path(keep) / "config.json").exists():
+      analyse = "analyse" in stages.selected_stages(bench)
+      logging.info("[benchmark keep] restored from %s: %s", keep,
+                   carry.as_json(carry.restore(keep, workdir, analyse=analyse)))
+    after_run = functools.partial(carry.save, workdir, keep)
+  stages.run_zoo(bench, workdir, share=_SHARE.value, command=common.command("launch.zoo"),
+                 analyse_as_trained=_AS_TRAINED.value or bool(keep), after_run=after_run)
+  if keep:
+    carry.save(workdir, keep)
 
 
 if __name__ == "__main__":

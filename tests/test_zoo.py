@@ -513,6 +513,21 @@ def test_a_bad_config_on_the_command_line_is_one_line(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+def test_a_kept_folder_of_another_benchmark_is_refused_before_anything_is_written(tmp_path):
+  keep = _other_benchmark(tmp_path)
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.zoo", "--config=configs/zoo.py:tiny",
+       f"--workdir={tmp_path / 'w'}", f"--keep={keep}"],
+      cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True,
+      timeout=120)
+  assert proc.returncode == 2, proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert "holds another benchmark's config" in last and "num_seeds: 99" in last, last
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "w").exists() and sorted(p.name for p in keep.iterdir()) == [
+      "config.json"]
+
+
 def test_every_method_has_its_own_color_and_the_legend_hides_none():
   colors = [zoo_plots.method_color(m) for m in zoo_config.ZOO]
   assert len(set(colors)) == len(colors)

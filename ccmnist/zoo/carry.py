@@ -49,17 +49,21 @@ def _copy_light(src: pathlib.Path, dst: pathlib.Path) -> int:
   return n
 
 
-def _check_same_config(src: pathlib.Path, dst: pathlib.Path) -> None:
-  """Raises ValueError unless dst holds no config.json or src's (up to stages.IGNORE)."""
-  theirs = io.read_json(dst / "config.json")
+def check_config(mine: dict, folder) -> None:
+  """Raises ValueError unless `folder` holds no config.json or the benchmark config `mine` (up
+  to stages.IGNORE)."""
+  theirs = io.read_json(pathlib.Path(folder) / "config.json")
   if theirs is None:
     return
-  mine = io.read_json(src / "config.json")
-  diff = workdir_lib.diff_configs({k: v for k, v in mine.items() if k not in stages.IGNORE},
-                                  {k: v for k, v in theirs.items() if k not in stages.IGNORE})
+  diff = workdir_lib.diff_configs({k: v for k, v in theirs.items() if k not in stages.IGNORE},
+                                  {k: v for k, v in mine.items() if k not in stages.IGNORE})
   if diff:
-    raise ValueError(f"{dst} holds another benchmark's config ({'; '.join(diff[:3])}); "
-                     f"save to or restore into a folder of its own.")
+    raise ValueError(f"{folder} holds another benchmark's config ({'; '.join(diff[:3])}); "
+                     f"keep each benchmark in a folder of its own.")
+
+
+def _check_same_config(src: pathlib.Path, dst: pathlib.Path) -> None:
+  check_config(io.read_json(src / "config.json"), dst)
 
 
 def _bench(folder: pathlib.Path):

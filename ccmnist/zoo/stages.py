@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import pathlib
 import time
+from typing import Callable
 
 from absl import logging
 import jax
@@ -149,9 +150,10 @@ def analyse_if_ready(bench, workdir, run: plan.Run, caches: dict) -> bool:
   return True
 
 
-def stage_train(bench, workdir, *, analyse_as_trained: bool = False) -> bool:
+def stage_train(bench, workdir, *, analyse_as_trained: bool = False,
+                after_run: Callable | None = None) -> bool:
   """analyse_as_trained: analyse each row as soon as its family is trained (analyse_if_ready),
-  when the analyse stage is selected."""
+  when the analyse stage is selected. after_run(): called after each run (and its analysis)."""
   analyse_as_trained = analyse_as_trained and "analyse" in selected_stages(bench)
   if analyse_as_trained:
     analyse_lib.check_config(bench.analyse)
@@ -167,6 +169,8 @@ def stage_train(bench, workdir, *, analyse_as_trained: bool = False) -> bool:
     wall = train_one(bench, run, workdir)
     if analyse_as_trained:
       analyse_if_ready(bench, workdir, run, caches)
+    if after_run is not None:
+      after_run()
     done = spent.setdefault(run.model, [0.0, 0.0])
     done[0], done[1] = done[0] + work[run.key], done[1] + wall
     left = todo[k + 1:]
@@ -394,7 +398,7 @@ def _run_shared(bench, workdir, command) -> dict:
 
 
 def run_zoo(bench, workdir, *, share: bool = False, command: str | None = None,
-            analyse_as_trained: bool = False) -> dict:
+            analyse_as_trained: bool = False, after_run: Callable | None = None) -> dict:
   """Runs (or resumes) every selected stage; returns {stage: seconds} of stages.json.
 
   command: the command line that makes this config (pipeline.COMMAND_FILE).
@@ -402,19 +406,21 @@ def run_zoo(bench, workdir, *, share: bool = False, command: str | None = None,
   finish this benchmark together (_run_shared); every stage is selected then.
   analyse_as_trained: the train stage analyses each row once its family is trained
   (analyse_if_ready); the same results, kept as they land.
+  after_run(): called by the train stage after each run it trains.
   """
   selected_stages(bench)
   plan.check_config(bench, workdir)
   if share:
     if bench.only:
       raise ValueError("--share_workdir runs every stage; drop --config.only.")
-    if analyse_as_trained:
-      raise ValueError("--share_workdir analyses after training; drop --analyse_as_trained.")
+    if analyse_as_trained or after_run:
+      raise ValueError("--share_workdir analyses and keeps runs after training; drop "
+                       "--analyse_as_trained and --keep.")
     return _run_shared(bench, workdir, command)
   table = STAGES
-  if analyse_as_trained:
-    table = {**STAGES, "train": dataclasses.replace(
-        STAGES["train"], fn=functools.partial(stage_train, analyse_as_trained=True))}
+  if analyse_as_trained or after_run:
+    table = {**STAGES, "train": dataclasses.replace(STAGES["train"], fn=functools.partial(
+        stage_train, analyse_as_trained=analyse_as_trained, after_run=after_run))}
   # `only` selects what runs, not what is computed: it may change between calls on a workdir.
   return pipeline.run_stages(bench, workdir, table, label="benchmark", ignore=IGNORE,
                              then=lambda workdir, stages: _report_again(bench, workdir, stages),
