@@ -70,6 +70,9 @@ def test_every_stage_ran_and_the_report_says_what_it_measured(tiny_bench):
   assert "## Ranking changes between selection rules" in md and "| rank | method |" in md
   assert "github.com/alinlab/LfF" in md and "config.py:37,65" in md  # Their settings, sourced.
   assert "Projected cost of the `full` profile" in md
+  n = len(plan.all_runs(cfg))
+  assert re.search(rf"Runs trained on code \S+( \+ local changes)? \({n} runs\)", md) or (
+      "Runs trained on code unknown" in md)
   links = re.findall(r"\]\(([^)]+)\)", md)
   assert links and all((workdir / link).exists() for link in links), links
 
@@ -579,6 +582,9 @@ def test_a_resumed_runs_wall_time_counts_its_earlier_calls(tmp_path):
   wall, calls = cost.close_call(rdir, 30.0)
   assert (wall, calls) == (pytest.approx(100.0 + 600.0 + 0.0 + 30.0), 4)
   assert json.loads((rdir / cost.CALL_FILE.format(3)).read_text())["end"] is not None
+  # Each call names the code that made it; the hand-written calls above name none.
+  assert cost.codes(rdir)[:3] == ["unrecorded"] * 3
+  assert re.fullmatch(r"[0-9a-f]{7,}( \+ local changes)?|unknown", cost.codes(rdir)[3])
 
 
 def test_train_one_records_the_wall_time_of_every_call(tmp_path):

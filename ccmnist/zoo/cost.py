@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from ccmnist.report import markdown
 from ccmnist.train import runs as runs_lib
 from ccmnist.util import io
 
@@ -42,7 +43,14 @@ def open_call(run_dir) -> None:
     last = metrics.stat().st_mtime if metrics.exists() else calls[-1]["start"]
     before = max(calls[-1]["start"], last)
   io.write_json(run_dir / CALL_FILE.format(len(calls)),
-                {"start": time.time(), "end": None, "end_of_call_before": before})
+                {"start": time.time(), "end": None, "end_of_call_before": before,
+                 "code": markdown.code_version()})
+
+
+def codes(run_dir) -> list:
+  """The commits of the code that trained a run, one per call ('unrecorded' for a call made
+  before calls recorded it)."""
+  return [c.get("code", "unrecorded") for c in _calls(run_dir)]
 
 
 def close_call(run_dir, wall_s: float) -> tuple:
@@ -87,7 +95,8 @@ def steady_rate(run_dir) -> tuple:
 
 
 def run_cost(run_dir, config, wall_s: float | None) -> dict:
-  """{'wall_s', 'train_time_s', 'examples', 'rate', 'rate_steady', 'fixed_s'} of one run."""
+  """{'wall_s', 'train_time_s', 'examples', 'rate', 'rate_steady', 'fixed_s', 'code'} of one
+  run (code: the commits of its calls, codes())."""
   rate, steady = steady_rate(run_dir)
   n = examples(config)
   train_time = None
@@ -98,7 +107,7 @@ def run_cost(run_dir, config, wall_s: float | None) -> dict:
   if wall_s is not None and rate:
     fixed = max(0.0, wall_s - n / rate)
   return {"wall_s": wall_s, "train_time_s": train_time, "examples": n, "rate": rate,
-          "rate_steady": steady, "fixed_s": fixed}
+          "rate_steady": steady, "fixed_s": fixed, "code": sorted(set(codes(run_dir)))}
 
 
 def _median(values):

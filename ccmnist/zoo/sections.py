@@ -6,6 +6,7 @@ labels or whose paper selects on them, val for the others) unless a table says o
 are ranked by group-balanced accuracy (the papers' metric), oracles apart.
 """
 
+import collections
 import pathlib
 
 import numpy as np
@@ -516,7 +517,18 @@ def section_made(res, bench, lines):
   lines += ["## How this was made", "",
             f"- `{command}` (the whole config is in `config.json`; every run is a training "
             "workdir under `runs/<protocol>/<model>/rho<rho_train>/<entry>/`)."]
+  lines += [f"- {trained_on(res)}"]
   lines += markdown.environment_lines(res["environment"], res["generated"])
+
+
+def trained_on(res) -> str:
+  """Which code trained the runs (a benchmark of several sittings may span commits)."""
+  count = collections.Counter(c for r in res["runs"].values()
+                              for c in (r.get("cost") or {}).get("code", []))
+  if not count:
+    return "The code that trained the runs is not recorded."
+  return "Runs trained on code " + ", ".join(f"{c} ({n} runs)" for c, n in sorted(count.items()))
+
 
 
 def render(res, bench, workdir) -> str:
