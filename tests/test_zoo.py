@@ -293,6 +293,22 @@ def test_a_benchmark_resumes_from_its_kept_files_to_the_same_results(tiny_bench,
   assert _without_timings(after) == _without_timings(before)
 
 
+def test_a_kept_run_is_copied_less_its_heavy_files_and_marked_finished_last(tmp_path,
+                                                                              monkeypatch):
+  src = tmp_path / "run"
+  for name in ("results.json", "metrics.jsonl", "zz.json", ".results.json.tmp.json",
+               "predictions.npz", "checkpoints/5/params", "tensorboard/replica_0/events"):
+    (src / name).parent.mkdir(parents=True, exist_ok=True)
+    (src / name).write_text(name)
+  order = []
+  write = carry.io.write_bytes
+  monkeypatch.setattr(carry.io, "write_bytes", lambda path, data: order.append(
+      pathlib.Path(path).name) or write(path, data))
+  assert carry._copy_light(src, tmp_path / "kept") == 3
+  assert order == ["metrics.jsonl", "zz.json", "results.json"]  # A stopped copy is unfinished.
+  assert (tmp_path / "kept" / "zz.json").read_text() == "zz.json"
+
+
 def _other_benchmark(tmp_path):
   other = tmp_path / "other"
   other.mkdir()

@@ -19,7 +19,6 @@ Unfinished runs are never saved: their checkpoints stay in the workdir they trai
 import dataclasses
 import json
 import pathlib
-import shutil
 
 from ccmnist.util import io
 from ccmnist.util import workdir as workdir_lib
@@ -30,23 +29,28 @@ from ccmnist.zoo import stages
 
 # Left behind: parameters (and the refit's), per-example outputs, event files, locks.
 HEAVY = ("checkpoints", "tensorboard", "predictions.npz", "refit.npz", ".lock")
+DONE_FILES = ("results.json", report.FAILED_FILE)  # finished() reads these.
 
 
 def finished(rdir: pathlib.Path) -> bool:
-  return (rdir / "results.json").exists() or (rdir / report.FAILED_FILE).exists()
+  return any((rdir / name).exists() for name in DONE_FILES)
+
+
+def _heavy(name: str) -> bool:
+  """HEAVY, or hidden: a lock, a file being written (io.py's temporary files)."""
+  return name in HEAVY or name.startswith(".")
 
 
 def _copy_light(src: pathlib.Path, dst: pathlib.Path) -> int:
-  """Copies src's files (recursively) to dst, less HEAVY; returns how many."""
-  n = 0
-  for path in sorted(src.rglob("*")):
-    rel = path.relative_to(src)
-    if path.is_dir() or any(part in HEAVY for part in rel.parts):
-      continue
-    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(path, dst / rel)
-    n += 1
-  return n
+  """Copies src's files (recursively) to dst, less HEAVY, each atomically and the files that
+  mark a run finished last (a copy stopped part way leaves the run unfinished); returns how
+  many."""
+  files = [p for p in src.rglob("*") if p.is_file() and not any(
+      _heavy(part) for part in p.relative_to(src).parts)]
+  files.sort(key=lambda p: (p.name in DONE_FILES, str(p)))
+  for path in files:
+    io.write_bytes(dst / path.relative_to(src), path.read_bytes())
+  return len(files)
 
 
 def check_config(mine: dict, folder) -> None:
@@ -93,9 +97,9 @@ def save(workdir, dest) -> dict:
     _copy_light(rdir, dest / rdir.relative_to(workdir))
     saved.append(key)
   for path in workdir.iterdir():
-    if path.is_file() and path.name not in HEAVY:
-      shutil.copy2(path, dest / path.name)
-    elif path.is_dir() and path.name not in ("runs", "cost_probe"):
+    if path.is_file() and not _heavy(path.name):
+      io.write_bytes(dest / path.name, path.read_bytes())
+    elif path.is_dir() and not _heavy(path.name) and path.name not in ("runs", "cost_probe"):
       _copy_light(path, dest / path.name)
   return {"runs": saved, "left": left}
 
@@ -136,10 +140,11 @@ def restore(src, workdir, *, analyse: bool = True) -> dict:
     _copy_light(sdir, wdir)
     restored.append(key)
   for path in src.iterdir():
+    if _heavy(path.name):
+      continue
     if path.is_file():
       if not (workdir / path.name).exists():
-        workdir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, workdir / path.name)
+        io.write_bytes(workdir / path.name, path.read_bytes())
     elif path.name not in ("runs", "cost_probe"):
       _copy_light(path, workdir / path.name)
   return {"runs": restored, "left_out": {r.key: why for r, why in skip.items()}}
