@@ -470,6 +470,12 @@ def test_a_configs_own_runs_are_priced_apart_from_its_project_to(tmp_path):
   assert len(collect.planned_runs(bench)) > 1  # Without `own`: the full profile it projects to.
   with pytest.raises(ValueError, match="holds no config.json"):
     collect.workdir_costs(tmp_path)
+  # A finished benchmark's results.json prices a config too (its cost.measured records).
+  (tmp_path / "results.json").write_text(json.dumps({"cost": {"measured": measured}}))
+  assert collect.measured_costs_of(tmp_path / "results.json") == measured
+  (tmp_path / "other.json").write_text(json.dumps({"runs": {}}))
+  with pytest.raises(ValueError, match="no cost.measured"):
+    collect.measured_costs_of(tmp_path / "other.json")
 
 
 def test_run_order_and_directories():

@@ -6,6 +6,9 @@ gets its projection before it starts, from the costs its tuning run measured:
   python tools/project_cost.py --measured=TUNE --config=configs/zoo.py:full \\
       --config.run_protocols=lff $(python tools/tuned_overrides.py TUNE)
 
+--measured is a benchmark workdir (or a folder kept by launch.zoo --keep), or the results.json
+of a finished one (its cost.measured records: a published run's rates price another config).
+
 It prices the config's own runs (not its project_to) with zoo/cost.py's model: a run's fixed
 seconds plus its training examples at the steady examples/s measured for its model and method.
 A rate is measured at the measuring run's replica count; a run with more or fewer replicas is
@@ -13,9 +16,11 @@ priced at that rate per example.
 """
 
 import sys
+import time
 
 from absl import flags
 
+from ccmnist.report import markdown
 from ccmnist.util import io
 from ccmnist.zoo import collect
 from ccmnist.zoo import cost as cost_lib
@@ -29,12 +34,13 @@ _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the projection her
 
 def main(argv):
   del argv
-  measured = collect.workdir_costs(_MEASURED.value)
+  measured = collect.measured_costs_of(_MEASURED.value)
   if not measured:
     raise ValueError(f"{_MEASURED.value} has no finished run to measure a rate from.")
   got = cost_lib.project(measured, collect.planned_runs(_CONFIG.value, own=True))
   got["measured_from"] = str(_MEASURED.value)
   got["command"] = " ".join(sys.argv)
+  got["generated"], got["code"] = time.strftime("%Y-%m-%d %H:%M:%S"), markdown.code_version()
   print(f"{got['priced']} of {got['runs']} runs priced: {got['total_s'] / 3600:.1f} h")
   for model, s in sorted(got["by_model"].items()):
     print(f"  {model}: {s / 3600:.1f} h")

@@ -9,9 +9,10 @@
 #    (it chooses settings; no analyse stage).
 # 2. docs/results/benchmark_lff/final: each method at the setting the tuning chose (its headline
 #    selection rule), 4 ratios x 5 seeds; its cost is projected from the tuning's measured rates
-#    before it trains anything (docs/results/benchmark_lff/projection.json).
+#    before it trains anything (docs/results/benchmark_lff/projection*.json: from the tuning's
+#    rates, and from the quick profile's, measured on a quiet machine).
 # 3. docs/results/benchmark_study: the study protocol, the CheaterCNN at 5% and 1%, every method
-#    with its full grids, 5 seeds.
+#    with its full grids, 5 seeds (projected from the quick profile's rates before it starts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCRATCH=${1:?usage: tools/published_runs.sh SCRATCH_DIR}
@@ -23,13 +24,20 @@ LFF=(--config=configs/zoo.py:full --config.run_protocols=lff --config.project_to
   --config.only=train,evaluate,select,report --workdir="$SCRATCH/tune" --keep=$OUT/benchmark_lff/tune
 
 read -r -a TUNED <<< "$("$PY" tools/tuned_overrides.py $OUT/benchmark_lff/tune)"
-if [ ! -e $OUT/benchmark_lff/final/config.json ]; then
+if [ ! -e $OUT/benchmark_lff/final/config.json ]; then  # Projections made before it trains.
   "$PY" tools/project_cost.py --measured=$OUT/benchmark_lff/tune "${LFF[@]}" "${TUNED[@]}" \
     --json_out=$OUT/benchmark_lff/projection.json
+  "$PY" tools/project_cost.py --measured=$OUT/benchmark_quick/results.json "${LFF[@]}" \
+    "${TUNED[@]}" --json_out=$OUT/benchmark_lff/projection_from_quick.json
 fi
 "$PY" -m launch.zoo "${LFF[@]}" "${TUNED[@]}" --workdir="$SCRATCH/final" \
   --keep=$OUT/benchmark_lff/final
 
-"$PY" -m launch.zoo --config=configs/zoo.py:full --config.run_protocols=study \
-  --config.project_to.run_protocols=study --config.protocols.study.models=cheater \
-  --config.ratios='(0.05,0.01)' --workdir="$SCRATCH/study" --keep=$OUT/benchmark_study
+STUDY=(--config=configs/zoo.py:full --config.run_protocols=study
+       --config.project_to.run_protocols=study --config.protocols.study.models=cheater
+       --config.ratios='(0.05,0.01)')
+if [ ! -e $OUT/benchmark_study/config.json ]; then
+  "$PY" tools/project_cost.py --measured=$OUT/benchmark_quick/results.json "${STUDY[@]}" \
+    --json_out=$OUT/benchmark_study/projection_from_quick.json
+fi
+"$PY" -m launch.zoo "${STUDY[@]}" --workdir="$SCRATCH/study" --keep=$OUT/benchmark_study

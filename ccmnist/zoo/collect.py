@@ -98,6 +98,19 @@ def workdir_costs(workdir) -> list:
   return measured_costs(collect(bench, workdir), workdir)
 
 
+def measured_costs_of(path) -> list:
+  """The measured run costs of a benchmark workdir (or a folder kept by launch.zoo --keep), or
+  of a finished benchmark's results.json (its cost.measured records)."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    return workdir_costs(path)
+  record = io.read_json(path)
+  if not isinstance(record, dict) or "measured" not in record.get("cost", {}):
+    raise ValueError(f"{path} is not a benchmark's results.json (no cost.measured); pass a "
+                     "benchmark workdir or its results.json.")
+  return record["cost"]["measured"]
+
+
 def collect(bench, workdir) -> dict:
   """results.json's dict, less its findings (findings.py decides them)."""
   workdir = pathlib.Path(workdir)
