@@ -279,8 +279,10 @@ def test_a_benchmark_resumes_from_its_kept_files_to_the_same_results(tiny_bench,
   assert set(carry.left_out(cfg, kept, analyse=False)) == {ident}
   with pytest.raises(ValueError, match="drop --analyse_as_trained"):
     stages.run_zoo(cfg, tmp_path / "shared", share=True, analyse_as_trained=True)
+  (kept / "README.md").write_text("what this folder is")  # Not the benchmark's: stays there.
   resumed = tmp_path / "resumed"
   out = carry.restore(kept, resumed, analyse=True)
+  assert not (resumed / "README.md").exists() and (resumed / "config.json").exists()
   assert set(out["left_out"]) == {ident.key, erm.key}
   assert not stages.finished(resumed, ident) and not stages.finished(resumed, jtt)
   # Trains identify, JTT and the CheaterCNN's ERM again, analysing each row as it lands.

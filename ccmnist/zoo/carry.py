@@ -7,11 +7,12 @@ results folder under version control, say), not from the workdir:
            copies its files, less what is large and read by no later stage once it is measured:
            checkpoints, TensorBoard events, predictions.npz and DFR's refit.npz. The workdir's
            own files come too (config.json, command.json, stages.json, results.json, ...).
-  restore  copies them into a workdir, new or holding the same config. A run whose parameters a
-           stage still to run will read is left out, so that it trains again (the same seeds
-           train the same run): one that an unfinished run needs (JTT's identification run, the
-           ERM run of DFR and EIIL), and, when the analyse stage will run, one without its
-           analysis.json.
+  restore  copies the runs into a workdir, new or holding the same config, with the
+           workdir's config, command, stage times and plan (the report is written again). A run
+           whose parameters a stage still to run will read is left out, so that it trains again
+           (the same seeds train the same run): one that an unfinished run needs (JTT's
+           identification run, the ERM run of DFR and EIIL), and, when the analyse stage will
+           run, one without its analysis.json.
 
 Unfinished runs are never saved: their checkpoints stay in the workdir they trained in.
 """
@@ -23,12 +24,16 @@ import pathlib
 from ccmnist.util import io
 from ccmnist.util import workdir as workdir_lib
 from ccmnist.zoo import analyse as analyse_lib
+from ccmnist.zoo import cost
 from ccmnist.zoo import plan
 from ccmnist.zoo import report
 from ccmnist.zoo import stages
 
 # Left behind: parameters (and the refit's), per-example outputs, event files, locks.
 HEAVY = ("checkpoints", "tensorboard", "predictions.npz", "refit.npz", ".lock")
+# The workdir's own files that restore brings back (the report's are written again, and what
+# else a kept folder holds, its README say, never enters the workdir, so no save overwrites it).
+RESTORED = ("config.json", "command.json", "stages.json", cost.PLAN_FILE)
 DONE_FILES = ("results.json", report.FAILED_FILE)  # finished() reads these.
 
 
@@ -139,14 +144,9 @@ def restore(src, workdir, *, analyse: bool = True) -> dict:
       continue
     _copy_light(sdir, wdir)
     restored.append(key)
-  for path in src.iterdir():
-    if _heavy(path.name):
-      continue
-    if path.is_file():
-      if not (workdir / path.name).exists():
-        io.write_bytes(workdir / path.name, path.read_bytes())
-    elif path.name not in ("runs", "cost_probe"):
-      _copy_light(path, workdir / path.name)
+  for name in RESTORED:
+    if (src / name).exists() and not (workdir / name).exists():
+      io.write_bytes(workdir / name, (src / name).read_bytes())
   return {"runs": restored, "left_out": {r.key: why for r, why in skip.items()}}
 
 
