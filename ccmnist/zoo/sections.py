@@ -506,7 +506,9 @@ def section_cost(res, bench, lines):
             f"machine: {_hours(proj['total_s'])} for {proj['priced']} of its {proj['runs']} runs "
             f"({by_model}){unpriced}. Models this profile does not train are priced from a short "
             "ERM probe run each (`cost_probe/`), other methods on them at the method's measured "
-            "cost relative to ERM. Stage times of this run:", ""]
+            "cost relative to ERM. Stage times of this run (each of the call that finished the stage: "
+            "a stage resumed over several sittings counts its last, while the runs' wall times "
+            "above count every call that trained them):", ""]
   lines += markdown.stage_table(res["stages"])
 
 
