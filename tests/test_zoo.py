@@ -177,6 +177,8 @@ def test_every_run_is_analysed_at_its_headline_point_beside_its_null(tiny_bench)
   for protocol in ("study", "lff"):
     assert f"## Did the method remove the shortcut? (protocol `{protocol}`)" in md
   assert "ERM changes" in md and "(null " in md and shortcut.FIGURE in md
+  # Its cost per cell, from every analysis.json's timing (3 rows per model here).
+  assert re.search(r"`cheater` \d+\.\d s per cell \(median of 3; \d+ s in all\)", md), md[-3000:]
   assert (workdir / shortcut.FIGURE).exists()
 
 

@@ -506,10 +506,26 @@ def section_cost(res, bench, lines):
             f"machine: {_hours(proj['total_s'])} for {proj['priced']} of its {proj['runs']} runs "
             f"({by_model}){unpriced}. Models this profile does not train are priced from a short "
             "ERM probe run each (`cost_probe/`), other methods on them at the method's measured "
-            "cost relative to ERM. Stage times of this run (each of the call that finished the stage: "
-            "a stage resumed over several sittings counts its last, while the runs' wall times "
-            "above count every call that trained them):", ""]
+            "cost relative to ERM. Stage times of this run (each of the call that finished the "
+            "stage: a stage resumed over several sittings counts its last, while the runs' wall "
+            "times above count every call that trained them):", ""]
   lines += markdown.stage_table(res["stages"])
+  lines += analysis_cost_lines(res.get("analysis") or {})
+
+
+def analysis_cost_lines(analysis: dict) -> list:
+  """The analysis' measured time per cell, per model (analysis.json's timing): it runs in the
+  analyse stage, or in the train stage with --analyse_as_trained."""
+  by_model = {}
+  for key, rec in analysis.items():
+    if (rec.get("timing") or {}).get("seconds") is not None:
+      by_model.setdefault(key.split("/")[1], []).append(rec["timing"]["seconds"])
+  if not by_model:
+    return []
+  parts = [f"`{m}` {np.median(s):.1f} s per cell (median of {len(s)}; {sum(s):.0f} s in all)"
+           for m, s in by_model.items()]
+  return ["The analysis of each method at its headline point (all its seeds, vmapped; each "
+          "model's random inits once, in its first cell): " + "; ".join(parts) + ".", ""]
 
 
 def section_made(res, bench, lines):
