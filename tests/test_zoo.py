@@ -271,9 +271,9 @@ def test_a_benchmark_resumes_from_its_kept_files_to_the_same_results(tiny_bench,
   assert not heavy, heavy
   for run in plan.all_runs(cfg):
     assert (plan.run_dir(kept, run) / evaluate.EVAL_FILE).exists()
-  # Kept mid-benchmark: JTT not yet trained, the CheaterCNN's ERM not yet analysed.
+  # Kept mid-benchmark: JTT not yet trained, the MLP's ERM not yet analysed.
   jtt, ident = plan.Run("lff", "lff_mlp", 0.05, "jtt"), plan.Run("lff", "lff_mlp", 0.05, "identify")
-  erm = plan.Run("study", "cheater", 0.05, "erm")
+  erm = plan.Run("lff", "lff_mlp", 0.05, "erm")
   for path in plan.run_dir(kept, jtt).iterdir():
     path.unlink()
   (plan.run_dir(kept, erm) / analyse.ANALYSIS_FILE).unlink()
@@ -288,7 +288,7 @@ def test_a_benchmark_resumes_from_its_kept_files_to_the_same_results(tiny_bench,
   assert not (resumed / "README.md").exists() and (resumed / "config.json").exists()
   assert set(out["left_out"]) == {ident.key, erm.key}
   assert not stages.finished(resumed, ident) and not stages.finished(resumed, jtt)
-  # Trains identify, JTT and the CheaterCNN's ERM again, analysing each row as it lands.
+  # Trains identify, JTT and the MLP's ERM again, analysing each row as it lands.
   stages.stage_train(cfg, resumed, analyse_as_trained=True)
   for run in (jtt, erm):
     assert (plan.run_dir(resumed, run) / analyse.ANALYSIS_FILE).exists(), run
