@@ -126,7 +126,9 @@ def define_config_file(name: str, default: str):
 
 # Flags that choose how or where a run goes, not what it computes: left out of command.json.
 _NOT_COMPUTED = ("--workdir", "--config.only", "--share_workdir", "--compilation_cache",
-                 "--verbose", "--noverbose")
+                 "--verbose", "--noverbose", "--keep", "--analyse_as_trained",
+                 "--noanalyse_as_trained")
+_WITH_VALUE = ("--workdir", "--config.only", "--compilation_cache", "--keep")
 
 
 def command(module: str) -> str:
@@ -137,7 +139,7 @@ def command(module: str) -> str:
     if skip:  # The value of `--workdir DIR` written apart.
       skip = False
     elif a.split("=")[0] in _NOT_COMPUTED:
-      skip = "=" not in a and a in ("--workdir", "--config.only", "--compilation_cache")
+      skip = "=" not in a and a in _WITH_VALUE
     else:
       args.append(a)
   return " ".join(["python", "-m", module, *args, "--workdir=DIR"])

@@ -10,6 +10,7 @@ import pytest
 
 from ccmnist import pipeline
 from ccmnist.util import workdir as workdir_lib
+from launch import common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -152,3 +153,12 @@ def test_the_first_command_is_kept_and_a_different_config_leaves_it(tmp_path):
                         command="python -m toy --other")
   assert pipeline.read_command(tmp_path) == "python -m toy --config.x=1 --workdir=DIR"
   assert pipeline.read_command(tmp_path / "none") is None
+
+
+def test_the_recorded_command_leaves_out_where_and_how_a_run_goes(monkeypatch):
+  monkeypatch.setattr(sys, "argv", [
+      "zoo.py", "--config=configs/zoo.py:full", "--workdir", "/tmp/w", "--keep=docs/k",
+      "--analyse_as_trained", "--config.num_seeds=5", "--keep", "docs/k2",
+      "--config.only=train"])
+  assert common.command("launch.zoo") == (
+      "python -m launch.zoo --config=configs/zoo.py:full --config.num_seeds=5 --workdir=DIR")
