@@ -277,6 +277,9 @@ def test_a_benchmark_resumes_from_its_kept_files_to_the_same_results(tiny_bench,
   for path in plan.run_dir(kept, jtt).iterdir():
     path.unlink()
   (plan.run_dir(kept, erm) / analyse.ANALYSIS_FILE).unlink()
+  got = carry.status(kept, measured=workdir)  # JTT's rate, measured in the full workdir.
+  assert got["left"] == [jtt.key] and len(got["finished"]) == len(plan.all_runs(cfg)) - 1
+  assert got["left_projected_s"] > 0 and not got["unpriced"] and got["wall_s"] > 0
   with pytest.raises(ValueError, match="another benchmark"):
     carry.save(workdir, _other_benchmark(tmp_path))
   assert set(carry.left_out(cfg, kept, analyse=False)) == {ident}

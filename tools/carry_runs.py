@@ -2,6 +2,7 @@
 
   python tools/carry_runs.py save WORKDIR FOLDER      # after runs finish (any time: it reads)
   python tools/carry_runs.py restore FOLDER WORKDIR   # then: python -m launch.zoo ... WORKDIR
+  python tools/carry_runs.py status FOLDER [--measured=RESULTS_JSON]   # how far, how long left
 
 save copies each finished run's files less its parameters and predictions (ccmnist/zoo/carry.py
 says which), after measuring it as the evaluate stage does; restore copies them back, leaving out
@@ -19,14 +20,25 @@ from ccmnist.zoo import carry
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("action", choices=("save", "restore"))
-  parser.add_argument("source", help="save: the benchmark workdir; restore: the folder")
-  parser.add_argument("dest", help="save: the folder; restore: the benchmark workdir")
+  parser.add_argument("action", choices=("save", "restore", "status"))
+  parser.add_argument("source", help="save: the benchmark workdir; restore, status: the folder")
+  parser.add_argument("dest", nargs="?", help="save: the folder; restore: the benchmark workdir")
+  parser.add_argument("--measured", help="status: price the runs left at the rates of this "
+                      "benchmark workdir or results.json (default: the folder's own runs)")
   parser.add_argument("--analyse", action=argparse.BooleanOptionalAction, default=True,
                       help="restore: whether the benchmark will run its analyse stage")
   args = parser.parse_args(argv)
+  if args.action != "status" and not args.dest:
+    parser.error(f"{args.action} needs a destination: {args.action} SOURCE DEST")
   try:
-    if args.action == "save":
+    if args.action == "status":
+      out = carry.status(args.source, measured=args.measured)
+      left = out["left_projected_s"]
+      print(f"{len(out['finished'])} of {len(out['finished']) + len(out['left'])} runs finished "
+            f"({out['wall_s'] / 3600:.2f} h measured); left: "
+            + (f"{left / 3600:.2f} h projected" if left is not None else "not priced")
+            + (f", {len(out['unpriced'])} runs unpriced" if out["unpriced"] else ""))
+    elif args.action == "save":
       out = carry.save(args.source, args.dest)
     else:
       out = carry.restore(args.source, args.dest, analyse=args.analyse)

@@ -24,6 +24,7 @@ import pathlib
 from ccmnist.util import io
 from ccmnist.util import workdir as workdir_lib
 from ccmnist.zoo import analyse as analyse_lib
+from ccmnist.zoo import collect
 from ccmnist.zoo import cost
 from ccmnist.zoo import plan
 from ccmnist.zoo import report
@@ -148,6 +149,27 @@ def restore(src, workdir, *, analyse: bool = True) -> dict:
     if (src / name).exists() and not (workdir / name).exists():
       io.write_bytes(workdir / name, (src / name).read_bytes())
   return {"runs": restored, "left_out": {r.key: why for r, why in skip.items()}}
+
+
+def status(folder, *, measured=None) -> dict:
+  """How far a kept (or any) benchmark folder is: {'finished', 'left' (run keys), 'wall_s' (the
+  finished runs' measured wall time), 'left_projected_s' (the runs left, priced at the rates of
+  `measured`, a workdir or results.json, default the folder's own finished runs; None when no
+  run is priced), 'unpriced'}."""
+  folder = pathlib.Path(folder)
+  bench = _bench(folder)
+  runs = plan.all_runs(bench)
+  done = [r for r in runs if finished(plan.run_dir(folder, r))]
+  left = {r.key for r in runs} - {r.key for r in done}
+  walls = [(io.read_json(plan.run_dir(folder, r) / cost.TIME_FILE) or {}).get("wall_s")
+           for r in done]
+  planned = [p for p in collect.planned_runs(bench, own=True) if p["key"] in left]
+  costs = collect.measured_costs_of(folder if measured is None else measured)
+  proj = cost.project(costs, planned) if costs and planned else None
+  return {"finished": [r.key for r in done], "left": [r.key for r in runs if r.key in left],
+          "wall_s": float(sum(w for w in walls if w is not None)),
+          "left_projected_s": proj["total_s"] if proj and proj["priced"] else None,
+          "unpriced": proj["unpriced"] if proj else sorted(left)}
 
 
 def describe(keys) -> list:
