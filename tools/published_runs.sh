@@ -23,7 +23,8 @@ LFF=(--config=configs/zoo.py:full --config.run_protocols=lff --config.project_to
 "$PY" -m launch.zoo "${LFF[@]}" --config.ratios='(0.01,)' --config.num_seeds=2 \
   --config.only=train,evaluate,select,report --workdir="$SCRATCH/tune" --keep=$OUT/benchmark_lff/tune
 
-read -r -a TUNED <<< "$("$PY" tools/tuned_overrides.py $OUT/benchmark_lff/tune)"
+TUNED_LINE=$("$PY" tools/tuned_overrides.py $OUT/benchmark_lff/tune)  # Stops here if it fails.
+read -r -a TUNED <<< "$TUNED_LINE"
 if [ ! -e $OUT/benchmark_lff/final/config.json ]; then  # Projections made before it trains.
   "$PY" tools/project_cost.py --measured=$OUT/benchmark_lff/tune "${LFF[@]}" "${TUNED[@]}" \
     --json_out=$OUT/benchmark_lff/projection.json
