@@ -6,7 +6,9 @@ pipeline.py (the workdir lock, config.only, stage times, the refusal of a stage 
             lambda grid); a finished run is read back and a killed one resumes from its last
             checkpoint; a run whose loss diverges is recorded (failed.json) and the benchmark goes
             on; then a short cost probe of every model the projection prices but this profile
-            does not train
+            does not train. With analyse_as_trained (launch.zoo --keep), each row is also
+            evaluated, selected and analysed as soon as its family is trained (the same outputs
+            the later stages would write, made while its parameters are still there)
   evaluate  each run's measures from its predictions (benchmark_eval.json)
   select    the three model selections of every run (selection.json)
   analyse   each run at its headline grid point: does it use, carry, or resist the color
