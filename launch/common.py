@@ -15,6 +15,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from ccmnist.data import mnist
+from ccmnist.report import markdown
 from ccmnist.train import loop
 from ccmnist.train import parallel
 from ccmnist.train import runs
@@ -170,4 +171,5 @@ def run(main):
   """app.run(main), where a known error (KNOWN_ERRORS), or a bad flag or config override, prints
   `error: <message>` to stderr and exits with status 2, without a traceback unless --verbose (or
   --pdb_post_mortem) is given."""
+  markdown.code_version()  # The commit this process loaded, before any later one is made.
   app.run(_one_line_errors(main), flags_parser=_parse_flags)

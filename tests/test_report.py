@@ -3,6 +3,7 @@ hand-made records, and that only the collect modules read what the stages wrote.
 
 import ast
 import pathlib
+import subprocess
 
 import pytest
 
@@ -272,3 +273,19 @@ def test_the_representation_section_counts_calls_and_judges_the_positive_control
   sections.section_representation(
       {"interpret": {"models": {"cheater": {"representation": cheater}}}}, lines, "/nonexistent")
   assert "No positive control" in "\n".join(lines)
+
+
+def test_the_code_version_is_the_commit_a_process_started_on(tmp_path):
+  git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True,
+                                  capture_output=True, text=True)
+  git("init", "-q")
+  (tmp_path / "ccmnist").mkdir()
+  (tmp_path / "ccmnist" / "a.py").write_text("x = 1\n")
+  git("add", "-A")
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+  first = git("rev-parse", "--short", "HEAD").stdout.strip()
+  assert markdown.checkout_version(tmp_path) == first
+  (tmp_path / "ccmnist" / "a.py").write_text("x = 2\n")  # A commit made while it runs...
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two")
+  assert markdown.checkout_version(tmp_path) == first  # ...is not the code it loaded.
+  assert markdown.checkout_version(tmp_path / "not_a_checkout") == "unknown"

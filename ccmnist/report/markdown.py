@@ -1,6 +1,7 @@
 """Markdown pieces both reports write (the study's report.md, the zoo's benchmark.md), and the
 software and device they describe."""
 
+import functools
 import pathlib
 import platform
 import subprocess
@@ -59,8 +60,15 @@ def figure(workdir, rel: str, caption: str) -> list:
 
 def code_version() -> str:
   """The git commit of the code that runs ('abc1234', '+ local changes' when the checkout
-  differs from it), or 'unknown' outside a git checkout."""
-  root = pathlib.Path(__file__).resolve().parents[2]
+  differs from it), or 'unknown' outside a git checkout: read once per process, so that a long
+  process names the code it loaded, not the commits made while it ran (entrypoints read it at
+  start, launch/common.py)."""
+  return checkout_version(pathlib.Path(__file__).resolve().parents[2])
+
+
+@functools.cache
+def checkout_version(root: pathlib.Path) -> str:
+  """code_version of the git checkout at `root`, the first time it is asked for."""
   git = lambda *args: subprocess.run(["git", "-C", str(root), *args], capture_output=True,
                                      text=True, timeout=30, check=False)
   try:
