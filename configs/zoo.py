@@ -178,7 +178,8 @@ def _train(epochs: int, batch_size: int, size: str) -> dict:
               log_every_steps=8 if size == "tiny" else 1000, data_parallel=False,
               eval_train_every_epoch=False,
               # Selection reads the last epoch alone: five points per curve.
-              eval_every_epochs=max(1, epochs // 5))
+              eval_every_epochs=max(1, epochs // 5),
+              grad_norm=False)  # Nothing in the benchmark reads it; it costs (docs/perf.md).
 
 
 def protocols(size: str) -> ml_collections.ConfigDict:

@@ -194,6 +194,33 @@ def test_train_step_lowers_loss(loss_name):
   assert float(m["loss"][0]) < first
 
 
+def test_grad_norm_off_drops_the_metric_and_changes_no_update():
+  """train.grad_norm False (the benchmark's runs) leaves the metric out; the step is the same,
+  and with it on the metric is the update's global gradient norm, computed by hand for SGD."""
+  c = tiny(**{"optim.lr": 0.5})
+  model = models.get_model(c.model.name, num_classes=10, conv_impl=c.model.conv_impl)
+  tx = optim.make_optimizer(c.optim, 10)
+  state0 = runs.init_state(c, model, tx)
+  rng = np.random.default_rng(2)
+  data = {"images": jnp.asarray(rng.integers(0, 256, (8, 28, 28, 3), dtype=np.uint8)),
+          "labels": jnp.asarray(np.arange(8) % 10, jnp.int32)}
+  order, lam, out = jnp.arange(8)[None, None, :], jnp.asarray([0.0]), {}
+  for on in (True, False):
+    with c.unlocked():
+      c.train.grad_norm = on
+    fn = step_lib.make_train_step(**runs.step_kwargs(c, model, 1))
+    out[on] = fn(jax.tree_util.tree_map(jnp.copy, state0), data, order, lam)
+  (s_on, m_on), (s_off, m_off) = out[True], out[False]
+  assert "grad_norm" in m_on and "grad_norm" not in m_off
+  assert set(m_on) - {"grad_norm"} == set(m_off)
+  moved = [np.asarray(a - b).ravel() for a, b in zip(jax.tree_util.tree_leaves(state0.params),
+                                                      jax.tree_util.tree_leaves(s_on.params))]
+  np.testing.assert_allclose(float(m_on["grad_norm"][0]),
+                             np.linalg.norm(np.concatenate(moved)) / 0.5, rtol=1e-4)
+  for a, b in zip(jax.tree_util.tree_leaves(s_on.params), jax.tree_util.tree_leaves(s_off.params)):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_num_passes_keeps_each_pass_under_the_limit(monkeypatch):
   monkeypatch.setattr(step_lib, "PASS_IMAGES", 64)
   # (batch, images per example) -> passes: the fewest equal slices of <= 64 images.

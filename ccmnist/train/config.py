@@ -10,8 +10,9 @@ zoo/plan.py make theirs here).
   optim             name, lr, momentum, weight_decay, schedule, warmup_steps (train/optim.py);
                     lr_grid, a field only an lr-grid run adds (train/replicas.py)
   train             epochs, batch_size, eval_batch_size, log_every_steps, data_parallel,
-                    eval_train_every_epoch (train/loop.py); eval_every_epochs, a field only
-                    the benchmark's runs carry (absent: 1, runs.eval_every_epochs)
+                    eval_train_every_epoch (train/loop.py); eval_every_epochs and grad_norm,
+                    fields only the benchmark's runs carry (absent: 1, runs.eval_every_epochs;
+                    True, the step's metrics hold the gradient norm: train/step.py)
 """
 
 import ml_collections

@@ -126,7 +126,8 @@ def step_kwargs(config, model, steps_per_epoch: int) -> dict:
   """The static settings of a run's train step (step.make_train_step's keywords)."""
   return dict(model=model, method=methods.get(config.loss.name),
               settings=methods.settings_of(config), steps_per_epoch=steps_per_epoch,
-              warmup_steps=config.loss.warmup_epochs * steps_per_epoch)
+              warmup_steps=config.loss.warmup_epochs * steps_per_epoch,
+              grad_norm=bool(config.train.get("grad_norm", True)))
 
 
 def init_extra(config, train_split, reference=None) -> dict:

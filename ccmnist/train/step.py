@@ -69,7 +69,8 @@ def step_passes(method, batch_size: int, model=None) -> int:
 
 
 def train_step(state, data, order, lam, *, model: nn.Module, method, settings,
-               steps_per_epoch: int, warmup_steps: int = 0, axis_name=None):
+               steps_per_epoch: int, warmup_steps: int = 0, axis_name=None,
+               grad_norm: bool = True):
   """One optimizer step on resident data; returns (state, metrics).
 
   `order` [steps_per_epoch, batch] holds the epoch's example indices; the batch is row
@@ -78,17 +79,19 @@ def train_step(state, data, order, lam, *, model: nn.Module, method, settings,
   """
   return batch_step(state, gather_batch(data, order[state.step % steps_per_epoch]), lam,
                     model=model, method=method, settings=settings, warmup_steps=warmup_steps,
-                    axis_name=axis_name)
+                    axis_name=axis_name, grad_norm=grad_norm)
 
 
 def batch_step(state, batch, lam, *, model: nn.Module, method, settings, warmup_steps: int = 0,
-               axis_name=None):
+               axis_name=None, grad_norm: bool = True):
   """One optimizer step of `method` (methods.Method) on `batch`; returns (state, metrics).
 
   settings: the method's settings (methods.settings_of), a dict or tuple of items.
   axis_name: None, or the mesh axis that the batch is split over, inside shard_map
   (train/parallel.py): each device computes its share of the batch, in passes, and gradients
   and metrics are averaged over the axis, so every device applies the same update.
+  grad_norm: the metrics hold the gradient's global norm ('grad_norm'); False leaves it out,
+  as the benchmark does: on XLA:CPU it costs an MLP's step several percent (docs/perf.md).
   """
   batch = {k: v.astype(jnp.float32) if k.endswith("images") else v for k, v in batch.items()}
   settings = dict(settings)
@@ -114,7 +117,10 @@ def batch_step(state, batch, lam, *, model: nn.Module, method, settings, warmup_
   if axis_name is not None:  # Equal shares: the mean of the devices' means is the batch mean.
     (loss, aux), grads = jax.lax.pmean(((loss, aux), grads), axis_name)
   state = state.apply_gradients(grads=grads).replace(extra=extra)
-  return state, {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads)}
+  metrics = {"loss": loss, **aux}
+  if grad_norm:
+    metrics["grad_norm"] = optax.tree.norm(grads)
+  return state, metrics
 
 
 def eval_step(params, images, labels, mask, *, model: nn.Module):
