@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from ccmnist.plots import zoo as zoo_plots
 from ccmnist.report import verdicts
 from ccmnist.zoo import collect
 from ccmnist.zoo import entries
@@ -145,9 +146,10 @@ def test_the_headline_table_ranks_by_the_headline_rule_with_oracles_apart():
           or ln.startswith("| 3 |")]
   n = bench.protocols.study.data
   assert rows[:3] == [
-      f"| 1 | Group DRO | `group_val` | {n.train_size + n.val_unbiased_size} | 61.5 ± 0.0 |",
-      f"| 2 | JTT | `group_val` | {n.val_unbiased_size} | 40.5 ± 0.0 |",
-      "| 3 | ERM | `val` | 0 | 21.0 ± 0.0 |"]
+      f"| 1 | Group DRO | group labels | `group_val` | {n.train_size + n.val_unbiased_size} | "
+      "61.5 ± 0.0 |",
+      f"| 2 | JTT | nothing | `group_val` | {n.val_unbiased_size} | 40.5 ± 0.0 |",
+      "| 3 | ERM | nothing | `val` | 0 | 21.0 ± 0.0 |"]
   oracle_block = lines[lines.index(next(ln for ln in lines if "Oracles, ranked apart" in ln)):]
   assert oracle_block[4].startswith("| 1 | grayscale oracle")
 
@@ -210,6 +212,22 @@ def test_a_refit_entry_is_described_by_its_registered_method():
   assert dfr.kind == "refit" and "val_balanced" in dfr.knows
   assert entries.knows(bench, "erm").startswith("nothing")
   assert entries.titles_of(bench)["erm"] == bench.zoo.erm.title
+
+
+def test_told_sorts_every_entry_and_the_figure_families_agree():
+  """Each full-profile entry is told one of four things, and the figure's panel of a method is
+  the same: a method told nothing is never drawn among the color-aware ones."""
+  bench = zoo_config.get_config("full")
+  told = {n: entries.told(bench, n) for n in plan.method_entries(bench)}
+  assert set(told.values()) == {"nothing", "the bias is color", "environments", "group labels"}
+  assert told["erm"] == told["gradient_penalty"] == told["lff"] == told["jtt"] == "nothing"
+  assert told["consistency"] == told["grayscale"] == told["random_recolor"] == "the bias is color"
+  assert told["dfr"] == told["groupdro"] == "group labels" and told["irm"] == "environments"
+  panel = {"told nothing of the bias": "nothing", "told the bias is color": "the bias is color",
+           "group labels": "group labels", "invariance across environments": "environments"}
+  for family, members in zoo_plots.FAMILIES.items():
+    for n in members:
+      assert told[n] == panel[family], (n, family)
 
 
 def test_published_ratio_names_the_papers_ratio_or_none():

@@ -29,14 +29,14 @@ def method_color(name: str):
 # The methods' families, one column of panels each in accuracy_vs_ratio_figure (ERM, the
 # reference, is drawn in every one); an entry not listed goes to a last 'other' column.
 FAMILIES = {
-    "told the bias is color": ("gradient_penalty", "consistency", "cf_augment", "random_recolor",
-                               "grayscale"),
+    "told the bias is color": ("consistency", "cf_augment", "random_recolor", "grayscale"),
     "group labels": ("groupdro", "reweight", "balanced_sampling", "dfr"),
     "invariance across environments": ("irm", "vrex"),
-    "bias inferred (no labels)": ("jtt", "lff", "eiil"),
+    "told nothing of the bias": ("gradient_penalty", "jtt", "lff", "eiil"),
 }
 REFERENCE = "erm"
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+_DODGE = 0.02  # log10 units between neighbouring methods of a panel.
 
 
 def _families(names) -> dict:
@@ -75,16 +75,17 @@ def accuracy_vs_ratio_figure(panels: dict, *, titles: dict | None = None,
     for j, (family, ms) in enumerate(families.items()):
       ax = axes[i, j]
       ratios_all = set()
-      for name in ([REFERENCE] if REFERENCE in series else []) + ms:
-        if name not in series:
-          continue
+      drawn = [n for n in ([REFERENCE] if REFERENCE in series else []) + ms if n in series]
+      for d, name in enumerate(drawn):
         ratios, means, stds = series[name]
         keep = [k for k, m in enumerate(means) if m is not None]
         if not keep:
           continue
         x = np.asarray([100 * ratios[k] for k in keep])
         ratios_all.update(x.tolist())
-        ax.errorbar(x, [100 * means[k] for k in keep],
+        # Each method a little to the side of its ratio, so that equal values stay visible.
+        dodge = 10 ** (_DODGE * (d - (len(drawn) - 1) / 2))
+        ax.errorbar(x * dodge, [100 * means[k] for k in keep],
                     yerr=[100 * (stds[k] or 0.0) for k in keep], ms=5, capsize=2,
                     markerfacecolor="none" if name != REFERENCE else None, **style[name])
       ax.set_xscale("log")
@@ -92,6 +93,7 @@ def accuracy_vs_ratio_figure(panels: dict, *, titles: dict | None = None,
       if ticks:
         ax.set_xticks(ticks)
         ax.set_xticklabels([f"{t:g}%" for t in ticks], fontsize=8)
+        ax.set_xlim(ticks[0] / 1.6, ticks[-1] * 1.6)
         ax.minorticks_off()
       ax.set_ylim(0, 100)
       ax.grid(alpha=0.3)

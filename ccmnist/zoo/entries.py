@@ -10,6 +10,17 @@ def knows(bench, entry: str) -> str:
   return e.knows or method_of(bench, entry).knows
 
 
+def told(bench, entry: str) -> str:
+  """What an entry is told of the bias, in a few words: 'nothing', 'the bias is color',
+  'environments' or 'group labels' (else its whole `knows`)."""
+  k = knows(bench, entry)
+  for start, short in (("nothing", "nothing"), ("that the bias is color", "the bias is color"),
+                       ("environments", "environments")):
+    if k.startswith(start):
+      return short
+  return "group labels" if "group" in k else k
+
+
 def method_of(bench, entry: str):
   """The methods.Method an entry trains (or refits) with."""
   e = bench.zoo[entry]

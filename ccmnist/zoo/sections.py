@@ -223,7 +223,7 @@ def section_statements(res, bench, lines):
   by_cell = {}
   for f in fs:
     by_cell.setdefault(f["cell"], []).append(statement(f, titles))
-  lines += [" ".join(sentences) for sentences in by_cell.values()]
+  lines += [f"- {s}" for sentences in by_cell.values() for s in sentences]
   lines += [""]
 
 
@@ -243,14 +243,15 @@ def _label(bench, n: str) -> str:
 
 
 def _headline_rows(res, bench, protocol: str, cell_keys: list, names: list) -> list:
-  """Rank, method, its headline rule, group-labelled examples seen and its group-balanced
-  accuracy per cell (and their mean, for several cells) of each of `names`, in order."""
+  """Rank, method, what it is told of the bias, its headline rule, group-labelled examples seen
+  and its group-balanced accuracy per cell (and their mean, for several cells) of each of
+  `names`, in order."""
   rows = []
   for i, n in enumerate(names):
     rule = entries.headline_rule(bench, n)
     runs = [_cell_run(res, c, n) for c in cell_keys]
     means = [m for m in (_mean_of(r, rule) for r in runs) if m is not None]
-    row = [i + 1 if means else "—", _label(bench, n), f"`{rule}`",
+    row = [i + 1 if means else "—", _label(bench, n), entries.told(bench, n), f"`{rule}`",
            entries.group_labels_seen(bench, protocol, n)]
     row += [cell_measure(r, rule) for r in runs]
     if len(cell_keys) > 1:
@@ -273,14 +274,17 @@ def section_cells(res, bench, lines):
       oracles = ranked(res, bench, cell_keys, [n for n in names if bench.zoo[n].oracle])
       header = ["method"] + [pct(r) for r in bench.ratios]
       many = len(cell_keys) > 1
-      head = (["rank", "method", "selection", "group-labelled examples seen"] +
+      head = (["rank", "method", "told of the bias", "selection",
+               "group-labelled examples seen"] +
               [pct(r) for r in bench.ratios] + (["mean over ratios"] if many else []))
       lines += ["**Group-balanced test accuracy**, each method at its headline selection rule "
                 "(`val`: plain accuracy on val, colored like train, no group labels; "
                 "`group_val`: worst-group accuracy on the group-labelled val_unbiased), ranked "
                 "by group-balanced accuracy" + (" (mean over the ratios)" if many else "") +
-                ". *Group-labelled examples seen*: train examples whose group the method reads, "
-                "plus val_balanced (DFR's refit) and val_unbiased (group_val selection).", ""]
+                ". *Told of the bias*: what the method is given about it (the methods table "
+                "below says how). *Group-labelled examples seen*: train examples whose group the "
+                "method reads, plus val_balanced (DFR's refit) and val_unbiased (group_val "
+                "selection).", ""]
       lines += table(head, _headline_rows(res, bench, protocol, cell_keys, order))
       if oracles:
         lines += ["**Oracles, ranked apart** (they know what no practitioner does: the "
