@@ -7,6 +7,7 @@ started together, for the one-line `error: ...` output and exit status 2 without
 
 import gzip
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -126,6 +127,19 @@ def test_workdir_of_another_config(trained):
   check_error(lambda: loop.train_and_evaluate(tiny(**{"train.epochs": 3}), trained), trained,
               workdir_lib.WorkdirConfigError, r"different config \(train\.epochs: 1 \(workdir\) "
               r"vs 3 \(now\)\)", r"use a new --workdir, or rerun with the same config")
+
+
+def test_a_workdir_resumes_across_a_logging_only_setting(trained):
+  """train.grad_norm changes what a run logs, not what it computes: a finished run is read back
+  under either value, and any other change is still refused."""
+  before = (trained / "results.json").read_text()
+  c = tiny()
+  with c.unlocked():
+    c.train.grad_norm = False
+  assert loop.train_and_evaluate(c, trained) == json.loads(before)
+  assert workdir_lib.diff_configs({"train": {"grad_norm": True, "epochs": 1}},
+                                  {"train": {"epochs": 2}}) == [
+      "train.epochs: 1 (workdir) vs 2 (now)"]
 
 
 def test_nan_loss_names_the_step(tmp_path):

@@ -1,6 +1,7 @@
 """The methods that do not know the bias (JTT, LfF, EIIL): hand-computed losses and updates, and
 the reference run they read (K replicas = single runs: test_methods_registered.py)."""
 
+import json
 
 import jax
 import jax.numpy as jnp
@@ -82,6 +83,39 @@ def test_jtt_upweights_exactly_the_reference_errors(reference):
   assert float(aux["upweighted"]) == pytest.approx(3 / 8)
   assert float(aux["ce"]) == pytest.approx(ce.mean(), rel=1e-5)
   np.testing.assert_array_equal(extra["errors"], errors[0])  # Fixed: sliceable.
+
+
+def test_split_against_bias_by_hand():
+  """10 examples, 2 conflicting (rows 0 and 1); replica 0 marks rows 0, 2, 3 (one conflicting
+  of three), replica 1 marks none, replica 2 all."""
+  aligned = np.ones(10, bool)
+  aligned[:2] = False
+  marked = np.zeros((3, 10), np.int32)
+  marked[0, [0, 2, 3]] = 1
+  marked[2] = 1
+  got = methods.base.split_against_bias(marked, aligned)
+  assert got["train_conflicting_share"] == pytest.approx(0.2)
+  r0, r1, r2 = got["replicas"]
+  assert r0 == pytest.approx({"marked_share": 0.3, "conflicting_in_marked": 1 / 3,
+                              "conflicting_in_rest": 1 / 7, "conflicting_marked": 0.5})
+  assert r1["marked_share"] == 0 and r1["conflicting_in_marked"] is None
+  assert r1["conflicting_marked"] == 0 and r1["conflicting_in_rest"] == pytest.approx(0.2)
+  assert r2["conflicting_in_rest"] is None and r2["conflicting_marked"] == 1
+
+
+def test_a_jtt_run_sets_its_error_set_against_the_bias(reference, tmp_path):
+  """The loop writes inferred_split.json of the error set it trains with; ERM writes none."""
+  ref, _ = reference
+  c = tiny_config("jtt", num_seeds=2, lam=2.0, reference=str(ref))
+  with c.unlocked():
+    c.train.epochs = 1
+  loop.train_and_evaluate(c, tmp_path / "jtt")
+  split = train_split(c)
+  errors = runs.load_predictions(ref)["train"] != split["labels"][None]
+  got = json.loads((tmp_path / "jtt" / runs.INFERRED_SPLIT_FILE).read_text())
+  assert got == methods.base.split_against_bias(errors, split["aligned"])
+  assert [r["marked_share"] for r in got["replicas"]] == pytest.approx(errors.mean(1))
+  assert not (ref / runs.INFERRED_SPLIT_FILE).exists()
 
 
 def jtt_pool_case(grid=(2.0, 3.0)):

@@ -69,6 +69,9 @@ def test_every_stage_ran_and_the_report_says_what_it_measured(tiny_bench):
   assert md.index("`study`, model") < md.index("`lff`, model")  # run_protocols' order.
   assert "unbiased test set" in md and "Sreelatha et al. 2024" in md
   assert "## Ranking changes between selection rules" in md and "| rank | method |" in md
+  # JTT's error set set against the bias, in each cell's table.
+  assert "## What the methods told nothing of the bias singled out" in md
+  assert md.count("| JTT (its identification run's train errors) |") == 2
   assert "github.com/alinlab/LfF" in md and "config.py:37,65" in md  # Their settings, sourced.
   assert "Projected cost of the `full` profile" in md
   n = len(plan.all_runs(cfg))

@@ -21,6 +21,7 @@ from ccmnist.data import splits as splits_lib
 from ccmnist.train import parallel
 from ccmnist.train import reference
 from ccmnist.train import runs
+from ccmnist.train.methods import base as methods_base
 from ccmnist.train import step as step_lib
 from ccmnist.train import summaries
 from ccmnist.util import batches
@@ -225,6 +226,9 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
           method.epoch_pool(config, splits["train"], extra, runs.replicas(config)))
   logging.info("Data ready in %.1fs: %s", time.perf_counter() - t_data,
                {k: len(v["labels"]) for k, v in splits.items()})
+  if method.inferred_split and writer:
+    io.write_json(workdir / runs.INFERRED_SPLIT_FILE, methods_base.split_against_bias(
+        extra[method.inferred_split], splits["train"]["aligned"]))
 
   reps = runs.replicas(config)
   lams = jnp.asarray([r["lam"] for r in reps], jnp.float32)

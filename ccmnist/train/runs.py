@@ -9,6 +9,9 @@ A run trains K replicas (seeds x a lambda or learning-rate grid) in one program
                         after the last ({} between)
   DIR/predictions.npz   the final params' predictions per split, int8 [K, n]
   DIR/results.json      summarize(): final accuracies per replica and per grid point
+  DIR/inferred_split.json   for a method that singles out train examples without being told of
+                        the bias (JTT, EIIL: methods.Method.inferred_split), how its split lines
+                        up with the bias (methods/base.py split_against_bias)
 """
 
 import pathlib
@@ -44,6 +47,9 @@ headline_index = replicas_lib.headline_index
 checkpoint_manager = checkpoints.checkpoint_manager
 CheckpointError = checkpoints.CheckpointError
 restore_latest = checkpoints.restore_latest
+
+
+INFERRED_SPLIT_FILE = "inferred_split.json"
 
 
 # ---------------------------------------------------------------- config

@@ -40,9 +40,17 @@ def config_json(config) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
 
 
+# Settings that decide what a run logs, never what it computes, compared nowhere: runs that
+# differ only in them resume one another (train.grad_norm: whether the step's metrics hold the
+# gradient norm; the update is the same either way).
+UNCOMPARED = ("grad_norm",)
+
+
 def diff_configs(a: dict, b: dict, prefix="") -> list:
+  """'key: a (workdir) vs b (now)' for every key, at any depth, where two configs differ (but
+  those named in UNCOMPARED)."""
   out = []
-  for k in sorted(set(a) | set(b)):
+  for k in sorted((set(a) | set(b)) - set(UNCOMPARED)):
     va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
     if isinstance(va, dict) and isinstance(vb, dict):
       out += diff_configs(va, vb, f"{prefix}{k}.")

@@ -50,6 +50,9 @@ def collect_run(bench, workdir, run: plan.Run, selection: dict) -> dict:
   ev = io.read_json(rdir / evaluate.EVAL_FILE)
   if ev is not None:
     out.update(grid=ev["grid"], replicas=ev["replicas"])
+  split = io.read_json(rdir / runs_lib.INFERRED_SPLIT_FILE)
+  if split is not None:
+    out["inferred_split"] = split
   out["selection"] = selection.get(run.key)
   return out
 

@@ -338,6 +338,52 @@ def ranking_changes(res, bench) -> list:
   return out
 
 
+# What each method with an inferred split singles out (methods.Method.inferred_split).
+INFERRED_TITLES = {"errors": "its identification run's train errors",
+                   "envs": "the inferred environment 1"}
+
+
+def _inferred_cell(run: dict) -> str:
+  """One cell of the inferred-split table: replica means of split_against_bias's shares."""
+  split = run.get("inferred_split") if run.get("status") == "done" else None
+  if not split:
+    return _status_text(run) or "—"
+  mean = lambda k: np.mean([r[k] for r in split["replicas"] if r[k] is not None])
+  return (f"{100 * mean('marked_share'):.1f}% of train; conflicting: "
+          f"{100 * mean('conflicting_in_marked'):.1f}% of them, "
+          f"{100 * mean('conflicting_in_rest'):.2f}% of the rest "
+          f"(train {100 * split['train_conflicting_share']:.2f}%); "
+          f"{100 * mean('conflicting_marked'):.0f}% of all conflicting")
+
+
+def section_inferred(res, bench, lines):
+  """How the split of train examples that a method told nothing of the bias makes (JTT's error
+  set, EIIL's environments) lines up with the bias, per cell; nothing when no run has one."""
+  names = [n for n in plan.method_entries(bench)
+           if any(r.get("entry") == n and r.get("inferred_split") for r in res["runs"].values())]
+  if not names:
+    return
+  lines += ["## What the methods told nothing of the bias singled out", "",
+            "Methods that infer the bias split the train examples before training: JTT upsamples "
+            "its identification run's errors, EIIL trains IRMv1 across two inferred "
+            "environments. Here each split is set against the group labels the method never "
+            "reads: the share of train it singles out, the bias-conflicting share among those "
+            "and among the rest, and the share of all conflicting examples it singles out "
+            "(means over the run's replicas; a split is drawn per seed and shared by a seed's "
+            "grid points). A split blind to the bias has both conflicting shares near the "
+            "train split's own.", ""]
+  for protocol in plan.protocol_names(bench):
+    for model in plan.models_of(bench.protocols[protocol]):
+      cells = [plan.Run(protocol, model, r, "").cell for r in bench.ratios]
+      rows = []
+      for n in names:
+        key = entries.method_of(bench, n).inferred_split
+        rows.append([f"{_label(bench, n)} ({INFERRED_TITLES.get(key, key)})"] +
+                    [_inferred_cell(_cell_run(res, c, n)) for c in cells])
+      lines += [f"**Protocol `{protocol}`, model `{model}`**", ""]
+      lines += table(["method (what it singles out)"] + [pct(r) for r in bench.ratios], rows)
+
+
 def section_rankings(res, bench, lines):
   """Every cell whose ranking changes between selection rules."""
   titles = entries.titles_of(bench)
@@ -561,6 +607,7 @@ def render(res, bench, workdir) -> str:
   section_figure(res, bench, workdir, lines)
   section_cells(res, bench, lines)
   shortcut.section(res, bench, workdir, lines)
+  section_inferred(res, bench, lines)
   section_rankings(res, bench, lines)
   section_methods(res, bench, lines)
   section_cost(res, bench, lines)

@@ -121,6 +121,9 @@ class Method:
     the one evaluated), or None.
   kind: 'train' (a loss the step trains) or 'refit' (a trained run refit; no loss).
   reference: the setting that holds its reference run's workdir ('' when it reads none).
+  inferred_split: the key of init_extra's state that holds the train examples a method told
+    nothing of the bias singles out ([K, N], nonzero: singled out; JTT's error set, EIIL's
+    environment 1), which the loop sets against the bias (split_against_bias); '' for none.
   benchmark: its entry in the benchmark (Benchmark), None when it is not one of the zoo.
   """
   name: str
@@ -140,7 +143,29 @@ class Method:
   wrap_model: Callable[[nn.Module], nn.Module] | None = None
   kind: str = "train"
   reference: str = ""
+  inferred_split: str = ""
   benchmark: Benchmark | None = None
+
+
+def split_against_bias(marked, aligned) -> dict:
+  """How a method's split of the train examples lines up with the bias it was not told of.
+
+  marked: [K, N], nonzero where replica r singles example i out; aligned: bool [N], whether
+  example i's color is its digit's cue (read here only to describe the split, never to train).
+  Per replica: the share of train marked, the bias-conflicting share among the marked and among
+  the rest, and the share of all conflicting examples that are marked. A split blind to the bias
+  has both conflicting shares near the train split's own.
+  """
+  marked = np.asarray(marked) != 0
+  conflicting = ~np.asarray(aligned, bool)
+  share = lambda rows: float(conflicting[rows].mean()) if rows.any() else None
+  return {"train_conflicting_share": float(conflicting.mean()),
+          "replicas": [{"marked_share": float(m.mean()),
+                        "conflicting_in_marked": share(m),
+                        "conflicting_in_rest": share(~m),
+                        "conflicting_marked": (float((m & conflicting).sum() / conflicting.sum())
+                                               if conflicting.any() else None)}
+                       for m in marked]}
 
 
 def repeat_pool(counts) -> tuple:

@@ -130,6 +130,7 @@ METHOD = base.Method(
     knows="nothing about the bias (environments inferred from a reference ERM run)",
     lam_means=irm.METHOD.lam_means, batch_keys=irm.METHOD.batch_keys, sliceable=False,
     defaults=DEFAULTS, init_extra=init_extra, check=check, reference="reference",
+    inferred_split="envs",
     benchmark=base.Benchmark(title="EIIL", grid=irm.IRM_GRID, quick_grid=irm.IRM_QUICK_GRID,
                              warmup_epochs=1, warmup_fraction=irm.IRM_WARMUP_FRACTION,
                              needs="erm"))

@@ -86,6 +86,6 @@ METHOD = base.Method(
     knows="nothing about the bias (a reference ERM run's train errors)",
     lam_means="upsampling lambda_up: each identification error repeated lam times (int >= 1)",
     batch_keys=("images", "labels", "index"), defaults=DEFAULTS, init_extra=init_extra,
-    check=check, reference="reference", epoch_pool=epoch_pool,
+    check=check, reference="reference", epoch_pool=epoch_pool, inferred_split="errors",
     benchmark=base.Benchmark(title="JTT", grid=(5.0, 20.0, 50.0, 100.0), quick_grid=(20.0,),
                              needs="identify"))
