@@ -116,6 +116,12 @@ def test_a_jtt_run_sets_its_error_set_against_the_bias(reference, tmp_path):
   assert got == methods.base.split_against_bias(errors, split["aligned"])
   assert [r["marked_share"] for r in got["replicas"]] == pytest.approx(errors.mean(1))
   assert not (ref / runs.INFERRED_SPLIT_FILE).exists()
+  # A run trained before runs wrote the file gets the same one from its reference, once.
+  (tmp_path / "jtt" / runs.INFERRED_SPLIT_FILE).unlink()
+  assert loop.inferred_split_of_finished(tmp_path / "jtt")
+  assert json.loads((tmp_path / "jtt" / runs.INFERRED_SPLIT_FILE).read_text()) == got
+  assert not loop.inferred_split_of_finished(tmp_path / "jtt")
+  assert not loop.inferred_split_of_finished(ref)  # ERM singles nothing out.
 
 
 def jtt_pool_case(grid=(2.0, 3.0)):

@@ -18,10 +18,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ccmnist.data import splits as splits_lib
+from ccmnist.train import methods
 from ccmnist.train import parallel
 from ccmnist.train import reference
 from ccmnist.train import runs
-from ccmnist.train.methods import base as methods_base
 from ccmnist.train import step as step_lib
 from ccmnist.train import summaries
 from ccmnist.util import batches
@@ -206,6 +206,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
       workdir_lib.release_workdir(workdir)
 
 
+def write_inferred_split(config, workdir, train_split, extra) -> bool:
+  """Writes workdir/inferred_split.json when the run's method singles out train examples
+  without being told of the bias (methods.Method.inferred_split); returns whether it did."""
+  key = methods.get(config.loss.name).inferred_split
+  if not key:
+    return False
+  io.write_json(pathlib.Path(workdir) / runs.INFERRED_SPLIT_FILE,
+                methods.base.split_against_bias(extra[key], train_split["aligned"]))
+  return True
+
+
+def inferred_split_of_finished(workdir) -> bool:
+  """write_inferred_split for a finished run that has none (trained before runs wrote it),
+  from its config and its reference run, which must still hold its checkpoints."""
+  workdir = pathlib.Path(workdir)
+  if (workdir / runs.INFERRED_SPLIT_FILE).exists() or not (workdir / "results.json").exists():
+    return False
+  config = runs.load_config(workdir)
+  if not methods.get(config.loss.name).inferred_split:
+    return False
+  train_split = splits_lib.get_splits(config.data)["train"]
+  return write_inferred_split(config, workdir, train_split,
+                              reference.init_extra(config, train_split))
+
+
 def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
   results_path = workdir / "results.json"
   if parallel.same_on_all_processes(results_path.exists(), "whether the run has finished"):
@@ -226,9 +251,8 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
           method.epoch_pool(config, splits["train"], extra, runs.replicas(config)))
   logging.info("Data ready in %.1fs: %s", time.perf_counter() - t_data,
                {k: len(v["labels"]) for k, v in splits.items()})
-  if method.inferred_split and writer:
-    io.write_json(workdir / runs.INFERRED_SPLIT_FILE, methods_base.split_against_bias(
-        extra[method.inferred_split], splits["train"]["aligned"]))
+  if writer:
+    write_inferred_split(config, workdir, splits["train"], extra)
 
   reps = runs.replicas(config)
   lams = jnp.asarray([r["lam"] for r in reps], jnp.float32)
