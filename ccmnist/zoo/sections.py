@@ -359,8 +359,9 @@ def _inferred_cell(run: dict) -> str:
 def section_inferred(res, bench, lines):
   """How the split of train examples that a method told nothing of the bias makes (JTT's error
   set, EIIL's environments) lines up with the bias, per cell; nothing when no run has one."""
-  names = [n for n in plan.method_entries(bench)
-           if any(r.get("entry") == n and r.get("inferred_split") for r in res["runs"].values())]
+  with_split = {r.get("entry") for r in res["runs"].values() if r.get("inferred_split")}
+  names = [m for n in plan.method_entries(bench) for m in (n, *plan.members_of(bench, n))
+           if m in with_split]  # A family's members (JTT's other T) under their row.
   if not names:
     return
   lines += ["## What the methods told nothing of the bias singled out", "",
