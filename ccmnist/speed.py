@@ -84,7 +84,7 @@ class TrainWorkload:
     self.orders = loop.epoch_orders(config, 1, n, self.spe)
     self.lams = jnp.asarray([r["lam"] for r in reps], jnp.float32)
     static = runs.step_kwargs(config, model, self.spe)
-    self.layout = {"replica_map": step_lib.replica_map_of(model),
+    self.layout = {"replica_map": step_lib.replica_map_of(model, static["method"]),
                    "passes": step_lib.step_passes(static["method"], batch, model)}
     if data_parallel:  # The batch split over every device, as --config.train.data_parallel.
       self.fn, self.state, self.data, self.lams, place = parallel.setup(
@@ -97,7 +97,7 @@ class TrainWorkload:
     self.compile_s = time.perf_counter() - t
     # An SPMD program's cost analysis counts one device's share.
     self.flops_per_step = _cost_flops(self.fn) * (jax.device_count() if data_parallel else 1)
-    if not data_parallel and step_lib.replica_map_of(model) == "scan":
+    if not data_parallel and self.layout["replica_map"] == "scan":
       self.flops_per_step *= len(self.lams)  # XLA counts a loop's body once.
     self.call()  # Warm-up.
 

@@ -534,6 +534,14 @@ def test_replica_maps_train_alike():
   assert step_lib.replica_map_of(model) == "vmap"
   assert step_lib.replica_map_of(models.get_model("cheater", num_classes=10)) == (
       "unroll" if jax.default_backend() == "cpu" else "vmap")
+  # The LfF MLP runs the input-gradient penalty's step one replica at a time; the study's MLP
+  # and every other method keep the batched map, and a set REPLICA_MAP overrides them all.
+  penalty, erm = methods.get("gradient_penalty"), methods.get("erm")
+  assert [step_lib.replica_map_of(model, m) for m in (penalty, erm)] == ["scan", "vmap"]
+  mlp = models.get_model("mlp", num_classes=10)
+  assert step_lib.replica_map_of(mlp, penalty) == "vmap"
+  with step_lib.layout("unroll"):
+    assert step_lib.replica_map_of(model, penalty) == "unroll"
   rng = np.random.default_rng(2)
   data = {"images": jnp.asarray(rng.integers(0, 256, (24, 28, 28, 3), dtype=np.uint8)),
           "labels": jnp.asarray(rng.integers(0, 10, 24), jnp.int32)}

@@ -80,6 +80,9 @@ class LfFMLP(nn.Module):
   hidden=(100, 100, 16). Each hidden pre-activation is exposed as dense0, dense1, ...
   """
   cpu_replica_map = "vmap"  # As MLP's.
+  # But the input-gradient penalty's double backprop runs faster one replica at a time here
+  # (not in the study's MLP, whose batched step stays faster): docs/perf.md.
+  cpu_replica_map_by_method = (("gradient_penalty", "scan"),)
   cpu_pass_images = 0
   num_classes: int
   hidden: tuple = (100, 100, 100)

@@ -141,14 +141,17 @@ REPLICA_MAP = None
 REPLICA_MAPS = ("vmap", "unroll", "scan")
 
 
-def replica_map_of(model=None) -> str:
-  """REPLICA_MAP when set; else 'vmap' off CPU, and on CPU the model's `cpu_replica_map`
-  ('unroll' for a model that does not name one, or none given)."""
+def replica_map_of(model=None, method=None) -> str:
+  """REPLICA_MAP when set; else 'vmap' off CPU, and on CPU the map the model names for the
+  method's step (`cpu_replica_map_by_method`: (method name, map) pairs), else the model's
+  `cpu_replica_map` ('unroll' for a model that names none, or none given)."""
   if REPLICA_MAP:
     return REPLICA_MAP
   if jax.default_backend() != "cpu":
     return "vmap"
-  return _cpu_setting(model, "cpu_replica_map", "unroll")
+  by_method = dict(_cpu_setting(model, "cpu_replica_map_by_method", ()))
+  return by_method.get(getattr(method, "name", None)) or _cpu_setting(
+      model, "cpu_replica_map", "unroll")
 
 
 @contextlib.contextmanager
@@ -199,7 +202,7 @@ def map_replicas(fn, in_axes, *, mode: str | None = None):
 def make_train_step(**static):
   """The replica-mapped, jitted train step (state donated)."""
   step = functools.partial(train_step, **static)
-  mode = replica_map_of(static.get("model"))
+  mode = replica_map_of(static.get("model"), static.get("method"))
   return jax.jit(map_replicas(step, (0, None, 0, 0), mode=mode), donate_argnums=(0,))
 
 
