@@ -101,13 +101,14 @@ def findings(res, bench) -> list:
       pairs.append(("erm", ranked[0], "the method", "over_erm"))
     unaware = [n for n in ranked if n != "erm" and entries.knows(bench, n).startswith("nothing")]
     if "erm" in ranked and unaware and ranked[0] != unaware[0]:  # The best told nothing.
-      pairs.append(("erm", unaware[0], "the method (told nothing of the bias)", "unaware"))
+      pairs.append(("erm", unaware[0], "the method, the best of those told nothing of the bias",
+                    "unaware"))
     if "consistency" in names and "cf_augment" in names:
-      pairs.append(("cf_augment", "consistency", "the loss (same recolored partners)",
+      pairs.append(("cf_augment", "consistency", "the loss, on the same recolored partners",
                     "loss_vs_data"))
     for o in sorted(oracle):
       if ranked:
-        pairs.append((ranked[0], o, "the data (an oracle's)", "oracle"))
+        pairs.append((ranked[0], o, "the data, an oracle's", "oracle"))
     for a, b, differ_in, kind in pairs:
       way = rule[a] if rule[a] == rule[b] else "group_val"
       f = compare(res, key(a), key(b), differ_in=differ_in, kind=kind, way=way,
