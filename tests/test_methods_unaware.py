@@ -21,6 +21,7 @@ from ccmnist.train.methods import eiil
 from ccmnist.train.methods import irm
 from ccmnist.train.methods import jtt
 from ccmnist.train.methods import lff
+from ccmnist.zoo import sections
 from configs import common
 
 
@@ -101,6 +102,21 @@ def test_split_against_bias_by_hand():
   assert r1["marked_share"] == 0 and r1["conflicting_in_marked"] is None
   assert r1["conflicting_marked"] == 0 and r1["conflicting_in_rest"] == pytest.approx(0.2)
   assert r2["conflicting_in_rest"] is None and r2["conflicting_marked"] == 1
+
+
+def test_the_report_cell_averages_the_shares_that_exist():
+  """Replica means over the shares that are not None; a share None in every replica is n/a."""
+  aligned = np.ones(10, bool)
+  aligned[:2] = False
+  marked = np.zeros((2, 10), np.int32)
+  marked[0, [0, 2, 3]] = 1  # Replica 1 marks nothing: its conflicting_in_marked is None.
+  split = methods.base.split_against_bias(marked, aligned)
+  cell = sections._inferred_cell({"status": "done", "inferred_split": split})
+  assert cell == ("15.0% of train; conflicting: 33.3% of them, 17.14% of the rest "
+                  "(train 20.00%); 25% of all conflicting")
+  none = methods.base.split_against_bias(np.zeros((2, 10), np.int32), aligned)
+  assert "conflicting: n/a of them" in sections._inferred_cell(
+      {"status": "done", "inferred_split": none})
 
 
 def test_a_jtt_run_sets_its_error_set_against_the_bias(reference, tmp_path):

@@ -556,6 +556,10 @@ def test_a_kept_folder_of_another_benchmark_is_refused(tmp_path):
     carry.check_config(mine, keep)  # launch.zoo --keep checks this before writing anything.
   carry.check_config(mine, tmp_path / "new")  # A new folder holds no config: nothing to check.
   assert sorted(p.name for p in keep.iterdir()) == ["config.json"]
+  same = tmp_path / "same"  # Which stages run (stages.IGNORE) is no other benchmark.
+  same.mkdir()
+  (same / "config.json").write_text(json.dumps({**mine, "only": "report", "analyse": {}}))
+  carry.check_config(mine, same)
 
 
 def test_every_method_has_its_own_color_and_the_legend_hides_none():

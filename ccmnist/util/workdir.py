@@ -46,11 +46,11 @@ def config_json(config) -> str:
 UNCOMPARED = ("grad_norm",)
 
 
-def diff_configs(a: dict, b: dict, prefix="") -> list:
+def diff_configs(a: dict, b: dict, prefix="", ignore: tuple = ()) -> list:
   """'key: a (workdir) vs b (now)' for every key, at any depth, where two configs differ (but
-  those named in UNCOMPARED)."""
+  those named in UNCOMPARED, and the top-level keys in `ignore`)."""
   out = []
-  for k in sorted((set(a) | set(b)) - set(UNCOMPARED)):
+  for k in sorted((set(a) | set(b)) - set(UNCOMPARED) - set(ignore)):
     va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
     if isinstance(va, dict) and isinstance(vb, dict):
       out += diff_configs(va, vb, f"{prefix}{k}.")
@@ -161,8 +161,7 @@ def _check_config(path: pathlib.Path, text: str, ignore: tuple) -> None:
     old = json.loads(path.read_text())
   except json.JSONDecodeError as e:
     raise WorkdirConfigError(f"{path} is not valid JSON ({e}); use a new --workdir.") from e
-  diff = diff_configs({k: v for k, v in old.items() if k not in ignore},
-               {k: v for k, v in json.loads(text).items() if k not in ignore})
+  diff = diff_configs(old, json.loads(text), ignore=ignore)
   if diff:
     more = f"; and {len(diff) - 5} more" if len(diff) > 5 else ""
     raise WorkdirConfigError(

@@ -65,8 +65,7 @@ def check_config(mine: dict, folder) -> None:
   theirs = io.read_json(pathlib.Path(folder) / "config.json")
   if theirs is None:
     return
-  diff = workdir_lib.diff_configs({k: v for k, v in theirs.items() if k not in stages.IGNORE},
-                                  {k: v for k, v in mine.items() if k not in stages.IGNORE})
+  diff = workdir_lib.diff_configs(theirs, mine, ignore=stages.IGNORE)
   if diff:
     raise ValueError(f"{folder} holds another benchmark's config ({'; '.join(diff[:3])}); "
                      f"keep each benchmark in a folder of its own.")

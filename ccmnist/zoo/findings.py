@@ -99,7 +99,7 @@ def findings(res, bench) -> list:
       pairs.append((ranked[1], ranked[0], "the method", "lead"))
     if ranked and "erm" in ranked and ranked[0] != "erm" and ranked[1:2] != ["erm"]:
       pairs.append(("erm", ranked[0], "the method", "over_erm"))
-    unaware = [n for n in ranked if n != "erm" and entries.knows(bench, n).startswith("nothing")]
+    unaware = [n for n in ranked if n != "erm" and entries.told(bench, n) == "nothing"]
     if "erm" in ranked and unaware and ranked[0] != unaware[0]:  # The best told nothing.
       pairs.append(("erm", unaware[0], "the method, the best of those told nothing of the bias",
                     "unaware"))

@@ -348,12 +348,14 @@ def _inferred_cell(run: dict) -> str:
   split = run.get("inferred_split") if run.get("status") == "done" else None
   if not split:
     return _status_text(run) or "—"
-  mean = lambda k: np.mean([r[k] for r in split["replicas"] if r[k] is not None])
-  return (f"{100 * mean('marked_share'):.1f}% of train; conflicting: "
-          f"{100 * mean('conflicting_in_marked'):.1f}% of them, "
-          f"{100 * mean('conflicting_in_rest'):.2f}% of the rest "
+  def pct(k, digits):  # A share is None where its set is empty (e.g. no errors): "n/a".
+    values = [r[k] for r in split["replicas"] if r[k] is not None]
+    return f"{100 * np.mean(values):.{digits}f}%" if values else "n/a"
+  return (f"{pct('marked_share', 1)} of train; conflicting: "
+          f"{pct('conflicting_in_marked', 1)} of them, "
+          f"{pct('conflicting_in_rest', 2)} of the rest "
           f"(train {100 * split['train_conflicting_share']:.2f}%); "
-          f"{100 * mean('conflicting_marked'):.0f}% of all conflicting")
+          f"{pct('conflicting_marked', 0)} of all conflicting")
 
 
 def section_inferred(res, bench, lines):
