@@ -467,6 +467,20 @@ def test_the_projection_prices_planned_runs_at_measured_rates():
   assert got["by_model"]["cheater"] == pytest.approx(3.0 + 10.0)
   assert got["by_model"]["mlp"] == pytest.approx(1.0 + 8000 / 2000 + 5.0)
   assert got["unpriced"] == ["c"] and got["priced"] == 3 and got["runs"] == 4
+  assert got["by_run"] == pytest.approx({"a": 13.0, "b": 5.0, "d": 5.0})
+  # Set beside what ran: a took 26 s (2x), d 5 s; b has not finished.
+  seen = cost.against(got["by_run"], {"a": 26.0, "d": 5.0, "z": 1.0})
+  assert [key for key, _, _ in seen["rows"]] == ["a", "d"] and seen["finished"] == 2
+  assert seen["projected_s"] == pytest.approx(18.0) and seen["measured_s"] == pytest.approx(31.0)
+  assert seen["left_s"] == pytest.approx(5.0)
+
+
+def test_the_wall_times_of_finished_runs_are_read_by_run_key(tmp_path):
+  done = tmp_path / "runs" / "lff" / "lff_mlp" / "rho0.99" / "erm"
+  done.mkdir(parents=True)
+  (done / cost.TIME_FILE).write_text(json.dumps({"wall_s": 12.5, "calls": 2}))
+  (tmp_path / "runs" / "lff" / "lff_mlp" / "rho0.99" / "jtt").mkdir()  # Unfinished: no file.
+  assert cost.walls_of(tmp_path) == {"lff/lff_mlp/rho0.99/erm": 12.5}
 
 
 def test_a_configs_own_runs_are_priced_apart_from_its_project_to(tmp_path):

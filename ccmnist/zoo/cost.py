@@ -153,17 +153,35 @@ def price(run: dict, table: dict) -> float | None:
 
 def project(measured: list, planned: list) -> dict:
   """The planned runs priced at the measured rates: {'total_s', 'runs', 'priced',
-  'unpriced' (keys of runs with no measured rate), 'by_model' {model: s}}."""
+  'unpriced' (keys of runs with no measured rate), 'by_model' {model: s}, 'by_run' {key: s}}."""
   table = rates(measured)
-  total, by_model, unpriced = 0.0, {}, []
+  by_run = {run["key"]: price(run, table) for run in planned}
+  unpriced = [key for key, s in by_run.items() if s is None]
+  by_run = {key: s for key, s in by_run.items() if s is not None}
+  by_model = {}
   for run in planned:
-    s = price(run, table)
-    if s is None:
-      unpriced.append(run["key"])
-      continue
-    total += s
-    by_model[run["model"]] = by_model.get(run["model"], 0.0) + s
-  return {"total_s": total, "runs": len(planned), "priced": len(planned) - len(unpriced),
-          "unpriced": unpriced, "by_model": by_model,
+    if run["key"] in by_run:
+      by_model[run["model"]] = by_model.get(run["model"], 0.0) + by_run[run["key"]]
+  return {"total_s": float(sum(by_run.values())), "runs": len(planned),
+          "priced": len(by_run), "unpriced": unpriced, "by_model": by_model, "by_run": by_run,
           "rates": {f"{model}/{loss}": r for (model, loss), r in table["rate"].items()},
           "relative_to_erm": table["relative"]}
+
+
+def walls_of(workdir) -> dict:
+  """{run key: wall seconds over its calls} of the finished runs of a benchmark workdir (or a
+  folder kept by launch.zoo --keep): those with a TIME_FILE."""
+  root = pathlib.Path(workdir) / "runs"
+  return {path.parent.relative_to(root).as_posix(): json.loads(path.read_text())["wall_s"]
+          for path in sorted(root.glob(f"*/*/*/*/{TIME_FILE}"))}
+
+
+def against(by_run: dict, walls: dict) -> dict:
+  """A projection's per-run seconds ({key: s}) beside the measured wall times of the runs that
+  finished ({key: s}): {'rows': [(key, projected, measured)], 'finished', 'projected_s' and
+  'measured_s' over the finished runs, 'left_s' (projected, the rest)}."""
+  rows = [(key, s, walls[key]) for key, s in by_run.items() if key in walls]
+  return {"rows": rows, "finished": len(rows),
+          "projected_s": float(sum(p for _, p, _ in rows)),
+          "measured_s": float(sum(m for _, _, m in rows)),
+          "left_s": float(sum(s for key, s in by_run.items() if key not in walls))}
