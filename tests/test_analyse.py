@@ -172,6 +172,29 @@ def test_the_null_verdict_and_the_call_separate_using_hiding_and_removing():
   assert shortcut.call(grey) == "grey input"
 
 
+def test_the_call_tests_uses_color_against_a_color_blind_reference_where_inits_change_nothing():
+  """Random inits that change no prediction (0 each) make every model that changes one 'use'
+  color; a color-blind trained reference changes a few through the intensity gap alone."""
+  s = lambda v: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)), "n": len(v),
+                 "values": list(v)}
+  rec = lambda uses: {"stimuli": {}, "uses_color": s(uses), "uses_color_null": s([0.0] * 3),
+                      "color_probe": s([0.2, 0.22, 0.21, 0.2, 0.23]),
+                      "color_probe_null": s([0.5, 0.48, 0.49])}
+  reference = rec([0.003, 0.0, 0.005, 0.002, 0.004])
+  like_it = rec([0.004, 0.002, 0.003, 0.0, 0.005])
+  assert shortcut.call(like_it) == "uses"  # Against the inits: by construction.
+  assert shortcut.call(like_it, reference) == "removed"  # Its probe is below the null's.
+  assert shortcut.call(rec([0.015, 0.02, 0.012, 0.018, 0.016]), reference) == "uses"
+  assert shortcut.call(rec([0.001, 0.002, 0.0, 0.03, 0.001]), reference) == "unresolved"
+  bench = ml_collections.ConfigDict({"zoo": {"erm": {"oracle": False},
+                                             "grayscale": {"oracle": True},
+                                             "random_recolor": {"oracle": True}}})
+  grey = {**rec([0.0] * 5), "stimuli": {"grayscale": True}}
+  recs = {"erm": like_it, "grayscale": grey, "random_recolor": reference}
+  assert shortcut.reference_of(bench, recs) == "random_recolor"
+  assert shortcut.reference_of(bench, {"erm": like_it, "grayscale": grey}) is None
+
+
 def test_aligned_and_conflicting_twins_differ_from_x_in_color_alone():
   stim = stimuli()
   y, cc = stim["labels"], stim["color_class"]
@@ -214,3 +237,22 @@ def test_every_model_is_analysed_with_a_probe_per_conv_layer(name):
     assert v.shape == (2,), k
     if k not in analyse.NOT_RATES:
       assert np.all((v >= -1.0) & (v <= 1.0)), (k, v)
+
+
+def test_methods_using_color_less_are_split_by_what_their_features_carry():
+  """Less color in the output than ERM: from the features too (probe clearly below ERM's), the
+  same features (DFR: ERM's probe seed for seed), or not resolved."""
+  s = lambda v: {"mean": float(np.mean(v)), "values": list(v)}
+  erm_probe = [0.7, 0.72, 0.69, 0.71, 0.73]
+  rec = lambda probe, grey=False: {"stimuli": {"grayscale": grey}, "color_probe": s(probe)}
+  others = {"consistency": rec([0.3, 0.31, 0.29, 0.3, 0.32]), "dfr": rec(list(erm_probe)),
+            "jtt": rec([0.5, 0.9, 0.6, 0.85, 0.55]), "grayscale": rec([0.1] * 5, grey=True)}
+  bench = ml_collections.ConfigDict({"zoo": {n: {"title": n.upper(), "oracle": False}
+                                             for n in others}})
+  said = shortcut._where_less(bench, {"color_probe": s(erm_probe)}, others, list(others))
+  assert said[0].startswith("Of these (grey input aside), the features entering the head carry "
+                            "less color than ERM's too for CONSISTENCY; color not resolved "
+                            "against ERM's for JTT (")
+  assert said[0].endswith("Holm-corrected over 2).") and "GRAYSCALE" not in " ".join(said)
+  assert said[1].startswith("DFR keeps ERM's features")
+  assert shortcut._where_less(bench, {"color_probe": s(erm_probe)}, others, []) == []

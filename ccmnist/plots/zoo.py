@@ -120,17 +120,18 @@ def uses_color_figure(panels: dict, *, titles: dict | None = None):
   """One panel per key of `panels` ({panel: {'points': [(method, ratio, accuracy, uses)],
   'null': uses of random inits or None}}, rates in [0, 1]): how much a method uses color
   against its group-balanced accuracy, one point per method and ratio, labelled with the ratio;
-  a thin line joins each method's ratios; one legend of every method, below the panels; the
-  null as a dotted line."""
+  a thin line joins each method's ratios; one legend of every method, right of the panels; the
+  null as a dotted line. Axes span the data (accuracy from a multiple of 10 below the lowest,
+  to 100; uses color from 0)."""
   titles = titles or {}
   names = list(dict.fromkeys(p[0] for panel in panels.values() for p in panel["points"]))
   n = max(1, len(panels))
   cols = min(n, 2)
   rows = math.ceil(n / cols)
-  ncol = min(3, max(1, len(names) + 1))
-  legend_in = 0.22 * math.ceil((len(names) + 1) / ncol) + 0.5
-  height = 4.2 * rows + legend_in
-  fig, axes = plt.subplots(rows, cols, figsize=(5.8 * cols, height), squeeze=False)
+  legend_w = 3.4  # Inches: one column of method titles at fontsize 8.
+  width = 5.2 * cols + legend_w
+  height = max(4.2 * rows, 0.2 * (len(names) + 3) + 0.6)
+  fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
   for ax, (panel, got) in zip(axes.flat, panels.items()):
     by_method = {}
     for name, ratio, acc, uses in got["points"]:
@@ -145,15 +146,17 @@ def uses_color_figure(panels: dict, *, titles: dict | None = None):
       ax.scatter([x], [y], color=method_color(name), s=36, zorder=3,
                  marker="s" if name == "grayscale" else "o", edgecolor="white", linewidth=0.5)
       # A label near an earlier point's goes on another side of its own point.
-      near = sum(abs(x - px) < 5 and abs(y - py) < 5 for px, py in placed)
+      near = sum(abs(x - px) < 2 and abs(y - py) < 2 for px, py in placed)
       offset = ((4, 3), (4, -10), (-16, 3), (-16, -10))[near % 4]
       placed.append((x, y))
       ax.annotate(f"{100 * ratio:g}%", (x, y), xytext=offset, textcoords="offset points",
                   fontsize=7, color=method_color(name))
     if got.get("null") is not None:
       ax.axhline(100 * got["null"], color="0.4", ls=":", lw=1)
-    ax.set_xlim(-2, 102)
-    ax.set_ylim(-3, 103)
+    low = min(100 * p[2] for p in got["points"])
+    top = max(100 * p[3] for p in got["points"])
+    ax.set_xlim(max(0.0, 10 * math.floor(low / 10) - 2), 102)
+    ax.set_ylim(-2, min(103.0, 10 * math.ceil(top / 10) + 5))
     ax.set_xlabel("group-balanced test accuracy (%)")
     ax.set_ylabel("uses color: predictions changed by recoloring (%)")
     ax.grid(alpha=0.3)
@@ -163,10 +166,9 @@ def uses_color_figure(panels: dict, *, titles: dict | None = None):
   handles = [mlines.Line2D([], [], color=method_color(m), marker="s" if m == "grayscale" else "o",
                            ms=5, ls="", label=titles.get(m, m)) for m in names]
   handles.append(mlines.Line2D([], [], color="0.4", ls=":", lw=1,
-                               label="random inits of the architecture (null)"))
-  fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
-             title="method (each point labelled with its bias-conflicting ratio; a line joins a "
-                   "method's ratios)",
-             title_fontsize=8)
-  fig.tight_layout(rect=(0, legend_in / height, 1, 1))
+                               label="random inits of the architecture\n(null)"))
+  fig.legend(handles=handles, loc="center right", ncol=1, fontsize=8, frameon=False,
+             title="method (points labelled with\nthe bias-conflicting ratio; a line\n"
+                   "joins a method's ratios)", title_fontsize=8)
+  fig.tight_layout(rect=(0, 0, 1 - legend_w / width, 1))
   return fig

@@ -5,11 +5,15 @@ Each measure of analyse.py is shown as mean ± std over seeds at the run's headl
 beside its null (the random inits' mean), with two verdicts (report/verdicts.py's tests at its
 level, each uncorrected): against ERM of the same cell (verdicts.paired_test over seeds) and
 against the null (analyse.null_test: Welch's t-test, seeds against inits). A method's
-call (call()): it **uses** color when its predictions change on recoloring beyond the null;
-otherwise it **hides** the shortcut when its penultimate features still carry color at the
-null's level or above (a linear probe reads it as well as from a random network's features, or
-better), and **removed** it when they carry less than the null; **unresolved** when the seeds
-cannot tell.
+call (call()): it **uses** color when its predictions change on recoloring beyond those of the
+cell's color-blind reference (reference_of: a run trained on digits whose color says nothing of
+the class, whose changes come from the recoloring's small intensity gap alone), or of the random
+inits where the cell has none; otherwise it **hides** the shortcut when its penultimate features
+still carry color at the null's level or above (a linear probe reads it as well as from a random
+network's features, or better), and **removed** it when they carry less than the null;
+**unresolved** when the seeds cannot tell. A trained reference is needed where random inits
+change no prediction at all (the LfF MLP, fed pixels / 255² as in the authors' code, predicts
+one class for every digit at init), a null that every method would clear.
 """
 
 import numpy as np
@@ -74,25 +78,36 @@ def cell(rec: dict, erm: dict | None, measure: str) -> str:
   return text + (" " + " ".join(marks) if marks else "")
 
 
-def call(rec: dict) -> str:
+def reference_of(bench, recs: dict) -> str | None:
+  """The entry of a cell's records that "uses color" is tested against: an oracle trained and
+  tested on colored digits (random recoloring: color independent of the class), if analysed."""
+  for n, rec in recs.items():
+    if bench.zoo[n].oracle and not rec["stimuli"].get("grayscale"):
+      return n
+  return None
+
+
+def call(rec: dict, reference: dict | None = None) -> str:
   """'uses' / 'hides' / 'removed' (module docstring), 'unresolved' when the seeds cannot
   tell, 'grey input' for a run trained and tested on grey digits (nothing to remove), 'n/a'.
 
-  uses: uses color above the null (Welch's t-test). When the test does not resolve it, a run
-  whose every seed lies within the inits' range does not use color, and one with a seed above
-  the range is unresolved. Then, not using color: it removed the shortcut when its color probe
-  lies below the null's (tested), hides it when above, or when unresolved with every seed at
-  or above the inits' lowest; else unresolved.
+  uses: uses color above the reference's seeds (reference_of's record), else above the random
+  inits (Welch's t-test, analyse.null_test). When the test does not resolve it, a run whose
+  every seed lies within the reference's range does not use color, and one with a seed above
+  it is unresolved. Then, not using color: it removed the shortcut when its color probe lies
+  below the null's (tested), hides it when above, or when unresolved with every seed at or
+  above the inits' lowest; else unresolved.
   """
   if rec["stimuli"].get("grayscale"):
     return "grey input"
-  uses = analyse.versus_null(rec["uses_color"], rec["uses_color_null"])
+  bar = reference["uses_color"] if reference is not None else rec["uses_color_null"]
+  uses = analyse.versus_null(rec["uses_color"], bar)
   carries = analyse.versus_null(rec["color_probe"], rec["color_probe_null"])
   if uses is None or carries is None:
     return "n/a"
   if uses[0] is True:
     return "uses"
-  top = max(v for v in rec["uses_color_null"]["values"] if v is not None)
+  top = max(v for v in bar["values"] if v is not None)
   if uses[0] is None and max(rec["uses_color"]["values"]) > top:
     return "unresolved"
   if carries[0] is False:
@@ -126,6 +141,35 @@ def _label(bench, n: str) -> str:
   return f"{title} (oracle)" if bench.zoo[n].oracle and "oracle" not in title else title
 
 
+def _where_less(bench, erm: dict, others: dict, less: list) -> list:
+  """Of the methods that use color less than ERM, those whose features carry less color than
+  ERM's too (color probe, paired t-tests over seeds, Holm-corrected over these methods) and
+  those that took it from the output only."""
+  names = [n for n in less if not others[n]["stimuli"].get("grayscale")]
+  same = [n for n in names if others[n]["color_probe"]["values"] == erm["color_probe"]["values"]]
+  names = [n for n in names if n not in same]  # Same features (DFR refits ERM's head): untested.
+  judged = verdicts.judge(
+      [{"entry": n} for n in names],
+      [(t, 1, None) if t is not None else None for t in
+       (analyse.erm_test(erm["color_probe"], others[n]["color_probe"]) for n in names)])
+  text = lambda ns: ", ".join(_label(bench, n) for n in ns)
+  parts = []
+  for holds, how in ((False, "less color than ERM's too"), (None, "color not resolved against "
+                     "ERM's"), (True, "more color than ERM's")):
+    got = [j["entry"] for j in judged if j["holds"] is holds]
+    if got:
+      parts.append(f"{how} for {text(got)}")
+  out = []
+  if parts:
+    out.append(f"Of these (grey input aside), the features entering the head carry "
+               f"{'; '.join(parts)} (color probe against ERM's, paired t-tests over seeds, "
+               f"Holm-corrected over {len(names)}).")
+  if same:
+    out.append(f"{text(same)} keeps ERM's features (its color probe equals ERM's, seed for "
+               "seed): it changed its output, not its representation.")
+  return out
+
+
 def statements(res, bench, protocol: str) -> list:
   """Measured sentences of one protocol, generated from the records."""
   out = []
@@ -151,13 +195,23 @@ def statements(res, bench, protocol: str) -> list:
         out.append(f"{len(less)} of {len(others)} other methods use color less than ERM "
                    f"(paired t-tests over seeds, Holm-corrected over these {len(others)})"
                    + (f": {', '.join(_label(bench, n) for n in less)}." if less else "."))
-      calls = {n: call(r) for n, r in recs.items()}
-      out.append("Calls: " + ", ".join(f"{_label(bench, n)} *{c}*" for n, c in calls.items())
-                 + ".")
-      for kind, text in (("hides", "use color no more than random inits but still carry it in "
+      out += _where_less(bench, erm, others, less)
+      ref = reference_of(bench, recs)
+      calls = {n: call(r, recs[ref] if ref else None) for n, r in recs.items() if n != ref}
+      if all(v == 0 for v in erm["uses_color_null"]["values"]):
+        out.append("The random inits change no prediction on recoloring (0 for every init): "
+                   "a null that any model changing one prediction clears.")
+      against = (f"against the color-blind reference, {_label(bench, ref)}, which changes "
+                 f"{100 * recs[ref]['uses_color']['mean']:.1f}% of its predictions on "
+                 "recoloring" if ref else "against the random inits")
+      out.append(f"Calls, {against}: "
+                 + ", ".join(f"{_label(bench, n)} *{c}*" for n, c in calls.items()) + ".")
+      bar = "the color-blind reference" if ref else "random inits"
+      for kind, text in (("hides", f"use color no more than {bar} but still carry it in "
                                    "their penultimate features at the random inits' level or "
                                    "above: they hide the shortcut"),
-                         ("removed", "neither use color nor carry it as much as random inits")):
+                         ("removed", f"use color no more than {bar} and carry it less than "
+                                     "random inits")):
         names = [n for n, c in calls.items() if c == kind]
         if names:
           probes = ", ".join(f"{_label(bench, n)} {100 * recs[n]['color_probe']['mean']:.1f}% "
@@ -213,25 +267,31 @@ def section(res, bench, workdir, lines) -> None:
         "architecture on the same digits. Marks (tests at level 0.05, each uncorrected: a table "
         "of many marks holds some false ones): ▲E / ▼E above / below ERM by report/verdicts.py's "
         "paired t-test over seeds, =E not resolved; ▲N / ▼N / =N the same against the null by "
-        "Welch's t-test (seeds against inits, unpaired). **call**: *uses* (uses color above the "
-        "null, ▲N); otherwise, when it does not use color (▼N, or every seed within the inits' "
-        "range), *removed* when its color probe lies below the null's (▼N) and *hides* when its "
-        "features still carry color as a random network's do or more (▲N, or every seed at or "
-        "above the inits' lowest); *unresolved* when the seeds cannot tell. The grayscale "
-        "oracle, when run, is the no-color reference: it is trained and tested on grey digits "
-        "(*grey input*).", ""]
+        "Welch's t-test (seeds against inits, unpaired). **call**: *uses* when it uses color "
+        "above the cell's color-blind reference (random recoloring, trained on digits whose "
+        "color says nothing of the class: its changes come from the recoloring's intensity gap "
+        "alone; Welch's t-test, seeds against its seeds), or above the random inits (▲N) in a "
+        "cell without one; otherwise, when it does not use color (not above, and every seed "
+        "within the reference's range), *removed* when its color probe lies below the null's "
+        "(▼N) and *hides* when its features still carry color as a random network's do or more "
+        "(▲N, or every seed at or above the inits' lowest); *unresolved* when the seeds cannot "
+        "tell. The grayscale oracle, when run, is the no-color reference of the probes: it is "
+        "trained and tested on grey digits (*grey input*).", ""]
     for model in models:
       for ratio in bench.ratios:
         recs = _records(res, bench, protocol, model, ratio)
         if not recs:
           continue
         erm = recs.get("erm")
+        ref = reference_of(bench, recs)
+        call_of = lambda n, r, ref=ref, recs=recs: (
+            "reference" if n == ref else call(r, recs[ref] if ref else None))
         lines += [f"**`{model}`, ratio {markdown.percent(ratio)}** (rho_train "
                   f"{plan.rho_of(ratio):g})", ""]
         for i, cols in enumerate(TABLES):
           head = ["method"] + [SHORT[c] for c in cols] + (["call"] if i == 0 else [])
           rows = [[_label(bench, n)] + [cell(r, erm, c) for c in cols]
-                  + ([call(r)] if i == 0 else []) for n, r in recs.items()]
+                  + ([call_of(n, r)] if i == 0 else []) for n, r in recs.items()]
           lines += markdown.table(head, rows)
         layer_rows = _layer_rows(bench, recs)
         if layer_rows:
