@@ -118,6 +118,11 @@ def test_comparisons_of_identical_runs_count_once():
   merged = verdicts.dedupe(fs)
   assert len(merged) == 2 and merged[0]["also"] == ["p/m/r2/recolor vs p/m/r2/grayscale"]
   assert "also" not in fs[0]  # The input is left as it was.
+  # The same two runs asked twice (the leader against the runner-up, and the loss against the
+  # data): one comparison, read both ways.
+  twice = [{**fs[2], "differ_in": "the method"}, {**fs[2], "differ_in": "the loss"}]
+  once = verdicts.dedupe(twice)
+  assert len(once) == 1 and once[0]["also_differ_in"] == ["the loss"] and "also" not in once[0]
   tests = [(verdicts.paired_test(f["a_values"], f["b_values"]), 1, None) for f in merged]
   judged = verdicts.judge(merged, tests)
   assert [f["family"] for f in judged] == [2, 2]  # Not 3: the duplicate is one comparison.

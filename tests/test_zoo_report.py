@@ -98,6 +98,9 @@ def test_statements_say_who_is_ahead_by_how_much():
   assert lead["kind"] == "lead" and lead["holds"] is None
   text = sections.statement(lead, entries.titles_of(bench))
   assert "is not resolved with 3 seeds (paired t(2) = " in text and "Holm p = " in text
+  read_twice = sections.statement({**lead, "also_differ_in": ["the loss"]},
+                                  entries.titles_of(bench))
+  assert "(they differ in the method: the loss)" in read_twice
 
 
 def test_identical_runs_in_two_cells_are_one_comparison():

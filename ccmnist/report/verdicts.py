@@ -282,13 +282,20 @@ def judge(rows: list, tests: list, *, level: float = LEVEL) -> list:
 def dedupe(findings: list) -> list:
   """Comparisons of identical runs (the same per-seed values on both sides, 'a_values' and
   'b_values', of the same measure) as one: the first kept, with 'also' listing the others'
-  'a vs b' keys. A run that ignores what differs between cells (the grayscale oracle removes
-  color, the one thing the ratios change) would otherwise be counted once per cell."""
+  'a vs b' keys, or, for the same two runs asked again under another reading, 'also_differ_in'
+  that reading's 'differ_in'. A run that ignores what differs between cells (the grayscale
+  oracle removes color, the one thing the ratios change) would otherwise be counted once per
+  cell."""
   first, out = {}, []
   for f in findings:
     key = (f.get("measure"), tuple(f["a_values"]), tuple(f["b_values"]))
     if key in first:
-      first[key].setdefault("also", []).append(f"{f['a']} vs {f['b']}")
+      kept = first[key]
+      if (f["a"], f["b"]) == (kept["a"], kept["b"]):
+        if f.get("differ_in") and f.get("differ_in") != kept.get("differ_in"):
+          kept.setdefault("also_differ_in", []).append(f["differ_in"])
+      else:
+        kept.setdefault("also", []).append(f"{f['a']} vs {f['b']}")
       continue
     first[key] = f = dict(f)
     out.append(f)

@@ -51,7 +51,7 @@ def statement(f: dict, titles: dict) -> str:
   metric = f.get("measure", "unbiased").replace("_", "-")
   head = (f"{f['cell']}, {metric} accuracy ({f['selection']}-selected): {b} "
           f"{100 * f['b_mean']:.1f}% vs {a} {100 * f['a_mean']:.1f}% "
-          f"(they differ in {f['differ_in']})")
+          f"(they differ in {': '.join([f['differ_in'], *f.get('also_differ_in', [])])})")
   also = (f" The same two runs stand for {', '.join(f['also'])}." if f.get("also") else "")
   test = verdicts.brief(f)
   if f.get("p") is not None:
@@ -208,8 +208,9 @@ def section_statements(res, bench, lines):
   for f in fs:
     families[f["cell"].split("/")[0]] = f["family"]
   sizes = ", ".join(f"{p}: {m}" for p, m in families.items())
+  seeds = f"{bench.num_seeds} seeds" if bench.num_seeds != 1 else "1 seed"
   lines += [f"Every sentence compares two runs that differ in one thing, paired over "
-            f"{bench.num_seeds} seed(s) on group-balanced accuracy (the methods ranked at their "
+            f"{seeds} on group-balanced accuracy (the methods ranked at their "
             "headline selection rules, and each pair read under one rule: their shared headline "
             "rule, else group_val), by the paired t-test "
             f"(two-sided, level {verdicts.LEVEL:g}). The pairs are chosen after ranking (the "
