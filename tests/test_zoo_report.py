@@ -237,3 +237,11 @@ def test_published_ratio_names_the_papers_ratio_or_none():
   assert published.published_ratio(0.05) == 0.05
   assert published.published_ratio(1 - 0.995) == 0.005
   assert published.published_ratio(0.3) is None
+
+
+def test_rules_are_not_compared_where_every_run_holds_one_grid_point():
+  one = {"a": {"status": "done", "grid": [{"lam": 1.0}]}, "b": {"status": "todo"}}
+  assert sections.one_point_each({"runs": one})
+  two = {**one, "c": {"status": "done", "grid": [{"lam": 1.0}, {"lam": 2.0}]}}
+  assert not sections.one_point_each({"runs": two})
+  assert not sections.one_point_each({"runs": {"b": {"status": "todo"}}})

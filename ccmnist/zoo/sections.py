@@ -301,14 +301,28 @@ def section_cells(res, bench, lines):
                 "headline rule)", ""]
       lines += table(header, [[_label(bench, n)] + [
           cell_groups(_cell_run(res, c, n), rule[n]) for c in cell_keys] for n in shown])
-      lines += ["**Group-balanced accuracy under every rule: " +
-                " · ".join(f"`{w}`" for w in SELECTION_TITLES) +
-                "** (and the λ each chose, for grids of more than one point)", ""]
-      labels = {n: bench.zoo[n].get("label", "") for n in bench.zoo}
-      lines += table(header, [[_label(bench, n)] + [
-          cell_selections(_cell_run(res, c, n), labels=labels) for c in cell_keys]
-          for n in shown])
+      if one_point_each(res):
+        lines += [ONE_POINT, ""]
+      else:
+        lines += ["**Group-balanced accuracy under every rule: " +
+                  " · ".join(f"`{w}`" for w in SELECTION_TITLES) +
+                  "** (and the λ each chose, for grids of more than one point)", ""]
+        labels = {n: bench.zoo[n].get("label", "") for n in bench.zoo}
+        lines += table(header, [[_label(bench, n)] + [
+            cell_selections(_cell_run(res, c, n), labels=labels) for c in cell_keys]
+            for n in shown])
       section_published(res, bench, protocol, lines)
+
+
+ONE_POINT = ("Every method here trains one grid point (its λ fixed by the config), so the three "
+             "selection rules read the same run and cannot differ.")
+
+
+def one_point_each(res) -> bool:
+  """Whether every trained run holds a single grid point (then selection has nothing to
+  choose)."""
+  grids = [r.get("grid") for r in res["runs"].values() if r.get("status") == "done"]
+  return bool(grids) and all(g is not None and len(g) <= 1 for g in grids)
 
 
 def ranking_changes(res, bench) -> list:
@@ -398,7 +412,8 @@ def section_rankings(res, bench, lines):
             "the first three of each, the first place where they differ and how many methods "
             "change place.", ""]
   if not changes:
-    lines += ["No cell's ranking changes between the rules.", ""]
+    lines += [ONE_POINT if one_point_each(res) else
+              "No cell's ranking changes between the rules.", ""]
     return
   top = lambda ns: ", ".join(titles[n] for n in ns)
   lines += table(["cell", "rules A vs B", "top 3 under A", "top 3 under B",
