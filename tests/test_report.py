@@ -49,6 +49,9 @@ def test_table_figure_and_the_made_lines():
   env = markdown.environment()
   assert set(env) == set(ENV) | {"code"} and env["device_count"] >= 1
   assert env["code"] == "unknown" or len(env["code"].split()[0]) >= 7
+  dev = lambda platform, kind: type("Device", (), {"platform": platform, "device_kind": kind})
+  assert markdown.device_name(dev("cpu", "cpu")) == "cpu"
+  assert markdown.device_name(dev("gpu", "NVIDIA H100")) == "gpu NVIDIA H100"
 
 
 def test_a_figure_is_linked_only_when_its_file_exists(tmp_path):

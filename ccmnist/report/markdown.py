@@ -82,6 +82,12 @@ def checkout_version(root: pathlib.Path) -> str:
   return head.stdout.strip() + (" + local changes" if dirty else "")
 
 
+def device_name(dev) -> str:
+  """'gpu NVIDIA H100 80GB HBM3', or 'cpu' where the kind only repeats the platform."""
+  kind = str(dev.device_kind)
+  return dev.platform if kind.lower() == dev.platform.lower() else f"{dev.platform} {kind}"
+
+
 def environment() -> dict:
   """The versions, platform and device this report was made with, and the code's commit."""
   import flax  # pylint: disable=g-import-not-at-top
@@ -89,7 +95,7 @@ def environment() -> dict:
   dev = jax.devices()[0]
   return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
           "python": platform.python_version(), "platform": platform.platform(),
-          "device": f"{dev.platform} {dev.device_kind}", "device_count": jax.device_count(),
+          "device": device_name(dev), "device_count": jax.device_count(),
           "code": code_version()}
 
 
