@@ -245,3 +245,12 @@ def test_rules_are_not_compared_where_every_run_holds_one_grid_point():
   two = {**one, "c": {"status": "done", "grid": [{"lam": 1.0}, {"lam": 2.0}]}}
   assert not sections.one_point_each({"runs": two})
   assert not sections.one_point_each({"runs": {"b": {"status": "todo"}}})
+
+
+def test_the_header_says_the_seeds_share_one_color_draw():
+  bench = small_bench()
+  with bench.unlocked():
+    bench.protocols.study.data.seed = 7
+  lines = []
+  sections.section_header(hand_made(bench, VALUES), bench, lines)
+  assert "all on one color draw of the data (data seed: study 7)" in " ".join(lines)

@@ -175,7 +175,11 @@ def section_header(res, bench, lines):
               "smaller grids than `configs/zoo.py:full` (settings below). Its numbers show "
               "the pipeline end to end and roughly where methods stand; the full profile's are "
               "the results.", ""]
-  lines += [f"Each cell: accuracy in % as mean ± std over {seeds}. Metrics, all on the unbiased "
+  draws = ", ".join(f"{p} {bench.protocols[p].data.seed}" for p in plan.protocol_names(bench))
+  lines += [f"Each cell: accuracy in % as mean ± std over {seeds} of training, all on one color "
+            f"draw of the data (data seed: {draws}), so the std leaves out the draw's own "
+            "variance (`tools/data_draw.py` measures it from runs that differ in the data seed "
+            "alone). Metrics, all on the unbiased "
             "test set (test_easy at rho 0.1: every digit in a uniformly random color): "
             "**group-balanced** = the mean over its (digit, color) cells of each cell's accuracy "
             "(the papers' metric, LfF's `MultiDimAverageMeter`), which ranks the methods; "
