@@ -254,3 +254,20 @@ def test_the_header_says_the_seeds_share_one_color_draw():
   lines = []
   sections.section_header(hand_made(bench, VALUES), bench, lines)
   assert "all on one color draw of the data (data seed: study 7)" in " ".join(lines)
+
+
+def test_a_run_that_fits_neither_cue_is_marked_under_the_headline_table():
+  """val below both 1 - ratio (color alone, 95% at 5%) and the grayscale oracle's val (shape
+  alone) by more than the margin is marked; 91% is within 5 points of 0.95, 89% is not."""
+  bench = small_bench()
+  res = hand_made(bench, {"erm": [0.97, 0.99], "groupdro": [0.91, 0.91], "jtt": [0.88, 0.90],
+                          "grayscale": [0.96, 0.96]})
+  for run in res["runs"].values():
+    run["ratio"] = 0.05
+  cell = plan.Run("study", "cheater", 0.05, "").cell
+  assert [n for n in VALUES if sections.underfits(res, bench, cell, n)] == ["jtt"]
+  note = sections._underfit_note(res, bench, [cell], ["erm", "groupdro", "jtt"])
+  assert note[0].startswith("‡ Fits data drawn like its training set (val) worse than either")
+  assert "at 5%: val 89.0% against 95.0% (color alone) and 96.0% (shape alone)" in note[0]
+  del res["runs"][f"{cell}/grayscale"]  # No shape-alone reference: nothing is marked.
+  assert not sections.underfits(res, bench, cell, "jtt")

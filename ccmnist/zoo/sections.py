@@ -247,6 +247,49 @@ def _label(bench, n: str) -> str:
   return bench.zoo[n].title + (" *(oracle)*" if bench.zoo[n].oracle else "")
 
 
+# How far below both cues' accuracy on val a run must fall to be marked as fitting neither.
+UNDERFIT_MARGIN = 0.05
+UNDERFIT_MARK = "‡"
+
+
+def _grey_entry(bench) -> str | None:
+  """The entry trained and tested on grey digits (shape alone), if config.zoo has one."""
+  return next((n for n in bench.zoo if bench.zoo[n].get("data", {}).get("grayscale")), None)
+
+
+def underfits(res, bench, cell_key: str, entry: str) -> bool:
+  """Whether `entry`'s run in a cell, at its headline rule, fits data drawn like its training
+  set (val) worse than each single cue would by more than UNDERFIT_MARGIN: color alone (val
+  accuracy 1 - ratio, predicting each digit's color class) and shape alone (the grayscale
+  oracle's val accuracy in the cell). False without the grayscale oracle's run."""
+  run, grey = _cell_run(res, cell_key, entry), _grey_entry(bench)
+  val = _mean_of(run, entries.headline_rule(bench, entry), "val")
+  shape = grey and _mean_of(_cell_run(res, cell_key, grey), entries.headline_rule(bench, grey),
+                            "val")
+  if val is None or not shape or run.get("ratio") is None:
+    return False
+  return val < min(1.0 - run["ratio"], shape) - UNDERFIT_MARGIN
+
+
+def _underfit_note(res, bench, cell_keys: list, names: list) -> list:
+  """The note under a headline table that holds a run marked by underfits()."""
+  marked = [(c, n) for c in cell_keys for n in names if underfits(res, bench, c, n)]
+  if not marked:
+    return []
+  grey = _grey_entry(bench)
+  mean = lambda c, n, m: 100 * _mean_of(_cell_run(res, c, n), entries.headline_rule(bench, n), m)
+  vals = "; ".join(
+      f"{_label(bench, n)} at {pct(_cell_run(res, c, n)['ratio'])}: val {mean(c, n, 'val'):.1f}% "
+      f"against {100 * (1 - _cell_run(res, c, n)['ratio']):.1f}% (color alone) and "
+      f"{mean(c, grey, 'val'):.1f}% (shape alone); test aligned {mean(c, n, 'aligned'):.1f}%, "
+      f"conflicting {mean(c, n, 'conflicting'):.1f}%" for c, n in marked)
+  return [f"{UNDERFIT_MARK} Fits data drawn like its training set (val) worse than either cue "
+          f"alone would, by more than {100 * UNDERFIT_MARGIN:g} points: color alone (1 − ratio) "
+          "and shape alone (the grayscale oracle's val). Its number is not that of a model "
+          "that fits its data and ignores the bias: aligned accuracy below conflicting is a "
+          f"reversed bias, both low a run that fits neither. {vals}.", ""]
+
+
 def _headline_rows(res, bench, protocol: str, cell_keys: list, names: list) -> list:
   """Rank, method, what it is told of the bias, its headline rule, group-labelled examples seen
   and its group-balanced accuracy per cell (and their mean, for several cells) of each of
@@ -258,7 +301,8 @@ def _headline_rows(res, bench, protocol: str, cell_keys: list, names: list) -> l
     means = [m for m in (_mean_of(r, rule) for r in runs) if m is not None]
     row = [i + 1 if means else "—", _label(bench, n), entries.told(bench, n), f"`{rule}`",
            entries.group_labels_seen(bench, protocol, n)]
-    row += [cell_measure(r, rule) for r in runs]
+    row += [cell_measure(r, rule) + (f" {UNDERFIT_MARK}" if underfits(res, bench, c, n) else "")
+            for c, r in zip(cell_keys, runs)]
     if len(cell_keys) > 1:
       row.append(f"{100 * np.mean(means):.1f}" if means else "n/a")
     rows.append(row)
@@ -291,6 +335,7 @@ def section_cells(res, bench, lines):
                 "method reads, plus val_balanced (DFR's refit) and val_unbiased (group_val "
                 "selection).", ""]
       lines += table(head, _headline_rows(res, bench, protocol, cell_keys, order))
+      lines += _underfit_note(res, bench, cell_keys, order)
       if oracles:
         lines += ["**Oracles, ranked apart** (they know what no practitioner does: the "
                   "grayscale oracle trains and tests on grey digits; random recoloring is told "
