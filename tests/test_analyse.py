@@ -256,3 +256,18 @@ def test_methods_using_color_less_are_split_by_what_their_features_carry():
   assert said[0].endswith("Holm-corrected over 2).") and "GRAYSCALE" not in " ".join(said)
   assert said[1].startswith("DFR keeps ERM's features")
   assert shortcut._where_less(bench, {"color_probe": s(erm_probe)}, others, []) == []
+
+
+def test_the_carries_figure_points_leave_grey_input_out():
+  bench = zoo_config.get_config("tiny")
+  with bench.unlocked():
+    bench.methods, bench.run_protocols, bench.ratios = "erm,grayscale", "study", (0.05,)
+  stat = lambda m: {"mean": m, "values": [m]}
+  rec = lambda grey, uses, probe: {"stimuli": {"grayscale": grey}, "uses_color": stat(uses),
+                                   "color_probe": stat(probe), "color_probe_null": stat(0.5)}
+  model = bench.protocols.study.models.split(",")[0]
+  cell = f"study/{model}/rho0.95"
+  res = {"analysis": {f"{cell}/erm": rec(False, 0.3, 0.7),
+                      f"{cell}/grayscale": rec(True, 0.0, 0.1)}}
+  got = shortcut.carries_points(res, bench)
+  assert got == {f"study / {model}": {"points": [("erm", 0.05, 0.3, 0.7)], "null": 0.5}}

@@ -590,23 +590,30 @@ def test_every_method_has_its_own_color_and_the_legend_hides_none():
     assert "#000000" in {mcolors.to_hex(line.get_color()) for line in ax.get_lines()}
 
 
-def test_the_uses_color_figure_keeps_its_legend_inside_the_canvas_and_off_the_panels():
+def test_the_shortcut_figures_keep_their_legend_inside_the_canvas_and_off_the_panels():
   names = list(zoo_config.ZOO)
   points = [(n, r, 0.5 + 0.03 * i - r, 0.4 - 0.02 * i + r) for i, n in enumerate(names)
             for r in (0.05, 0.01)]
   for panels in ({"lff / lff_mlp": {"points": points, "null": 0.0}},
                  {"lff / lff_mlp": {"points": points, "null": 0.0},
                   "study / cheater": {"points": points[:6], "null": 0.3}}):
-    fig = zoo_plots.uses_color_figure(panels, titles={n: f"a long title of {n}" for n in names})
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    box, canvas = fig.legends[0].get_window_extent(renderer), fig.bbox
-    assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0
-    assert box.y1 <= canvas.y1
-    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
-    assert len(fig.legends[0].get_texts()) == len(names) + 1  # Every method and the null.
-    lo, hi = fig.axes[0].get_xlim()
-    assert lo <= 100 * min(p[2] for p in points) and hi >= 100
+    for draw in (zoo_plots.uses_color_figure, zoo_plots.carries_color_figure):
+      _check_legend_and_axes(draw(panels, titles={n: f"a long title of {n}" for n in names}),
+                             names, points, x_from_data=draw is zoo_plots.uses_color_figure)
+
+
+def _check_legend_and_axes(fig, names, points, *, x_from_data):
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  box, canvas = fig.legends[0].get_window_extent(renderer), fig.bbox
+  assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0
+  assert box.y1 <= canvas.y1
+  assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+  assert len(fig.legends[0].get_texts()) == len(names) + 1  # Every method and the null.
+  lo, hi = fig.axes[0].get_xlim()
+  assert lo <= 100 * min(p[2] for p in points) and hi >= (100 if x_from_data else
+                                                           100 * max(p[2] for p in points))
+  assert fig.axes[0].get_ylim()[1] >= 100 * max(p[3] for p in points)
 
 
 def test_the_eta_prices_each_run_at_its_own_models_rate():

@@ -119,10 +119,31 @@ def accuracy_vs_ratio_figure(panels: dict, *, titles: dict | None = None,
 def uses_color_figure(panels: dict, *, titles: dict | None = None):
   """One panel per key of `panels` ({panel: {'points': [(method, ratio, accuracy, uses)],
   'null': uses of random inits or None}}, rates in [0, 1]): how much a method uses color
-  against its group-balanced accuracy, one point per method and ratio, labelled with the ratio;
-  a thin line joins each method's ratios; one legend of every method, right of the panels; the
-  null as a dotted line. Axes span the data (accuracy from a multiple of 10 below the lowest,
-  to 100; uses color from 0)."""
+  against its group-balanced accuracy (method_scatter)."""
+  return method_scatter(panels, titles=titles, xlabel="group-balanced test accuracy (%)",
+                        ylabel="uses color: predictions changed by recoloring (%)",
+                        null_label="random inits of the architecture\n(null)",
+                        x_from_data=True)
+
+
+def carries_color_figure(panels: dict, *, titles: dict | None = None):
+  """One panel per key of `panels` ({panel: {'points': [(method, ratio, uses, probe)],
+  'null': the random inits' color probe or None}}, rates in [0, 1]): how much color a method's
+  features carry (a linear probe) against how much its predictions use it (method_scatter).
+  Low use with high legibility: color taken from the output, not the representation."""
+  return method_scatter(panels, titles=titles,
+                        xlabel="uses color: predictions changed by recoloring (%)",
+                        ylabel="carries color: color probe on the features (%)",
+                        null_label="color probe of random inits\n(null)", x_from_data=False)
+
+
+def method_scatter(panels: dict, *, titles, xlabel: str, ylabel: str, null_label: str,
+                   x_from_data: bool):
+  """One panel per key of `panels` ({panel: {'points': [(method, ratio, x, y)], 'null': a y
+  or None}}, rates in [0, 1], drawn in %): one point per method and ratio, labelled with the
+  ratio; a thin line joins each method's ratios; one legend of every method, right of the
+  panels; the null as a dotted line. x spans from a multiple of 10 below the lowest point to
+  100 (x_from_data) or from 0 to just above the highest; y from 0 to just above the highest."""
   titles = titles or {}
   names = list(dict.fromkeys(p[0] for panel in panels.values() for p in panel["points"]))
   n = max(1, len(panels))
@@ -134,15 +155,15 @@ def uses_color_figure(panels: dict, *, titles: dict | None = None):
   fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
   for ax, (panel, got) in zip(axes.flat, panels.items()):
     by_method = {}
-    for name, ratio, acc, uses in got["points"]:
-      by_method.setdefault(name, []).append((ratio, 100 * acc, 100 * uses))
+    for name, ratio, x, y in got["points"]:
+      by_method.setdefault(name, []).append((ratio, 100 * x, 100 * y))
     for name, pts in by_method.items():  # A thin line joins one method's ratios, in order.
       pts.sort()
       ax.plot([p[1] for p in pts], [p[2] for p in pts], color=method_color(name), lw=0.8,
               alpha=0.5, zorder=2)
     placed = []
-    for name, ratio, acc, uses in got["points"]:
-      x, y = 100 * acc, 100 * uses
+    for name, ratio, x, y in got["points"]:
+      x, y = 100 * x, 100 * y
       ax.scatter([x], [y], color=method_color(name), s=36, zorder=3,
                  marker="s" if name == "grayscale" else "o", edgecolor="white", linewidth=0.5)
       # A label near an earlier point's goes on another side of its own point.
@@ -153,20 +174,22 @@ def uses_color_figure(panels: dict, *, titles: dict | None = None):
                   fontsize=7, color=method_color(name))
     if got.get("null") is not None:
       ax.axhline(100 * got["null"], color="0.4", ls=":", lw=1)
-    low = min(100 * p[2] for p in got["points"])
-    top = max(100 * p[3] for p in got["points"])
-    ax.set_xlim(max(0.0, 10 * math.floor(low / 10) - 2), 102)
-    ax.set_ylim(-2, min(103.0, 10 * math.ceil(top / 10) + 5))
-    ax.set_xlabel("group-balanced test accuracy (%)")
-    ax.set_ylabel("uses color: predictions changed by recoloring (%)")
+    xs = [100 * p[2] for p in got["points"]]
+    ys = [100 * p[3] for p in got["points"]] + [100 * (got.get("null") or 0.0)]
+    if x_from_data:
+      ax.set_xlim(max(0.0, 10 * math.floor(min(xs) / 10) - 2), 102)
+    else:
+      ax.set_xlim(-2, min(102.0, 10 * math.ceil(max(xs) / 10) + 5))
+    ax.set_ylim(-2, min(103.0, 10 * math.ceil(max(ys) / 10) + 5))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.set_title(panel, fontsize=10)
   for ax in list(axes.flat)[len(panels):]:
     ax.axis("off")
   handles = [mlines.Line2D([], [], color=method_color(m), marker="s" if m == "grayscale" else "o",
                            ms=5, ls="", label=titles.get(m, m)) for m in names]
-  handles.append(mlines.Line2D([], [], color="0.4", ls=":", lw=1,
-                               label="random inits of the architecture\n(null)"))
+  handles.append(mlines.Line2D([], [], color="0.4", ls=":", lw=1, label=null_label))
   fig.legend(handles=handles, loc="center right", ncol=1, fontsize=8, frameon=False,
              title="method (points labelled with\nthe bias-conflicting ratio; a line\n"
                    "joins a method's ratios)", title_fontsize=8)

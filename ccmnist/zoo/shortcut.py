@@ -25,6 +25,7 @@ from ccmnist.zoo import entries
 from ccmnist.zoo import plan
 
 FIGURE = "figures/uses_color_vs_accuracy.png"
+CARRIES_FIGURE = "figures/carries_vs_uses_color.png"
 # Two tables per cell: what the model does, what its features and its robustness say.
 TABLES = (("uses_color", "follows_color", "aligned_accuracy", "conflicting_accuracy",
            "aligned_minus_conflicting"),
@@ -309,6 +310,13 @@ def section(res, bench, workdir, lines) -> None:
               "(labelled with the ratio), per protocol and model; the dotted line is the "
               "random inits' value; the grayscale oracle (squares), when run, sees grey "
               "digits: its value is the no-color reference.*", ""]
+    lines += [f"![Carries color against uses color]({CARRIES_FIGURE})",
+              "*How much color each method's features carry (held-out linear color probe on the "
+              "features entering the head, mean over seeds) against how much its predictions use "
+              "it, one point per method and ratio, per protocol and model; the dotted line is "
+              "the random inits' probe. Low on both: color removed; left but high: color taken "
+              "from the output while the representation keeps it. The grayscale oracle is left "
+              "out (its probe reads grey features).*", ""]
 
 
 def _layer_rows(bench, recs: dict) -> list:
@@ -339,6 +347,28 @@ def figure_points(res, bench) -> dict:
             pts.append((n, ratio, acc, rec["uses_color"]["mean"]))
           if not rec["stimuli"].get("grayscale"):  # Grey stimuli: a null of their own.
             nulls.append(rec["uses_color_null"]["mean"])
+      if pts:
+        nulls = [v for v in nulls if v is not None]
+        panels[f"{protocol} / {model}"] = {"points": pts,
+                                           "null": float(np.mean(nulls)) if nulls else None}
+  return panels
+
+
+def carries_points(res, bench) -> dict:
+  """{'protocol / model': {'points': [(entry, ratio, uses color, color probe)], 'null': the
+  random inits' color probe}} of every analysed run that is not grey input (its probe reads
+  grey features, against a null of its own)."""
+  panels = {}
+  for protocol in plan.protocol_names(bench):
+    for model in plan.models_of(bench.protocols[protocol]):
+      pts, nulls = [], []
+      for ratio in bench.ratios:
+        for n, rec in _records(res, bench, protocol, model, ratio).items():
+          uses, probe = rec["uses_color"]["mean"], rec["color_probe"]["mean"]
+          if rec["stimuli"].get("grayscale") or uses is None or probe is None:
+            continue
+          pts.append((n, ratio, uses, probe))
+          nulls.append(rec["color_probe_null"]["mean"])
       if pts:
         nulls = [v for v in nulls if v is not None]
         panels[f"{protocol} / {model}"] = {"points": pts,
