@@ -45,9 +45,10 @@ def write_report(bench, workdir, *, figure: bool = True) -> dict:
     if points:
       plots.save_figure(zoo_plots.uses_color_figure(points, titles=entries.titles_of(bench)),
                         workdir / shortcut.FIGURE)
-      plots.save_figure(zoo_plots.carries_color_figure(shortcut.carries_points(res, bench),
-                                                       titles=entries.titles_of(bench)),
-                        workdir / shortcut.CARRIES_FIGURE)
+      carries = shortcut.carries_points(res, bench)
+      if carries:  # Not when every analysed run saw grey digits.
+        plots.save_figure(zoo_plots.carries_color_figure(carries, titles=entries.titles_of(bench)),
+                          workdir / shortcut.CARRIES_FIGURE)
   io.write_json(workdir / "results.json", res, indent=1)
   io.write_text(workdir / "benchmark.md", sections.render(res, bench, workdir))
   return res

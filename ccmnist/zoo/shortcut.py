@@ -310,6 +310,7 @@ def section(res, bench, workdir, lines) -> None:
               "(labelled with the ratio), per protocol and model; the dotted line is the "
               "random inits' value; the grayscale oracle (squares), when run, sees grey "
               "digits: its value is the no-color reference.*", ""]
+  if carries_points(res, bench):
     lines += [f"![Carries color against uses color]({CARRIES_FIGURE})",
               "*How much color each method's features carry (held-out linear color probe on the "
               "features entering the head, mean over seeds) against how much its predictions use "
