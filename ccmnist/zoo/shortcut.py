@@ -332,46 +332,47 @@ def _layer_rows(bench, recs: dict) -> list:
   return rows
 
 
-def figure_points(res, bench) -> dict:
-  """{'protocol / model': {'points': [(entry, ratio, group-balanced acc, uses color)],
-  'null': the random inits' uses color}} of every analysed run with both numbers."""
+def _panels(res, bench, xy, null_key: str) -> dict:
+  """{'protocol / model': {'points': [(entry, ratio, x, y)], 'null': the mean of null_key over
+  the runs that saw colored digits}}, one point per analysed run for which xy(run key, entry,
+  record) gives (x, y) (None: no point)."""
   panels = {}
   for protocol in plan.protocol_names(bench):
     for model in plan.models_of(bench.protocols[protocol]):
       pts, nulls = [], []
       for ratio in bench.ratios:
         for n, rec in _records(res, bench, protocol, model, ratio).items():
-          run = res["runs"].get(plan.Run(protocol, model, ratio, n).key) or {}
-          sel = (run.get("selection") or {}).get(entries.headline_rule(bench, n))
-          acc = sel and sel["measures"]["group_balanced"]["mean"]
-          if acc is not None and rec["uses_color"]["mean"] is not None:
-            pts.append((n, ratio, acc, rec["uses_color"]["mean"]))
+          got = xy(plan.Run(protocol, model, ratio, n).key, n, rec)
+          if got is not None:
+            pts.append((n, ratio, *got))
           if not rec["stimuli"].get("grayscale"):  # Grey stimuli: a null of their own.
-            nulls.append(rec["uses_color_null"]["mean"])
+            nulls.append(rec[null_key]["mean"])
       if pts:
         nulls = [v for v in nulls if v is not None]
         panels[f"{protocol} / {model}"] = {"points": pts,
                                            "null": float(np.mean(nulls)) if nulls else None}
   return panels
+
+
+def figure_points(res, bench) -> dict:
+  """_panels of (group-balanced accuracy at the headline rule, uses color), null: the random
+  inits' uses color."""
+  def xy(key, n, rec):
+    run = res["runs"].get(key) or {}
+    sel = (run.get("selection") or {}).get(entries.headline_rule(bench, n))
+    acc = sel and sel["measures"]["group_balanced"]["mean"]
+    uses = rec["uses_color"]["mean"]
+    return None if acc is None or uses is None else (acc, uses)
+  return _panels(res, bench, xy, "uses_color_null")
 
 
 def carries_points(res, bench) -> dict:
-  """{'protocol / model': {'points': [(entry, ratio, uses color, color probe)], 'null': the
-  random inits' color probe}} of every analysed run that is not grey input (its probe reads
-  grey features, against a null of its own)."""
-  panels = {}
-  for protocol in plan.protocol_names(bench):
-    for model in plan.models_of(bench.protocols[protocol]):
-      pts, nulls = [], []
-      for ratio in bench.ratios:
-        for n, rec in _records(res, bench, protocol, model, ratio).items():
-          uses, probe = rec["uses_color"]["mean"], rec["color_probe"]["mean"]
-          if rec["stimuli"].get("grayscale") or uses is None or probe is None:
-            continue
-          pts.append((n, ratio, uses, probe))
-          nulls.append(rec["color_probe_null"]["mean"])
-      if pts:
-        nulls = [v for v in nulls if v is not None]
-        panels[f"{protocol} / {model}"] = {"points": pts,
-                                           "null": float(np.mean(nulls)) if nulls else None}
-  return panels
+  """_panels of (uses color, color probe) of every run that is not grey input (its probe reads
+  grey features, against a null of its own), null: the random inits' color probe."""
+  def xy(key, n, rec):
+    del key, n
+    uses, probe = rec["uses_color"]["mean"], rec["color_probe"]["mean"]
+    if rec["stimuli"].get("grayscale") or uses is None or probe is None:
+      return None
+    return uses, probe
+  return _panels(res, bench, xy, "color_probe_null")
