@@ -193,6 +193,10 @@ def test_the_call_tests_uses_color_against_a_color_blind_reference_where_inits_c
   recs = {"erm": like_it, "grayscale": grey, "random_recolor": reference}
   assert shortcut.reference_of(bench, recs) == "random_recolor"
   assert shortcut.reference_of(bench, {"erm": like_it, "grayscale": grey}) is None
+  assert shortcut.calls_of(bench, recs) == (
+      "random_recolor", {"erm": "removed", "grayscale": "grey input",
+                         "random_recolor": "reference"})
+  assert shortcut.calls_of(bench, {"erm": like_it}) == (None, {"erm": "uses"})
 
 
 def test_aligned_and_conflicting_twins_differ_from_x_in_color_alone():

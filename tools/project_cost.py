@@ -65,7 +65,12 @@ def main(argv):
   if got["unpriced"]:
     print(f"unpriced (no measured rate): {', '.join(got['unpriced'])}")
   if _AGAINST.value:
-    got["against"] = cost_lib.against(got["by_run"], cost_lib.walls_of(_AGAINST.value))
+    walls = cost_lib.walls_of(_AGAINST.value)
+    if not walls:
+      raise ValueError(f"{_AGAINST.value} holds no finished run (runs/*/*/*/*/"
+                       f"{cost_lib.TIME_FILE}); name the config's benchmark workdir or kept "
+                       "folder.")
+    got["against"] = cost_lib.against(got["by_run"], walls)
     got["against"]["folder"] = str(_AGAINST.value)
     _print_against(got["against"])
   if _JSON_OUT.value:

@@ -88,6 +88,14 @@ def reference_of(bench, recs: dict) -> str | None:
   return None
 
 
+def calls_of(bench, recs: dict) -> tuple:
+  """(the cell's reference entry or None, {entry: its call}) of a cell's records; the reference
+  itself is called 'reference'."""
+  ref = reference_of(bench, recs)
+  return ref, {n: "reference" if n == ref else call(r, recs[ref] if ref else None)
+               for n, r in recs.items()}
+
+
 def call(rec: dict, reference: dict | None = None) -> str:
   """'uses' / 'hides' / 'removed' (module docstring), 'unresolved' when the seeds cannot
   tell, 'grey input' for a run trained and tested on grey digits (nothing to remove), 'n/a'.
@@ -197,8 +205,8 @@ def statements(res, bench, protocol: str) -> list:
                    f"(paired t-tests over seeds, Holm-corrected over these {len(others)})"
                    + (f": {', '.join(_label(bench, n) for n in less)}." if less else "."))
       out += _where_less(bench, erm, others, less)
-      ref = reference_of(bench, recs)
-      calls = {n: call(r, recs[ref] if ref else None) for n, r in recs.items() if n != ref}
+      ref, calls = calls_of(bench, recs)
+      calls.pop(ref, None)
       if all(v == 0 for v in erm["uses_color_null"]["values"]):
         out.append("The random inits change no prediction on recoloring (0 for every init): "
                    "a null that any model changing one prediction clears.")
@@ -284,15 +292,13 @@ def section(res, bench, workdir, lines) -> None:
         if not recs:
           continue
         erm = recs.get("erm")
-        ref = reference_of(bench, recs)
-        call_of = lambda n, r, ref=ref, recs=recs: (
-            "reference" if n == ref else call(r, recs[ref] if ref else None))
+        calls = calls_of(bench, recs)[1]
         lines += [f"**`{model}`, ratio {markdown.percent(ratio)}** (rho_train "
                   f"{plan.rho_of(ratio):g})", ""]
         for i, cols in enumerate(TABLES):
           head = ["method"] + [SHORT[c] for c in cols] + (["call"] if i == 0 else [])
           rows = [[_label(bench, n)] + [cell(r, erm, c) for c in cols]
-                  + ([call_of(n, r)] if i == 0 else []) for n, r in recs.items()]
+                  + ([calls[n]] if i == 0 else []) for n, r in recs.items()]
           lines += markdown.table(head, rows)
         layer_rows = _layer_rows(bench, recs)
         if layer_rows:
