@@ -58,11 +58,13 @@ class Proc:
   `limit_s`, and by `close` (or leaving a `with` block) if still running."""
 
   def __init__(self, args, env, *, limit_s: float, file_size_limit: int | None = None,
-               kill_at: tuple | None = None):
+               kill_at: tuple | None = None, stop_at: tuple | None = None):
     self.args = args
     command = [sys.executable, "-m", *args]
     if kill_at is not None:  # (pattern, n): killed at its Nth atomic write of a matching file.
-      command = [sys.executable, "-c", _KILL_AT, kill_at[0], str(kill_at[1]), *args]
+      command = [sys.executable, "-c", _AT_WRITE, "kill", kill_at[0], str(kill_at[1]), *args]
+    if stop_at is not None:  # (pattern, n): stopped once its Nth matching write is in place.
+      command = [sys.executable, "-c", _AT_WRITE, "stop", stop_at[0], str(stop_at[1]), *args]
     if file_size_limit is not None:  # Set in the child itself: no fork of this threaded process.
       command = [sys.executable, "-c", _LIMITED, str(file_size_limit), *args]
       # Reads the XLA cache, but never writes it (JAX would leave a truncated entry there).
@@ -181,22 +183,29 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
 
-# `python -c _KILL_AT PATTERN N MODULE ARGS...` runs MODULE as `python -m` would, and SIGKILLs
-# itself at its Nth atomic write (util/io: a temporary file, then os.replace) of a file whose path
-# matches PATTERN, the temporary file written and the target not yet replaced: a kill at an exact
-# moment of a stage however fast the stage is.
-_KILL_AT = """
+# `python -c _AT_WRITE ACTION PATTERN N MODULE ARGS...` runs MODULE as `python -m` would, and at
+# its Nth atomic write (util/io: a temporary file, then os.replace) of a file whose path matches
+# PATTERN: "kill" SIGKILLs itself with the temporary file written and the target not yet replaced;
+# "stop" prints "stopped at the write of PATH" and SIGSTOPs itself with the target in place. Either
+# is an exact moment of a stage however fast the stage is, and however late the test reads the log
+# (a loaded machine can leave the reader seconds behind a child that goes on working).
+_AT_WRITE = """
 import os, re, runpy, signal, sys
-pattern, n, module = re.compile(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+action, pattern, n, module = sys.argv[1], re.compile(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 seen, replace = [0], os.replace
-def replace_or_die(src, dst, *args, **kwargs):
-  if pattern.search(os.fspath(dst)):
-    seen[0] += 1
-    if seen[0] == n:
-      os.kill(os.getpid(), signal.SIGKILL)
-  return replace(src, dst, *args, **kwargs)
-os.replace = replace_or_die
-sys.argv = [module, *sys.argv[4:]]
+def replace_or_signal(src, dst, *args, **kwargs):
+  hit = bool(pattern.search(os.fspath(dst)))
+  seen[0] += hit
+  if hit and seen[0] == n and action == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+  out = replace(src, dst, *args, **kwargs)
+  if hit and seen[0] == n and action == "stop":
+    sys.stderr.write(f"stopped at the write of {os.fspath(dst)}\\n")
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGSTOP)
+  return out
+os.replace = replace_or_signal
+sys.argv = [module, *sys.argv[5:]]
 runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
@@ -489,15 +498,15 @@ def test_study_killed_at_random_moments_resumes_to_the_same_numbers(env, referen
 # ---------------------------------------------------------------- the benchmark, over many sittings
 
 def zoo_sittings(seed: int, workdir: pathlib.Path) -> list:
-  """[(stage, how)] in stage order, where how is ('line', pattern, delay_s): killed a random delay
-  after a line of its log, or ('write', pattern, n): killed at its Nth atomic write of a file
-  matching pattern (before the rename); between them, a sitting on a full disk and one on a
-  read-only workdir, each of which must stop with one line."""
+  """[(stage, how)] in stage order, where how is ('stop', pattern, n): stopped once its Nth atomic
+  write of a file matching pattern is in place, then killed, or ('write', pattern, n): killed at
+  that write (before the rename); between them, a sitting on a full disk and one on a read-only
+  workdir, each of which must stop with one line."""
   rng = random.Random(seed)
   top = re.escape(str(workdir))
   return [
-      ("train", ("line", r"\] epoch 1: ", rng.uniform(0.0, 0.3))),  # In the ERM run.
-      ("train", ("line", r"\[benchmark train 1/2\] \S+ done", rng.uniform(0.0, 0.3))),  # Between.
+      ("train", ("stop", r"/erm/metrics\.jsonl$", 1)),  # In the ERM run, after its first epoch.
+      ("train", ("stop", r"/erm/benchmark_time\.json$", 1)),  # Between the two runs.
       ("train", ("full disk",)),
       ("train", ("read-only",)),
       ("evaluate", ("write", r"/benchmark_eval\.json$", rng.choice([1, 2]))),
@@ -538,14 +547,14 @@ def test_benchmark_killed_full_disk_read_only_and_busy_resumes_to_the_same_numbe
           subprocess.run(undo.split(), check=True)
       assert_intact(before, tmp_path)
       continue
-    with Proc(args, env, limit_s=300, kill_at=how[1:] if how[0] == "write" else None) as proc:
+    with Proc(args, env, limit_s=300, kill_at=how[1:] if how[0] == "write" else None,
+              stop_at=how[1:] if how[0] == "stop" else None) as proc:
       if stale:
         assert proc.wait_for(r"Taking over the lock of \S+: pid \d+"), proc.stderr[-3000:]
-      if how[0] == "line":
-        assert proc.wait_for(how[1], stage=stage), (stage, proc.stderr[-3000:])
-        time.sleep(how[2])
+      if how[0] == "stop":
+        assert proc.wait_for(r"^stopped at the write of ", stage=stage), (stage,
+                                                                           proc.stderr[-3000:])
         if not killed:  # Stopped holding the workdir: a second benchmark there is refused.
-          os.kill(proc.pid, signal.SIGSTOP)
           with Proc(args, env, limit_s=120) as second:
             assert_one_line_error(
                 second, second.finish(), rf"error: {tmp_path} is in use by pid {proc.pid} on "
