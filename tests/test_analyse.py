@@ -262,6 +262,14 @@ def test_methods_using_color_less_are_split_by_what_their_features_carry():
   assert shortcut._where_less(bench, {"color_probe": s(erm_probe)}, others, []) == []
 
 
+def test_calls_are_said_once_per_kind_with_their_count():
+  bench = ml_collections.ConfigDict({"zoo": {n: {"title": n.upper(), "oracle": False}
+                                             for n in ("erm", "dfr", "lff", "grayscale")}})
+  calls = {"erm": "uses", "lff": "removed", "dfr": "uses", "grayscale": "grey input"}
+  assert shortcut._by_call(bench, calls) == (
+      "*uses* (2): ERM, DFR; *removed* (1): LFF; *grey input* (1): GRAYSCALE")
+
+
 def test_the_carries_figure_points_leave_grey_input_out():
   bench = zoo_config.get_config("tiny")
   with bench.unlocked():

@@ -213,8 +213,7 @@ def statements(res, bench, protocol: str) -> list:
       against = (f"against the color-blind reference, {_label(bench, ref)}, which changes "
                  f"{100 * recs[ref]['uses_color']['mean']:.1f}% of its predictions on "
                  "recoloring" if ref else "against the random inits")
-      out.append(f"Calls, {against}: "
-                 + ", ".join(f"{_label(bench, n)} *{c}*" for n, c in calls.items()) + ".")
+      out.append(f"Calls, {against}: {_by_call(bench, calls)}.")
       bar = "the color-blind reference" if ref else "random inits"
       for kind, text in (("hides", f"use color no more than {bar} but still carry it in "
                                    "their penultimate features at the random inits' level or "
@@ -324,6 +323,15 @@ def section(res, bench, workdir, lines) -> None:
               "the random inits' probe. Low on both: color removed; left but high: color taken "
               "from the output while the representation keeps it. The grayscale oracle is left "
               "out (its probe reads grey features).*", ""]
+
+
+def _by_call(bench, calls: dict) -> str:
+  """'*uses* (2): A, B; *removed* (1): C', the methods grouped by their call in order of first
+  appearance."""
+  kinds = list(dict.fromkeys(calls.values()))
+  return "; ".join(
+      f"*{kind}* ({sum(c == kind for c in calls.values())}): "
+      + ", ".join(_label(bench, n) for n, c in calls.items() if c == kind) for kind in kinds)
 
 
 def _layer_rows(bench, recs: dict) -> list:
