@@ -271,3 +271,21 @@ def test_a_run_that_fits_neither_cue_is_marked_under_the_headline_table():
   assert "at 5%: val 89.0% against 95.0% (color alone) and 96.0% (shape alone)" in note[0]
   del res["runs"][f"{cell}/grayscale"]  # No shape-alone reference: nothing is marked.
   assert not sections.underfits(res, bench, cell, "jtt")
+
+
+def test_runs_the_ratio_does_not_change_are_said_to_repeat_one_run():
+  """Same values seed for seed in both cells: repeated; equal means from other seeds' values, a
+  missing cell, or a single cell: not."""
+  bench = small_bench()
+  cells = [plan.Run("study", "cheater", r, "").cell for r in (0.05, 0.01)]
+  res = {"runs": {f"{cells[0]}/grayscale": _run([0.90, 0.92]),
+                  f"{cells[1]}/grayscale": _run([0.90, 0.92]),
+                  f"{cells[0]}/erm": _run([0.90, 0.92]), f"{cells[1]}/erm": _run([0.92, 0.90]),
+                  f"{cells[0]}/jtt": _run([0.5, 0.5])}}
+  names = ["erm", "jtt", "grayscale"]
+  assert sections.same_at_every_ratio(res, bench, cells, names) == ["grayscale"]
+  assert sections.same_at_every_ratio(res, bench, cells[:1], names) == []
+  note = sections._repeated_note(bench, ["grayscale"])
+  assert note[0].startswith(f"{sections._label(bench, 'grayscale')}: the same group-balanced "
+                            "accuracy, seed for seed, at every ratio.")
+  assert sections._repeated_note(bench, []) == []

@@ -290,6 +290,29 @@ def _underfit_note(res, bench, cell_keys: list, names: list) -> list:
           f"reversed bias, both low a run that fits neither. {vals}.", ""]
 
 
+def same_at_every_ratio(res, bench, cell_keys: list, names: list) -> list:
+  """The entries of `names` whose runs give the same group-balanced accuracy, seed for seed, at
+  their headline rule in every cell of `cell_keys` (two or more)."""
+  if len(cell_keys) < 2:
+    return []
+  same = []
+  for n in names:
+    rule = entries.headline_rule(bench, n)
+    values = [(_stat(_cell_run(res, c, n), rule, RANK_MEASURE) or {}).get("values")
+              for c in cell_keys]
+    if values[0] is not None and all(v == values[0] for v in values[1:]):
+      same.append(n)
+  return same
+
+
+def _repeated_note(bench, names: list) -> list:
+  if not names:
+    return []
+  return [f"{', '.join(_label(bench, n) for n in names)}: the same group-balanced accuracy, "
+          "seed for seed, at every ratio. The ratio changes only the colors the digits are drawn "
+          "in, which these runs never see: each of their rows repeats one run.", ""]
+
+
 def _headline_rows(res, bench, protocol: str, cell_keys: list, names: list) -> list:
   """Rank, method, what it is told of the bias, its headline rule, group-labelled examples seen
   and its group-balanced accuracy per cell (and their mean, for several cells) of each of
@@ -342,6 +365,7 @@ def section_cells(res, bench, lines):
                   "that the bias is color and never sees a biased color)", ""]
         lines += table(head, _headline_rows(res, bench, protocol, cell_keys, oracles))
       shown = order + oracles
+      lines += _repeated_note(bench, same_at_every_ratio(res, bench, cell_keys, shown))
       lines += ["**" + " / ".join(MEASURE_TITLES.values()) + "** (each method at its headline "
                 "rule, in the order above)", ""]
       lines += table(header, [[_label(bench, n)] + [
