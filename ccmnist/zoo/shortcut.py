@@ -179,68 +179,66 @@ def _where_less(bench, erm: dict, others: dict, less: list) -> list:
   return out
 
 
-def statements(res, bench, protocol: str) -> list:
-  """Measured sentences of one protocol, generated from the records."""
+def statements(res, bench, protocol: str, model: str, ratio: float) -> list:
+  """Measured sentences of one cell, generated from its records ([] without ERM's)."""
   out = []
-  for model in plan.models_of(bench.protocols[protocol]):
-    for ratio in bench.ratios:
-      recs = _records(res, bench, protocol, model, ratio)
-      if "erm" not in recs:
-        continue
-      erm = recs["erm"]
-      where = f"{model} at ratio {markdown.percent(ratio)}"
-      u, un = erm["uses_color"]["mean"], erm["uses_color_null"]["mean"]
-      out.append(f"{where}: ERM changes {100 * u:.1f}% of its predictions when only the color "
-                 f"changes (random inits: {100 * un:.1f}%) and predicts "
-                 f"{100 * erm['follows_color']['mean']:.1f}% of conflicting digits as their "
-                 "color's class.")
-      others = {n: r for n, r in recs.items() if n != "erm"}
-      judged = verdicts.judge(
-          [{"entry": n} for n in others],
-          [(t, 1, None) if t is not None else None for t in
-           (analyse.erm_test(erm["uses_color"], r["uses_color"]) for r in others.values())])
-      less = [j["entry"] for j in judged if j["holds"] is False]
-      if others:
-        out.append(f"{len(less)} of {len(others)} other methods use color less than ERM "
-                   f"(paired t-tests over seeds, Holm-corrected over these {len(others)})"
-                   + (f": {', '.join(_label(bench, n) for n in less)}." if less else "."))
-      out += _where_less(bench, erm, others, less)
-      ref, calls = calls_of(bench, recs)
-      calls.pop(ref, None)
-      if all(v == 0 for v in erm["uses_color_null"]["values"]):
-        out.append("The random inits change no prediction on recoloring (0 for every init): "
-                   "a null that any model changing one prediction clears.")
-      against = (f"against the color-blind reference, {_label(bench, ref)}, which changes "
-                 f"{100 * recs[ref]['uses_color']['mean']:.1f}% of its predictions on "
-                 "recoloring" if ref else "against the random inits")
-      out.append(f"Calls, {against}: {_by_call(bench, calls)}.")
-      bar = "the color-blind reference" if ref else "random inits"
-      for kind, text in (("hides", f"use color no more than {bar} but still carry it in "
-                                   "their penultimate features at the random inits' level or "
-                                   "above: they hide the shortcut"),
-                         ("removed", f"use color no more than {bar} and carry it less than "
-                                     "random inits")):
-        names = [n for n, c in calls.items() if c == kind]
-        if names:
-          probes = ", ".join(f"{_label(bench, n)} {100 * recs[n]['color_probe']['mean']:.1f}% "
-                             f"(null {100 * recs[n]['color_probe_null']['mean']:.1f}%)"
-                             for n in names)
-          out.append(f"{', '.join(_label(bench, n) for n in names)} {text} (color probe: "
-                     f"{probes}).")
-      reversed_ = [n for n, r in recs.items() if reversed_bias(r)]
-      if reversed_:
-        out.append(f"Reversed bias (aligned accuracy below conflicting beyond the seed spread): "
-                   f"{', '.join(_label(bench, n) for n in reversed_)}.")
-      eps = {n: r["min_eps"]["mean"] for n, r in recs.items()
-             if "min_eps" in r and r["min_eps"]["mean"] is not None}
-      if eps:
-        best = max(eps, key=eps.get)
-        null_eps = erm["min_eps_null"]["mean"]
-        null_text = (_num(null_eps, "min_eps") if null_eps is not None else
-                     f"not found within {erm['stimuli']['attack']['eps_max']:g}")
-        out.append(f"Median minimal ε of targeted PGD (pixel levels): ERM "
-                   f"{_num(eps.get('erm'), 'min_eps')}, largest {_label(bench, best)} "
-                   f"{eps[best]:.2f} (random inits: {null_text}).")
+  recs = _records(res, bench, protocol, model, ratio)
+  if "erm" not in recs:
+    return out
+  erm = recs["erm"]
+  where = f"{model} at ratio {markdown.percent(ratio)}"
+  u, un = erm["uses_color"]["mean"], erm["uses_color_null"]["mean"]
+  out.append(f"{where}: ERM changes {100 * u:.1f}% of its predictions when only the color "
+             f"changes (random inits: {100 * un:.1f}%) and predicts "
+             f"{100 * erm['follows_color']['mean']:.1f}% of conflicting digits as their "
+             "color's class.")
+  others = {n: r for n, r in recs.items() if n != "erm"}
+  judged = verdicts.judge(
+      [{"entry": n} for n in others],
+      [(t, 1, None) if t is not None else None for t in
+       (analyse.erm_test(erm["uses_color"], r["uses_color"]) for r in others.values())])
+  less = [j["entry"] for j in judged if j["holds"] is False]
+  if others:
+    out.append(f"{len(less)} of {len(others)} other methods use color less than ERM "
+               f"(paired t-tests over seeds, Holm-corrected over these {len(others)})"
+               + (f": {', '.join(_label(bench, n) for n in less)}." if less else "."))
+  out += _where_less(bench, erm, others, less)
+  ref, calls = calls_of(bench, recs)
+  calls.pop(ref, None)
+  if all(v == 0 for v in erm["uses_color_null"]["values"]):
+    out.append("The random inits change no prediction on recoloring (0 for every init): "
+               "a null that any model changing one prediction clears.")
+  against = (f"against the color-blind reference, {_label(bench, ref)}, which changes "
+             f"{100 * recs[ref]['uses_color']['mean']:.1f}% of its predictions on "
+             "recoloring" if ref else "against the random inits")
+  out.append(f"Calls, {against}: {_by_call(bench, calls)}.")
+  bar = "the color-blind reference" if ref else "random inits"
+  for kind, text in (("hides", f"use color no more than {bar} but still carry it in "
+                               "their penultimate features at the random inits' level or "
+                               "above: they hide the shortcut"),
+                     ("removed", f"use color no more than {bar} and carry it less than "
+                                 "random inits")):
+    names = [n for n, c in calls.items() if c == kind]
+    if names:
+      probes = ", ".join(f"{_label(bench, n)} {100 * recs[n]['color_probe']['mean']:.1f}% "
+                         f"(null {100 * recs[n]['color_probe_null']['mean']:.1f}%)"
+                         for n in names)
+      out.append(f"{', '.join(_label(bench, n) for n in names)} {text} (color probe: "
+                 f"{probes}).")
+  reversed_ = [n for n, r in recs.items() if reversed_bias(r)]
+  if reversed_:
+    out.append(f"Reversed bias (aligned accuracy below conflicting beyond the seed spread): "
+               f"{', '.join(_label(bench, n) for n in reversed_)}.")
+  eps = {n: r["min_eps"]["mean"] for n, r in recs.items()
+         if "min_eps" in r and r["min_eps"]["mean"] is not None}
+  if eps:
+    best = max(eps, key=eps.get)
+    null_eps = erm["min_eps_null"]["mean"]
+    null_text = (_num(null_eps, "min_eps") if null_eps is not None else
+                 f"not found within {erm['stimuli']['attack']['eps_max']:g}")
+    out.append(f"Median minimal ε of targeted PGD (pixel levels): ERM "
+               f"{_num(eps.get('erm'), 'min_eps')}, largest {_label(bench, best)} "
+               f"{eps[best]:.2f} (random inits: {null_text}).")
   return out
 
 
@@ -305,9 +303,9 @@ def section(res, bench, workdir, lines) -> None:
                     if k.startswith("color_probe@") and not k.endswith("_null")]
           lines += ["Color probe on each conv layer (pooled activations), % (null):", ""]
           lines += markdown.table(["method"] + layers, layer_rows)
-    said = statements(res, bench, protocol)
-    if said:
-      lines += [" ".join(said), ""]
+        said = statements(res, bench, protocol, model, ratio)
+        if said:
+          lines += [" ".join(said), ""]
   if got:
     lines += [f"![Uses color against group-balanced accuracy]({FIGURE})",
               "*How much each method uses color (predictions changed by recoloring, mean over "
