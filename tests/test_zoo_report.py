@@ -268,7 +268,9 @@ def test_a_run_that_fits_neither_cue_is_marked_under_the_headline_table():
   assert [n for n in VALUES if sections.underfits(res, bench, cell, n)] == ["jtt"]
   note = sections._underfit_note(res, bench, [cell], ["erm", "groupdro", "jtt"])
   assert note[0].startswith("‡ Fits data drawn like its training set (val) worse than either")
-  assert "at 5%: val 89.0% against 95.0% (color alone) and 96.0% (shape alone)" in note[0]
+  assert note[2:] == [f"- {sections._label(bench, 'jtt')}: at 5%, val 89.0% against 95.0% (color "
+                      "alone) and 96.0% (shape alone); test aligned 89.0%, conflicting 89.0%.",
+                      ""]
   del res["runs"][f"{cell}/grayscale"]  # No shape-alone reference: nothing is marked.
   assert not sections.underfits(res, bench, cell, "jtt")
 

@@ -272,22 +272,25 @@ def underfits(res, bench, cell_key: str, entry: str) -> bool:
 
 
 def _underfit_note(res, bench, cell_keys: list, names: list) -> list:
-  """The note under a headline table that holds a run marked by underfits()."""
-  marked = [(c, n) for c in cell_keys for n in names if underfits(res, bench, c, n)]
+  """The note under a headline table that holds a run marked by underfits(): one item per
+  marked method, its marked cells in order."""
+  marked = {n: [c for c in cell_keys if underfits(res, bench, c, n)] for n in names}
+  marked = {n: cells for n, cells in marked.items() if cells}
   if not marked:
     return []
   grey = _grey_entry(bench)
   mean = lambda c, n, m: 100 * _mean_of(_cell_run(res, c, n), entries.headline_rule(bench, n), m)
-  vals = "; ".join(
-      f"{_label(bench, n)} at {pct(_cell_run(res, c, n)['ratio'])}: val {mean(c, n, 'val'):.1f}% "
-      f"against {100 * (1 - _cell_run(res, c, n)['ratio']):.1f}% (color alone) and "
-      f"{mean(c, grey, 'val'):.1f}% (shape alone); test aligned {mean(c, n, 'aligned'):.1f}%, "
-      f"conflicting {mean(c, n, 'conflicting'):.1f}%" for c, n in marked)
+  ratio = lambda c, n: _cell_run(res, c, n)["ratio"]
+  items = [f"- {_label(bench, n)}: " + "; ".join(
+      f"at {pct(ratio(c, n))}, val {mean(c, n, 'val'):.1f}% against "
+      f"{100 * (1 - ratio(c, n)):.1f}% (color alone) and {mean(c, grey, 'val'):.1f}% (shape "
+      f"alone); test aligned {mean(c, n, 'aligned'):.1f}%, conflicting "
+      f"{mean(c, n, 'conflicting'):.1f}%" for c in cells) + "." for n, cells in marked.items()]
   return [f"{UNDERFIT_MARK} Fits data drawn like its training set (val) worse than either cue "
           f"alone would, by more than {100 * UNDERFIT_MARGIN:g} points: color alone (1 − ratio) "
           "and shape alone (the grayscale oracle's val). Its number is not that of a model "
           "that fits its data and ignores the bias: aligned accuracy below conflicting is a "
-          f"reversed bias, both low a run that fits neither. {vals}.", ""]
+          "reversed bias, both low a run that fits neither.", "", *items, ""]
 
 
 def same_at_every_ratio(res, bench, cell_keys: list, names: list) -> list:
