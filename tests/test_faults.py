@@ -58,13 +58,12 @@ class Proc:
   `limit_s`, and by `close` (or leaving a `with` block) if still running."""
 
   def __init__(self, args, env, *, limit_s: float, file_size_limit: int | None = None,
-               kill_at: tuple | None = None, stop_at: tuple | None = None):
+               at_write: tuple | None = None):
     self.args = args
     command = [sys.executable, "-m", *args]
-    if kill_at is not None:  # (pattern, n): killed at its Nth atomic write of a matching file.
-      command = [sys.executable, "-c", _AT_WRITE, "kill", kill_at[0], str(kill_at[1]), *args]
-    if stop_at is not None:  # (pattern, n): stopped once its Nth matching write is in place.
-      command = [sys.executable, "-c", _AT_WRITE, "stop", stop_at[0], str(stop_at[1]), *args]
+    if at_write is not None:  # ('kill' or 'stop', pattern, n): _AT_WRITE at the Nth such write.
+      action, pattern, n = at_write
+      command = [sys.executable, "-c", _AT_WRITE, action, pattern, str(n), *args]
     if file_size_limit is not None:  # Set in the child itself: no fork of this threaded process.
       command = [sys.executable, "-c", _LIMITED, str(file_size_limit), *args]
       # Reads the XLA cache, but never writes it (JAX would leave a truncated entry there).
@@ -499,7 +498,7 @@ def test_study_killed_at_random_moments_resumes_to_the_same_numbers(env, referen
 
 def zoo_sittings(seed: int, workdir: pathlib.Path) -> list:
   """[(stage, how)] in stage order, where how is ('stop', pattern, n): stopped once its Nth atomic
-  write of a file matching pattern is in place, then killed, or ('write', pattern, n): killed at
+  write of a file matching pattern is in place, then killed, or ('kill', pattern, n): killed at
   that write (before the rename); between them, a sitting on a full disk and one on a read-only
   workdir, each of which must stop with one line."""
   rng = random.Random(seed)
@@ -509,10 +508,10 @@ def zoo_sittings(seed: int, workdir: pathlib.Path) -> list:
       ("train", ("stop", r"/erm/benchmark_time\.json$", 1)),  # Between the two runs.
       ("train", ("full disk",)),
       ("train", ("read-only",)),
-      ("evaluate", ("write", r"/benchmark_eval\.json$", rng.choice([1, 2]))),
-      ("select", ("write", rf"^{top}/selection\.json$", 1)),
+      ("evaluate", ("kill", r"/benchmark_eval\.json$", rng.choice([1, 2]))),
+      ("select", ("kill", rf"^{top}/selection\.json$", 1)),
       # The report, or its second writing (for its own stage time).
-      ("report", ("write", *rng.choice([(rf"^{top}/results\.json$", 1),
+      ("report", ("kill", *rng.choice([(rf"^{top}/results\.json$", 1),
                                         (rf"^{top}/benchmark\.md$", 1),
                                         (rf"^{top}/results\.json$", 2)]))),
   ]
@@ -547,8 +546,7 @@ def test_benchmark_killed_full_disk_read_only_and_busy_resumes_to_the_same_numbe
           subprocess.run(undo.split(), check=True)
       assert_intact(before, tmp_path)
       continue
-    with Proc(args, env, limit_s=300, kill_at=how[1:] if how[0] == "write" else None,
-              stop_at=how[1:] if how[0] == "stop" else None) as proc:
+    with Proc(args, env, limit_s=300, at_write=how if how[0] in ("kill", "stop") else None) as proc:
       if stale:
         assert proc.wait_for(r"Taking over the lock of \S+: pid \d+"), proc.stderr[-3000:]
       if how[0] == "stop":
