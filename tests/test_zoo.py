@@ -593,7 +593,7 @@ def test_every_method_has_its_own_color_and_the_legend_hides_none():
 def test_the_shortcut_figures_keep_their_legend_inside_the_canvas_and_off_the_panels():
   names = list(zoo_config.ZOO)
   points = [(n, r, 0.5 + 0.03 * i - r, 0.4 - 0.02 * i + r) for i, n in enumerate(names)
-            for r in (0.05, 0.01)]
+            for r in (0.05, 0.02, 0.01)]
   for panels in ({"lff / lff_mlp": {"points": points, "null": 0.0}},
                  {"lff / lff_mlp": {"points": points, "null": 0.0},
                   "study / cheater": {"points": points[:6], "null": 0.3}}):
@@ -605,11 +605,22 @@ def test_the_shortcut_figures_keep_their_legend_inside_the_canvas_and_off_the_pa
 def _check_legend_and_axes(fig, names, points, *, x_from_data):
   fig.canvas.draw()
   renderer = fig.canvas.get_renderer()
-  box, canvas = fig.legends[0].get_window_extent(renderer), fig.bbox
-  assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0
-  assert box.y1 <= canvas.y1
-  assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+  canvas = fig.bbox
+  boxes = [legend.get_window_extent(renderer) for legend in fig.legends]
+  for box in boxes:
+    assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1 and canvas.y0 <= box.y0
+    assert box.y1 <= canvas.y1
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+  assert not boxes[0].overlaps(boxes[1])
   assert len(fig.legends[0].get_texts()) == len(names) + 1  # Every method and the null.
+  # The marker says the ratio, one each, largest first; no text on the panels to collide.
+  ratios = sorted({p[1] for p in points}, reverse=True)
+  assert [t.get_text() for t in fig.legends[1].get_texts()] == [f"{100 * r:g}%" for r in ratios]
+  markers = [h.get_marker() for h in fig.legends[1].legend_handles]
+  assert len(set(markers)) == len(ratios)
+  assert not any(ax.texts for ax in fig.axes)
+  drawn = {(c.get_paths()[0].vertices.tobytes()) for c in fig.axes[0].collections}
+  assert len(drawn) == len(ratios)  # Each point's marker is one of the ratios'.
   lo, hi = fig.axes[0].get_xlim()
   assert lo <= 100 * min(p[2] for p in points) and hi >= (100 if x_from_data else
                                                            100 * max(p[2] for p in points))

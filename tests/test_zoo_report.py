@@ -291,3 +291,10 @@ def test_runs_the_ratio_does_not_change_are_said_to_repeat_one_run():
   assert note[0].startswith(f"{sections._label(bench, 'grayscale')}: the same group-balanced "
                             "accuracy, seed for seed, at every ratio.")
   assert sections._repeated_note(bench, []) == []
+
+
+def test_the_code_that_trained_the_runs_is_counted_per_commit():
+  res = {"runs": {"a": {"cost": {"code": ["abc"]}}, "b": {"cost": {"code": ["abc", "def"]}},
+                  "c": {"cost": {"code": ["abc"]}}, "d": {}}}
+  assert sections.trained_on(res) == "Runs trained on code abc (3 runs), def (1 run)."
+  assert sections.trained_on({"runs": {"d": {}}}).startswith("The code that trained the runs")

@@ -137,21 +137,28 @@ def carries_color_figure(panels: dict, *, titles: dict | None = None):
                         null_label="color probe of random inits\n(null)", x_from_data=False)
 
 
+def _ratio_markers(ratios) -> dict:
+  """{ratio: marker}, from the largest ratio down, in _MARKERS' order."""
+  return {r: _MARKERS[i % len(_MARKERS)] for i, r in enumerate(sorted(set(ratios), reverse=True))}
+
+
 def method_scatter(panels: dict, *, titles, xlabel: str, ylabel: str, null_label: str,
                    x_from_data: bool):
   """One panel per key of `panels` ({panel: {'points': [(method, ratio, x, y)], 'null': a y
-  or None}}, rates in [0, 1], drawn in %): one point per method and ratio, labelled with the
-  ratio; a thin line joins each method's ratios; one legend of every method, right of the
-  panels; the null as a dotted line. x spans from a multiple of 10 below the lowest point to
-  100 (x_from_data) or from 0 to just above the highest; y from 0 to just above the highest."""
+  or None}}, rates in [0, 1], drawn in %): one point per method and ratio, its color the
+  method's and its marker the ratio's (the grayscale oracle hollow); a thin line joins each
+  method's ratios; right of the panels a legend of every method and the null, and one of the
+  ratios' markers. x spans from a multiple of 10 below the lowest point to 100 (x_from_data) or
+  from 0 to just above the highest; y from 0 to just above the highest."""
   titles = titles or {}
   names = list(dict.fromkeys(p[0] for panel in panels.values() for p in panel["points"]))
+  markers = _ratio_markers(p[1] for panel in panels.values() for p in panel["points"])
   n = max(1, len(panels))
   cols = min(n, 2)
   rows = math.ceil(n / cols)
   legend_w = 3.4  # Inches: one column of method titles at fontsize 8.
   width = 5.2 * cols + legend_w
-  height = max(4.2 * rows, 0.2 * (len(names) + 3) + 0.6)
+  height = max(4.2 * rows, 0.2 * (len(names) + len(markers) + 6) + 0.6)
   fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
   for ax, (panel, got) in zip(axes.flat, panels.items()):
     by_method = {}
@@ -161,17 +168,9 @@ def method_scatter(panels: dict, *, titles, xlabel: str, ylabel: str, null_label
       pts.sort()
       ax.plot([p[1] for p in pts], [p[2] for p in pts], color=method_color(name), lw=0.8,
               alpha=0.5, zorder=2)
-    placed = []
-    for name, ratio, x, y in got["points"]:
-      x, y = 100 * x, 100 * y
-      ax.scatter([x], [y], color=method_color(name), s=36, zorder=3,
-                 marker="s" if name == "grayscale" else "o", edgecolor="white", linewidth=0.5)
-      # A label near an earlier point's goes on another side of its own point.
-      near = sum(abs(x - px) < 2 and abs(y - py) < 2 for px, py in placed)
-      offset = ((4, 3), (4, -10), (-16, 3), (-16, -10))[near % 4]
-      placed.append((x, y))
-      ax.annotate(f"{100 * ratio:g}%", (x, y), xytext=offset, textcoords="offset points",
-                  fontsize=7, color=method_color(name))
+      for ratio, x, y in pts:
+        ax.scatter([x], [y], marker=markers[ratio], s=36, zorder=3, linewidth=0.8,
+                   **_point_colors(name))
     if got.get("null") is not None:
       ax.axhline(100 * got["null"], color="0.4", ls=":", lw=1)
     xs = [100 * p[2] for p in got["points"]]
@@ -187,11 +186,28 @@ def method_scatter(panels: dict, *, titles, xlabel: str, ylabel: str, null_label
     ax.set_title(panel, fontsize=10)
   for ax in list(axes.flat)[len(panels):]:
     ax.axis("off")
-  handles = [mlines.Line2D([], [], color=method_color(m), marker="s" if m == "grayscale" else "o",
-                           ms=5, ls="", label=titles.get(m, m)) for m in names]
+  handles = [mlines.Line2D([], [], marker="o", ms=5, ls="-", lw=0.8, label=titles.get(m, m),
+                           color=method_color(m),
+                           markerfacecolor=_point_colors(m)["facecolor"]) for m in names]
   handles.append(mlines.Line2D([], [], color="0.4", ls=":", lw=1, label=null_label))
-  fig.legend(handles=handles, loc="center right", ncol=1, fontsize=8, frameon=False,
-             title="method (points labelled with\nthe bias-conflicting ratio; a line\n"
-                   "joins a method's ratios)", title_fontsize=8)
-  fig.tight_layout(rect=(0, 0, 1 - legend_w / width, 1))
+  legend_x = 1 - legend_w / width
+  fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(legend_x + 0.01, 0.98),
+             ncol=1, fontsize=8, frameon=False, title="method (a line joins its ratios)",
+             title_fontsize=8)
+  ratio_handles = [mlines.Line2D([], [], marker=mk, ms=5, ls="", color="0.3",
+                                 label=f"{100 * r:g}%") for r, mk in markers.items()]
+  fig.legend(handles=ratio_handles, loc="lower left", bbox_to_anchor=(legend_x + 0.01, 0.02),
+             ncol=len(ratio_handles), fontsize=8, frameon=False,
+             title="bias-conflicting share of train", title_fontsize=8, handletextpad=0.2,
+             columnspacing=0.8)
+  fig.tight_layout(rect=(0, 0, legend_x, 1))
   return fig
+
+
+def _point_colors(name: str) -> dict:
+  """A point's face and edge: the method's color, hollow for the grayscale oracle (grey
+  input, told apart from the colored runs)."""
+  color = method_color(name)
+  if name == "grayscale":
+    return {"facecolor": "none", "edgecolor": color}
+  return {"facecolor": color, "edgecolor": "white"}

@@ -690,7 +690,8 @@ def trained_on(res) -> str:
                               for c in (r.get("cost") or {}).get("code", []))
   if not count:
     return "The code that trained the runs is not recorded."
-  return "Runs trained on code " + ", ".join(f"{c} ({n} runs)" for c, n in sorted(count.items()))
+  return "Runs trained on code " + ", ".join(
+      f"{c} ({n} run{'s' * (n != 1)})" for c, n in sorted(count.items())) + "."
 
 
 
