@@ -627,13 +627,17 @@ def _check_legend_and_axes(fig, names, points, *, x_from_data):
   assert fig.axes[0].get_ylim()[1] >= 100 * max(p[3] for p in points)
 
 
-def test_the_eta_prices_each_run_at_its_own_models_rate():
-  left = [plan.Run("study", "cheater", 0.05, "erm"), plan.Run("lff", "lff_mlp", 0.05, "erm"),
-          plan.Run("study", "shape_cnn", 0.05, "erm")]
-  work = {left[0].key: 1000.0, left[1].key: 4000.0, left[2].key: 300.0}
-  spent = {"cheater": [2000.0, 4.0], "lff_mlp": [8000.0, 2.0]}
-  # 1000 at 500/s, 4000 at 4000/s, and the unseen model at the overall 10000 / 6 s.
-  assert stages.eta(left, work, spent) == pytest.approx(2.0 + 1.0 + 300 * 6 / 10000)
+def test_the_eta_prices_each_run_at_its_own_methods_rate_else_its_models():
+  left = [plan.Run("study", "cheater", 0.05, "erm"), plan.Run("study", "cheater", 0.05, "irm"),
+          plan.Run("lff", "lff_mlp", 0.05, "erm"), plan.Run("study", "shape_cnn", 0.05, "erm")]
+  work = {left[0].key: (1000.0, ("cheater", "erm")), left[1].key: (600.0, ("cheater", "irm")),
+          left[2].key: (4000.0, ("lff_mlp", "erm")), left[3].key: (300.0, ("shape_cnn", "erm"))}
+  spent = {("cheater", "erm"): [2000.0, 4.0], ("cheater", "gradient_penalty"): [1000.0, 8.0],
+           ("lff_mlp", "erm"): [8000.0, 2.0]}
+  # ERM on the cheater at its own 500/s, not the penalty's 125/s; IRM, not yet trained, at the
+  # cheater's pooled 3000 / 12 s; the MLP at 4000/s; the unseen model at every run's 11000 / 14 s.
+  assert stages.eta(left, work, spent) == pytest.approx(
+      2.0 + 600 * 12 / 3000 + 1.0 + 300 * 14 / 11000)
   assert stages.eta(left, work, {}) == 0.0
 
 

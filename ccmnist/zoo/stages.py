@@ -57,12 +57,14 @@ def finished(workdir, run: plan.Run) -> bool:
   return (d / "results.json").exists() or (d / report.FAILED_FILE).exists()
 
 
-def _work(bench, run: plan.Run, workdir) -> float:
-  """How much training a run is, for the ETA: its examples times the images each costs."""
+def _work(bench, run: plan.Run, workdir) -> tuple:
+  """How much training a run is, for the ETA: (its examples times the images each costs, the
+  (model, loss) whose rate prices it)."""
   if plan.kind_of(bench, run.entry) != "train":
-    return 0.0
+    return 0.0, (run.model, None)
   config = plan.run_config(bench, run, workdir)
-  return float(cost_lib.examples(config) * methods_lib.get(config.loss.name).images_per_example)
+  images = methods_lib.get(config.loss.name).images_per_example
+  return float(cost_lib.examples(config) * images), (run.model, config.loss.name)
 
 
 def refit(bench, run: plan.Run, workdir) -> None:
@@ -103,13 +105,17 @@ def train_one(bench, run: plan.Run, workdir) -> float:
 
 
 def eta(left: list, work: dict, spent: dict) -> float:
-  """Seconds the runs `left` will take: each run's work at its model's rate so far (the rate of
-  every model so far for a model not yet trained); spent: {model: [work, seconds]} done."""
-  total = [sum(w for w, _ in spent.values()), sum(t for _, t in spent.values())]
+  """Seconds the runs `left` will take: each run's work (work: {key: (work, (model, loss))}) at
+  the rate so far of its model and loss, else of its model, else of every run; spent:
+  {(model, loss): [work, seconds]} done. Methods differ in cost per image (a gradient penalty
+  backpropagates twice), so a model's rate alone misprices the other methods."""
+  def pooled(keys):
+    return [sum(spent[k][0] for k in keys), sum(spent[k][1] for k in keys)]
   out = 0.0
   for run in left:
-    w, t = spent.get(run.model, total)
-    out += work[run.key] * t / w if w > 0 else 0.0
+    amount, key = work[run.key]
+    w, t = spent.get(key) or pooled([k for k in spent if k[0] == key[0]] or list(spent))
+    out += amount * t / w if w > 0 else 0.0
   return out
 
 
@@ -164,7 +170,7 @@ def stage_train(bench, workdir, *, analyse_as_trained: bool = False,
   cost_lib.write_plan(workdir, runs, plan.probes(bench))
   todo = [r for r in runs if not finished(workdir, r)]
   work = {r.key: _work(bench, r, workdir) for r in todo}
-  total_work, spent, t_start = sum(work.values()), {}, time.perf_counter()
+  total_work, spent, t_start = sum(w for w, _ in work.values()), {}, time.perf_counter()
   logging.info("[benchmark train] %d runs, %d finished before, %d to train", len(runs),
                len(runs) - len(todo), len(todo))
   for k, run in enumerate(todo):
@@ -173,13 +179,14 @@ def stage_train(bench, workdir, *, analyse_as_trained: bool = False,
       analyse_if_ready(bench, workdir, run, caches)
     if after_run is not None:
       after_run()
-    done = spent.setdefault(run.model, [0.0, 0.0])
-    done[0], done[1] = done[0] + work[run.key], done[1] + wall
+    amount, key = work[run.key]
+    done = spent.setdefault(key, [0.0, 0.0])
+    done[0], done[1] = done[0] + amount, done[1] + wall
     left = todo[k + 1:]
     logging.info("[benchmark train %d/%d] %s %s in %.1fs (%.0f img/s); %d/%d runs done, "
                  "%s so far, ETA %s", runs.index(run) + 1, len(runs), run.key,
                  "failed" if (plan.run_dir(workdir, run) / report.FAILED_FILE).exists()
-                 else "done", wall, work[run.key] / wall if wall > 0 else 0.0,
+                 else "done", wall, amount / wall if wall > 0 else 0.0,
                  len(runs) - len(left), len(runs), _duration(time.perf_counter() - t_start),
                  _duration(eta(left, work, spent)))
   ran_probe = False
