@@ -71,9 +71,31 @@ def test_findings_compare_the_leader_erm_the_best_told_nothing_and_the_oracle():
   assert all(f["family"] == 4 and f["df"] == 1 and f["test"] == "paired t" for f in got)
   assert [f["p_holm"] for f in got] == pytest.approx(verdicts.holm([f["p"] for f in got]))
   assert got[0]["a_values"] == VALUES["jtt"] and got[0]["b_values"] == VALUES["groupdro"]
+  # The best told nothing (JTT) against the best given group labels is the leader pair again:
+  # counted once, the second reading noted.
+  assert "the best told nothing of the bias against the best given group labels" in " ".join(
+      got[0]["also_differ_in"])
   # A run without numbers leaves its comparisons out.
   fewer = findings.findings(hand_made(bench, {"erm": VALUES["erm"]}), bench)
   assert fewer == []
+
+
+def test_findings_test_the_best_told_nothing_against_the_best_given_group_labels():
+  bench = small_bench()
+  with bench.unlocked():
+    bench.methods = "erm,consistency,groupdro,jtt"
+  values = {"erm": [0.20, 0.22], "consistency": [0.90, 0.92], "groupdro": [0.50, 0.53],
+            "jtt": [0.60, 0.61]}
+  got = findings.findings(hand_made(bench, values), bench)
+  pairs = {f["kind"]: (f["a"].rsplit("/", 1)[1], f["b"].rsplit("/", 1)[1], f["selection"])
+           for f in got}
+  # Ranked consistency > JTT > Group DRO > ERM: JTT is the runner-up, and the pair of the best
+  # told nothing and the best with group labels is ordered as ranked, read under group_val.
+  assert pairs["labels"] == ("groupdro", "jtt", "group_val")
+  assert pairs["lead"] == ("jtt", "consistency", "group_val")
+  labels = next(f for f in got if f["kind"] == "labels")
+  assert labels["diff"]["mean"] == pytest.approx(0.09)
+  assert labels["family"] == len(got)
 
 
 def test_statements_say_who_is_ahead_by_how_much():
