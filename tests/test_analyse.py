@@ -243,6 +243,26 @@ def test_every_model_is_analysed_with_a_probe_per_conv_layer(name):
       assert np.all((v >= -1.0) & (v <= 1.0)), (k, v)
 
 
+def test_methods_against_erms_use_of_color_are_one_holm_family_both_ways():
+  """Less and more than ERM from one family: a clear drop (LfF), a clear rise (IRM), a rise at
+  raw p < 0.05 that Holm over the four does not keep (JTT: p 0.038 x 2), and no change (DFR)."""
+  s = lambda v: {"mean": float(np.mean(v)), "values": list(v)}
+  erm = {"uses_color": s([0.30, 0.32, 0.31, 0.29, 0.33])}
+  others = {"lff": {"uses_color": s([0.10, 0.13, 0.12, 0.10, 0.09])},
+            "irm": {"uses_color": s([0.50, 0.53, 0.51, 0.48, 0.54])},
+            "jtt": {"uses_color": s([0.31, 0.37, 0.33, 0.30, 0.38])},
+            "dfr": {"uses_color": s([0.32, 0.30, 0.32, 0.28, 0.33])}}
+  p_jtt = analyse.erm_test(erm["uses_color"], others["jtt"]["uses_color"])["p"]
+  assert 0.025 < p_jtt < 0.05
+  bench = ml_collections.ConfigDict({"zoo": {n: {"title": n.upper(), "oracle": False}
+                                             for n in others}})
+  said, less = shortcut._uses_against_erm(bench, erm, others)
+  assert less == ["lff"]
+  assert said == ["1 of 4 other methods use color less than ERM: LFF; 1 use it more: IRM "
+                  "(paired t-tests over seeds, Holm-corrected over these 4)."]
+  assert shortcut._uses_against_erm(bench, erm, {}) == ([], [])
+
+
 def test_methods_using_color_less_are_split_by_what_their_features_carry():
   """Less color in the output than ERM: from the features too (probe clearly below ERM's), the
   same features (DFR: ERM's probe seed for seed), or not resolved."""

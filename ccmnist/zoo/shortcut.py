@@ -3,7 +3,8 @@ analyse stage's records (analyse.collect: res['analysis']).
 
 Each measure of analyse.py is shown as mean ± std over seeds at the run's headline grid point,
 beside its null (the random inits' mean), with two verdicts (report/verdicts.py's tests at its
-level, each uncorrected): against ERM of the same cell (verdicts.paired_test over seeds) and
+level, each uncorrected in the tables; the sentences below them Holm-correct over a cell's
+methods): against ERM of the same cell (verdicts.paired_test over seeds) and
 against the null (analyse.null_test: Welch's t-test, seeds against inits). A method's
 call (call()): it **uses** color when its predictions change on recoloring beyond those of the
 cell's color-blind reference (reference_of: a run trained on digits whose color says nothing of
@@ -150,6 +151,23 @@ def _label(bench, n: str) -> str:
   return f"{title} (oracle)" if bench.zoo[n].oracle and "oracle" not in title else title
 
 
+def _uses_against_erm(bench, erm: dict, others: dict) -> tuple:
+  """(sentences, the methods that use color less than ERM): each method's uses color against
+  ERM's, paired t-tests over seeds, Holm-corrected over the cell's methods as one family, which
+  also names those that use it more."""
+  if not others:
+    return [], []
+  judged = verdicts.judge(
+      [{"entry": n} for n in others],
+      [(t, 1, None) if t is not None else None for t in
+       (analyse.erm_test(erm["uses_color"], r["uses_color"]) for r in others.values())])
+  by = {h: [j["entry"] for j in judged if j["holds"] is h] for h in (False, True)}
+  names = lambda ns: f": {', '.join(_label(bench, n) for n in ns)}" if ns else ""
+  return [f"{len(by[False])} of {len(others)} other methods use color less than ERM"
+          f"{names(by[False])}; {len(by[True])} use it more{names(by[True])} (paired t-tests "
+          f"over seeds, Holm-corrected over these {len(others)})."], by[False]
+
+
 def _where_less(bench, erm: dict, others: dict, less: list) -> list:
   """Of the methods that use color less than ERM, those whose features carry less color than
   ERM's too (color probe, paired t-tests over seeds, Holm-corrected over these methods) and
@@ -193,16 +211,8 @@ def statements(res, bench, protocol: str, model: str, ratio: float) -> list:
              f"{100 * erm['follows_color']['mean']:.1f}% of conflicting digits as their "
              "color's class.")
   others = {n: r for n, r in recs.items() if n != "erm"}
-  judged = verdicts.judge(
-      [{"entry": n} for n in others],
-      [(t, 1, None) if t is not None else None for t in
-       (analyse.erm_test(erm["uses_color"], r["uses_color"]) for r in others.values())])
-  less = [j["entry"] for j in judged if j["holds"] is False]
-  if others:
-    out.append(f"{len(less)} of {len(others)} other methods use color less than ERM "
-               f"(paired t-tests over seeds, Holm-corrected over these {len(others)})"
-               + (f": {', '.join(_label(bench, n) for n in less)}." if less else "."))
-  out += _where_less(bench, erm, others, less)
+  said, less = _uses_against_erm(bench, erm, others)
+  out += said + _where_less(bench, erm, others, less)
   ref, calls = calls_of(bench, recs)
   calls.pop(ref, None)
   if all(v == 0 for v in erm["uses_color_null"]["values"]):
