@@ -274,9 +274,9 @@ def test_methods_using_color_less_are_split_by_what_their_features_carry():
   bench = ml_collections.ConfigDict({"zoo": {n: {"title": n.upper(), "oracle": False}
                                              for n in others}})
   said = shortcut._where_less(bench, {"color_probe": s(erm_probe)}, others, list(others))
-  assert said[0].startswith("Of these (grey input aside), the features entering the head carry "
-                            "less color than ERM's too for CONSISTENCY; color not resolved "
-                            "against ERM's for JTT (")
+  assert said[0].startswith("Of those using it less (grey input aside), the features entering "
+                            "the head carry less color than ERM's too for CONSISTENCY; color "
+                            "not resolved against ERM's for JTT (")
   assert said[0].endswith("Holm-corrected over 2).") and "GRAYSCALE" not in " ".join(said)
   assert said[1].startswith("DFR keeps ERM's features")
   assert shortcut._where_less(bench, {"color_probe": s(erm_probe)}, others, []) == []

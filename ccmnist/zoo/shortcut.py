@@ -188,7 +188,7 @@ def _where_less(bench, erm: dict, others: dict, less: list) -> list:
       parts.append(f"{how} for {text(got)}")
   out = []
   if parts:
-    out.append(f"Of these (grey input aside), the features entering the head carry "
+    out.append(f"Of those using it less (grey input aside), the features entering the head carry "
                f"{'; '.join(parts)} (color probe against ERM's, paired t-tests over seeds, "
                f"Holm-corrected over {len(names)}).")
   if same:
