@@ -639,6 +639,9 @@ def test_the_eta_prices_each_run_at_its_own_methods_rate_else_its_models():
   assert stages.eta(left, work, spent) == pytest.approx(
       2.0 + 600 * 12 / 3000 + 1.0 + 300 * 14 / 11000)
   assert stages.eta(left, work, {}) == 0.0
+  # A refit that trained nothing (DFR: 5 s, no work) leaves the pooled rates alone.
+  refit = {**spent, ("cheater", "dfr"): [0.0, 5.0]}
+  assert stages.eta(left, work, refit) == pytest.approx(stages.eta(left, work, spent))
 
 
 def test_a_resumed_runs_wall_time_counts_its_earlier_calls(tmp_path):

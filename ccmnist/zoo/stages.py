@@ -108,8 +108,10 @@ def eta(left: list, work: dict, spent: dict) -> float:
   """Seconds the runs `left` will take: each run's work (work: {key: (work, (model, loss))}) at
   the rate so far of its model and loss, else of its model, else of every run; spent:
   {(model, loss): [work, seconds]} done. Methods differ in cost per image (a gradient penalty
-  backpropagates twice), so a model's rate alone misprices the other methods."""
+  backpropagates twice), so a model's rate alone misprices the other methods. Pooled rates
+  leave out the runs that trained nothing (DFR refits a head: seconds without work)."""
   def pooled(keys):
+    keys = [k for k in keys if spent[k][0] > 0]
     return [sum(spent[k][0] for k in keys), sum(spent[k][1] for k in keys)]
   out = 0.0
   for run in left:
