@@ -1,0 +1,95 @@
+"""tools/early_stopping.py on hand-built training logs."""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+from configs import zoo as zoo_config
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+import early_stopping  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def test_readings_take_the_first_best_val_epoch_per_seed():
+  # Seed 0: best val at epoch 40; seed 1: val ties at 20 and 40, the first wins (JTT's argmax).
+  got = early_stopping.readings([20, 40, 60], val=[[0.5, 0.6], [0.7, 0.6], [0.6, 0.5]],
+                                test=[[0.4, 0.5], [0.8, 0.7], [0.3, 0.9]])
+  assert got == {"last": [0.3, 0.9], "stopped": [0.8, 0.5], "best": [0.8, 0.9],
+                 "stopped_epoch": [40, 20]}
+  with pytest.raises(ValueError, match="must both be"):
+    early_stopping.readings([20], val=[[0.5, 0.6]], test=[[0.5]])
+
+
+def test_evaluations_keep_held_out_lines_and_a_resumed_epochs_last(tmp_path):
+  lines = [{"epoch": 1, "train_loss": [1.0]},
+           {"epoch": 2, "accuracy": {"test_easy": [0.1], "val": [0.2], "val_unbiased": [0.3]}},
+           {"epoch": 4, "accuracy": {"test_easy": [0.5], "val": [0.6], "val_unbiased": [0.7]}},
+           {"epoch": 2, "accuracy": {"test_easy": [0.15], "val": [0.25], "val_unbiased": [0.35]}}]
+  path = tmp_path / "metrics.jsonl"
+  path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+  epochs, splits = early_stopping.evaluations(path)
+  assert epochs == [2, 4]
+  assert splits["test_easy"].tolist() == [[0.15], [0.5]]
+  assert splits["val_unbiased"].tolist() == [[0.35], [0.7]]
+
+
+def test_replicas_are_read_at_the_chosen_lambda_in_seed_order():
+  results = {"replicas": [{"replica": 0, "seed": 1, "lam": 0.1}, {"replica": 1, "seed": 0,
+                                                                  "lam": 0.1},
+                          {"replica": 2, "seed": 0, "lam": 1.0}, {"replica": 3, "seed": 1,
+                                                                  "lam": 1.0}]}
+  assert early_stopping.replicas_at(results, 0.1) == [1, 0]
+  assert early_stopping.replicas_at(results, 1.0) == [2, 3]
+  with pytest.raises(ValueError, match="no replica at λ 10"):
+    early_stopping.replicas_at(results, 10.0)
+
+
+def _write_run(folder, cell, entry, epochs, test, val, val_unbiased):
+  run = folder / "runs" / cell / entry
+  run.mkdir(parents=True)
+  rows = [{"epoch": e, "accuracy": {"test_easy": t, "val": v, "val_unbiased": u}}
+          for e, t, v, u in zip(epochs, test, val, val_unbiased)]
+  (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  (run / "results.json").write_text(json.dumps(
+      {"replicas": [{"replica": i, "seed": i, "lam": 0.0} for i in range(len(test[0]))]}))
+
+
+def test_each_run_stops_on_the_split_its_headline_rule_reads(tmp_path):
+  bench = zoo_config.get_config("tiny")
+  with bench.unlocked():
+    bench.methods = "erm,jtt,dfr"
+  (tmp_path / "config.json").write_text(json.dumps(bench.to_dict()))
+  cell = "study/cheater/rho0.95"
+  sel = lambda rule: {rule: {"lam": 0.0, "entry": None}}
+  (tmp_path / "selection.json").write_text(json.dumps(
+      {f"{cell}/erm": sel("val"), f"{cell}/jtt": sel("group_val"),
+       f"{cell}/dfr": sel("group_val")}))
+  (tmp_path / "results.json").write_text(json.dumps({"environment": {"code": "abc1234"}}))
+  test = [[0.2, 0.3], [0.6, 0.5], [0.4, 0.4]]
+  # ERM (`val`): the biased val peaks at the last epoch; its val_unbiased would have chosen 20.
+  _write_run(tmp_path, cell, "erm", [20, 40, 60], test, val=[[0.1, 0.1], [0.2, 0.2],
+                                                               [0.9, 0.9]],
+             val_unbiased=[[0.9, 0.9], [0.1, 0.1], [0.1, 0.1]])
+  # JTT (`group_val`): val_unbiased peaks at 40, where test is best.
+  _write_run(tmp_path, cell, "jtt", [20, 40, 60], test, val=[[0.9, 0.9], [0.1, 0.1],
+                                                               [0.1, 0.1]],
+             val_unbiased=[[0.1, 0.1], [0.8, 0.7], [0.3, 0.2]])
+  _write_run(tmp_path, cell, "dfr", [1], [[0.5, 0.5]], [[0.5, 0.5]], [[0.5, 0.5]])
+  recs = {r["entry"]: r for r in early_stopping.rows(tmp_path)}
+  assert recs["erm"]["stop_on"] == "val" and recs["erm"]["stopped_epoch"] == [60, 60]
+  assert recs["erm"]["stopped"] == recs["erm"]["last"] == [0.4, 0.4]
+  assert recs["jtt"]["stop_on"] == "val_unbiased" and recs["jtt"]["stopped_epoch"] == [40, 40]
+  assert recs["jtt"]["stopped"] == [0.6, 0.5] and recs["jtt"]["best"] == [0.6, 0.5]
+  assert recs["dfr"]["skipped"] == "1 evaluation(s)"
+  # Two tested rows, one Holm family; ERM's reading is the last epoch at every seed.
+  assert recs["jtt"]["family"] == 2 and recs["jtt"]["df"] == 1
+  text = early_stopping.markdown(list(recs.values()), bench)
+  assert "the last epoch at every seed" in text and "| 40.0 ± 0.0 |" in text
+  assert "55.0 ± 7.1 (40, 40)" in text and "+15.0" in text
+
+
+def test_a_folder_without_a_selection_is_refused(tmp_path):
+  with pytest.raises(SystemExit, match="holds no selection.json"):
+    early_stopping.main([str(tmp_path)])
