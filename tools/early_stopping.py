@@ -31,6 +31,7 @@ import time
 import ml_collections
 import numpy as np
 
+from ccmnist.report import markdown as markdown_lib
 from ccmnist.report import verdicts
 from ccmnist.zoo import entries
 
@@ -166,8 +167,8 @@ def main(argv=None):
   bench = ml_collections.ConfigDict(json.loads((folder / "config.json").read_text()))
   code = json.loads((folder / "results.json").read_text()).get("environment", {}).get("code")
   args = " ".join(sys.argv[1:] if argv is None else argv)
-  made_by = (f"Made by `python tools/early_stopping.py {args}` on {time.strftime('%Y-%m-%d')}, "
-             f"from benchmark runs reported on code {code}.")
+  made_by = (f"Made by `python tools/early_stopping.py {args}` on {time.strftime('%Y-%m-%d')} "
+             f"(code {markdown_lib.code_version()}), from a benchmark report made on code {code}.")
   text = markdown(recs, bench, made_by=made_by)
   print(text)
   if a.markdown:
