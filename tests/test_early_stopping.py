@@ -59,13 +59,14 @@ def _write_run(folder, cell, entry, epochs, test, val, val_unbiased):
 def test_each_run_stops_on_the_split_its_headline_rule_reads(tmp_path):
   bench = zoo_config.get_config("tiny")
   with bench.unlocked():
-    bench.methods = "erm,jtt,dfr"
+    bench.methods = "erm,jtt,dfr,grayscale"
   (tmp_path / "config.json").write_text(json.dumps(bench.to_dict()))
-  cell = "study/cheater/rho0.95"
+  cell, other = "study/cheater/rho0.95", "study/cheater/rho0.99"
   sel = lambda rule: {rule: {"lam": 0.0, "entry": None}}
   (tmp_path / "selection.json").write_text(json.dumps(
       {f"{cell}/erm": sel("val"), f"{cell}/jtt": sel("group_val"),
-       f"{cell}/dfr": sel("group_val")}))
+       f"{cell}/dfr": sel("group_val"), f"{cell}/grayscale": sel("val"),
+       f"{other}/grayscale": sel("val")}))
   (tmp_path / "results.json").write_text(json.dumps({"environment": {"code": "abc1234"}}))
   test = [[0.2, 0.3], [0.6, 0.5], [0.4, 0.4]]
   # ERM (`val`): the biased val peaks at the last epoch; its val_unbiased would have chosen 20.
@@ -77,15 +78,25 @@ def test_each_run_stops_on_the_split_its_headline_rule_reads(tmp_path):
                                                                [0.1, 0.1]],
              val_unbiased=[[0.1, 0.1], [0.8, 0.7], [0.3, 0.2]])
   _write_run(tmp_path, cell, "dfr", [1], [[0.5, 0.5]], [[0.5, 0.5]], [[0.5, 0.5]])
-  recs = {r["entry"]: r for r in early_stopping.rows(tmp_path)}
+  # The grayscale oracle never sees the ratio: the same run in both cells.
+  for c in (cell, other):
+    _write_run(tmp_path, c, "grayscale", [20, 40], [[0.9, 0.8], [0.95, 0.9]],
+               val=[[0.9, 0.8], [0.8, 0.7]], val_unbiased=[[0.5, 0.5], [0.5, 0.5]])
+  got = early_stopping.rows(tmp_path)
+  grey = [r for r in got if r["entry"] == "grayscale"]
+  assert "same_as" not in grey[0] and grey[1]["same_as"] == f"{cell}/grayscale"
+  assert grey[1]["p"] == grey[0]["p"] and grey[1]["stopped_epoch"] == [20, 20]
+  recs = {r["entry"]: r for r in got if r["key"] != f"{other}/grayscale"}
   assert recs["erm"]["stop_on"] == "val" and recs["erm"]["stopped_epoch"] == [60, 60]
   assert recs["erm"]["stopped"] == recs["erm"]["last"] == [0.4, 0.4]
   assert recs["jtt"]["stop_on"] == "val_unbiased" and recs["jtt"]["stopped_epoch"] == [40, 40]
   assert recs["jtt"]["stopped"] == [0.6, 0.5] and recs["jtt"]["best"] == [0.6, 0.5]
   assert recs["dfr"]["skipped"] == "1 evaluation(s)"
-  # Two tested rows, one Holm family; ERM's reading is the last epoch at every seed.
-  assert recs["jtt"]["family"] == 2 and recs["jtt"]["df"] == 1
-  text = early_stopping.markdown(list(recs.values()), bench)
+  # Three distinct tested runs, one Holm family; ERM's reading is the last epoch at every seed.
+  assert recs["jtt"]["family"] == 3 and recs["jtt"]["df"] == 1
+  text = early_stopping.markdown(got, bench)
+  assert "Holm-corrected over the 3 rows with distinct runs" in text
+  assert "(the run of rho0.95, counted once)" in text
   assert "the last epoch at every seed" in text and "| 40.0 ± 0.0 |" in text
   assert "55.0 ± 7.1 (40, 40)" in text and "+15.0" in text
 

@@ -101,12 +101,22 @@ def rows(folder) -> list:
       continue
     idx = replicas_at(json.loads((run_dir / "results.json").read_text()), sel["lam"])
     out.append({**rec, **readings(epochs, splits[STOP_ON[rule]][:, idx], splits[TEST][:, idx])})
-  judged = verdicts.judge(
-      [r for r in out if "skipped" not in r],
-      [(verdicts.paired_test(r["last"], r["stopped"]), 1, None)
-       for r in out if "skipped" not in r])
-  tested = iter(judged)
-  return [r if "skipped" in r else next(tested) for r in out]
+  # Identical runs (an oracle that never sees the ratio, at every ratio) count once.
+  sig = lambda r: (tuple(r["last"]), tuple(r["stopped"]))
+  first = {}
+  for r in out:
+    if "skipped" not in r:
+      first.setdefault(sig(r), r)
+  family = list(first.values())
+  judged = dict(zip((r["key"] for r in family), verdicts.judge(
+      family, [(verdicts.paired_test(r["last"], r["stopped"]), 1, None) for r in family])))
+  for r in out:
+    if "skipped" not in r:
+      kept = judged[first[sig(r)]["key"]]
+      r.update({k: v for k, v in kept.items() if k not in r})  # The test and its verdict.
+      if kept["key"] != r["key"]:
+        r["same_as"] = kept["key"]
+  return out
 
 
 def _pct(values) -> str:
@@ -116,6 +126,7 @@ def _pct(values) -> str:
 
 def markdown(recs: list, bench, *, made_by: str = "") -> str:
   titles = {n: bench.zoo[n].title for n in bench.zoo}
+  family = next((r["family"] for r in recs if "family" in r), 0)
   lines = [
       "# Early stopping, read from the training logs", "",
       "Plain unbiased test accuracy (test_easy), % mean ± std over seeds, of each run at its "
@@ -124,8 +135,9 @@ def markdown(recs: list, bench, *, made_by: str = "") -> str:
       "(**stopped**: `val`, colored like train, under the `val` rule; the group-labelled "
       "val_unbiased under `group_val`, as JTT's code stops on worst-group validation accuracy) "
       "and at the best test epoch (**best**, an oracle). stopped − last: paired t-test over "
-      f"seeds, Holm-corrected over the {sum('skipped' not in r for r in recs)} rows "
-      f"(level {verdicts.LEVEL:g}).", "",
+      f"seeds, Holm-corrected over the {family} rows with distinct runs (a run repeated in "
+      "several cells, such as an oracle that never sees the ratio, counts once; level "
+      f"{verdicts.LEVEL:g}).", "",
       "| run | stopped on | evaluated epochs | last | stopped (epoch per seed) | best (oracle) | "
       "stopped − last (points) | t (df), p, Holm p |", "|---|---|---|---|---|---|---|---|"]
   for r in recs:
@@ -141,6 +153,8 @@ def markdown(recs: list, bench, *, made_by: str = "") -> str:
       stat = f"{r['test']}, p {r['p']:.2g}, Holm p {r['p_holm']:.2g}"
     else:
       stat = f"{r['statistic']:.2f} ({r['df']}), {r['p']:.2g}, {r['p_holm']:.2g}"
+    if "same_as" in r:
+      stat += f" (the run of {r['same_as'].rsplit('/', 2)[1]}, counted once)"
     verdict = {True: " ▲", False: " ▼", None: ""}[r["holds"]]
     lines.append(
         f"| {name} | {r['stop_on']} | {', '.join(map(str, r['epochs']))} | {_pct(r['last'])} | "
