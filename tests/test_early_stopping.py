@@ -1,4 +1,4 @@
-"""tools/early_stopping.py on hand-built training logs."""
+"""ccmnist/zoo/early_stop.py and tools/early_stopping.py on hand-built training logs."""
 
 import json
 import pathlib
@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from ccmnist.zoo import early_stop
 from configs import zoo as zoo_config
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
@@ -14,12 +15,12 @@ import early_stopping  # pylint: disable=g-import-not-at-top,wrong-import-positi
 
 def test_readings_take_the_first_best_val_epoch_per_seed():
   # Seed 0: best val at epoch 40; seed 1: val ties at 20 and 40, the first wins (JTT's argmax).
-  got = early_stopping.readings([20, 40, 60], val=[[0.5, 0.6], [0.7, 0.6], [0.6, 0.5]],
+  got = early_stop.readings([20, 40, 60], val=[[0.5, 0.6], [0.7, 0.6], [0.6, 0.5]],
                                 test=[[0.4, 0.5], [0.8, 0.7], [0.3, 0.9]])
   assert got == {"last": [0.3, 0.9], "stopped": [0.8, 0.5], "best": [0.8, 0.9],
                  "stopped_epoch": [40, 20]}
   with pytest.raises(ValueError, match="must both be"):
-    early_stopping.readings([20], val=[[0.5, 0.6]], test=[[0.5]])
+    early_stop.readings([20], val=[[0.5, 0.6]], test=[[0.5]])
 
 
 def test_evaluations_keep_held_out_lines_and_a_resumed_epochs_last(tmp_path):
@@ -29,7 +30,7 @@ def test_evaluations_keep_held_out_lines_and_a_resumed_epochs_last(tmp_path):
            {"epoch": 2, "accuracy": {"test_easy": [0.15], "val": [0.25], "val_unbiased": [0.35]}}]
   path = tmp_path / "metrics.jsonl"
   path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-  epochs, splits = early_stopping.evaluations(path)
+  epochs, splits = early_stop.evaluations(path)
   assert epochs == [2, 4]
   assert splits["test_easy"].tolist() == [[0.15], [0.5]]
   assert splits["val_unbiased"].tolist() == [[0.35], [0.7]]
@@ -40,10 +41,10 @@ def test_replicas_are_read_at_the_chosen_lambda_in_seed_order():
                                                                   "lam": 0.1},
                           {"replica": 2, "seed": 0, "lam": 1.0}, {"replica": 3, "seed": 1,
                                                                   "lam": 1.0}]}
-  assert early_stopping.replicas_at(results, 0.1) == [1, 0]
-  assert early_stopping.replicas_at(results, 1.0) == [2, 3]
+  assert early_stop.replicas_at(results, 0.1) == [1, 0]
+  assert early_stop.replicas_at(results, 1.0) == [2, 3]
   with pytest.raises(ValueError, match="no replica at λ 10"):
-    early_stopping.replicas_at(results, 10.0)
+    early_stop.replicas_at(results, 10.0)
 
 
 def _write_run(folder, cell, entry, epochs, test, val, val_unbiased):
@@ -82,7 +83,7 @@ def test_each_run_stops_on_the_split_its_headline_rule_reads(tmp_path):
   for c in (cell, other):
     _write_run(tmp_path, c, "grayscale", [20, 40], [[0.9, 0.8], [0.95, 0.9]],
                val=[[0.9, 0.8], [0.8, 0.7]], val_unbiased=[[0.5, 0.5], [0.5, 0.5]])
-  got = early_stopping.rows(tmp_path)
+  got = early_stop.rows(bench, tmp_path, json.loads((tmp_path / "selection.json").read_text()))
   grey = [r for r in got if r["entry"] == "grayscale"]
   assert "same_as" not in grey[0] and grey[1]["same_as"] == f"{cell}/grayscale"
   assert grey[1]["p"] == grey[0]["p"] and grey[1]["stopped_epoch"] == [20, 20]
@@ -94,13 +95,38 @@ def test_each_run_stops_on_the_split_its_headline_rule_reads(tmp_path):
   assert recs["dfr"]["skipped"] == "1 evaluation(s)"
   # Three distinct tested runs, one Holm family; ERM's reading is the last epoch at every seed.
   assert recs["jtt"]["family"] == 3 and recs["jtt"]["df"] == 1
-  text = early_stopping.markdown(got, bench)
+  text = "\n".join([early_stop.intro(got), *early_stop.table_lines(got, bench)])
   assert "Holm-corrected over the 3 rows with distinct runs" in text
-  assert "(the run of rho0.95, counted once)" in text
+  assert "(the run at 5%, counted once)" in text
   assert "the last epoch at every seed" in text and "| 40.0 ± 0.0 |" in text
   assert "55.0 ± 7.1 (40, 40)" in text and "+15.0" in text
+  # benchmark.md's summary: last → stopped per method and ratio, each on its rule's split.
+  lines = []
+  early_stop.section({"early_stopping": got}, bench, lines)
+  md = "\n".join(lines)
+  assert "## Read at the last epoch: what stopping early would change" in md
+  assert f"| {bench.zoo.jtt.title} | `group_val`: val_unbiased | 40.0 → 55.0 |" in md
+  assert f"| {bench.zoo.erm.title} | `val`: val | 40.0 → 40.0 |" in md
+  assert "No change is resolved with these seeds." in md  # Two seeds, t(1): nothing resolved.
+  lines = []
+  early_stop.section({"early_stopping": [r for r in got if r["entry"] == "dfr"]}, bench, lines)
+  assert lines == []
 
 
 def test_a_folder_without_a_selection_is_refused(tmp_path):
   with pytest.raises(SystemExit, match="holds no selection.json"):
     early_stopping.main([str(tmp_path)])
+
+
+def test_a_resolved_change_is_named_with_its_ratio_and_size():
+  bench = zoo_config.get_config("tiny")
+  with bench.unlocked():
+    bench.methods = "erm,jtt"
+  rec = {"key": "study/cheater/rho0.95/jtt", "entry": "jtt", "rule": "group_val",
+         "stop_on": "val_unbiased", "epochs": [20, 40], "last": [0.4, 0.5, 0.45],
+         "stopped": [0.6, 0.72, 0.64], "best": [0.6, 0.72, 0.64], "stopped_epoch": [20] * 3,
+         "holds": True, "family": 1}
+  lines = []
+  early_stop.section({"early_stopping": [rec]}, bench, lines)
+  assert (f"Stopping early is ahead (Holm-corrected) for: {bench.zoo.jtt.title} at 5% "
+          "(+20.3 points).") in lines

@@ -181,6 +181,13 @@ def test_every_run_is_analysed_at_its_headline_point_beside_its_null(tiny_bench)
   for protocol in ("study", "lff"):
     assert f"## Did the method remove the shortcut? (protocol `{protocol}`)" in md
   assert "ERM changes" in md and "(null " in md and shortcut.FIGURE in md
+  # Every run logged its held-out accuracies at each epoch here: each is read back, stopping on
+  # its headline rule's split.
+  stops = {r["key"]: r for r in res["early_stopping"]}
+  assert stops["study/cheater/rho0.95/erm"]["epochs"] == [1, 2]
+  assert stops["lff/lff_mlp/rho0.95/erm"]["epochs"] == [1, 2, 3]
+  assert {r["stop_on"] for r in stops.values() if "skipped" not in r} <= {"val", "val_unbiased"}
+  assert "## Read at the last epoch: what stopping early would change" in md
   # Its cost per cell, from every analysis.json's timing (3 rows per model here).
   assert re.search(r"`cheater` \d+\.\d s per cell \(median of 3; \d+ s in all\)", md), md[-3000:]
   assert (workdir / shortcut.FIGURE).exists()

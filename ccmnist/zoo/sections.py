@@ -13,6 +13,7 @@ import numpy as np
 
 from ccmnist.report import markdown
 from ccmnist.report import verdicts
+from ccmnist.zoo import early_stop
 from ccmnist.zoo import entries
 from ccmnist.zoo import plan
 from ccmnist.zoo import published
@@ -707,6 +708,7 @@ def render(res, bench, workdir) -> str:
   shortcut.section(res, bench, workdir, lines)
   section_inferred(res, bench, lines)
   section_rankings(res, bench, lines)
+  early_stop.section(res, bench, lines)
   section_methods(res, bench, lines)
   section_cost(res, bench, lines)
   section_made(res, bench, lines)
