@@ -15,6 +15,7 @@ from ccmnist.report import markdown
 from ccmnist.train import runs as runs_lib
 from ccmnist.util import io
 from ccmnist.zoo import cost as cost_lib
+from ccmnist.zoo import early_stop
 from ccmnist.zoo import evaluate
 from ccmnist.zoo import plan
 from ccmnist.zoo import published
@@ -120,6 +121,7 @@ def collect(bench, workdir) -> dict:
   selection = read_selection(workdir)
   runs = {run.key: collect_run(bench, workdir, run, selection) for run in plan.all_runs(bench)}
   res = {"config": bench.to_dict(), "profile": bench.size, "runs": runs,
+         "early_stopping": early_stop.rows(bench, workdir, selection),
          "stages": pipeline.read_stage_times(workdir), "environment": markdown.environment(),
          "command": pipeline.read_command(workdir), "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
          "published": {"tables": published.tables(), "unquoted": dict(published.UNQUOTED),

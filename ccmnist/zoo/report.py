@@ -11,7 +11,6 @@ from ccmnist.plots import zoo as zoo_plots
 from ccmnist.util import io
 from ccmnist.zoo import analyse as analyse_lib
 from ccmnist.zoo import collect as collect_lib
-from ccmnist.zoo import early_stop
 from ccmnist.zoo import entries
 from ccmnist.zoo import findings as findings_lib
 from ccmnist.zoo import sections
@@ -29,7 +28,6 @@ def collect(bench, workdir) -> dict:
   res = collect_lib.collect(bench, workdir)
   res["analysis"] = analyse_lib.collect(bench, workdir)
   res["findings"] = findings_lib.findings(res, bench)
-  res["early_stopping"] = early_stop.rows(bench, workdir, collect_lib.read_selection(workdir))
   return res
 
 
