@@ -259,7 +259,7 @@ def test_methods_against_erms_use_of_color_are_one_holm_family_both_ways():
   said, less = shortcut._uses_against_erm(bench, erm, others)
   assert less == ["lff"]
   assert said == ["1 of 4 other methods use color less than ERM: LFF; 1 use it more: IRM "
-                  "(paired t-tests over seeds, Holm-corrected over these 4)."]
+                  "(paired t-tests over seeds, Holm-corrected over the 4 tested)."]
   assert shortcut._uses_against_erm(bench, erm, {}) == ([], [])
 
 

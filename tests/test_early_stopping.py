@@ -45,6 +45,10 @@ def test_replicas_are_read_at_the_chosen_lambda_in_seed_order():
   assert early_stop.replicas_at(results, 1.0) == [2, 3]
   with pytest.raises(ValueError, match="no replica at λ 10"):
     early_stop.replicas_at(results, 10.0)
+  # Two grid points with one λ (another hyper-parameter's grid): their seeds would mix.
+  shared = {"replicas": [{"replica": i, "seed": i % 2, "lam": 0.1} for i in range(4)]}
+  with pytest.raises(ValueError, match="several grid points share λ 0.1"):
+    early_stop.replicas_at(shared, 0.1)
 
 
 def _write_run(folder, cell, entry, epochs, test, val, val_unbiased):
@@ -79,6 +83,13 @@ def test_each_run_stops_on_the_split_its_headline_rule_reads(tmp_path):
                                                                [0.1, 0.1]],
              val_unbiased=[[0.1, 0.1], [0.8, 0.7], [0.3, 0.2]])
   _write_run(tmp_path, cell, "dfr", [1], [[0.5, 0.5]], [[0.5, 0.5]], [[0.5, 0.5]])
+  # A run whose results.json is gone: listed as unreadable, and the rest goes on.
+  _write_run(tmp_path, other, "jtt_gone", [20, 40], [[0.5, 0.5]] * 2, [[0.5, 0.5]] * 2,
+             [[0.5, 0.5]] * 2)
+  (tmp_path / "runs" / other / "jtt_gone" / "results.json").unlink()
+  selection = json.loads((tmp_path / "selection.json").read_text())
+  selection[f"{other}/jtt"] = {"group_val": {"lam": 0.0, "entry": "jtt_gone"}}
+  (tmp_path / "selection.json").write_text(json.dumps(selection))
   # The grayscale oracle never sees the ratio: the same run in both cells.
   for c in (cell, other):
     _write_run(tmp_path, c, "grayscale", [20, 40], [[0.9, 0.8], [0.95, 0.9]],
@@ -87,16 +98,20 @@ def test_each_run_stops_on_the_split_its_headline_rule_reads(tmp_path):
   grey = [r for r in got if r["entry"] == "grayscale"]
   assert "same_as" not in grey[0] and grey[1]["same_as"] == f"{cell}/grayscale"
   assert grey[1]["p"] == grey[0]["p"] and grey[1]["stopped_epoch"] == [20, 20]
-  recs = {r["entry"]: r for r in got if r["key"] != f"{other}/grayscale"}
+  gone = next(r for r in got if r["key"] == f"{other}/jtt")
+  assert gone["skipped"].startswith("unreadable: FileNotFoundError")
+  recs = {r["entry"]: r for r in got if not r["key"].startswith(other)}
   assert recs["erm"]["stop_on"] == "val" and recs["erm"]["stopped_epoch"] == [60, 60]
   assert recs["erm"]["stopped"] == recs["erm"]["last"] == [0.4, 0.4]
   assert recs["jtt"]["stop_on"] == "val_unbiased" and recs["jtt"]["stopped_epoch"] == [40, 40]
   assert recs["jtt"]["stopped"] == [0.6, 0.5] and recs["jtt"]["best"] == [0.6, 0.5]
   assert recs["dfr"]["skipped"] == "1 evaluation(s)"
-  # Three distinct tested runs, one Holm family; ERM's reading is the last epoch at every seed.
-  assert recs["jtt"]["family"] == 3 and recs["jtt"]["df"] == 1
+  # ERM stops at the last epoch at every seed: a difference of 0 by construction, untested.
+  # JTT and the grayscale oracle (once) are the Holm family.
+  assert recs["erm"]["p"] is None and "family" not in recs["erm"]
+  assert recs["jtt"]["family"] == 2 and recs["jtt"]["df"] == 1
   text = "\n".join([early_stop.intro(got), *early_stop.table_lines(got, bench)])
-  assert "Holm-corrected over the 3 rows with distinct runs" in text
+  assert "Holm-corrected over the 2 rows with distinct runs" in text
   assert "(the run at 5%, counted once)" in text
   assert "the last epoch at every seed" in text and "| 40.0 ± 0.0 |" in text
   assert "55.0 ± 7.1 (40, 40)" in text and "+15.0" in text
@@ -118,6 +133,18 @@ def test_a_folder_without_a_selection_is_refused(tmp_path):
     early_stopping.main([str(tmp_path)])
 
 
+def test_one_seed_is_shown_without_a_test():
+  rec = {"key": "study/cheater/rho0.95/jtt", "entry": "jtt", "stop_on": "val_unbiased",
+         "epochs": [20, 40], "last": [0.4], "stopped": [0.6], "best": [0.6],
+         "stopped_epoch": [20], "holds": True, "p": None, "family": 0}
+  assert early_stop._stat(rec) == "one seed: no test" and early_stop._mark(rec) == ""
+  bench = zoo_config.get_config("tiny")
+  lines = []
+  early_stop.section({"early_stopping": [rec]}, bench, lines)
+  assert "No change is resolved with these seeds." in lines and not any(
+      line.startswith("Stopping early is ahead") for line in lines)
+
+
 def test_a_resolved_change_is_named_with_its_ratio_and_size():
   bench = zoo_config.get_config("tiny")
   with bench.unlocked():
@@ -125,7 +152,7 @@ def test_a_resolved_change_is_named_with_its_ratio_and_size():
   rec = {"key": "study/cheater/rho0.95/jtt", "entry": "jtt", "rule": "group_val",
          "stop_on": "val_unbiased", "epochs": [20, 40], "last": [0.4, 0.5, 0.45],
          "stopped": [0.6, 0.72, 0.64], "best": [0.6, 0.72, 0.64], "stopped_epoch": [20] * 3,
-         "holds": True, "family": 1}
+         "holds": True, "p": 0.01, "family": 1}
   lines = []
   early_stop.section({"early_stopping": [rec]}, bench, lines)
   assert (f"Stopping early is ahead (Holm-corrected) for: {bench.zoo.jtt.title} at 5% "

@@ -96,6 +96,11 @@ def test_findings_test_the_best_told_nothing_against_the_best_given_group_labels
   labels = next(f for f in got if f["kind"] == "labels")
   assert labels["diff"]["mean"] == pytest.approx(0.09)
   assert labels["family"] == len(got)
+  # ERM is told nothing too: when it is the best of those, it meets the best with group labels.
+  values.update(erm=[0.55, 0.56], jtt=[0.30, 0.31])
+  got = findings.findings(hand_made(bench, values), bench)
+  labels = next(f for f in got if f["kind"] == "labels")
+  assert (labels["a"].rsplit("/", 1)[1], labels["b"].rsplit("/", 1)[1]) == ("groupdro", "erm")
 
 
 def test_statements_say_who_is_ahead_by_how_much():

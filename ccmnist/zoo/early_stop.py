@@ -63,12 +63,15 @@ def readings(epochs, val, test) -> dict:
 
 
 def replicas_at(results: dict, lam: float) -> list:
-  """Replica indices of a run's results.json at grid point `lam`, in seed order."""
-  reps = sorted((r for r in results["replicas"] if np.isclose(r["lam"], lam)),
-                key=lambda r: r["seed"])
+  """Replica indices of a run's results.json at grid point `lam`, in seed order; refuses a λ
+  no replica has, or one that several grid points share (their seeds would mix)."""
+  reps = sorted((r for r in results["replicas"] if r["lam"] == lam), key=lambda r: r["seed"])
   if not reps:
     grid = sorted({r["lam"] for r in results["replicas"]})
     raise ValueError(f"no replica at λ {lam} (grid: {grid}).")
+  seeds = [r["seed"] for r in reps]
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"several grid points share λ {lam}; read this run by its grid index.")
   return [r["replica"] for r in reps]
 
 
@@ -76,8 +79,10 @@ def rows(bench, folder, selection: dict) -> list:
   """One record per selected run of a benchmark workdir (or kept folder) and its selection
   (selection.json's dict): its key, entry, headline rule, λ, the evaluated epochs and
   readings(), with stopped - last tested (a paired t-test over seeds, one Holm family; identical
-  runs counted once). Runs with fewer than two evaluations (a refit) are listed with
-  'skipped'; runs without a log are left out."""
+  runs counted once, and runs whose every seed stops at the last epoch left out of it: their
+  difference is 0 by construction). Runs with fewer than two evaluations (a refit, an
+  identification run evaluated once) or whose files cannot be read are listed with 'skipped'
+  and why; runs without a log are left out."""
   folder = pathlib.Path(folder)
   out = []
   for key, rules in selection.items():
@@ -89,25 +94,33 @@ def rows(bench, folder, selection: dict) -> list:
     run_dir = folder / "runs" / cell / (sel.get("entry") or entry)
     if not (run_dir / "metrics.jsonl").exists():
       continue
-    epochs, splits = evaluations(run_dir / "metrics.jsonl")
-    rec = {"key": key, "entry": entry, "rule": rule, "lam": sel["lam"], "epochs": epochs,
-           "stop_on": STOP_ON[rule]}
-    if len(epochs) < 2:
-      out.append({**rec, "skipped": f"{len(epochs)} evaluation(s)"})
-      continue
-    idx = replicas_at(json.loads((run_dir / "results.json").read_text()), sel["lam"])
-    out.append({**rec, **readings(epochs, splits[STOP_ON[rule]][:, idx], splits[TEST][:, idx])})
+    rec = {"key": key, "entry": entry, "rule": rule, "lam": sel["lam"], "stop_on": STOP_ON[rule]}
+    try:
+      epochs, splits = evaluations(run_dir / "metrics.jsonl")
+      rec["epochs"] = epochs
+      if len(epochs) < 2:
+        out.append({**rec, "skipped": f"{len(epochs)} evaluation(s)"})
+        continue
+      idx = replicas_at(json.loads((run_dir / "results.json").read_text()), sel["lam"])
+      out.append({**rec, **readings(epochs, splits[STOP_ON[rule]][:, idx],
+                                    splits[TEST][:, idx])})
+    except (OSError, KeyError, ValueError) as e:  # The report goes on without this run.
+      out.append({**rec, "epochs": rec.get("epochs", []),
+                  "skipped": f"unreadable: {type(e).__name__}: {e}"})
   # Identical runs (an oracle that never sees the ratio, at every ratio) count once.
   sig = lambda r: (tuple(r["last"]), tuple(r["stopped"]))
+  for r in out:
+    if "skipped" not in r and r["stopped_epoch"] == [r["epochs"][-1]] * len(r["last"]):
+      r["holds"], r["p"] = None, None  # Stops at the last epoch for every seed: nothing to test.
   first = {}
   for r in out:
-    if "skipped" not in r:
+    if "skipped" not in r and "holds" not in r:
       first.setdefault(sig(r), r)
   family = list(first.values())
   judged = dict(zip((r["key"] for r in family), verdicts.judge(
       family, [(verdicts.paired_test(r["last"], r["stopped"]), 1, None) for r in family])))
   for r in out:
-    if "skipped" not in r:
+    if "skipped" not in r and sig(r) in first:
       kept = judged[first[sig(r)]["key"]]
       r.update({k: v for k, v in kept.items() if k not in r})  # The test and its verdict.
       if kept["key"] != r["key"]:
@@ -126,7 +139,7 @@ def _where(key: str) -> str:
 
 
 def _mark(r: dict) -> str:
-  return {True: " ▲", False: " ▼", None: ""}[r["holds"]]
+  return "" if r["p"] is None else {True: " ▲", False: " ▼", None: ""}[r["holds"]]
 
 
 def _family(recs: list) -> int:
@@ -137,6 +150,8 @@ def _stat(r: dict) -> str:
   """'t (df), p, Holm p' of a tested record, or why there is none."""
   if r["stopped_epoch"] == [r["epochs"][-1]] * len(r["last"]):
     text = "the last epoch at every seed"
+  elif r["p"] is None:
+    text = "one seed: no test"
   elif r.get("statistic") is None:
     text = f"{r['test']}, p {r['p']:.2g}, Holm p {r['p_holm']:.2g}"
   else:
@@ -175,7 +190,8 @@ def intro(recs: list) -> str:
       "per-group accuracy per epoch, so plain accuracy stands in for it) and at the best test "
       "epoch (**best**, an oracle). stopped − last: paired t-test over seeds, Holm-corrected "
       f"over the {_family(recs)} rows with distinct runs (a run repeated in several cells, such "
-      "as an oracle that never sees the ratio, counts once; level "
+      "as an oracle that never sees the ratio, counts once, and a run whose every seed stops at "
+      "the last epoch is not tested; level "
       f"{verdicts.LEVEL:g}); ▲ / ▼: stopping early is ahead / behind at that level, no mark: not "
       "resolved with these seeds.")
 
@@ -211,11 +227,11 @@ def section(res, bench, lines) -> None:
       lines += markdown.table(["method", "stopped on", *[markdown.percent(r) for r, _ in cells]],
                               rows)
   for holds, how in ((True, "Stopping early is ahead"), (False, "Stopping early is behind")):
-    got = [r for r in recs if r["holds"] is holds and "same_as" not in r]
+    got = [r for r in recs if r["holds"] is holds and "same_as" not in r and r["p"] is not None]
     if got:
       lines += [f"{how} (Holm-corrected) for: " + "; ".join(
           f"{titles[r['entry']]} at {_where(r['key'])} "
           f"({100 * np.mean(r['stopped']) - 100 * np.mean(r['last']):+.1f} points)"
           for r in got) + ".", ""]
-  if not any(r["holds"] is not None for r in recs):
+  if not any(r["holds"] is not None and r["p"] is not None for r in recs):
     lines += ["No change is resolved with these seeds.", ""]

@@ -103,9 +103,10 @@ def findings(res, bench) -> list:
     if "erm" in ranked and unaware and ranked[0] != unaware[0]:  # The best told nothing.
       pairs.append(("erm", unaware[0], "the method, the best of those told nothing of the bias",
                     "unaware"))
+    told_nothing = [n for n in ranked if entries.told(bench, n) == "nothing"]  # ERM too.
     labelled = [n for n in ranked if entries.told(bench, n) == "group labels"]
-    if unaware and labelled:  # Ordered as ranked, so that the leader pair is met once.
-      lo, hi = sorted((unaware[0], labelled[0]), key=ranked.index, reverse=True)
+    if told_nothing and labelled:  # Ordered as ranked, so that the leader pair is met once.
+      lo, hi = sorted((told_nothing[0], labelled[0]), key=ranked.index, reverse=True)
       pairs.append((lo, hi, "the method, the best told nothing of the bias against the best "
                     "given group labels", "labels"))
     if "consistency" in names and "cf_augment" in names:

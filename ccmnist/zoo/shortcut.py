@@ -163,9 +163,10 @@ def _uses_against_erm(bench, erm: dict, others: dict) -> tuple:
        (analyse.erm_test(erm["uses_color"], r["uses_color"]) for r in others.values())])
   by = {h: [j["entry"] for j in judged if j["holds"] is h] for h in (False, True)}
   names = lambda ns: f": {', '.join(_label(bench, n) for n in ns)}" if ns else ""
+  family = next((j["family"] for j in judged if j.get("family")), 0)
   return [f"{len(by[False])} of {len(others)} other methods use color less than ERM"
           f"{names(by[False])}; {len(by[True])} use it more{names(by[True])} (paired t-tests "
-          f"over seeds, Holm-corrected over these {len(others)})."], by[False]
+          f"over seeds, Holm-corrected over the {family} tested)."], by[False]
 
 
 def _where_less(bench, erm: dict, others: dict, less: list) -> list:
