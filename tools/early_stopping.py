@@ -6,14 +6,14 @@ stops at; benchmark.md carries its summary.
 """
 
 import argparse
-import json
 import pathlib
 import sys
 import time
 
-import ml_collections
-
 from ccmnist.report import markdown as markdown_lib
+from ccmnist.util import io
+from ccmnist.util import workdir as workdir_lib
+from ccmnist.zoo import collect
 from ccmnist.zoo import early_stop
 
 
@@ -27,9 +27,10 @@ def main(argv=None):
   if not (folder / "selection.json").exists():
     raise SystemExit(f"{folder} holds no selection.json; name a benchmark folder whose select "
                      "stage has run.")
-  bench = ml_collections.ConfigDict(json.loads((folder / "config.json").read_text()))
-  recs = early_stop.rows(bench, folder, json.loads((folder / "selection.json").read_text()))
-  code = json.loads((folder / "results.json").read_text()).get("environment", {}).get("code")
+  bench = workdir_lib.load_config(folder, kind="benchmark")
+  recs = early_stop.rows(bench, folder, collect.read_selection(folder))
+  code = io.read_json(folder / "results.json", default={}).get("environment", {}).get(
+      "code", "unrecorded")
   args = " ".join(sys.argv[1:] if argv is None else argv)
   made_by = (f"Made by `python tools/early_stopping.py {args}` on {time.strftime('%Y-%m-%d')} "
              f"(code {markdown_lib.code_version()}), from a benchmark report made on code {code}.")
@@ -38,9 +39,9 @@ def main(argv=None):
                     ""])
   print(text)
   if a.markdown:
-    pathlib.Path(a.markdown).write_text(text)
+    io.write_text(a.markdown, text)
   if a.json_out:
-    pathlib.Path(a.json_out).write_text(json.dumps(recs, indent=1))
+    io.write_json(a.json_out, recs, indent=1)
   return 0
 
 

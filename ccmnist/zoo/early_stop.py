@@ -20,13 +20,14 @@ Only the evaluated epochs can be chosen, so "stopped" is what early stopping at 
 gives. tools/early_stopping.py prints the whole table; benchmark.md summarises it (section).
 """
 
-import json
 import pathlib
 
 import numpy as np
 
+from ccmnist.eval import run as eval_run
 from ccmnist.report import markdown
 from ccmnist.report import verdicts
+from ccmnist.util import io
 from ccmnist.zoo import entries
 from ccmnist.zoo import plan
 
@@ -34,18 +35,12 @@ TEST = "test_easy"
 STOP_ON = {"val": "val", "group_val": "val_unbiased"}  # The split each headline rule reads.
 
 
-def evaluations(metrics_path) -> tuple:
-  """(epochs [E], {split: [E, replicas]}) of the metrics.jsonl lines that hold held-out
-  accuracies, in epoch order (a resumed run's repeated epoch: its last line)."""
-  by_epoch = {}
-  for line in pathlib.Path(metrics_path).read_text().splitlines():
-    row = json.loads(line) if line.strip() else {}
-    if row.get("accuracy"):
-      by_epoch[row["epoch"]] = row["accuracy"]
-  epochs = sorted(by_epoch)
-  splits = {s: np.asarray([by_epoch[e][s] for e in epochs], np.float64)
-            for s in (TEST, *STOP_ON.values())} if epochs else {}
-  return epochs, splits
+def curves(run_dir, replicas: list) -> tuple:
+  """(epochs [E], {split: [E, len(replicas)]}) of the replicas' held-out accuracies at the
+  evaluated epochs (eval/run.py read_curves)."""
+  per = [eval_run.read_curves(run_dir, replica=i) for i in replicas]
+  return per[0]["epoch"], {s: np.asarray([c[s] for c in per], np.float64).T
+                           for s in (TEST, *STOP_ON.values())}
 
 
 def readings(epochs, val, test) -> dict:
@@ -96,35 +91,37 @@ def rows(bench, folder, selection: dict) -> list:
       continue
     rec = {"key": key, "entry": entry, "rule": rule, "lam": sel["lam"], "stop_on": STOP_ON[rule]}
     try:
-      epochs, splits = evaluations(run_dir / "metrics.jsonl")
-      rec["epochs"] = epochs
-      if len(epochs) < 2:
-        out.append({**rec, "skipped": f"{len(epochs)} evaluation(s)"})
+      rec["epochs"] = eval_run.read_curves(run_dir)["epoch"]
+      if len(rec["epochs"]) < 2:
+        out.append({**rec, "skipped": f"{len(rec['epochs'])} evaluation(s)"})
         continue
-      idx = replicas_at(json.loads((run_dir / "results.json").read_text()), sel["lam"])
-      out.append({**rec, **readings(epochs, splits[STOP_ON[rule]][:, idx],
-                                    splits[TEST][:, idx])})
-    except (OSError, KeyError, ValueError) as e:  # The report goes on without this run.
+      results = io.read_json(run_dir / "results.json")
+      if results is None:
+        raise FileNotFoundError(f"{run_dir / 'results.json'} not found")
+      idx = replicas_at(results, sel["lam"])
+      epochs, splits = curves(run_dir, idx)
+      out.append({**rec, **readings(epochs, splits[STOP_ON[rule]], splits[TEST])})
+    except (OSError, KeyError, ValueError) as e:  # The report goes on without it.
       out.append({**rec, "epochs": rec.get("epochs", []),
                   "skipped": f"unreadable: {type(e).__name__}: {e}"})
+  read = [r for r in out if "skipped" not in r]
+  for r in read:
+    if r["stopped_epoch"] == [r["epochs"][-1]] * len(r["last"]):
+      r["holds"], r["p"] = None, None  # Stops at the last epoch for every seed: nothing to test.
+  tested = [r for r in read if "holds" not in r]
   # Identical runs (an oracle that never sees the ratio, at every ratio) count once.
   sig = lambda r: (tuple(r["last"]), tuple(r["stopped"]))
-  for r in out:
-    if "skipped" not in r and r["stopped_epoch"] == [r["epochs"][-1]] * len(r["last"]):
-      r["holds"], r["p"] = None, None  # Stops at the last epoch for every seed: nothing to test.
   first = {}
-  for r in out:
-    if "skipped" not in r and "holds" not in r:
-      first.setdefault(sig(r), r)
+  for r in tested:
+    first.setdefault(sig(r), r)
   family = list(first.values())
   judged = dict(zip((r["key"] for r in family), verdicts.judge(
       family, [(verdicts.paired_test(r["last"], r["stopped"]), 1, None) for r in family])))
-  for r in out:
-    if "skipped" not in r and sig(r) in first:
-      kept = judged[first[sig(r)]["key"]]
-      r.update({k: v for k, v in kept.items() if k not in r})  # The test and its verdict.
-      if kept["key"] != r["key"]:
-        r["same_as"] = kept["key"]
+  for r in tested:
+    kept = judged[first[sig(r)]["key"]]
+    r.update({k: v for k, v in kept.items() if k not in r})  # The test and its verdict.
+    if kept["key"] != r["key"]:
+      r["same_as"] = kept["key"]
   return out
 
 
