@@ -16,6 +16,7 @@ import pytest
 
 from ccmnist import eval as eval_lib
 from ccmnist import models
+from ccmnist.data import splits as splits_lib
 from ccmnist.train import loop
 from ccmnist.train import methods
 from ccmnist.train import optim
@@ -339,6 +340,29 @@ def test_evaluating_every_other_epoch_trains_the_same_run(tmp_path):
   curves = eval_lib.read_curves(tmp_path / "sparse")
   assert curves["epoch"] == [2, 3]
   assert curves["test_hard"] == [r["accuracy"]["test_hard"][0] for r in rows_every[1:]]
+
+
+def test_every_evaluated_epoch_keeps_its_predictions_and_checkpoint(tmp_path):
+  """eval_every_epochs=2 over 5 epochs: the predictions and params after epochs 2, 4 and 5 are
+  kept (where a selection may stop the run); epoch 3's checkpoint is not."""
+  loop.train_and_evaluate(with_eval_every(tiny(**{"train.epochs": 5}), 2), tmp_path)
+  assert sorted(runs.checkpoint_manager(tmp_path).all_steps()) == [2, 4, 5]
+  by_epoch = runs.load_epoch_predictions(tmp_path)
+  assert list(by_epoch) == [2, 4, 5]
+  final = runs.load_predictions(tmp_path)
+  for split, p in final.items():
+    np.testing.assert_array_equal(by_epoch[5][split], p)
+  labels = splits_lib.get_splits(tiny().data)["test_hard"]["labels"]
+  curves = eval_lib.read_curves(tmp_path)
+  assert curves["epoch"] == [2, 4, 5]
+  for i, epoch in enumerate(curves["epoch"]):  # Each file holds its epoch's logged accuracy.
+    assert np.mean(by_epoch[epoch]["test_hard"][0] == labels) == pytest.approx(
+        curves["test_hard"][i], abs=1e-4)
+  _, p2, _ = runs.load_run(tmp_path, epoch=2)
+  _, p5, _ = runs.load_run(tmp_path)
+  assert not np.allclose(jax.tree_util.tree_leaves(p2)[0], jax.tree_util.tree_leaves(p5)[0])
+  with pytest.raises(ValueError, match=r"keeps no checkpoint of epoch 3 \(it keeps \[2, 4, 5\]"):
+    runs.load_run(tmp_path, epoch=3)
 
 
 def test_eval_every_below_one_refused(tmp_path):

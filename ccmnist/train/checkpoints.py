@@ -10,10 +10,12 @@ import orbax.checkpoint as ocp
 from ccmnist.train import parallel
 
 
-def checkpoint_manager(workdir) -> ocp.CheckpointManager:
+def checkpoint_manager(workdir, keep_every: int | None = None) -> ocp.CheckpointManager:
+  """DIR/checkpoints/<epoch>: the newest two, and with keep_every every epoch it divides (the
+  epochs whose held-out predictions were saved, where a model selection may stop a run)."""
   return ocp.CheckpointManager(
       pathlib.Path(workdir).absolute() / "checkpoints",
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, keep_period=keep_every, create=True))
 
 
 class CheckpointError(RuntimeError):
@@ -61,6 +63,17 @@ def restore_latest(mngr: ocp.CheckpointManager, target) -> tuple:
   also = f" and {finished}" if finished.exists() else ""  # Else a rerun would not retrain.
   raise CheckpointError(f"{what} ({_first_line(error)}); if its files are damaged, delete "
                         f"{where}{also} and rerun the training to restart that run.")
+
+
+def restore_epoch(mngr: ocp.CheckpointManager, epoch: int, target):
+  """The state saved after `epoch`, restored into `target`'s structure; ValueError naming the
+  epochs kept when it was not kept (a run trained before the evaluated epochs were kept)."""
+  kept = sorted(mngr.all_steps())
+  if int(epoch) not in kept:
+    raise ValueError(f"{mngr.directory} keeps no checkpoint of epoch {epoch} (it keeps "
+                     f"{kept}): the run was trained before every evaluated epoch was kept; "
+                     "delete its directory and train it again.")
+  return mngr.restore(int(epoch), args=ocp.args.StandardRestore(target))
 
 
 def saved_extra(mngr):

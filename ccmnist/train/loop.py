@@ -261,7 +261,8 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
   step_fn, state, place_orders, local = _training_step(
       config, runs.init_state(config, model, tx, extra), splits["train"], train_data, lams,
       step_kw)
-  mngr = runs.checkpoint_manager(workdir)
+  eval_every = runs.eval_every_epochs(config)
+  mngr = runs.checkpoint_manager(workdir, keep_every=eval_every)  # Where a run may be stopped.
   start_epoch, state, bad = runs.restore_latest(mngr, state)
   for step in bad:  # Unreadable, and about to be written again.
     logging.warning("Deleting unreadable checkpoint %s.", mngr.directory / str(step))
@@ -277,7 +278,6 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
   n_train, k = config.data.train_size, len(reps)
   total_steps = steps * config.train.epochs
   log_every = max(1, config.train.log_every_steps)
-  eval_every = runs.eval_every_epochs(config)
   bound_queue = config.train.data_parallel
   t_run, done_since_start = time.perf_counter(), 0
   tensorboard = summaries.writers(workdir, k) if writer else contextlib.nullcontext([])
@@ -313,6 +313,8 @@ def _train_and_evaluate(config, workdir: pathlib.Path) -> dict:
             eval_fn, local(state.params),
             {n: v for n, v in evals.items() if n != "train" or last or every},
             config.train.eval_batch_size)
+      if preds is not None and writer:
+        runs.save_predictions(workdir, preds, epoch=epoch)
       if last and writer:
         runs.save_predictions(workdir, preds)
       row = {"epoch": epoch, "step": epoch * steps,

@@ -50,6 +50,7 @@ restore_latest = checkpoints.restore_latest
 
 
 INFERRED_SPLIT_FILE = "inferred_split.json"
+EPOCH_PREDICTIONS = "epoch_predictions"  # DIR/epoch_predictions/<epoch>.npz
 
 
 # ---------------------------------------------------------------- config
@@ -166,16 +167,28 @@ def init_state(config, model, tx, extra=None):
 
 # ---------------------------------------------------------------- outputs
 
-def save_predictions(workdir, preds: dict) -> None:
-  """DIR/predictions.npz: the final params' predictions per split, [K, n]."""
-  io.write_npz(pathlib.Path(workdir) / "predictions.npz",
-               **{name: np.asarray(p, np.int8) for name, p in jax.device_get(preds).items()})
+def save_predictions(workdir, preds: dict, epoch: int | None = None) -> None:
+  """DIR/predictions.npz: the final params' predictions per split, [K, n]; with `epoch`,
+  DIR/epoch_predictions/<epoch>.npz: those after that epoch (every epoch the held-out splits
+  are evaluated, so that a selection may stop the run there)."""
+  path = (pathlib.Path(workdir) / "predictions.npz" if epoch is None else
+          pathlib.Path(workdir) / EPOCH_PREDICTIONS / f"{int(epoch)}.npz")
+  io.write_npz(path, **{name: np.asarray(p, np.int8)
+                        for name, p in jax.device_get(preds).items()})
 
 
 def load_predictions(workdir) -> dict:
   """{split: int8 [K, n]} written after the last epoch, or {} when the run has none."""
   path = pathlib.Path(workdir) / "predictions.npz"
   return io.read_npz(path) if path.exists() else {}
+
+
+def load_epoch_predictions(workdir) -> dict:
+  """{epoch: {split: int8 [K, n]}} of every evaluated epoch, ascending; {} for a run trained
+  before they were saved."""
+  folder = pathlib.Path(workdir) / EPOCH_PREDICTIONS
+  paths = folder.glob("*.npz") if folder.is_dir() else []
+  return {int(p.stem): io.read_npz(p) for p in sorted(paths, key=lambda p: int(p.stem))}
 
 
 def summarize(config, history: list) -> dict:
@@ -217,8 +230,9 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   return workdir_lib.load_config(workdir, kind="training")
 
 
-def load_run(workdir, *, replica: int | None = 0):
-  """(model, params, config) of the latest checkpoint that restores in a training workdir.
+def load_run(workdir, *, replica: int | None = 0, epoch: int | None = None):
+  """(model, params, config) of the latest checkpoint that restores in a training workdir, or
+  of the one after `epoch`.
 
   params are replica `replica`'s (default the first); replica=None gives the stacked [K, ...]
   params of every replica (see `replicas(config)` for their seeds, lambdas and lrs).
@@ -233,7 +247,10 @@ def load_run(workdir, *, replica: int | None = 0):
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here),
         jax.eval_shape(lambda: init_state(config, model, tx, extra)))
-    step, state, _ = restore_latest(mngr, abstract)
+    if epoch is None:
+      step, state, _ = restore_latest(mngr, abstract)
+    else:
+      step, state = epoch, checkpoints.restore_epoch(mngr, epoch, abstract)
   finally:
     mngr.close()
   if step is None:

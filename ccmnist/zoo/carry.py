@@ -5,7 +5,8 @@ results folder under version control, say), not from the workdir:
 
   save     measures every finished run as the evaluate stage does (benchmark_eval.json) and
            copies its files, less what is large and read by no later stage once it is measured:
-           checkpoints, TensorBoard events, predictions.npz and DFR's refit.npz. The workdir's
+           checkpoints, TensorBoard events, predictions (the last epoch's and every evaluated
+           epoch's) and DFR's refit.npz. The workdir's
            own files come too (config.json, command.json, stages.json, results.json, ...).
   restore  copies the runs into a workdir, new or holding the same config, with the
            workdir's config, command, stage times and plan (the report is written again). A run
@@ -31,7 +32,8 @@ from ccmnist.zoo import report
 from ccmnist.zoo import stages
 
 # Left behind: parameters (and the refit's), per-example outputs, event files, locks.
-HEAVY = ("checkpoints", "tensorboard", "predictions.npz", "refit.npz", ".lock")
+HEAVY = ("checkpoints", "tensorboard", "predictions.npz", "epoch_predictions", "refit.npz",
+         ".lock")
 # The workdir's own files that restore brings back (the report's are written again, and what
 # else a kept folder holds, its README say, never enters the workdir, so no save overwrites it).
 RESTORED = ("config.json", "command.json", "stages.json", cost.PLAN_FILE)
