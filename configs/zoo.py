@@ -32,8 +32,9 @@ points, 10,000 training digits, the CheaterCNN alone in the study protocol, 13 e
 2,000 steps of 64: the study protocol's ERM is past its initial plateau, so its ranking is not
 of undertrained runs) and 12 in LfF's; the full profile's other models are priced by a short
 cost probe each; 'tiny' synthetic digits, for tests. The held-out splits are evaluated after
-every fifth of a run's epochs and its last (train.eval_every_epochs): model selection reads the
-last epoch alone, and the rest of the evaluations only draw the curves.
+every fifth of a run's epochs and its last (train.eval_every_epochs); each of these epochs keeps
+its predictions and checkpoint, so that the methods of config.stop_early are read where each
+seed's selection stops it, and the others at their last epoch.
 """
 
 import ml_collections
@@ -177,7 +178,7 @@ def _train(epochs: int, batch_size: int, size: str) -> dict:
               eval_batch_size=50 if size == "tiny" else 1000,
               log_every_steps=8 if size == "tiny" else 1000, data_parallel=False,
               eval_train_every_epoch=False,
-              # Selection reads the last epoch alone: five points per curve.
+              # Five points per curve, and where an early-stopped run may stop.
               eval_every_epochs=max(1, epochs // 5),
               grad_norm=False)  # Nothing in the benchmark reads it; it costs (docs/perf.md).
 
@@ -214,6 +215,11 @@ def build(size: str) -> ml_collections.ConfigDict:
   # Whether an entry's family (its second grid: zoo's `family` entries) trains with it; off for a
   # run at settings tuned before (tools/tuned_overrides.py).
   c.families = True
+  # The entries read at each seed's best evaluated epoch on its selection's split instead of the
+  # last (the methods whose paper stops early, methods.Benchmark.stop_early); the select stage
+  # reads it, so it may change on a trained workdir (--config.only=evaluate,select,analyse,report).
+  c.stop_early = ",".join(n for n, m in methods.METHODS.items()
+                          if m.benchmark is not None and m.benchmark.stop_early)
   c.ratios = RATIOS[size]
   c.run_protocols = "study,lff"  # The protocols of `protocols` to run and report, in order.
   c.protocols = protocols(size)

@@ -193,6 +193,44 @@ def test_every_run_is_analysed_at_its_headline_point_beside_its_null(tiny_bench)
   assert (workdir / shortcut.FIGURE).exists()
 
 
+def test_methods_their_papers_stop_early_are_read_where_each_seed_stops(tiny_bench):
+  """JTT (config.stop_early) is read, seed by seed, at the evaluated epoch its criterion
+  prefers: its selected measures are that epoch's, its analysis restores that epoch's params;
+  ERM is read at its last epoch."""
+  cfg, workdir, _ = tiny_bench
+  selection = json.loads((workdir / report.SELECTION_FILE).read_text())
+  assert entries.stops_early(cfg, "jtt") and not entries.stops_early(cfg, "erm")
+  for protocol, model in (("study", "cheater"), ("lff", "lff_mlp")):
+    jtt, erm = (plan.Run(protocol, model, 0.05, e) for e in ("jtt", "erm"))
+    ev = json.loads((plan.run_dir(workdir, jtt) / evaluate.EVAL_FILE).read_text())
+    epochs = [r["epoch"] for r in ev["grid"][0]["by_epoch"]]
+    assert epochs == list(range(1, cfg.protocols[protocol].train.epochs + 1))
+    assert ev["grid"][0]["by_epoch"][-1]["measures"] == ev["grid"][0]["measures"]
+    for sel in selection[jtt.key].values():
+      point = ev["grid"][sel["index"]]
+      assert len(sel["epochs"]) == cfg.num_seeds
+      for s, e in enumerate(sel["epochs"]):
+        row = point["by_epoch"][epochs.index(e)]["measures"]
+        assert sel["measures"]["group_balanced"]["values"][s] == row["group_balanced"][s]
+        crit = [r["measures"][sel["criterion"]][s] for r in point["by_epoch"]]
+        assert row[sel["criterion"]][s] == max(c for c in crit if c is not None)
+    assert all(sel["epochs"] is None for sel in selection[erm.key].values())
+    a = json.loads((plan.run_dir(workdir, jtt) / analyse.ANALYSIS_FILE).read_text())
+    stops = selection[jtt.key][entries.headline_rule(cfg, "jtt")]["epochs"]
+    assert a["point"]["epochs"] == stops and "epochs" not in json.loads(
+        (plan.run_dir(workdir, erm) / analyse.ANALYSIS_FILE).read_text())["point"]
+  # The analysed params: each seed's replica after its own epoch.
+  rdir = plan.run_dir(workdir, plan.Run("study", "cheater", 0.05, "jtt"))
+  _, got, _ = analyse.params_at(rdir, [1, 0], [2, 1])
+  for s, (r, e) in enumerate(((1, 2), (0, 1))):
+    want = runs_lib.load_run(rdir, replica=r, epoch=e)[1]
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+      np.testing.assert_array_equal(np.asarray(x)[s], np.asarray(y))
+  md = (workdir / "benchmark.md").read_text()
+  assert "## Stopped early, as their papers stop them" in md
+  assert "JTT is read where each seed's selection stops it, as its paper stops it" in md
+
+
 def test_the_analysis_gives_the_studys_own_numbers_for_the_cheater(tiny_bench):
   """The study's measures (interpret/representation.py network_measures, attacks/sweep.py and
   anatomy.py as attacks/run.py calls them) on the study protocol's ERM CheaterCNN, seed by
@@ -392,6 +430,41 @@ def test_each_selection_picks_the_grid_point_its_criterion_prefers():
   assert select.select(tie)["val"]["lam"] == 0.0
   none = _grid([{"val_unbiased_worst_group": [None, None]}])
   assert "group_val" not in select.select(none)
+
+
+def _with_epochs(point: dict, by_epoch: dict) -> dict:
+  """A hand-made grid point with its evaluated epochs {epoch: {measure: per seed}} (others
+  0.5); its last epoch's measures are the point's own."""
+  rows = [{"epoch": e, "measures": {m: ms.get(m, [0.5, 0.5]) for m in evaluate.MEASURES}}
+          for e, ms in sorted(by_epoch.items())]
+  return {**point, "measures": rows[-1]["measures"], "by_epoch": rows}
+
+
+def test_a_selection_that_stops_early_reads_each_seed_at_its_best_epoch():
+  """Group_val by hand: at lambda 0 seed 0 is best at epoch 20; seed 1 ties on the worst group
+  at 10 and 20 and its tie break prefers 20 (equal tie breaks: the first, 10). Stopped, lambda 0
+  (mean 0.65) beats lambda 1 (best at its last epoch, 0.6), which the last epoch prefers."""
+  wg, gb, tie = "val_unbiased_worst_group", "group_balanced", "val_unbiased_group_balanced"
+  grid = _grid([{}, {}])
+  grid[0] = _with_epochs(grid[0], {
+      10: {wg: [0.3, 0.6], gb: [0.11, 0.12], tie: [0.5, 0.7]},
+      20: {wg: [0.7, 0.6], gb: [0.21, 0.22], tie: [0.5, 0.8]},
+      30: {wg: [0.5, 0.5], gb: [0.31, 0.32]}})
+  grid[1] = _with_epochs(grid[1], {10: {wg: [0.4, 0.4]}, 20: {wg: [0.55, 0.55]},
+                                   30: {wg: [0.6, 0.6], gb: [0.41, 0.42]}})
+  last = select.select(grid)["group_val"]
+  assert (last["lam"], last["epochs"]) == (1.0, None)
+  got = select.select(grid, stop_early=True)["group_val"]
+  assert got["lam"] == 0.0 and got["epochs"] == [20, 20]
+  assert got["score"] == pytest.approx(0.65)
+  assert got["measures"][gb]["values"] == [0.21, 0.22]
+  grid[0]["by_epoch"][1]["measures"][tie] = [0.5, 0.7]  # Equal tie breaks: the first epoch.
+  got = select.select(grid, stop_early=True)["group_val"]
+  assert got["epochs"] == [20, 10] and got["measures"][gb]["values"] == [0.21, 0.12]
+  # Every way stops on its own criterion; a run without evaluated epochs is read at its last.
+  assert select.select(grid, stop_early=True)["val"]["epochs"] == [10, 10]
+  old = select.select(_grid([{}, {}]), stop_early=True)
+  assert all(s["epochs"] is None for s in old.values())
 
 
 def _splits():

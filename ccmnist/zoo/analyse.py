@@ -2,7 +2,8 @@
 
 For every run of the benchmark, at the grid point its headline selection rule chose
 (entries.headline_rule; selection.json says which lambda, and the run's replicas at that
-lambda are its seeds), on a fixed set of `num_digits` test digits (interpret/representation.py's
+lambda are its seeds, each read at its last epoch or, stopped early, at the epoch its selection
+stopped it), on a fixed set of `num_digits` test digits (interpret/representation.py's
 `counterfactual_stimuli`: balanced over the classes, each in a random palette color, with its
 twin recolored to a color of (nearly) equal channel-mean intensity, `intensity_partners`), per
 seed:
@@ -309,13 +310,32 @@ def null_models(model, cfg, image_shape):
 # ---------------------------------------------------------------- one run
 
 def headline_point(bench, run: plan.Run, selection: dict) -> dict | None:
-  """{'rule', 'index', 'lam', 'seeds'} of the run's headline selection, None without one."""
+  """{'rule', 'index', 'lam', 'entry', 'seeds'} of the run's headline selection, and 'epochs'
+  (each seed's) when it was stopped early; None without one."""
   rule = entries.headline_rule(bench, run.entry)
   sel = (selection.get(run.key) or {}).get(rule)
   if not sel:
     return None
-  return {"rule": rule, "index": int(sel["index"]), "lam": float(sel["lam"]),
-          "entry": sel.get("entry") or run.entry, "seeds": list(sel["seeds"])}
+  out = {"rule": rule, "index": int(sel["index"]), "lam": float(sel["lam"]),
+         "entry": sel.get("entry") or run.entry, "seeds": list(sel["seeds"])}
+  if sel.get("epochs") is not None:  # Absent otherwise: analyses made before stay valid.
+    out["epochs"] = [int(e) for e in sel["epochs"]]
+  return out
+
+
+def params_at(rdir, reps: list, epochs: list | None):
+  """(model, [S, ...] params of replicas `reps`, config): the last epoch's, or replica reps[s]
+  after epochs[s] (a stopped selection's)."""
+  model, params_K, config = runs_lib.load_run(rdir, replica=None)
+  if epochs is None:
+    return model, take(params_K, reps), config
+  rows = []
+  for epoch in sorted(set(epochs)):  # One restore per distinct epoch.
+    at = runs_lib.load_run(rdir, replica=None, epoch=epoch)[1]
+    rows += [(s, jax.tree_util.tree_map(lambda v, r=r: v[r], at))
+             for s, (r, e) in enumerate(zip(reps, epochs)) if e == epoch]
+  rows = [p for _, p in sorted(rows, key=lambda x: x[0])]
+  return model, jax.tree_util.tree_map(lambda *v: jnp.stack(v), *rows), config
 
 
 def analyse_run(bench, workdir, run: plan.Run, point: dict, *, null_cache: dict,
@@ -326,7 +346,7 @@ def analyse_run(bench, workdir, run: plan.Run, point: dict, *, null_cache: dict,
   attack = check_config(cfg)
   # A family's selected point may lie in a member's run (select.py names its entry).
   rdir = plan.run_dir(workdir, dataclasses.replace(run, entry=point["entry"]))
-  model, params_K, config = runs_lib.load_run(rdir, replica=None)
+  config = runs_lib.load_config(rdir)
   spec = splits_lib.spec(config.data)
   reps = [r["replica"] for r in runs_lib.replicas(config) if r["lam"] == point["lam"]]
   if not reps:
@@ -338,10 +358,11 @@ def analyse_run(bench, workdir, run: plan.Run, point: dict, *, null_cache: dict,
     stim_cache.clear()  # Runs of one data config come together: keep one.
     stim_cache[skey] = stimuli(config.data, num=cfg.num_digits, seed=cfg.seed)
   stim = stim_cache[skey]
-  layers = conv_layers(model, jax.tree_util.tree_map(lambda v: v[0], params_K),
+  model, params_S, _ = params_at(rdir, reps, point.get("epochs"))
+  layers = conv_layers(model, jax.tree_util.tree_map(lambda v: v[0], params_S),
                        spec.image_shape)
   kw = dict(layers=layers, num_classes=spec.num_classes, num_colors=spec.num_colors)
-  measures = analyse_models(model, take(params_K, reps), stim, cfg, attack, **kw)
+  measures = analyse_models(model, params_S, stim, cfg, attack, **kw)
   nkey = (type(model).__name__, json.dumps(config.model.to_dict(), sort_keys=True), skey)
   if nkey not in null_cache:
     null_cache[nkey] = analyse_models(model, null_models(model, cfg, spec.image_shape), stim,

@@ -49,8 +49,10 @@ def collect_run(bench, workdir, run: plan.Run, selection: dict) -> dict:
              lam_grid=list(runs_lib.lam_grid(config)),
              cost=cost_lib.run_cost(rdir, config, timing.get("wall_s")))
   ev = io.read_json(rdir / evaluate.EVAL_FILE)
-  if ev is not None:
-    out.update(grid=ev["grid"], replicas=ev["replicas"])
+  if ev is not None:  # Every evaluated epoch's measures stay in the run's own EVAL_FILE.
+    out.update(grid=[{k: v for k, v in p.items() if k != "by_epoch"} for p in ev["grid"]],
+               replicas=ev["replicas"],
+               evaluated_epochs=[r["epoch"] for r in ev["grid"][0].get("by_epoch", [])])
   split = io.read_json(rdir / runs_lib.INFERRED_SPLIT_FILE)
   if split is not None:
     out["inferred_split"] = split

@@ -203,9 +203,11 @@ def section(res, bench, lines) -> None:
   by = {r["key"]: r for r in recs}
   lines += markdown.heading(
       "Read at the last epoch: what stopping early would change",
-      "Every number above is each run at its last epoch. Its training log holds its held-out "
-      "accuracies at a few evaluated epochs, which say what early stopping at those epochs would "
-      "have given. These are readings of the logs, not runs: the tables above are unchanged. "
+      "Every number above but those of the methods stopped early is each run at its last epoch. "
+      "Its training log holds its held-out accuracies at a few evaluated epochs, which say what "
+      "early stopping at those epochs would have given (for a method stopped early: what its "
+      "stopping changed, in plain unbiased accuracy). These are readings of the logs, not runs: "
+      "the tables above are unchanged. "
       + intro(recs) + " Each cell: last → stopped. The whole table, with the epoch each seed "
       "stops at: `python tools/early_stopping.py DIR`.")
   for protocol in plan.protocol_names(bench):

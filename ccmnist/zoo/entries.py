@@ -2,6 +2,7 @@
 or refit method of the registry), what it knows of the bias, its title."""
 
 from ccmnist.train import methods as methods_lib
+from ccmnist.zoo import plan
 
 
 def knows(bench, entry: str) -> str:
@@ -59,6 +60,14 @@ def headline_rule(bench, entry: str) -> str:
   if uses_group_labels(bench, entry) or bench.zoo[entry].loss in SELECT_ON_GROUP_VAL:
     return "group_val"
   return "val"
+
+
+def stops_early(bench, entry: str) -> bool:
+  """Whether an entry's seeds are read at the epoch their selection picks (select.py): its row's
+  method is named in config.stop_early (by default those whose paper stops early,
+  methods.Benchmark.stop_early)."""
+  row = bench.zoo[entry].family or entry
+  return row in plan.split_names(bench.get("stop_early", ""))
 
 
 def group_labels_seen(bench, protocol: str, entry: str, rule: str | None = None) -> int:

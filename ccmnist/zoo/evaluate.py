@@ -11,8 +11,9 @@ Per replica, on the unbiased test set (test_easy, colors uniform: rho 0.1):
 
 then the all-conflicting test_hard, and what a model selection may read: val (colored like
 train, plain accuracy) and val_unbiased (rho 0.1, small, group-labelled: plain, group-balanced
-and worst-group accuracy). Pure numpy apart from measure_saved_predictions, which reads and
-writes.
+and worst-group accuracy). Measured after the last epoch and after every evaluated epoch
+(by_epoch), where a selection that stops early reads each seed. Pure numpy apart from
+measure_saved_predictions, which reads and writes.
 """
 
 import pathlib
@@ -97,20 +98,37 @@ def _check_shapes(preds: dict, splits: dict, k: int) -> None:
                        "not belong to this data; delete the run's directory and rerun.")
 
 
-def run_measures(preds: dict, splits: dict, reps: list, num_seeds: int) -> dict:
-  """{'replicas': [...], 'grid': [{'lam', 'seeds', 'measures': {m: [per seed]}}]}.
+def _per_point(per: list, g: int, num_seeds: int) -> dict:
+  """{m: [per seed]} of grid point g from per-replica measures."""
+  rows = [p for p in per if p["replica"] // num_seeds == g]
+  return {m: [p["measures"][m] for p in rows] for m in MEASURES}
 
-  preds: {split: [K, n]}; reps: runs.replicas(config) (replica r = grid point r // num_seeds,
-  seed r % num_seeds).
+
+def run_measures(preds: dict, splits: dict, reps: list, num_seeds: int,
+                 by_epoch: dict | None = None) -> dict:
+  """{'replicas': [...], 'grid': [{'lam', 'seeds', 'measures': {m: [per seed]}, 'by_epoch':
+  [{'epoch', 'measures'}]}]}.
+
+  preds: {split: [K, n]} after the last epoch; reps: runs.replicas(config) (replica r = grid
+  point r // num_seeds, seed r % num_seeds); by_epoch: {epoch: preds} of every evaluated epoch
+  (runs.load_epoch_predictions), ascending, measured alike ('by_epoch' absent without them).
   """
   _check_shapes(preds, splits, len(reps))
-  per = [{**r, "measures": replica_measures({n: p[r["replica"]] for n, p in preds.items()},
-                                            splits)} for r in reps]
+  measure = lambda p: [{**r, "measures": replica_measures(
+      {n: v[r["replica"]] for n, v in p.items()}, splits)} for r in reps]
+  per = measure(preds)
+  epochs = {}
+  for epoch, p in sorted((by_epoch or {}).items()):
+    _check_shapes(p, splits, len(reps))
+    epochs[int(epoch)] = measure(p)
   grid = []
   for g in range(len(reps) // num_seeds):
     rows = [p for p in per if p["replica"] // num_seeds == g]
     grid.append({"lam": rows[0]["lam"], "seeds": [p["seed"] for p in rows],
-                 "measures": {m: [p["measures"][m] for p in rows] for m in MEASURES}})
+                 "measures": _per_point(per, g, num_seeds)})
+    if epochs:
+      grid[-1]["by_epoch"] = [{"epoch": e, "measures": _per_point(m, g, num_seeds)}
+                              for e, m in epochs.items()]
   return {"replicas": per, "grid": grid}
 
 
@@ -122,6 +140,7 @@ def measure_saved_predictions(run_dir, splits: dict) -> dict:
     raise FileNotFoundError(f"{run_dir / 'predictions.npz'} not found: the run has not "
                             "finished; run the benchmark's train stage first.")
   config = runs_lib.load_config(run_dir)
-  out = run_measures(preds, splits, runs_lib.replicas(config), config.num_seeds)
+  out = run_measures(preds, splits, runs_lib.replicas(config), config.num_seeds,
+                     runs_lib.load_epoch_predictions(run_dir))
   io.write_json(run_dir / EVAL_FILE, out)
   return out

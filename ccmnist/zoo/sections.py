@@ -195,9 +195,21 @@ def section_header(res, bench, lines):
             "know: `group_val` for the methods trained with group labels (Group DRO, "
             "reweighting, group-balanced sampling, DFR) and for JTT and EIIL (whose papers "
             "select on group-labelled validation data), `val` for the others; every method is "
-            "also shown under every rule. Oracles (the grayscale oracle, random recoloring) "
-            "are ranked apart. Ratios are the bias-conflicting share of the training set "
-            "(rho_train = 1 - ratio).", ""]
+            "also shown under every rule. " + _stopped_sentence(bench) + "Oracles (the "
+            "grayscale oracle, random recoloring) are ranked apart. Ratios are the "
+            "bias-conflicting share of the training set (rho_train = 1 - ratio).", ""]
+
+
+def _stopped_sentence(bench) -> str:
+  """Which methods a selection stops early, for the header ('' when none)."""
+  titles = entries.titles_of(bench)
+  names = [titles[n] for n in plan.method_entries(bench) if entries.stops_early(bench, n)]
+  if not names:
+    return ""
+  are = "is" if len(names) == 1 else "are"
+  return (f"{', '.join(names)} {are} read where each seed's selection stops it, as "
+          f"{'its paper stops it' if len(names) == 1 else 'their papers stop them'} (section "
+          "\"Stopped early\"); every other method at its last epoch. ")
 
 
 def section_statements(res, bench, lines):
@@ -587,6 +599,49 @@ def section_published(res, bench, protocol: str, lines):
   ])
 
 
+def _stops_text(run: dict, rule: str) -> str:
+  """The epochs a run's seeds stop at under `rule`, or why it was read at its last."""
+  sel = _sel(run, rule)
+  if _status_text(run) or not sel:
+    return _status_text(run) or "—"
+  if sel.get("epochs") is None:
+    return f"last ({run['epochs']}): trained before its epochs were kept"
+  return ", ".join(str(e) for e in sel["epochs"])
+
+
+def section_stopped(res, bench, lines):
+  """Which methods are stopped early, on what, and the epoch each seed stops at."""
+  names = [n for n in plan.method_entries(bench) if entries.stops_early(bench, n)]
+  if not names:
+    return
+  titles = entries.titles_of(bench)
+  lines += markdown.heading(
+      "Stopped early, as their papers stop them",
+      f"{', '.join(titles[n] for n in names)} (`config.stop_early`) "
+      f"{'is' if len(names) == 1 else 'are'} read seed by seed at "
+      "the evaluated epoch where the selection rule's criterion is best (its tie break next, "
+      "then the first of equals, as JTT's code takes `np.argmax` over epochs), and each grid "
+      "point is chosen on these stopped values; every other method is read at its last epoch. "
+      "Under the group_val rule a seed stops on the worst group of the small group-labelled "
+      "val_unbiased, under val on the biased val, under the oracle on the test set itself. The "
+      "epoch each seed stops at, under the method's headline rule (seeds in order):")
+  for protocol in plan.protocol_names(bench):
+    for model in plan.models_of(bench.protocols[protocol]):
+      cells = [plan.Run(protocol, model, r, "").cell for r in bench.ratios]
+      runs = {(c, n): _cell_run(res, c, n) for c in cells for n in names}
+      done = [r for r in runs.values() if r["status"] == "done"]
+      if not done:
+        continue
+      evaluated = sorted({e for r in done for e in r.get("evaluated_epochs") or []})
+      lines += [f"Protocol `{protocol}`, model `{model}` (evaluated after epochs "
+                f"{', '.join(map(str, evaluated)) or 'the last alone'} of "
+                f"{done[0]['epochs']}):", ""]
+      lines += table(["method", "rule", *[pct(r) for r in bench.ratios]],
+                     [[titles[n], f"`{entries.headline_rule(bench, n)}`",
+                       *[_stops_text(runs[(c, n)], entries.headline_rule(bench, n))
+                         for c in cells]] for n in names])
+
+
 def section_methods(res, bench, lines):
   """What each method knows of the bias, what λ means and its grid."""
   lines += ["## The methods and what each knows", "",
@@ -708,6 +763,7 @@ def render(res, bench, workdir) -> str:
   shortcut.section(res, bench, workdir, lines)
   section_inferred(res, bench, lines)
   section_rankings(res, bench, lines)
+  section_stopped(res, bench, lines)
   early_stop.section(res, bench, lines)
   section_methods(res, bench, lines)
   section_cost(res, bench, lines)

@@ -29,6 +29,7 @@ import jax
 from ccmnist import pipeline
 from ccmnist.zoo import analyse as analyse_lib
 from ccmnist.zoo import cost as cost_lib
+from ccmnist.zoo import entries
 from ccmnist.zoo import evaluate
 from ccmnist.zoo import plan
 from ccmnist.zoo import report
@@ -148,7 +149,8 @@ def analyse_if_ready(bench, workdir, run: plan.Run, caches: dict) -> bool:
     if not measured(workdir, r):
       evaluate_run(workdir, r, caches.setdefault("splits", SplitCache()))
   grid = family_grid(bench, workdir, row)
-  point = grid and analyse_lib.headline_point(bench, row, {row.key: select_lib.select(grid)})
+  point = grid and analyse_lib.headline_point(
+      bench, row, {row.key: select_lib.select(grid, entries.stops_early(bench, row.entry))})
   if not point or analyse_lib.analysed(bench, workdir, row, point):
     return False
   out = analyse_lib.analyse_run(bench, workdir, row, point,
@@ -238,8 +240,15 @@ def train_done(bench, workdir) -> bool:
 
 
 def measured(workdir, run: plan.Run) -> bool:
+  """Whether the run failed or has its measures, every evaluated epoch's among them when its
+  predictions are there (a run measured before they were is measured again)."""
   rdir = plan.run_dir(workdir, run)
-  return (rdir / report.FAILED_FILE).exists() or (rdir / evaluate.EVAL_FILE).exists()
+  if (rdir / report.FAILED_FILE).exists():
+    return True
+  ev = io.read_json(rdir / evaluate.EVAL_FILE)
+  if ev is None:
+    return False
+  return "by_epoch" in ev["grid"][0] or not (rdir / runs_lib.EPOCH_PREDICTIONS).is_dir()
 
 
 def evaluate_done(bench, workdir) -> bool:
@@ -287,7 +296,7 @@ def stage_select(bench, workdir) -> bool:
   for run in plan.all_runs(bench):
     grid = family_grid(bench, workdir, run)
     if grid is not None:
-      out[run.key] = select_lib.select(grid)
+      out[run.key] = select_lib.select(grid, entries.stops_early(bench, run.entry))
   io.write_json(pathlib.Path(workdir) / report.SELECTION_FILE, out, indent=1)
   return True
 
@@ -317,10 +326,11 @@ STAGES = {
 }
 
 
-# Config keys that may change between calls on one workdir: `only` selects what runs, and the
+# Config keys that may change between calls on one workdir: `only` selects what runs, the
 # analyse stage's settings are kept in each analysis.json (a run analysed under other settings
-# is analysed again), so a finished benchmark can be analysed without training it again.
-IGNORE = ("only", "analyse")
+# is analysed again), so a finished benchmark can be analysed without training it again, and
+# `stop_early` is read by the select stage, which runs again on every call that names it.
+IGNORE = ("only", "analyse", "stop_early")
 
 
 def selected_stages(bench) -> tuple:

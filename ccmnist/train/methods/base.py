@@ -78,6 +78,9 @@ class Benchmark:
   501), the same share whatever the protocol's epoch count.
   needs: the benchmark entry whose run (same cell, data and seeds) is trained first: the run a
   refit refits, or the one whose workdir goes into the method's `reference` setting.
+  stop_early: its paper stops training at the epoch its held-out selection picks (Group DRO,
+  JTT, and the reweighting baselines they are compared with): each seed is read at its best
+  evaluated epoch on its selection rule's split (ccmnist/zoo/select.py), not at its last.
   """
   title: str
   grid: tuple = (0.0,)
@@ -85,6 +88,7 @@ class Benchmark:
   warmup_epochs: int = 0
   warmup_fraction: float = 0.0
   needs: str = ""
+  stop_early: bool = False
 
   def warmup_of(self, epochs: int) -> int:
     """config.loss.warmup_epochs of a run of `epochs` epochs: round(warmup_fraction x epochs),

@@ -115,4 +115,5 @@ METHOD = base.Method(
     lam_means="eta, the step size of the group weights' exponentiated-gradient update",
     batch_keys=("images", "labels", "aligned"), sliceable=False,
     defaults={"generalization_adjustment": 0.0, "l2": 0.0}, init_extra=init_extra, check=check,
-    benchmark=base.Benchmark(title="Group DRO", grid=(0.001, 0.01, 0.1), quick_grid=(0.01, 0.1)))
+    benchmark=base.Benchmark(title="Group DRO", grid=(0.001, 0.01, 0.1), quick_grid=(0.01, 0.1),
+                             stop_early=True))

@@ -88,4 +88,4 @@ METHOD = base.Method(
     batch_keys=("images", "labels", "index"), defaults=DEFAULTS, init_extra=init_extra,
     check=check, reference="reference", epoch_pool=epoch_pool, inferred_split="errors",
     benchmark=base.Benchmark(title="JTT", grid=(5.0, 20.0, 50.0, 100.0), quick_grid=(20.0,),
-                             needs="identify"))
+                             needs="identify", stop_early=True))

@@ -66,9 +66,10 @@ METHOD = base.Method(
     summary="CE weighted by 1 / (train count of the example's group), mean weight 1",
     paper=_PAPER + " (RWG's weights, on the loss)", knows=_KNOWS,
     batch_keys=("images", "labels", "index"), init_extra=init_extra,
-    benchmark=base.Benchmark(title="group reweighting"))
+    benchmark=base.Benchmark(title="group reweighting", stop_early=True))
 SAMPLING_METHOD = base.Method(
     name="balanced_sampling", loss=erm.loss,
     summary="plain CE on batches drawn with replacement so that every group is equally likely",
     paper=_PAPER + " (RWG, as their code samples)", knows=_KNOWS,
-    sample_weights=sample_weights, benchmark=base.Benchmark(title="group-balanced sampling"))
+    sample_weights=sample_weights, benchmark=base.Benchmark(title="group-balanced sampling",
+                                                            stop_early=True))
