@@ -208,8 +208,9 @@ def _stopped_sentence(bench) -> str:
     return ""
   are = "is" if len(names) == 1 else "are"
   return (f"{', '.join(names)} {are} read where each seed's selection stops it, as "
-          f"{'its paper stops it' if len(names) == 1 else 'their papers stop them'} (section "
-          "\"Stopped early\"); every other method at its last epoch. ")
+          f"{'its paper stops it' if len(names) == 1 else 'their papers stop them'}, where "
+          "the run kept its evaluated epochs (section \"Stopped early\" says where each seed "
+          "stops); every other method at its last epoch. ")
 
 
 def section_statements(res, bench, lines):
@@ -605,7 +606,7 @@ def _stops_text(run: dict, rule: str) -> str:
   if _status_text(run) or not sel:
     return _status_text(run) or "—"
   if sel.get("epochs") is None:
-    return f"last ({run['epochs']}): trained before its epochs were kept"
+    return "last"
   return ", ".join(str(e) for e in sel["epochs"])
 
 
@@ -633,13 +634,17 @@ def section_stopped(res, bench, lines):
       if not done:
         continue
       evaluated = sorted({e for r in done for e in r.get("evaluated_epochs") or []})
-      lines += [f"Protocol `{protocol}`, model `{model}` (evaluated after epochs "
-                f"{', '.join(map(str, evaluated)) or 'the last alone'} of "
-                f"{done[0]['epochs']}):", ""]
-      lines += table(["method", "rule", *[pct(r) for r in bench.ratios]],
-                     [[titles[n], f"`{entries.headline_rule(bench, n)}`",
-                       *[_stops_text(runs[(c, n)], entries.headline_rule(bench, n))
-                         for c in cells]] for n in names])
+      kept = (f"epochs {', '.join(map(str, evaluated))} of {done[0]['epochs']} kept"
+              if evaluated else "no run kept its evaluated epochs")
+      lines += [f"Protocol `{protocol}`, model `{model}` ({kept}):", ""]
+      rows = [[titles[n], f"`{entries.headline_rule(bench, n)}`",
+               *[_stops_text(runs[(c, n)], entries.headline_rule(bench, n)) for c in cells]]
+              for n in names]
+      lines += table(["method", "rule", *[pct(r) for r in bench.ratios]], rows)
+      if any(cell == "last" for row in rows for cell in row):
+        lines += ["*last*: read at its last epoch, as the tables above report it: the run was "
+                  "trained before each evaluated epoch's predictions and parameters were kept, "
+                  "so it cannot be stopped (train it again: delete its folder and rerun).", ""]
 
 
 def section_methods(res, bench, lines):
