@@ -325,3 +325,27 @@ def test_the_code_that_trained_the_runs_is_counted_per_commit():
                   "c": {"cost": {"code": ["abc"]}}, "d": {}}}
   assert sections.trained_on(res) == "Runs trained on code abc (3 runs), def (1 run)."
   assert sections.trained_on({"runs": {"d": {}}}).startswith("The code that trained the runs")
+
+
+def test_the_stopped_early_table_gives_each_seeds_epoch_or_says_why_it_is_the_last():
+  """Group DRO stopped at its seeds' epochs; JTT trained before its epochs were kept ('last',
+  explained under the table); ERM and the oracle are not listed (read at their last epoch)."""
+  bench = small_bench()
+  res = hand_made(bench, VALUES)
+  cell = plan.Run("study", "cheater", 0.05, "").cell
+  for entry in VALUES:
+    res["runs"][f"{cell}/{entry}"].update(epochs=2, evaluated_epochs=[1, 2])
+  for sel in res["runs"][f"{cell}/groupdro"]["selection"].values():
+    sel["epochs"] = [1, 2]
+  lines = []
+  sections.section_stopped(res, bench, lines)
+  text = "\n".join(lines)
+  assert "Group DRO, JTT (`config.stop_early`) are read seed by seed" in text
+  assert "Protocol `study`, model `cheater` (epochs 1, 2 of 2 kept):" in text
+  assert "| Group DRO | `group_val` | 1, 2 |" in text and "| JTT | `group_val` | last |" in text
+  assert "*last*: read at its last epoch" in text and "| ERM |" not in text
+  with bench.unlocked():
+    bench.stop_early = ""  # Nothing stopped early: no section, and the header says nothing.
+  lines = []
+  sections.section_stopped(res, bench, lines)
+  assert lines == [] and sections._stopped_sentence(bench) == ""
