@@ -272,6 +272,12 @@ def test_rules_are_not_compared_where_every_run_holds_one_grid_point():
   two = {**one, "c": {"status": "done", "grid": [{"lam": 1.0}, {"lam": 2.0}]}}
   assert not sections.one_point_each({"runs": two})
   assert not sections.one_point_each({"runs": {"b": {"status": "todo"}}})
+  # One grid point, but stopped early: each rule stops its seeds at its own epochs.
+  stopped = {**one, "d": {"status": "done", "grid": [{"lam": 1.0}],
+                          "selection": {"val": {"epochs": [20, 40]}, "oracle": {"epochs": None}}}}
+  assert not sections.one_point_each({"runs": stopped})
+  stopped["d"]["selection"]["val"]["epochs"] = None
+  assert sections.one_point_each({"runs": stopped})
 
 
 def test_the_header_says_the_seeds_share_one_color_draw():

@@ -411,10 +411,13 @@ ONE_POINT = ("Every method here trains one grid point (its λ fixed by the confi
 
 
 def one_point_each(res) -> bool:
-  """Whether every trained run holds a single grid point (then selection has nothing to
-  choose)."""
-  grids = [r.get("grid") for r in res["runs"].values() if r.get("status") == "done"]
-  return bool(grids) and all(g is not None and len(g) <= 1 for g in grids)
+  """Whether every trained run holds a single grid point and none is stopped early (then
+  selection has nothing to choose; a stopped run's rules may stop it at different epochs)."""
+  done = [r for r in res["runs"].values() if r.get("status") == "done"]
+  stopped = any(s.get("epochs") is not None
+                for r in done for s in (r.get("selection") or {}).values())
+  return bool(done) and not stopped and all(
+      r.get("grid") is not None and len(r["grid"]) <= 1 for r in done)
 
 
 def ranking_changes(res, bench) -> list:
