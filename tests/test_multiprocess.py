@@ -246,11 +246,12 @@ def test_process_1_writes_only_checkpoints(two):
   for name in ("config.json", "metrics.jsonl", "results.json", "predictions.npz"):
     assert name in mine, sorted(mine)
   assert any(p.startswith("tensorboard" + os.sep) for p in mine)
+  assert any(p.startswith("epoch_predictions" + os.sep) for p in mine)
   # Both processes took part in the checkpoints (orbax writes each process's share).
   assert by[0] - mine and by[1]
   assert {p.name for p in workdir.iterdir()} == {
       ".lock", "config.json", "metrics.jsonl", "results.json", "predictions.npz", "tensorboard",
-      "checkpoints"}
+      "checkpoints", "epoch_predictions"}
 
 
 def test_a_refused_workdir_stops_both_processes_at_once(tmp_path, xla_cache):

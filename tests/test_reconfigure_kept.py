@@ -1,4 +1,5 @@
-"""tools/reconfigure_kept.py: which methods train again under a new config, and what it drops."""
+"""A kept folder pointed at another config (zoo/carry.py reconfigure, tools/reconfigure_kept.py):
+which methods train again, and what it drops."""
 
 import json
 import pathlib
@@ -8,11 +9,10 @@ import sys
 import pytest
 
 from ccmnist.util import workdir as workdir_lib
+from ccmnist.zoo import carry
 from configs import zoo as zoo_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import reconfigure_kept  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _config(**zoo_overrides) -> dict:
@@ -24,29 +24,29 @@ def _config(**zoo_overrides) -> dict:
 
 def test_a_changed_entry_its_family_and_the_runs_that_read_it_train_again():
   old = _config()
-  got = reconfigure_kept.changed_entries(old, _config(**{"jtt.lam_grid": (20.0,)}))
+  got = carry.entries_to_retrain(old, _config(**{"jtt.lam_grid": (20.0,)}))
   assert set(got) == {"jtt", "jtt_t0p02", "jtt_t0p4"} and "lam_grid" in got["jtt"]
   assert got["jtt_t0p02"] == "a member of jtt's family"
   # JTT and its family members read the identification runs.
-  got = reconfigure_kept.changed_entries(old, _config(**{"identify.epochs_fraction": 0.3}))
+  got = carry.entries_to_retrain(old, _config(**{"identify.epochs_fraction": 0.3}))
   assert set(got) == {"identify", "jtt", "jtt_t0p02", "jtt_t0p4"}
   assert got["jtt"] == "it needs the identify run"
   # A row named by --retrain takes its family's members; nothing else moves.
-  got = reconfigure_kept.changed_entries(old, old, retrain=["groupdro"])
+  got = carry.entries_to_retrain(old, old, retrain=["groupdro"])
   assert set(got) == {"groupdro", "groupdro_l2_0p0001", "groupdro_l2_0p1", "groupdro_l2_1"}
   assert got["groupdro"] == "named by --retrain"
-  assert reconfigure_kept.changed_entries(old, old) == {}
+  assert carry.entries_to_retrain(old, old) == {}
 
 
 def test_anything_but_the_zoo_entries_is_another_benchmark():
   old, new = _config(), _config()
   new["num_seeds"] = 3
   with pytest.raises(ValueError, match="differ outside their zoo entries .*num_seeds"):
-    reconfigure_kept.changed_entries(old, new)
+    carry.entries_to_retrain(old, new)
   new = {**old, "only": "report", "stop_early": "jtt"}  # Keys that may change on a workdir.
-  assert reconfigure_kept.changed_entries(old, new) == {}
+  assert carry.entries_to_retrain(old, new) == {}
   with pytest.raises(ValueError, match=r"--retrain names \['nope'\]"):
-    reconfigure_kept.changed_entries(old, old, retrain=["nope"])
+    carry.entries_to_retrain(old, old, retrain=["nope"])
 
 
 def _folder(tmp_path, config: dict) -> pathlib.Path:
@@ -61,7 +61,7 @@ def _folder(tmp_path, config: dict) -> pathlib.Path:
 
 def test_apply_drops_those_runs_and_the_command_and_writes_the_new_config(tmp_path):
   folder = _folder(tmp_path, _config())
-  dropped = reconfigure_kept.apply(folder, {"jtt": "why"}, '{"new": 1}')
+  dropped = carry.reconfigure(folder, {"jtt": "why"}, '{"new": 1}')
   assert [p.name for p in dropped] == ["jtt"]
   runs = folder / "runs/lff/lff_mlp/rho0.99"
   assert sorted(p.name for p in runs.iterdir()) == ["erm", "identify"]

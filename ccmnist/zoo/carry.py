@@ -16,11 +16,17 @@ results folder under version control, say), not from the workdir:
            run, one without its analysis.json.
 
 Unfinished runs are never saved: their checkpoints stay in the workdir they trained in.
+
+  reconfigure  points a folder (kept, or a workdir) at a config that trains some methods
+           differently (a new tuning, or runs that must train again: entries_to_retrain), by
+           dropping exactly those methods' runs and writing the new config
+           (tools/reconfigure_kept.py).
 """
 
 import dataclasses
 import json
 import pathlib
+import shutil
 
 from ccmnist.util import io
 from ccmnist.util import workdir as workdir_lib
@@ -180,3 +186,53 @@ def describe(keys) -> list:
 def as_json(out: dict) -> str:
   return json.dumps({k: describe(v) if isinstance(v, list) else v for k, v in out.items()},
                     indent=1)
+
+
+# ---------------------------------------------------------------- another config
+
+def entries_to_retrain(old: dict, new: dict, retrain=()) -> dict:
+  """{entry: why} of the entries whose runs train again under `new` (module docstring); raises
+  ValueError when old and new differ outside the zoo entries."""
+  outside = workdir_lib.diff_configs({k: v for k, v in old.items() if k != "zoo"},
+                                     {k: v for k, v in new.items() if k != "zoo"},
+                                     ignore=stages.IGNORE)
+  if outside:
+    raise ValueError(f"the configs differ outside their zoo entries ({'; '.join(outside[:3])}): "
+                     "that is another benchmark; keep it in a folder of its own.")
+  unknown = [e for e in retrain if e not in new["zoo"]]
+  if unknown:
+    raise ValueError(f"--retrain names {unknown}, not entries of the config's zoo.")
+  out = {}
+  for name in sorted(set(old["zoo"]) | set(new["zoo"])):
+    diff = workdir_lib.diff_configs(old["zoo"].get(name, {}), new["zoo"].get(name, {}))
+    if diff:
+      out[name] = "its entry differs: " + "; ".join(diff[:2])
+  out.update({e: "named by --retrain" for e in retrain if e not in out})
+  grown = True
+  while grown:  # A family's members with their row, and every run that reads a dropped one.
+    grown = False
+    for name, entry in new["zoo"].items():
+      why = ((entry.get("family") in out and f"a member of {entry['family']}'s family") or
+             (entry.get("needs") in out and f"it needs the {entry['needs']} run"))
+      if name not in out and why:
+        out[name], grown = why, True
+  return out
+
+
+def retrain_dirs(folder, entries: dict) -> list:
+  """The run directories (runs/<protocol>/<model>/rho<rho>/<entry>) of `entries` in a folder."""
+  root = pathlib.Path(folder) / "runs"
+  return sorted(p for p in root.glob("*/*/*/*") if p.is_dir() and p.name in entries)
+
+
+def reconfigure(folder, entries: dict, config_text: str) -> list:
+  """Drops the runs of `entries` and command.json from a folder and writes config.json; returns
+  the dropped run directories. Written last, so that a stop part way leaves the old config,
+  which refuses the new one until this runs again."""
+  folder = pathlib.Path(folder)
+  dropped = retrain_dirs(folder, entries)
+  for path in dropped:
+    shutil.rmtree(path)
+  (folder / "command.json").unlink(missing_ok=True)
+  io.write_text(folder / "config.json", config_text)
+  return dropped
