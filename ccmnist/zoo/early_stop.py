@@ -1,13 +1,15 @@
 """What early stopping would change, read from each run's logged held-out evaluations.
 
-Every benchmark run is read at its last epoch. JTT's code stops early, at the epoch of best
-worst-group validation accuracy (github.com/anniesch/jtt, analysis.py `print_accs`), and Group
-DRO's paper gives strong L2 and early stopping as its two regimes. This reads, for each run at its
+The benchmark reads every run at its last epoch but those of config.stop_early, which its
+selection stops (select.py) where the run kept its evaluated epochs. JTT's code stops early, at
+the epoch of best worst-group validation accuracy (github.com/anniesch/jtt, analysis.py
+`print_accs`), and Group DRO's paper gives strong L2 and early stopping as its two regimes. This
+needs no kept epochs: it reads, for each run at its
 headline grid point (the λ and family member its headline selection rule chose), the held-out
 evaluations its training log holds (metrics.jsonl, every few epochs), and per seed the plain
 unbiased test accuracy (test_easy) at:
 
-  last:    the last epoch (what the benchmark reports);
+  last:    the last epoch (what the benchmark reports of a run it does not stop);
   stopped: the evaluated epoch of best plain accuracy on the split the run's headline rule
            selects on, so that no method learns more than its rule gives it: val (colored like
            train, no group labels) under `val`, val_unbiased (group-labelled) under `group_val`.
