@@ -79,3 +79,19 @@ def test_the_command_line_says_what_it_would_drop_and_changes_nothing(tmp_path):
   assert "1 runs of 3 entries train again" in out and "jtt: its entry differs" in out
   assert "Nothing changed: rerun with --apply." in out
   assert (folder / "config.json").read_text() == before and (folder / "command.json").exists()
+
+
+def test_a_refused_folder_leaves_every_folder_as_it_was(tmp_path):
+  """The second folder holds another benchmark: the first, though it would accept the config, is
+  not changed either."""
+  first = _folder(tmp_path / "a", _config())
+  other = _config()
+  other["num_seeds"] = 3
+  second = _folder(tmp_path / "b", other)
+  out = subprocess.run(
+      [sys.executable, "tools/reconfigure_kept.py", f"--folders={first},{second}", "--apply",
+       "--config=configs/zoo.py:full", "--config.zoo.jtt.lam_grid=(20.0,)"],
+      cwd=REPO, capture_output=True, text=True)
+  assert out.returncode != 0 and "differ outside their zoo entries" in out.stderr
+  assert (first / "runs/lff/lff_mlp/rho0.99/jtt").is_dir() and (first / "command.json").exists()
+  assert json.loads((first / "config.json").read_text()) == _config()

@@ -41,19 +41,20 @@ def main(argv):
   del argv
   new_text = workdir_lib.config_json(_CONFIG.value)
   new = json.loads(new_text)
+  plans = {}  # Every folder is checked before any is changed.
   for folder in map(pathlib.Path, _FOLDERS.value):
     old = io.read_json(folder / "config.json")
     if old is None:
       print(f"{folder}: no config.json; nothing to do.")
       continue
-    entries = carry.entries_to_retrain(old, new, _RETRAIN.value)
-    runs = carry.retrain_dirs(folder, entries)
-    print(f"{folder}: {len(runs)} runs of {len(entries)} entries train again:")
-    for name, why in entries.items():
+    plans[folder] = carry.entries_to_retrain(old, new, _RETRAIN.value)
+    runs = carry.retrain_dirs(folder, plans[folder])
+    print(f"{folder}: {len(runs)} runs of {len(plans[folder])} entries train again:")
+    for name, why in plans[folder].items():
       print(f"  {name}: {why}")
-    if _APPLY.value:
-      carry.reconfigure(folder, entries, new_text)
-      print(f"{folder}: dropped them; config.json is the new config.")
+  for folder, entries in plans.items() if _APPLY.value else ():
+    carry.reconfigure(folder, entries, new_text)
+    print(f"{folder}: dropped them; config.json is the new config.")
   if not _APPLY.value:
     print("Nothing changed: rerun with --apply.")
   return 0

@@ -326,15 +326,12 @@ def headline_point(bench, run: plan.Run, selection: dict) -> dict | None:
 def params_at(rdir, reps: list, epochs: list | None):
   """(model, [S, ...] params of replicas `reps`, config): the last epoch's, or replica reps[s]
   after epochs[s] (a stopped selection's)."""
-  model, params_K, config = runs_lib.load_run(rdir, replica=None)
   if epochs is None:
+    model, params_K, config = runs_lib.load_run(rdir, replica=None)
     return model, take(params_K, reps), config
-  rows = []
-  for epoch in sorted(set(epochs)):  # One restore per distinct epoch.
-    at = runs_lib.load_run(rdir, replica=None, epoch=epoch)[1]
-    rows += [(s, jax.tree_util.tree_map(lambda v, r=r: v[r], at))
-             for s, (r, e) in enumerate(zip(reps, epochs)) if e == epoch]
-  rows = [p for _, p in sorted(rows, key=lambda x: x[0])]
+  at = {e: runs_lib.load_run(rdir, replica=None, epoch=e) for e in set(epochs)}  # One each.
+  model, _, config = at[epochs[0]]
+  rows = [jax.tree_util.tree_map(lambda v, r=r: v[r], at[e][1]) for r, e in zip(reps, epochs)]
   return model, jax.tree_util.tree_map(lambda *v: jnp.stack(v), *rows), config
 
 

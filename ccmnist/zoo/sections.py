@@ -200,10 +200,15 @@ def section_header(res, bench, lines):
             "bias-conflicting share of the training set (rho_train = 1 - ratio).", ""]
 
 
+def _stopped_rows(bench) -> list:
+  """The report rows a selection stops early, in report order."""
+  return [n for n in plan.method_entries(bench) if entries.stops_early(bench, n)]
+
+
 def _stopped_sentence(bench) -> str:
   """Which methods a selection stops early, for the header ('' when none)."""
   titles = entries.titles_of(bench)
-  names = [titles[n] for n in plan.method_entries(bench) if entries.stops_early(bench, n)]
+  names = [titles[n] for n in _stopped_rows(bench)]
   if not names:
     return ""
   are = "is" if len(names) == 1 else "are"
@@ -605,9 +610,9 @@ def section_published(res, bench, protocol: str, lines):
 
 def _stops_text(run: dict, rule: str) -> str:
   """The epochs a run's seeds stop at under `rule`, or why it was read at its last."""
-  sel = _sel(run, rule)
-  if _status_text(run) or not sel:
-    return _status_text(run) or "—"
+  status, sel = _status_text(run), _sel(run, rule)
+  if status or not sel:
+    return status or "—"
   if sel.get("epochs") is None:
     return "last"
   return ", ".join(str(e) for e in sel["epochs"])
@@ -615,7 +620,7 @@ def _stops_text(run: dict, rule: str) -> str:
 
 def section_stopped(res, bench, lines):
   """Which methods are stopped early, on what, and the epoch each seed stops at."""
-  names = [n for n in plan.method_entries(bench) if entries.stops_early(bench, n)]
+  names = _stopped_rows(bench)
   if not names:
     return
   titles = entries.titles_of(bench)

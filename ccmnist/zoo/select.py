@@ -63,7 +63,7 @@ def stop_epoch(by_epoch: list, seed: int, criterion: str, tie_break: str | None 
     score = row["measures"][criterion][seed]
     if score is None:
       continue
-    second = row["measures"].get(tie_break, [None] * (seed + 1))[seed] if tie_break else None
+    second = row["measures"][tie_break][seed] if tie_break else None
     key = (score, -np.inf if second is None else second)
     if key > best_key:
       best, best_key = i, key
